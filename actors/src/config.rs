@@ -1,0 +1,66 @@
+//! What the actor system needs to know about its host.
+
+use std::path::{Path, PathBuf};
+
+use wire::{ApiError, ErrorKind};
+
+/// The sandbox binary's file name.
+pub const SANDBOX_BINARY: &str = "paddock-sandbox";
+/// The gofer binary's file name.
+pub const GOFER_BINARY: &str = "paddock-gofer";
+
+/// Settings of one actor system (one state root).
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// The state root: container directories, sockets.
+    pub root: PathBuf,
+    /// Where `paddock-sandbox` and `paddock-gofer` are. `None`: beside the running
+    /// executable, or in its parent directory (which covers `target/*/examples/` and
+    /// `target/*/deps/` during development).
+    pub helper_dir: Option<PathBuf>,
+    /// The largest frame accepted on any connection.
+    pub max_frame: usize,
+}
+
+impl SupervisorConfig {
+    /// A configuration for `root` with every other setting at its default.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            helper_dir: None,
+            max_frame: wire::frame::DEFAULT_MAX_FRAME,
+        }
+    }
+
+    /// The path of a helper binary, or a clear error saying where it was looked for.
+    pub fn helper(&self, name: &str) -> Result<PathBuf, ApiError> {
+        let candidates: Vec<PathBuf> = match &self.helper_dir {
+            Some(dir) => vec![dir.join(name)],
+            None => {
+                let exe = std::env::current_exe()
+                    .map_err(|e| ApiError::io("finding the running executable", e))?;
+                let dir = exe.parent().unwrap_or(Path::new("/"));
+                let mut c = vec![dir.join(name)];
+                if let Some(parent) = dir.parent() {
+                    c.push(parent.join(name));
+                }
+                c
+            }
+        };
+        candidates
+            .iter()
+            .find(|p| p.is_file())
+            .cloned()
+            .ok_or_else(|| {
+                let looked: Vec<String> =
+                    candidates.iter().map(|p| p.display().to_string()).collect();
+                ApiError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "cannot find {name} (looked at {}); set helper_dir in the configuration",
+                        looked.join(", ")
+                    ),
+                )
+            })
+    }
+}

@@ -1,0 +1,49 @@
+//! paddock's actors: the supervisor and its children, on actix.
+//!
+//! - [`Supervisor`]: the registry and router; resolves ids and serializes creation.
+//! - [`container::ContainerActor`]: one container's status machine and metadata.
+//! - [`sandbox::SandboxActor`]: one sandbox process and its control connection.
+//! - [`gofer::GoferActor`]: one gofer process.
+//!
+//! The messages are the wire crate's API structs ([`wire::api`]): the same values `ctl` sends
+//! over the socket can be sent to the supervisor directly. This is how a Rust program embeds
+//! paddock (see `examples/embedded.rs`):
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), wire::ApiError> {
+//! use actors::{Supervisor, SupervisorConfig};
+//! let supervisor = Supervisor::start(SupervisorConfig::new("/run/paddock-embedded"))?;
+//! let state = supervisor
+//!     .send(wire::api::GetState { id: "web".into() })
+//!     .await
+//!     .expect("supervisor running")?;
+//! println!("{} is {}", state.id, state.status);
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod container;
+pub mod gofer;
+pub mod launch;
+pub mod meta;
+pub mod process;
+pub mod procfs;
+pub mod resolve;
+pub mod sandbox;
+pub mod spec;
+pub mod status;
+pub mod supervisor;
+
+pub use config::SupervisorConfig;
+pub use supervisor::Supervisor;
+
+/// Runs blocking work (disk, fork/exec) off the actors' thread.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, wire::ApiError>
+where
+    F: FnOnce() -> Result<T, wire::ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| wire::ApiError::internal(format!("blocking task failed: {e}")))?
+}

@@ -1,0 +1,348 @@
+//! Container metadata on disk: `<root>/<id>/meta.json`, guarded by `<root>/<id>/meta.lock`.
+//!
+//! Every change is saved at once and atomically: a temporary file is written and fsynced,
+//! renamed over `meta.json`, and the directory is fsynced. A crash at any instant leaves the
+//! old or the new file, never a torn one. A directory without `meta.json` is a container
+//! that was never fully created or was half deleted: it does not exist, and is cleaned up.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+use wire::{ApiError, ContainerState, ErrorKind, ExitStatus, Status};
+
+/// The metadata file's name.
+pub const META_FILE: &str = "meta.json";
+/// The lock file's name.
+pub const LOCK_FILE: &str = "meta.lock";
+const TEMP_FILE: &str = "meta.json.tmp";
+/// The version of the metadata format written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A process paddock started, identified so that a reused pid is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    /// Its pid in paddockd's PID namespace.
+    pub pid: i32,
+    /// Its start time (clock ticks after boot, from `/proc/<pid>/stat`).
+    pub start_time: u64,
+}
+
+/// Everything paddock keeps about one container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    /// The format version.
+    pub format: u32,
+    /// The container's id.
+    pub id: String,
+    /// The sandbox it runs in (its root container's id).
+    pub sandbox_id: String,
+    /// The bundle directory (empty for the embedded default).
+    pub bundle: PathBuf,
+    /// The root filesystem on the host.
+    pub rootfs: PathBuf,
+    /// The spec the container was created with.
+    pub spec: Spec,
+    /// Its status.
+    pub status: Status,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Who created it.
+    pub owner: String,
+    /// The sandbox process, once started.
+    pub sandbox: Option<ProcessRecord>,
+    /// The gofer process, once started.
+    pub gofer: Option<ProcessRecord>,
+    /// The container's init process (host pid), while it exists.
+    pub init: Option<ProcessRecord>,
+    /// How the init ended, once it has.
+    pub exit_status: Option<ExitStatus>,
+    /// The sandbox disappeared without reporting the container's end.
+    #[serde(default)]
+    pub sandbox_lost: bool,
+}
+
+impl Meta {
+    /// The container's state as the API reports it.
+    pub fn state(&self) -> ContainerState {
+        ContainerState {
+            id: self.id.clone(),
+            status: self.status,
+            pid: match self.status {
+                Status::Created | Status::Running | Status::Paused => self.init.map(|p| p.pid),
+                _ => None,
+            },
+            bundle: self.bundle.clone(),
+            rootfs: self.rootfs.clone(),
+            created: self.created.clone(),
+            owner: self.owner.clone(),
+            annotations: self
+                .spec
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            sandbox_id: self.sandbox_id.clone(),
+            exit_status: self.exit_status,
+        }
+    }
+}
+
+/// Reads and writes the metadata of every container under one state root.
+#[derive(Debug, Clone)]
+pub struct MetaStore {
+    root: PathBuf,
+}
+
+fn io_err(what: impl std::fmt::Display, path: &Path, err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorKind::Io, format!("{what} {}: {err}", path.display()))
+}
+
+impl MetaStore {
+    /// A store under `root` (which must exist).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The container's directory.
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(wire::ids::dir_name(id))
+    }
+
+    /// Creates the container's directory and its first metadata. Fails with
+    /// [`ErrorKind::AlreadyExists`] if a container of that id exists on disk.
+    pub fn create(&self, meta: &Meta) -> Result<(), ApiError> {
+        let dir = self.dir(&meta.id);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if dir.join(META_FILE).exists() {
+                    return Err(ApiError::new(
+                        ErrorKind::AlreadyExists,
+                        format!("container {} already exists", wire::ids::show_id(&meta.id)),
+                    ));
+                }
+                // Leftovers of a create or delete that crashed half-way: not a container.
+                std::fs::remove_dir_all(&dir).map_err(|e| io_err("removing leftovers", &dir, e))?;
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&dir)
+                    .map_err(|e| io_err("mkdir", &dir, e))?;
+            }
+            Err(e) => return Err(io_err("mkdir", &dir, e)),
+        }
+        if let Err(e) = self.save(meta) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn lock_file(&self, dir: &Path) -> Result<fd_lock::RwLock<File>, ApiError> {
+        let path = dir.join(LOCK_FILE);
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .mode(0o600)
+            .open(&path)
+            .map(fd_lock::RwLock::new)
+            .map_err(|e| io_err("opening", &path, e))
+    }
+
+    /// Saves `meta` atomically (temp file, fsync, rename, fsync of the directory).
+    pub fn save(&self, meta: &Meta) -> Result<(), ApiError> {
+        let dir = self.dir(&meta.id);
+        let mut lock = self.lock_file(&dir)?;
+        let _guard = lock
+            .write()
+            .map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
+        let json = serde_json::to_vec_pretty(meta)
+            .map_err(|e| ApiError::internal(format!("encoding metadata: {e}")))?;
+        let tmp = dir.join(TEMP_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io_err("creating", &tmp, e))?;
+        file.write_all(&json)
+            .map_err(|e| io_err("writing", &tmp, e))?;
+        file.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
+        drop(file);
+        let path = dir.join(META_FILE);
+        std::fs::rename(&tmp, &path).map_err(|e| io_err("renaming over", &path, e))?;
+        sync_dir(&dir)
+    }
+
+    /// Loads the metadata in a container directory.
+    pub fn load_dir(&self, dir: &Path) -> Result<Meta, ApiError> {
+        let lock = self.lock_file(dir)?;
+        let _guard = lock
+            .read()
+            .map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
+        let path = dir.join(META_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            let kind = if e.kind() == std::io::ErrorKind::NotFound {
+                ErrorKind::NotFound
+            } else {
+                ErrorKind::Io
+            };
+            ApiError::new(kind, format!("reading {}: {e}", path.display()))
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| io_err("parsing", &path, e))
+    }
+
+    /// Loads every container under the root. Directories without metadata (leftovers of a
+    /// crash in the middle of a create or delete) are removed; unreadable metadata is
+    /// reported and left in place for a human to look at.
+    pub fn load_all(&self) -> (Vec<Meta>, Vec<ApiError>) {
+        let mut metas = Vec::new();
+        let mut errors = Vec::new();
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) => return (metas, vec![io_err("listing", &self.root, e)]),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(wire::ids::RESERVED_PREFIX)
+                || !entry.file_type().is_ok_and(|t| t.is_dir())
+            {
+                continue;
+            }
+            let dir = entry.path();
+            match self.load_dir(&dir) {
+                Ok(meta) => metas.push(meta),
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        errors.push(io_err("removing leftovers", &dir, e));
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        (metas, errors)
+    }
+
+    /// Removes a container's metadata: `meta.json` goes first (and that is durable), so a
+    /// crash part-way leaves a directory that is not a container; the rest follows.
+    pub fn remove(&self, id: &str) -> Result<(), ApiError> {
+        let dir = self.dir(id);
+        let path = dir.join(META_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => sync_dir(&dir)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing", &path, e)),
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing", &dir, e)),
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), ApiError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err("fsync", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: &str) -> Meta {
+        Meta {
+            format: FORMAT_VERSION,
+            id: id.into(),
+            sandbox_id: id.into(),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            spec: Spec::default(),
+            status: Status::Creating,
+            created: "2026-01-01T00:00:00Z".into(),
+            owner: String::new(),
+            sandbox: Some(ProcessRecord {
+                pid: 10,
+                start_time: 99,
+            }),
+            gofer: None,
+            init: None,
+            exit_status: None,
+            sandbox_lost: false,
+        }
+    }
+
+    #[test]
+    fn create_save_load_remove() {
+        let root = tempfile::tempdir().unwrap();
+        let store = MetaStore::new(root.path());
+        let mut m = meta("c1");
+        store.create(&m).unwrap();
+        assert_eq!(store.create(&m).unwrap_err().kind, ErrorKind::AlreadyExists);
+        m.status = Status::Stopped;
+        m.exit_status = Some(ExitStatus::Exited(3));
+        store.save(&m).unwrap();
+        assert_eq!(store.load_dir(&store.dir("c1")).unwrap(), m);
+        assert!(!store.dir("c1").join(TEMP_FILE).exists());
+        let (all, errs) = store.load_all();
+        assert_eq!((all.len(), errs.len()), (1, 0));
+        store.remove("c1").unwrap();
+        assert!(!store.dir("c1").exists());
+        store.remove("c1").unwrap();
+    }
+
+    #[test]
+    fn leftovers_are_not_containers() {
+        let root = tempfile::tempdir().unwrap();
+        let store = MetaStore::new(root.path());
+        // A directory with a lock file but no meta.json: a crash between mkdir and the first
+        // save, or between the two steps of remove.
+        std::fs::create_dir(root.path().join("half")).unwrap();
+        std::fs::write(root.path().join("half").join(LOCK_FILE), b"").unwrap();
+        // paddockd's own files are skipped.
+        std::fs::write(root.path().join("paddockd.pid"), b"1").unwrap();
+        let (all, errs) = store.load_all();
+        assert!(all.is_empty() && errs.is_empty(), "{errs:?}");
+        assert!(!root.path().join("half").exists());
+        // A create over leftovers works.
+        std::fs::create_dir(root.path().join("again")).unwrap();
+        store.create(&meta("again")).unwrap();
+    }
+
+    #[test]
+    fn corrupt_metadata_is_reported_not_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let store = MetaStore::new(root.path());
+        store.create(&meta("bad")).unwrap();
+        std::fs::write(store.dir("bad").join(META_FILE), b"{ not json").unwrap();
+        let (all, errs) = store.load_all();
+        assert!(all.is_empty());
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].message.contains("meta.json"), "{}", errs[0].message);
+        assert!(store.dir("bad").exists());
+    }
+
+    #[test]
+    fn long_ids_are_stored_under_short_dirs() {
+        let root = tempfile::tempdir().unwrap();
+        let store = MetaStore::new(root.path());
+        let id = "x".repeat(1024);
+        store.create(&meta(&id)).unwrap();
+        assert_eq!(store.load_all().0[0].id, id);
+    }
+}

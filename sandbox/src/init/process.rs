@@ -1,0 +1,273 @@
+//! The container process's own attributes: limits, user, capabilities, environment, working
+//! directory, and the program to execute.
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, Capability, CapsHashSet};
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process};
+use wire::{ApiError, ErrorKind};
+
+/// The default `PATH` when the spec's environment has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything `execve` needs, prepared in advance so that the last steps before it cannot fail
+/// for lack of memory or a bad string.
+#[derive(Debug)]
+pub struct ExecPlan {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl ExecPlan {
+    /// Replaces the process image. Returns only on failure.
+    pub fn exec(&self) -> std::io::Error {
+        match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
+            Err(e) => std::io::Error::from(e),
+            Ok(never) => match never {},
+        }
+    }
+
+    /// The program's path inside the container.
+    pub fn path(&self) -> &CString {
+        &self.path
+    }
+}
+
+fn spec_error(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorKind::InvalidSpec, what.to_string())
+}
+
+fn cstring(what: &str, s: impl AsRef<[u8]>) -> Result<CString, ApiError> {
+    CString::new(s.as_ref()).map_err(|_| spec_error(format!("{what} contains a NUL byte")))
+}
+
+/// Applies the spec's process settings to the calling process, in the order that keeps the
+/// privileges each step needs: limits and the bounding set while still root with every
+/// capability, then the user switch, then the final capability sets, then the working
+/// directory as the final user. Returns what to `execve`.
+pub fn apply(process: &Process) -> Result<ExecPlan, ApiError> {
+    set_rlimits(process)?;
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| ApiError::io(format!("setting oomScoreAdj {adj}"), e))?;
+    }
+    let caps = process.capabilities().as_ref();
+    if let Some(caps) = caps {
+        drop_bounding(caps)?;
+    }
+    switch_user(process)?;
+    match caps {
+        Some(caps) => set_capabilities(caps)?,
+        // No capabilities object at all: runc leaves the process with none.
+        None => set_capabilities(&empty_capabilities())?,
+    }
+    if process.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| ApiError::io("setting no_new_privs", e))?;
+    }
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        umask as libc::mode_t,
+    ));
+
+    let cwd = process.cwd();
+    nix::unistd::chdir(cwd).map_err(|e| spec_error(format!("cwd {}: {e}", cwd.display())))?;
+
+    let args = process.args().as_deref().unwrap_or_default();
+    let program = args
+        .first()
+        .ok_or_else(|| spec_error("process.args is empty"))?;
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", home_of(process.user().uid())));
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let path = find_program(program, path_var)?;
+    Ok(ExecPlan {
+        path: cstring("process.args[0]", path.as_os_str().as_bytes())?,
+        argv: args
+            .iter()
+            .map(|a| cstring("process.args", a))
+            .collect::<Result<_, _>>()?,
+        envp: env
+            .iter()
+            .map(|e| cstring("process.env", e))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn set_rlimits(process: &Process) -> Result<(), ApiError> {
+    for limit in process.rlimits().as_deref().unwrap_or_default() {
+        let resource = rlimit_resource(limit.typ());
+        let rl = libc::rlimit {
+            rlim_cur: limit.soft(),
+            rlim_max: limit.hard(),
+        };
+        // SAFETY: setrlimit reads the rlimit struct we own.
+        if unsafe { libc::setrlimit(resource, &rl) } != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(spec_error(format!(
+                "rlimit {:?} soft {} hard {}: {err}",
+                limit.typ(),
+                limit.soft(),
+                limit.hard()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn rlimit_resource(typ: PosixRlimitType) -> libc::__rlimit_resource_t {
+    match typ {
+        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+    }
+}
+
+fn empty_capabilities() -> LinuxCapabilities {
+    let none: oci_spec::runtime::Capabilities = HashSet::new();
+    let mut caps = LinuxCapabilities::default();
+    caps.set_bounding(Some(none.clone()))
+        .set_effective(Some(none.clone()))
+        .set_permitted(Some(none.clone()))
+        .set_inheritable(Some(none.clone()))
+        .set_ambient(Some(none));
+    caps
+}
+
+fn to_caps(set: &Option<oci_spec::runtime::Capabilities>) -> Result<CapsHashSet, ApiError> {
+    let mut out = CapsHashSet::new();
+    for cap in set.iter().flatten() {
+        // oci-spec prints capabilities without their CAP_ prefix; the caps crate wants it.
+        let name = cap.to_string();
+        let name = if name.starts_with("CAP_") {
+            name
+        } else {
+            format!("CAP_{name}")
+        };
+        let parsed: Capability = name
+            .parse()
+            .map_err(|_| spec_error(format!("capability {name} is unknown to this host")))?;
+        out.insert(parsed);
+    }
+    Ok(out)
+}
+
+fn drop_bounding(caps: &LinuxCapabilities) -> Result<(), ApiError> {
+    let keep = to_caps(caps.bounding())?;
+    for cap in caps::all() {
+        if !keep.contains(&cap) && caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+            caps::drop(None, CapSet::Bounding, cap)
+                .map_err(|e| ApiError::io(format!("dropping {cap} from the bounding set"), e))?;
+        }
+    }
+    Ok(())
+}
+
+fn set_capabilities(caps: &LinuxCapabilities) -> Result<(), ApiError> {
+    let effective = to_caps(caps.effective())?;
+    let permitted = to_caps(caps.permitted())?;
+    let inheritable = to_caps(caps.inheritable())?;
+    let ambient = to_caps(caps.ambient())?;
+    // Lower effective first (it must stay within permitted), then the others.
+    for (set, value, name) in [
+        (CapSet::Effective, &effective, "effective"),
+        (CapSet::Inheritable, &inheritable, "inheritable"),
+        (CapSet::Permitted, &permitted, "permitted"),
+    ] {
+        caps::set(None, set, value)
+            .map_err(|e| spec_error(format!("setting the {name} capabilities: {e}")))?;
+    }
+    // A capability can only be ambient if it is also permitted and inheritable. runc's own
+    // default spec lists ambient capabilities without inheritable ones, and runc only warns
+    // when raising them fails; so does paddock, silently.
+    let _ = caps::clear(None, CapSet::Ambient);
+    for cap in ambient {
+        let _ = caps::raise(None, CapSet::Ambient, cap);
+    }
+    Ok(())
+}
+
+fn switch_user(process: &Process) -> Result<(), ApiError> {
+    let user = process.user();
+    let uid = nix::unistd::Uid::from_raw(user.uid());
+    let gid = nix::unistd::Gid::from_raw(user.gid());
+    let groups: Vec<nix::unistd::Gid> = user
+        .additional_gids()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    nix::sys::prctl::set_keepcaps(true).map_err(|e| ApiError::io("PR_SET_KEEPCAPS", e))?;
+    nix::unistd::setgroups(&groups)
+        .map_err(|e| spec_error(format!("additionalGids {groups:?}: {e}")))?;
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| spec_error(format!("gid {gid}: {e}")))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| spec_error(format!("uid {uid}: {e}")))?;
+    nix::sys::prctl::set_keepcaps(false).map_err(|e| ApiError::io("PR_SET_KEEPCAPS", e))?;
+    Ok(())
+}
+
+/// The home directory of `uid` from the container's `/etc/passwd`, or `/`.
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.len() >= 6 && fields[2].parse() == Ok(uid)).then(|| fields[5].to_string())
+            })
+        })
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// Resolves the program as execvp would, in the container's root and with its `PATH`.
+fn find_program(program: &str, path_var: &str) -> Result<PathBuf, ApiError> {
+    let executable =
+        |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file();
+    if program.contains('/') {
+        let p = PathBuf::from(program);
+        return if executable(&p) {
+            Ok(p)
+        } else {
+            Err(spec_error(format!(
+                "exec: {program:?}: {}",
+                if p.exists() {
+                    "permission denied or not a file"
+                } else {
+                    "no such file or directory"
+                }
+            )))
+        };
+    }
+    path_var
+        .split(':')
+        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(OsStr::new(program)))
+        .find(|candidate| executable(candidate))
+        .ok_or_else(|| {
+            spec_error(format!(
+                "exec: {program:?}: executable file not found in $PATH"
+            ))
+        })
+}

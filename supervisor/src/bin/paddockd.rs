@@ -1,0 +1,5 @@
+//! paddockd: the supervisor daemon. See `paddockd --help`.
+
+fn main() {
+    std::process::exit(supervisor::daemon::main());
+}

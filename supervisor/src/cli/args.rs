@@ -1,0 +1,113 @@
+//! ctl's command line, shaped like runc's.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// ctl: run and manage paddock containers. Speaks runc's command line.
+#[derive(Debug, Parser)]
+#[command(name = "ctl", version, about)]
+pub struct CtlArgs {
+    /// The state root; each root has its own paddockd (started on demand).
+    #[arg(long, global = true, default_value = crate::DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats of `list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// A JSON array of states.
+    Json,
+}
+
+/// ctl's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container from a bundle; its process waits for `start`.
+    Create {
+        /// The bundle directory (holding config.json).
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+        /// Write the container's pid here.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// The container's id.
+        id: String,
+    },
+    /// Start a created container's program.
+    Start {
+        /// The container's id (or an unambiguous prefix).
+        id: String,
+    },
+    /// Print a container's state as JSON.
+    State {
+        /// The container's id (or an unambiguous prefix).
+        id: String,
+    },
+    /// List the containers.
+    #[command(alias = "ps-all")]
+    List {
+        /// Print only the ids.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Send a signal (default SIGTERM) to a container's init process.
+    Kill {
+        /// Signal every process of the container.
+        #[arg(long, short = 'a')]
+        all: bool,
+        /// The container's id (or an unambiguous prefix).
+        id: String,
+        /// The signal, by name (KILL, SIGKILL) or number.
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Wait for a container to exit and print its exit status as JSON.
+    Wait {
+        /// The container's id (or an unambiguous prefix).
+        id: String,
+    },
+    /// Delete a container and everything it holds.
+    Delete {
+        /// Kill the container if it still runs; succeed if it does not exist.
+        #[arg(long, short = 'f')]
+        force: bool,
+        /// The container's id (or an unambiguous prefix).
+        id: String,
+    },
+    /// Create and start a container, and (unless detached) wait for it.
+    ///
+    /// `ctl run --bundle DIR ID` runs a bundle as runc does. `ctl run -- CMD ARGS...` runs CMD
+    /// sandboxed on the host's root filesystem under a private in-memory overlay: no bundle or
+    /// image needed. With both, CMD replaces the bundle's process arguments.
+    Run {
+        /// Start the container and return at once.
+        #[arg(long, short = 'd')]
+        detach: bool,
+        /// Delete the container once it exits.
+        #[arg(long)]
+        rm: bool,
+        /// The container's id (default: a random one).
+        #[arg(long)]
+        name: Option<String>,
+        /// The bundle directory; without it, the host's root filesystem is used.
+        #[arg(long, short = 'b')]
+        bundle: Option<PathBuf>,
+        /// Write the container's pid here.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// The container's id (runc's form: `run --bundle DIR ID`).
+        id: Option<String>,
+        /// The command to run, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}

@@ -1,0 +1,119 @@
+//! ctl: the command-line client.
+
+mod args;
+mod output;
+mod run;
+
+use std::path::Path;
+
+use clap::Parser;
+use wire::client::Client;
+
+pub use args::{Command, CtlArgs, Format};
+
+use crate::autostart::connect_or_start;
+
+/// Runs ctl; returns the process exit code.
+pub fn main() -> i32 {
+    let args = CtlArgs::parse();
+    match execute(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ctl: {e:#}");
+            1
+        }
+    }
+}
+
+fn connect(root: &Path) -> anyhow::Result<Client> {
+    connect_or_start(root)
+}
+
+fn execute(args: CtlArgs) -> anyhow::Result<i32> {
+    let root = std::path::absolute(&args.root)?;
+    match args.command {
+        Command::Create {
+            bundle,
+            pid_file,
+            id,
+        } => {
+            let mut client = connect(&root)?;
+            run::create(
+                &mut client,
+                &id,
+                Some(&bundle),
+                Vec::new(),
+                pid_file.as_deref(),
+            )?;
+            Ok(0)
+        }
+        Command::Start { id } => {
+            connect(&root)?.start(&id)?;
+            Ok(0)
+        }
+        Command::State { id } => {
+            let state = connect(&root)?.state(&id)?;
+            println!("{}", output::state_json(&state));
+            Ok(0)
+        }
+        Command::List { quiet, format } => {
+            let mut states = connect(&root)?.list()?;
+            states.sort_by(|a, b| a.id.cmp(&b.id));
+            if quiet {
+                for s in &states {
+                    println!("{}", s.id);
+                }
+            } else {
+                match format {
+                    Format::Json => println!("{}", output::list_json(&states)),
+                    Format::Table => print!("{}", output::list_table(&states)),
+                }
+            }
+            Ok(0)
+        }
+        Command::Kill { all, id, signal } => {
+            let signal = crate::signals::parse_signal(&signal).map_err(anyhow::Error::msg)?;
+            connect(&root)?.kill(&id, signal, all)?;
+            Ok(0)
+        }
+        Command::Wait { id } => {
+            let mut client = connect(&root)?;
+            let full_id = client.state(&id)?.id;
+            let status = client.wait(&full_id)?;
+            println!("{}", output::wait_json(&full_id, status));
+            Ok(0)
+        }
+        Command::Delete { force, id } => {
+            connect(&root)?.delete(&id, force)?;
+            Ok(0)
+        }
+        Command::Run {
+            detach,
+            rm,
+            name,
+            bundle,
+            pid_file,
+            id,
+            command,
+        } => {
+            let id = match (name, id) {
+                (Some(_), Some(_)) => {
+                    anyhow::bail!("give the id either with --name or as an argument, not both")
+                }
+                (Some(n), None) | (None, Some(n)) => n,
+                (None, None) => run::random_id()?,
+            };
+            run::run(
+                &root,
+                run::RunOptions {
+                    id,
+                    bundle,
+                    command,
+                    detach,
+                    remove: rm,
+                    pid_file,
+                },
+            )
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! The supervisor's API: one struct per operation, and the enums that carry them on the wire.
+//!
+//! With the `actix` feature every operation is an `actix::Message` whose result is the
+//! operation's reply, so an embedding program sends exactly these to the supervisor actor:
+//!
+//! ```ignore
+//! let state = supervisor.send(wire::api::Start { id: "web".into() }).await??;
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::fds::{CarriesFds, FdSlot};
+use crate::spec::SpecJson;
+
+/// The OCI runtime-spec version paddock reports in states.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// A container's status. Which transitions are legal is decided in the actors crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Status {
+    /// Being set up: the gofer and the sandbox are starting.
+    Creating,
+    /// Set up and waiting for `start`; the process exists but has not run the user's program.
+    Created,
+    /// The user's program is running.
+    Running,
+    /// Frozen.
+    Paused,
+    /// The container's process has exited (or was never started and was stopped).
+    Stopped,
+}
+
+impl Status {
+    /// Every status, for exhaustive tests.
+    pub const ALL: [Status; 5] = [
+        Status::Creating,
+        Status::Created,
+        Status::Running,
+        Status::Paused,
+        Status::Stopped,
+    ];
+
+    /// The lowercase name the OCI state uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = ApiError;
+    fn from_str(s: &str) -> Result<Self, ApiError> {
+        Status::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| ApiError::invalid_argument(format!("unknown status {s:?}")))
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitStatus {
+    /// It called `exit` with this code.
+    Exited(i32),
+    /// A signal of this number killed it.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => code,
+            ExitStatus::Signaled(sig) => 128 + sig,
+        }
+    }
+
+    /// Decodes a raw `wait` status as returned by `waitpid`.
+    pub fn from_wait_status(raw: i32) -> Self {
+        if libc::WIFSIGNALED(raw) {
+            ExitStatus::Signaled(libc::WTERMSIG(raw))
+        } else {
+            ExitStatus::Exited(libc::WEXITSTATUS(raw))
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Exited(code) => write!(f, "exited with code {code}"),
+            ExitStatus::Signaled(sig) => write!(f, "killed by signal {sig}"),
+        }
+    }
+}
+
+/// What paddock knows about a container; rendered as the OCI state by `ctl state`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerState {
+    /// The full id.
+    pub id: String,
+    /// The current status.
+    pub status: Status,
+    /// The host pid of the container's init process, while it exists.
+    pub pid: Option<i32>,
+    /// The bundle directory (empty for the embedded default, which has none).
+    pub bundle: PathBuf,
+    /// The root filesystem on the host, as the spec names it.
+    pub rootfs: PathBuf,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Who created it (a user name, or empty).
+    pub owner: String,
+    /// The spec's annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// The sandbox the container runs in (its root container's id).
+    pub sandbox_id: String,
+    /// How the container's process ended, once it has.
+    pub exit_status: Option<ExitStatus>,
+}
+
+impl ContainerState {
+    /// The state as JSON, in the shape `runc state` prints (the OCI state plus runc's
+    /// `rootfs`, `created` and `owner`, plus paddock's `sandboxId` and `exitStatus`).
+    pub fn to_oci_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "ociVersion": OCI_VERSION,
+            "id": self.id,
+            "pid": self.pid.unwrap_or(0),
+            "status": self.status.as_str(),
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner,
+            "sandboxId": self.sandbox_id,
+        });
+        if !self.annotations.is_empty() {
+            v["annotations"] = serde_json::json!(self.annotations);
+        }
+        if let Some(exit) = self.exit_status {
+            v["exitStatus"] = serde_json::json!(exit.code());
+        }
+        v
+    }
+}
+
+/// The standard streams a caller hands to a container's process.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Stdio {
+    /// Becomes the process's fd 0 (else `/dev/null`).
+    pub stdin: FdSlot,
+    /// Becomes fd 1 (else `/dev/null`).
+    pub stdout: FdSlot,
+    /// Becomes fd 2 (else `/dev/null`).
+    pub stderr: FdSlot,
+}
+
+impl Stdio {
+    /// The three slots, in wire order.
+    pub fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
+        vec![&mut self.stdin, &mut self.stdout, &mut self.stderr]
+    }
+
+    /// The three slots, in wire order.
+    pub fn slots(&self) -> Vec<&FdSlot> {
+        vec![&self.stdin, &self.stdout, &self.stderr]
+    }
+}
+
+/// Creates a container: the gofer prepares its filesystem, a new sandbox is started, and the
+/// container's process is set up and left waiting for [`Start`].
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
+pub struct Create {
+    /// The new container's id.
+    pub id: String,
+    /// The bundle directory: absolute, or empty when the spec has no bundle.
+    pub bundle: PathBuf,
+    /// The OCI runtime spec, already read from the bundle and adjusted by the caller.
+    pub spec: SpecJson,
+    /// The caller's stdio for the container's process.
+    pub stdio: Stdio,
+}
+
+/// Starts the user's program in a created container.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
+pub struct Start {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+}
+
+/// Reports a container's state.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
+pub struct GetState {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+}
+
+/// Lists every container.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(
+    feature = "actix",
+    rtype(result = "Result<Vec<ContainerState>, ApiError>")
+)]
+pub struct List;
+
+/// Sends a signal to a container's init process (or, with `all`, to all its processes).
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<(), ApiError>"))]
+pub struct Kill {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+    /// The signal number.
+    pub signal: i32,
+    /// Signal every process of the container, not only its init.
+    pub all: bool,
+}
+
+/// Waits until the container's process has exited and returns how it ended. Answers at once
+/// for a stopped container, as often as asked.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<ExitStatus, ApiError>"))]
+pub struct Wait {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+}
+
+/// Deletes a container: stops what is left of it, frees its resources and removes its state.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<(), ApiError>"))]
+pub struct Delete {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+    /// Kill a container that is still running instead of refusing.
+    pub force: bool,
+}
+
+/// Any operation, as it travels on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// See [`Create`].
+    Create(Create),
+    /// See [`Start`].
+    Start(Start),
+    /// See [`GetState`].
+    State(GetState),
+    /// See [`List`].
+    List(List),
+    /// See [`Kill`].
+    Kill(Kill),
+    /// See [`Wait`].
+    Wait(Wait),
+    /// See [`Delete`].
+    Delete(Delete),
+}
+
+impl Request {
+    /// The operation's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Create(_) => "create",
+            Request::Start(_) => "start",
+            Request::State(_) => "state",
+            Request::List(_) => "list",
+            Request::Kill(_) => "kill",
+            Request::Wait(_) => "wait",
+            Request::Delete(_) => "delete",
+        }
+    }
+}
+
+impl CarriesFds for Request {
+    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
+        match self {
+            Request::Create(c) => c.stdio.slots_mut(),
+            _ => Vec::new(),
+        }
+    }
+    fn fd_slots(&self) -> Vec<&FdSlot> {
+        match self {
+            Request::Create(c) => c.stdio.slots(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    /// A container's state (create, start, state).
+    State(ContainerState),
+    /// Every container's state (list).
+    List(Vec<ContainerState>),
+    /// How a process ended (wait).
+    Exit(ExitStatus),
+    /// Done, nothing to report (kill, delete).
+    Done,
+}
+
+/// A request with the id its reply will carry, so one connection can have several in flight.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RequestFrame {
+    /// Chosen by the client; echoed in the reply.
+    pub id: u64,
+    /// The operation.
+    pub request: Request,
+}
+
+impl CarriesFds for RequestFrame {
+    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
+        self.request.fd_slots_mut()
+    }
+    fn fd_slots(&self) -> Vec<&FdSlot> {
+        self.request.fd_slots()
+    }
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The answer to the request with this id.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// Its outcome.
+        result: Result<Reply, ApiError>,
+    },
+    /// The server is closing the connection because the client broke the protocol.
+    Fatal(ApiError),
+}
+
+impl CarriesFds for ServerFrame {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{decode_payload, encode_frame};
+    use std::os::fd::OwnedFd;
+
+    fn roundtrip_request(req: Request) -> Request {
+        let frame = RequestFrame {
+            id: 7,
+            request: req,
+        };
+        let bytes = encode_frame(&frame, 1 << 20).unwrap();
+        let back: RequestFrame = decode_payload(&bytes[4..]).unwrap();
+        assert_eq!(back.id, 7);
+        back.request
+    }
+
+    #[test]
+    fn every_request_roundtrips() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let spec = SpecJson::from_spec(&oci_spec::runtime::Spec::default()).unwrap();
+        let create = Request::Create(Create {
+            id: "c1".into(),
+            bundle: "/b".into(),
+            spec: spec.clone(),
+            stdio: Stdio {
+                stdin: FdSlot::Empty,
+                stdout: FdSlot::new(OwnedFd::from(a)),
+                stderr: FdSlot::Empty,
+            },
+        });
+        match roundtrip_request(create) {
+            Request::Create(c) => {
+                assert_eq!((c.id.as_str(), c.bundle.to_str()), ("c1", Some("/b")));
+                assert_eq!(c.spec, spec);
+                assert!(matches!(c.stdio.stdout, FdSlot::Pending));
+                assert!(matches!(c.stdio.stdin, FdSlot::Empty));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(roundtrip_request(Request::Start(Start { id: "s".into() })), Request::Start(s) if s.id == "s")
+        );
+        assert!(
+            matches!(roundtrip_request(Request::State(GetState { id: "g".into() })), Request::State(s) if s.id == "g")
+        );
+        assert!(matches!(
+            roundtrip_request(Request::List(List)),
+            Request::List(_)
+        ));
+        assert!(matches!(
+            roundtrip_request(Request::Kill(Kill {
+                id: "k".into(),
+                signal: 9,
+                all: true
+            })),
+            Request::Kill(Kill {
+                signal: 9,
+                all: true,
+                ..
+            })
+        ));
+        assert!(
+            matches!(roundtrip_request(Request::Wait(Wait { id: "w".into() })), Request::Wait(w) if w.id == "w")
+        );
+        assert!(matches!(
+            roundtrip_request(Request::Delete(Delete {
+                id: "d".into(),
+                force: true
+            })),
+            Request::Delete(Delete { force: true, .. })
+        ));
+    }
+
+    #[test]
+    fn every_reply_roundtrips() {
+        let state = ContainerState {
+            id: "x".into(),
+            status: Status::Running,
+            pid: Some(42),
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: "2026-01-01T00:00:00Z".into(),
+            owner: "root".into(),
+            annotations: [("k".to_string(), "v".to_string())].into(),
+            sandbox_id: "x".into(),
+            exit_status: Some(ExitStatus::Signaled(9)),
+        };
+        let replies = vec![
+            Ok(Reply::State(state.clone())),
+            Ok(Reply::List(vec![state.clone(), state])),
+            Ok(Reply::Exit(ExitStatus::Exited(3))),
+            Ok(Reply::Done),
+            Err(ApiError::not_found("container \"x\" does not exist")),
+        ];
+        for (i, result) in replies.into_iter().enumerate() {
+            let frame = ServerFrame::Reply {
+                id: i as u64,
+                result,
+            };
+            let bytes = encode_frame(&frame, 1 << 20).unwrap();
+            assert_eq!(decode_payload::<ServerFrame>(&bytes[4..]).unwrap(), frame);
+        }
+        let fatal = ServerFrame::Fatal(ApiError::new(crate::ErrorKind::Protocol, "bad"));
+        let bytes = encode_frame(&fatal, 1 << 20).unwrap();
+        assert_eq!(decode_payload::<ServerFrame>(&bytes[4..]).unwrap(), fatal);
+    }
+
+    #[test]
+    fn garbage_and_truncated_frames_never_panic() {
+        // Every prefix of a valid frame, and every single-byte corruption of it, decodes to an
+        // error or to some message, but never panics or allocates without bound.
+        let frame = RequestFrame {
+            id: 1,
+            request: Request::Kill(Kill {
+                id: "abc".into(),
+                signal: 15,
+                all: false,
+            }),
+        };
+        let bytes = encode_frame(&frame, 1 << 20).unwrap();
+        let payload = &bytes[4..];
+        for cut in 0..payload.len() {
+            assert!(decode_payload::<RequestFrame>(&payload[..cut]).is_err());
+        }
+        for i in 0..payload.len() {
+            for v in [0u8, 0x7f, 0xfb, 0xfc, 0xfd, 0xfe, 0xff] {
+                let mut bad = payload.to_vec();
+                bad[i] = v;
+                let _ = decode_payload::<RequestFrame>(&bad);
+            }
+        }
+        // Pseudo-random garbage of many lengths.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for len in 0..512 {
+            let garbage: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = decode_payload::<RequestFrame>(&garbage);
+            let _ = decode_payload::<ServerFrame>(&garbage);
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_the_shell_convention() {
+        assert_eq!(ExitStatus::Exited(3).code(), 3);
+        assert_eq!(ExitStatus::Signaled(9).code(), 137);
+        assert_eq!(ExitStatus::from_wait_status(3 << 8), ExitStatus::Exited(3));
+        assert_eq!(ExitStatus::from_wait_status(9), ExitStatus::Signaled(9));
+    }
+
+    #[test]
+    fn status_names() {
+        for s in Status::ALL {
+            assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
+        }
+        assert!("bogus".parse::<Status>().is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! A blocking client of paddockd: connect, handshake, and one method per operation.
+//!
+//! ```no_run
+//! use wire::client::Client;
+//! let mut client = Client::connect("/run/paddock/paddockd.sock".as_ref()).unwrap();
+//! for c in client.list().unwrap() {
+//!     println!("{} {}", c.id, c.status);
+//! }
+//! ```
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use crate::api::{
+    ContainerState, Create, Delete, ExitStatus, GetState, Kill, List, Reply, Request, RequestFrame,
+    ServerFrame, Start, Wait,
+};
+use crate::conn::Connection;
+use crate::error::{ApiError, ErrorKind, WireError};
+use crate::frame::DEFAULT_MAX_FRAME;
+use crate::handshake::{Hello, Welcome};
+
+/// Why [`Client::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Nobody listens on the socket (it is missing, or refuses connections).
+    #[error("no paddockd answers on {path}: {source}")]
+    NoDaemon {
+        /// The socket path.
+        path: String,
+        /// The connect error.
+        source: std::io::Error,
+    },
+    /// Something answered but the handshake failed.
+    #[error("paddockd on {path}: {source}")]
+    Handshake {
+        /// The socket path.
+        path: String,
+        /// What went wrong.
+        source: WireError,
+    },
+}
+
+/// A connection to paddockd.
+#[derive(Debug)]
+pub struct Client {
+    conn: Connection,
+    next_id: u64,
+    server: String,
+}
+
+impl Client {
+    /// Connects to the daemon's socket and performs the handshake.
+    pub fn connect(socket: &Path) -> Result<Self, ConnectError> {
+        let path = socket.display().to_string();
+        let stream = crate::sockpath::connect(socket).map_err(|source| ConnectError::NoDaemon {
+            path: path.clone(),
+            source,
+        })?;
+        Self::handshake(stream, &format!("ctl {}", env!("CARGO_PKG_VERSION")))
+            .map_err(|source| ConnectError::Handshake { path, source })
+    }
+
+    /// Performs the handshake on an already connected stream.
+    pub fn handshake(stream: UnixStream, peer: &str) -> Result<Self, WireError> {
+        let mut conn = Connection::new(stream, DEFAULT_MAX_FRAME);
+        conn.send(&Hello::new(peer))?;
+        match conn.recv::<Welcome>()? {
+            Welcome::Accepted { server, .. } => Ok(Self {
+                conn,
+                next_id: 1,
+                server,
+            }),
+            Welcome::Refused { reason } => Err(WireError::Handshake(reason)),
+        }
+    }
+
+    /// Who answered the handshake.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Sends one request and waits for its reply.
+    pub fn call(&mut self, request: Request) -> Result<Reply, ApiError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.conn.send(&RequestFrame { id, request })?;
+        loop {
+            match self.conn.recv::<ServerFrame>()? {
+                ServerFrame::Reply { id: got, result } if got == id => return result,
+                ServerFrame::Reply { .. } => continue,
+                ServerFrame::Fatal(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Creates a container.
+    pub fn create(&mut self, create: Create) -> Result<ContainerState, ApiError> {
+        expect_state(self.call(Request::Create(create))?)
+    }
+
+    /// Starts a created container.
+    pub fn start(&mut self, id: &str) -> Result<ContainerState, ApiError> {
+        expect_state(self.call(Request::Start(Start { id: id.into() }))?)
+    }
+
+    /// A container's state.
+    pub fn state(&mut self, id: &str) -> Result<ContainerState, ApiError> {
+        expect_state(self.call(Request::State(GetState { id: id.into() }))?)
+    }
+
+    /// Every container's state.
+    pub fn list(&mut self) -> Result<Vec<ContainerState>, ApiError> {
+        match self.call(Request::List(List))? {
+            Reply::List(list) => Ok(list),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Signals a container.
+    pub fn kill(&mut self, id: &str, signal: i32, all: bool) -> Result<(), ApiError> {
+        expect_done(self.call(Request::Kill(Kill {
+            id: id.into(),
+            signal,
+            all,
+        }))?)
+    }
+
+    /// Waits for a container's process to exit.
+    pub fn wait(&mut self, id: &str) -> Result<ExitStatus, ApiError> {
+        match self.call(Request::Wait(Wait { id: id.into() }))? {
+            Reply::Exit(status) => Ok(status),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Deletes a container.
+    pub fn delete(&mut self, id: &str, force: bool) -> Result<(), ApiError> {
+        expect_done(self.call(Request::Delete(Delete {
+            id: id.into(),
+            force,
+        }))?)
+    }
+}
+
+fn unexpected(reply: Reply) -> ApiError {
+    ApiError::new(
+        ErrorKind::Protocol,
+        format!("unexpected reply from paddockd: {reply:?}"),
+    )
+}
+
+fn expect_state(reply: Reply) -> Result<ContainerState, ApiError> {
+    match reply {
+        Reply::State(state) => Ok(state),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn expect_done(reply: Reply) -> Result<(), ApiError> {
+    match reply {
+        Reply::Done => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}

@@ -1,0 +1,227 @@
+//! File descriptors beside frames.
+//!
+//! A message that carries descriptors holds [`FdSlot`]s. On the wire a slot is a single
+//! boolean ("a descriptor belongs here"); the descriptors themselves travel as one
+//! `SCM_RIGHTS` control message attached to the first byte of the frame, in the order the
+//! message lists its slots ([`CarriesFds`]). The receiver decodes the frame and then fills its
+//! pending slots, in the same order, from the descriptors that arrived with it.
+
+use std::collections::VecDeque;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::WireError;
+
+/// The most descriptors one frame may carry.
+pub const MAX_FDS_PER_FRAME: usize = 16;
+
+/// A place in a message for one file descriptor.
+#[derive(Debug, Default)]
+pub enum FdSlot {
+    /// No descriptor here.
+    #[default]
+    Empty,
+    /// Decoded from the wire: a descriptor belongs here and has not been attached yet.
+    Pending,
+    /// A descriptor, owned by the message.
+    Present(OwnedFd),
+}
+
+impl FdSlot {
+    /// A slot holding `fd`.
+    pub fn new(fd: impl Into<OwnedFd>) -> Self {
+        FdSlot::Present(fd.into())
+    }
+
+    /// A slot holding `fd` if there is one.
+    pub fn from_option(fd: Option<OwnedFd>) -> Self {
+        fd.map_or(FdSlot::Empty, FdSlot::Present)
+    }
+
+    /// Takes the descriptor out, leaving the slot empty.
+    pub fn take(&mut self) -> Option<OwnedFd> {
+        match std::mem::take(self) {
+            FdSlot::Present(fd) => Some(fd),
+            _ => None,
+        }
+    }
+
+    /// Borrows the descriptor, if present.
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            FdSlot::Present(fd) => Some(fd.as_fd()),
+            _ => None,
+        }
+    }
+
+    /// Whether a descriptor is (or, for a decoded message, will be) in this slot.
+    pub fn is_some(&self) -> bool {
+        !matches!(self, FdSlot::Empty)
+    }
+}
+
+impl Serialize for FdSlot {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(matches!(self, FdSlot::Present(_)))
+    }
+}
+
+impl<'de> Deserialize<'de> for FdSlot {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(if bool::deserialize(d)? {
+            FdSlot::Pending
+        } else {
+            FdSlot::Empty
+        })
+    }
+}
+
+/// A message that may carry file descriptors lists its slots here, always in the same order.
+///
+/// Messages without descriptors use the default (no slots).
+pub trait CarriesFds {
+    /// The slots, for attaching received descriptors.
+    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
+        Vec::new()
+    }
+
+    /// The slots, for sending.
+    fn fd_slots(&self) -> Vec<&FdSlot> {
+        Vec::new()
+    }
+}
+
+/// The raw descriptors a message sends, in slot order.
+pub fn fds_to_send<T: CarriesFds + ?Sized>(msg: &T) -> Result<Vec<RawFd>, WireError> {
+    let fds: Vec<RawFd> = msg
+        .fd_slots()
+        .into_iter()
+        .filter_map(|slot| slot.as_fd().map(|fd| fd.as_raw_fd()))
+        .collect();
+    if fds.len() > MAX_FDS_PER_FRAME {
+        return Err(WireError::TooManyFds {
+            count: fds.len(),
+            max: MAX_FDS_PER_FRAME,
+        });
+    }
+    Ok(fds)
+}
+
+/// Fills the pending slots of a decoded message from the received descriptors, in order.
+pub fn attach_fds<T: CarriesFds + ?Sized>(
+    msg: &mut T,
+    received: &mut VecDeque<OwnedFd>,
+) -> Result<(), WireError> {
+    let mut slots = msg.fd_slots_mut();
+    let expected = slots
+        .iter()
+        .filter(|s| matches!(s, FdSlot::Pending))
+        .count();
+    if expected > received.len() {
+        return Err(WireError::MissingFds {
+            expected,
+            received: received.len(),
+        });
+    }
+    for slot in slots.iter_mut() {
+        if matches!(slot, FdSlot::Pending) {
+            if let Some(fd) = received.pop_front() {
+                **slot = FdSlot::Present(fd);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `bytes` on a stream socket, with `fds` attached to the first byte.
+///
+/// Blocks (or fails with `WouldBlock` on a non-blocking socket before anything was sent) until
+/// every byte is written. Never raises SIGPIPE.
+pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> std::io::Result<usize> {
+    let iov = [IoSlice::new(bytes)];
+    let sent = if fds.is_empty() {
+        sendmsg::<()>(sock.as_raw_fd(), &iov, &[], MsgFlags::MSG_NOSIGNAL, None)
+    } else {
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None)
+    };
+    sent.map_err(std::io::Error::from)
+}
+
+/// Receives bytes into `buf` and any descriptors that came with them into `fds`
+/// (close-on-exec). Returns the byte count; 0 means the peer closed the stream.
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+) -> std::io::Result<usize> {
+    let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS_PER_FRAME]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg_space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(std::io::Error::from)?;
+    let bytes = msg.bytes;
+    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+    for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            for fd in raw {
+                // SAFETY: the kernel just installed `fd` in our table for this message; nobody
+                // else owns it.
+                fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    if truncated {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {MAX_FDS_PER_FRAME} file descriptors arrived with one message"),
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn descriptors_travel_with_bytes() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut pr, pw) = std::io::pipe().unwrap();
+        let sent = send_with_fds(a.as_fd(), b"x", &[pw.as_raw_fd()]).unwrap();
+        assert_eq!(sent, 1);
+        drop(pw);
+        let mut buf = [0u8; 8];
+        let mut fds = VecDeque::new();
+        let n = recv_with_fds(b.as_fd(), &mut buf, &mut fds).unwrap();
+        assert_eq!((n, fds.len()), (1, 1));
+        // The received descriptor is the pipe's write end: writing to it reaches the reader.
+        let w = fds.pop_front().unwrap();
+        nix::unistd::write(&w, b"ok").unwrap();
+        drop(w);
+        let mut out = String::new();
+        pr.read_to_string(&mut out).unwrap();
+        assert_eq!(out, "ok");
+    }
+
+    #[test]
+    fn slot_serializes_as_presence() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let slot = FdSlot::new(OwnedFd::from(a));
+        let bytes = crate::frame::encode_frame(&slot, 100).unwrap();
+        let back: FdSlot = crate::frame::decode_payload(&bytes[4..]).unwrap();
+        assert!(matches!(back, FdSlot::Pending));
+        let empty = crate::frame::encode_frame(&FdSlot::Empty, 100).unwrap();
+        let back: FdSlot = crate::frame::decode_payload(&empty[4..]).unwrap();
+        assert!(matches!(back, FdSlot::Empty));
+    }
+}

@@ -1,0 +1,236 @@
+//! Framing: a `u32` little-endian payload length, then the payload, a bincode 2 encoding
+//! (serde, `config::standard()`) of one message.
+//!
+//! A reader learns a frame's size from its first four bytes and refuses it at once when it is
+//! larger than the configured maximum, so a hostile peer can make us buffer at most that much.
+//! Decoding itself runs under bincode's byte limit, so no length field inside a payload can make
+//! us allocate more than the payload could hold.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::WireError;
+
+/// Bytes of the length prefix.
+pub const HEADER_LEN: usize = 4;
+
+/// The default maximum payload size of a frame: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// The largest maximum that may be configured: 64 MiB. It is also bincode's decode limit.
+pub const HARD_MAX_FRAME: usize = 64 << 20;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<HARD_MAX_FRAME>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<HARD_MAX_FRAME>()
+}
+
+/// Encodes `msg` as one complete frame (length prefix included).
+///
+/// Fails with [`WireError::FrameTooLarge`] when the payload would exceed `max_frame`.
+pub fn encode_frame<T: Serialize + ?Sized>(
+    msg: &T,
+    max_frame: usize,
+) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![0u8; HEADER_LEN];
+    bincode::serde::encode_into_std_write(msg, &mut out, config())
+        .map_err(|e| WireError::Encode(e.to_string()))?;
+    let size = out.len() - HEADER_LEN;
+    if size > max_frame.min(HARD_MAX_FRAME) {
+        return Err(WireError::FrameTooLarge {
+            size,
+            max: max_frame,
+        });
+    }
+    let len = u32::try_from(size).map_err(|_| WireError::FrameTooLarge {
+        size,
+        max: max_frame,
+    })?;
+    out[..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+    Ok(out)
+}
+
+/// Decodes one payload (without its length prefix). Every byte must belong to the message.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
+    let (msg, used) = bincode::serde::decode_from_slice(payload, config())
+        .map_err(|e| WireError::Decode(e.to_string()))?;
+    if used != payload.len() {
+        return Err(WireError::Decode(format!(
+            "{} trailing bytes after the message",
+            payload.len() - used
+        )));
+    }
+    Ok(msg)
+}
+
+/// Accumulates bytes from a stream and cuts them into frames.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    max_frame: usize,
+}
+
+impl FrameReader {
+    /// A reader that refuses frames above `max_frame` bytes (capped at [`HARD_MAX_FRAME`]).
+    pub fn new(max_frame: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            max_frame: max_frame.min(HARD_MAX_FRAME),
+        }
+    }
+
+    /// The configured maximum payload size.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// How many bytes are buffered that do not yet form a whole frame (or several).
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Takes the next complete frame's payload out of the buffer, if one is there.
+    ///
+    /// Fails as soon as a length prefix above the maximum is seen, before its payload arrives.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, WireError> {
+        let Some(header) = self.buf.get(..HEADER_LEN) else {
+            return Ok(None);
+        };
+        let mut len_bytes = [0u8; HEADER_LEN];
+        len_bytes.copy_from_slice(header);
+        let size = u32::from_le_bytes(len_bytes) as usize;
+        if size > self.max_frame {
+            return Err(WireError::FrameTooLarge {
+                size,
+                max: self.max_frame,
+            });
+        }
+        if self.buf.len() < HEADER_LEN + size {
+            return Ok(None);
+        }
+        let payload = self.buf[HEADER_LEN..HEADER_LEN + size].to_vec();
+        self.buf.drain(..HEADER_LEN + size);
+        Ok(Some(payload))
+    }
+
+    /// Called when the stream ended: an error if it ended inside a frame.
+    pub fn finish(&self) -> WireError {
+        if self.buf.is_empty() {
+            WireError::Closed
+        } else {
+            WireError::Truncated {
+                buffered: self.buf.len(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_roundtrip_and_split_delivery() {
+        let msg = ("hello".to_string(), 42u64, vec![1u8, 2, 3]);
+        let frame = encode_frame(&msg, DEFAULT_MAX_FRAME).unwrap();
+        // Deliver one byte at a time: the frame appears exactly when its last byte arrives.
+        let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
+        for (i, b) in frame.iter().enumerate() {
+            reader.extend(std::slice::from_ref(b));
+            let got = reader.next_frame().unwrap();
+            if i + 1 < frame.len() {
+                assert!(got.is_none(), "frame complete after {} bytes", i + 1);
+            } else {
+                let back: (String, u64, Vec<u8>) = decode_payload(&got.unwrap()).unwrap();
+                assert_eq!(back, msg);
+            }
+        }
+        assert_eq!(reader.buffered(), 0);
+    }
+
+    #[test]
+    fn two_frames_in_one_read() {
+        let mut bytes = encode_frame(&1u32, 100).unwrap();
+        bytes.extend(encode_frame(&2u32, 100).unwrap());
+        let mut reader = FrameReader::new(100);
+        reader.extend(&bytes);
+        let a: u32 = decode_payload(&reader.next_frame().unwrap().unwrap()).unwrap();
+        let b: u32 = decode_payload(&reader.next_frame().unwrap().unwrap()).unwrap();
+        assert_eq!((a, b), (1, 2));
+        assert!(reader.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn oversized_frame_refused_from_its_header() {
+        let mut reader = FrameReader::new(1024);
+        reader.extend(&(1025u32).to_le_bytes());
+        match reader.next_frame() {
+            Err(WireError::FrameTooLarge {
+                size: 1025,
+                max: 1024,
+            }) => {}
+            other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+        // A header of u32::MAX is refused the same way, without allocating.
+        let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
+        reader.extend(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            reader.next_frame(),
+            Err(WireError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn encoding_above_the_maximum_fails() {
+        let big = vec![7u8; 2000];
+        assert!(matches!(
+            encode_frame(&big, 1000),
+            Err(WireError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_stream_is_reported() {
+        let frame = encode_frame(&"abc".to_string(), 100).unwrap();
+        for cut in 0..frame.len() {
+            let mut reader = FrameReader::new(100);
+            reader.extend(&frame[..cut]);
+            assert!(reader.next_frame().unwrap().is_none());
+            match reader.finish() {
+                WireError::Closed => assert_eq!(cut, 0),
+                WireError::Truncated { buffered } => assert_eq!(buffered, cut),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        let mut payload = bincode::serde::encode_to_vec(5u8, config()).unwrap();
+        payload.push(0);
+        assert!(matches!(
+            decode_payload::<u8>(&payload),
+            Err(WireError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn huge_length_inside_payload_does_not_allocate() {
+        // A Vec<u8> claiming 2^60 elements in a 10-byte payload must fail, not allocate.
+        let mut payload = vec![0xFFu8]; // varint marker for u64
+        payload.extend(&(1u64 << 60).to_le_bytes());
+        payload.push(1);
+        assert!(decode_payload::<Vec<u8>>(&payload).is_err());
+        assert!(decode_payload::<String>(&payload).is_err());
+    }
+}

@@ -1,0 +1,39 @@
+//! paddock's wire protocol.
+//!
+//! Everything that crosses a process boundary in paddock goes through this crate:
+//!
+//! - [`frame`]: a frame is a `u32` little-endian length followed by a bincode 2 payload;
+//!   frames larger than a configured maximum are refused before they are buffered.
+//! - [`fds`]: file descriptors travel beside a frame as `SCM_RIGHTS`; a message marks where
+//!   they belong with [`FdSlot`]s.
+//! - [`conn`] (blocking) and `async_conn` (tokio, feature `tokio`): connections that send and
+//!   receive whole messages with their descriptors.
+//! - [`handshake`]: the first exchange on every connection, carrying the protocol version.
+//! - [`api`]: the supervisor's messages (create, start, state, list, kill, wait, delete). They
+//!   are the actors' own messages: with feature `actix` they implement `actix::Message`, so a
+//!   Rust program can send them to the supervisor actor with no socket in between.
+//! - [`sandbox_proto`] and [`gofer_proto`]: what paddockd says to a sandbox process, and what a
+//!   gofer hands to its sandbox.
+//! - [`client`]: a blocking client of paddockd, used by `ctl` and available to any program.
+//!
+//! This crate depends on no other crate of paddock.
+
+pub mod api;
+#[cfg(feature = "tokio")]
+pub mod async_conn;
+pub mod client;
+pub mod conn;
+pub mod error;
+pub mod fds;
+pub mod frame;
+pub mod gofer_proto;
+pub mod handshake;
+pub mod ids;
+pub mod sandbox_proto;
+pub mod sockpath;
+pub mod spec;
+
+pub use api::{ContainerState, ExitStatus, Status, Stdio};
+pub use error::{ApiError, ErrorKind, WireError};
+pub use fds::{CarriesFds, FdSlot};
+pub use spec::SpecJson;

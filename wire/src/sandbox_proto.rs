@@ -1,0 +1,257 @@
+//! What paddockd says to a sandbox process over the sandbox's control socket, and what the
+//! sandbox answers and reports.
+//!
+//! The sandbox keeps every exit status until paddockd has stored it and sent
+//! [`SandboxRequest::Release`], so a status is never lost when paddockd restarts in between.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{ExitStatus, Stdio};
+use crate::error::ApiError;
+use crate::fds::{CarriesFds, FdSlot};
+use crate::spec::SpecJson;
+
+/// Creates a container in the sandbox; its process is set up and waits for `Start`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CreateContainer {
+    /// The container's id.
+    pub id: String,
+    /// The bundle directory, only for the hooks' state and messages.
+    pub bundle: PathBuf,
+    /// The container's spec.
+    pub spec: SpecJson,
+    /// True for the sandbox's first (root) container, which sets the hostname.
+    pub root: bool,
+    /// The caller's stdio.
+    pub stdio: Stdio,
+    /// The sandbox's end of the container's gofer io socket.
+    pub gofer: FdSlot,
+}
+
+/// A request from paddockd.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SandboxRequest {
+    /// Subscribe this connection to events; the reply lists the sandbox's containers.
+    Attach,
+    /// See [`CreateContainer`].
+    Create(CreateContainer),
+    /// Let a created container's process run the user's program.
+    Start {
+        /// The container's id.
+        id: String,
+    },
+    /// Send a signal to a container's init (or all its processes).
+    Signal {
+        /// The container's id.
+        id: String,
+        /// The signal number.
+        signal: i32,
+        /// Every process of the container, not only its init.
+        all: bool,
+    },
+    /// paddockd has stored this container's exit status: the sandbox may forget it.
+    Release {
+        /// The container's id.
+        id: String,
+    },
+}
+
+impl CarriesFds for SandboxRequest {
+    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
+        match self {
+            SandboxRequest::Create(c) => {
+                let mut slots = c.stdio.slots_mut();
+                slots.push(&mut c.gofer);
+                slots
+            }
+            _ => Vec::new(),
+        }
+    }
+    fn fd_slots(&self) -> Vec<&FdSlot> {
+        match self {
+            SandboxRequest::Create(c) => {
+                let mut slots = c.stdio.slots();
+                slots.push(&c.gofer);
+                slots
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Where a container stands inside its sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProcessState {
+    /// Set up, waiting for start.
+    Created,
+    /// Running the user's program.
+    Running,
+    /// Exited; the status is kept until released.
+    Exited(ExitStatus),
+}
+
+/// One container as the sandbox sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxContainer {
+    /// The container's id.
+    pub id: String,
+    /// Its init's pid in the sandbox's PID namespace.
+    pub pid: i32,
+    /// Where it stands.
+    pub state: ProcessState,
+}
+
+/// A successful answer from the sandbox.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SandboxReply {
+    /// Answer to `Attach`.
+    Attached(Vec<SandboxContainer>),
+    /// Answer to `Create`: the init's pid inside the sandbox and a pidfd for it, from which
+    /// paddockd learns the host pid.
+    Created {
+        /// The pid in the sandbox's namespace.
+        pid: i32,
+        /// A pidfd of the container's init.
+        pidfd: FdSlot,
+    },
+    /// Done.
+    Done,
+}
+
+/// Something that happened in the sandbox, sent to every attached connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SandboxEvent {
+    /// A container's init exited; the sandbox killed what was left of the container.
+    Exited {
+        /// The container's id.
+        id: String,
+        /// How its init ended.
+        status: ExitStatus,
+    },
+}
+
+/// A request with its id.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SandboxRequestFrame {
+    /// Echoed in the reply.
+    pub id: u64,
+    /// The request.
+    pub request: SandboxRequest,
+}
+
+impl CarriesFds for SandboxRequestFrame {
+    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
+        self.request.fd_slots_mut()
+    }
+    fn fd_slots(&self) -> Vec<&FdSlot> {
+        self.request.fd_slots()
+    }
+}
+
+/// What the sandbox sends.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum SandboxFrame {
+    /// The answer to request `id`.
+    Reply {
+        /// The request's id.
+        id: u64,
+        /// Its outcome.
+        result: Result<SandboxReply, ApiError>,
+    },
+    /// An event.
+    Event(SandboxEvent),
+}
+
+impl CarriesFds for SandboxFrame {
+    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
+        match self {
+            SandboxFrame::Reply {
+                result: Ok(SandboxReply::Created { pidfd, .. }),
+                ..
+            } => vec![pidfd],
+            _ => Vec::new(),
+        }
+    }
+    fn fd_slots(&self) -> Vec<&FdSlot> {
+        match self {
+            SandboxFrame::Reply {
+                result: Ok(SandboxReply::Created { pidfd, .. }),
+                ..
+            } => vec![pidfd],
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conn::Connection;
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn create_carries_stdio_and_gofer_in_order() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut tx = Connection::new(a, 1 << 20);
+        let mut rx = Connection::new(b, 1 << 20);
+        let (r1, w1) = std::io::pipe().unwrap();
+        let (g1, _g2) = UnixStream::pair().unwrap();
+        let req = SandboxRequestFrame {
+            id: 3,
+            request: SandboxRequest::Create(CreateContainer {
+                id: "c".into(),
+                bundle: "/b".into(),
+                spec: SpecJson::from_json("{}"),
+                root: true,
+                stdio: Stdio {
+                    stdin: FdSlot::new(OwnedFd::from(r1)),
+                    stdout: FdSlot::Empty,
+                    stderr: FdSlot::new(OwnedFd::from(w1)),
+                },
+                gofer: FdSlot::new(OwnedFd::from(g1)),
+            }),
+        };
+        tx.send(&req).unwrap();
+        let got: SandboxRequestFrame = rx.recv().unwrap();
+        let SandboxRequest::Create(c) = got.request else {
+            panic!()
+        };
+        assert!(c.stdio.stdin.is_some() && !c.stdio.stdout.is_some() && c.stdio.stderr.is_some());
+        // The gofer slot holds a socket, the stdin slot a pipe: order was kept.
+        let kind = |fd: &FdSlot| {
+            nix::sys::stat::fstat(fd.as_fd().unwrap()).unwrap().st_mode & libc::S_IFMT
+        };
+        assert_eq!(kind(&c.gofer), libc::S_IFSOCK);
+        assert_eq!(kind(&c.stdio.stdin), libc::S_IFIFO);
+
+        for frame in [
+            SandboxFrame::Event(SandboxEvent::Exited {
+                id: "c".into(),
+                status: ExitStatus::Exited(1),
+            }),
+            SandboxFrame::Reply {
+                id: 1,
+                result: Ok(SandboxReply::Done),
+            },
+            SandboxFrame::Reply {
+                id: 2,
+                result: Ok(SandboxReply::Attached(vec![SandboxContainer {
+                    id: "c".into(),
+                    pid: 2,
+                    state: ProcessState::Running,
+                }])),
+            },
+            SandboxFrame::Reply {
+                id: 4,
+                result: Err(ApiError::internal("x")),
+            },
+        ] {
+            tx.send(&frame).unwrap();
+            let back: SandboxFrame = rx.recv().unwrap();
+            assert_eq!(format!("{back:?}"), format!("{frame:?}"));
+        }
+    }
+}
