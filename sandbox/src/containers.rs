@@ -2,7 +2,6 @@
 //! exit statuses until paddockd has stored them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -29,10 +28,9 @@ pub struct Record {
     pub pid: Pid,
     /// Where it stands.
     pub phase: Phase,
-    /// Where its root filesystem is attached.
-    pub rootfs: PathBuf,
-    /// The sandbox's end of its gofer's io socket, kept open for the gofer's lifetime.
-    pub gofer: std::os::unix::net::UnixStream,
+    /// The sandbox's end of its gofer's io socket. Held (not used yet) so that the gofer
+    /// lives as long as the container: the gofer exits when this closes.
+    pub _gofer_io: std::os::unix::net::UnixStream,
     /// paddockd has stored the exit status; it is no longer reported.
     pub released: bool,
 }

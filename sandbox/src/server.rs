@@ -291,8 +291,7 @@ impl Server {
             Record {
                 pid,
                 phase: Phase::Created(waiting),
-                rootfs,
-                gofer: gofer.into_stream(),
+                _gofer_io: gofer.into_stream(),
                 released: false,
             },
         );

@@ -1,0 +1,412 @@
+//! Shared pieces of paddock's integration tests: find the built binaries, give each test its
+//! own state root (and so its own paddockd), build busybox bundles, and check that nothing
+//! was left behind.
+//!
+//! Tests run as root against the real kernel. Each [`Paddock`] cleans up through `Drop`, so
+//! a failing test still deletes its containers and stops its daemon.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// Where the binaries under test are: `PADDOCK_BIN_DIR`, or the target directory this test
+/// executable was built into.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PADDOCK_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory")
+        .to_path_buf();
+    for bin in ["ctl", "paddockd", "paddock-sandbox", "paddock-gofer"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: build the binaries first (cargo build --release --workspace --all-targets)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+/// The `ctl` binary.
+pub fn ctl_path() -> PathBuf {
+    bin_dir().join("ctl")
+}
+
+/// Fails the test unless it runs as root: paddock needs it, and a skipped test proves nothing.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "paddock's integration tests must run as root (they create namespaces, mounts and cgroups)"
+    );
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique to this test process and call: `<prefix>-<pid>-<n>`.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// One state root and its daemon, cleaned up on drop.
+pub struct Paddock {
+    root: tempfile::TempDir,
+}
+
+impl Default for Paddock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Paddock {
+    /// A fresh, empty state root. Its daemon starts on the first ctl call.
+    pub fn new() -> Self {
+        require_root();
+        let root = tempfile::Builder::new()
+            .prefix("pdk-")
+            .tempdir_in("/tmp")
+            .expect("temp root");
+        Self { root }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A `ctl --root <root>` command, ready for more arguments.
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(ctl_path());
+        c.arg("--root").arg(self.root());
+        c
+    }
+
+    /// Runs ctl with `args`, stdin closed, output captured.
+    ///
+    /// The output goes through files, not pipes: `create` and `run -d` hand ctl's stdio to
+    /// the container (as runc does), and a pipe would stay open as long as the container runs.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        capture(self.command().args(args))
+    }
+
+    /// Runs ctl and requires success; returns stdout.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "ctl {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs ctl with all stdio on /dev/null (for `run -d`, whose container keeps ctl's
+    /// stdio: captured pipes would stay open as long as the container runs) and requires
+    /// success.
+    pub fn ctl_detached(&self, args: &[&str]) {
+        let status = self
+            .command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("running ctl");
+        assert!(status.success(), "ctl {args:?} failed: {status}");
+    }
+
+    /// `ctl state ID` parsed.
+    pub fn state(&self, id: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ctl_ok(&["state", id])).expect("state is JSON")
+    }
+
+    /// The daemon's pid, if its pid file exists.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.root().join("paddockd.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Ids of every container, from `ctl list -q`.
+    pub fn ids(&self) -> Vec<String> {
+        self.ctl_ok(&["list", "-q"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Stops the daemon with SIGTERM and waits for it to exit.
+    pub fn stop_daemon(&self) {
+        if let Some(pid) = self.daemon_pid() {
+            if let Ok(fd) = pidfd(pid) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                wait_pidfd(&fd, Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+impl Drop for Paddock {
+    fn drop(&mut self) {
+        if self.daemon_pid().is_some() {
+            if let Ok(out) = self
+                .command()
+                .args(["list", "-q"])
+                .stdin(Stdio::null())
+                .output()
+            {
+                for id in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = self
+                        .command()
+                        .args(["delete", "--force", id])
+                        .stdin(Stdio::null())
+                        .output();
+                }
+            }
+            self.stop_daemon();
+        }
+    }
+}
+
+/// Runs `cmd` with stdin closed and its stdout and stderr captured through temporary files;
+/// returns when the command itself exits, whoever else holds its stdio.
+pub fn capture(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().expect("temp file");
+    let err = tempfile::tempfile().expect("temp file");
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(err.try_clone().expect("dup"))
+        .status()
+        .expect("running command");
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut v = Vec::new();
+        f.rewind().expect("rewind");
+        f.read_to_end(&mut v).expect("read");
+        v
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
+/// A pidfd for `pid`.
+pub fn pidfd(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid).ok_or_else(|| std::io::Error::other("pid 0"))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Waits until the process behind `fd` exits, at most `timeout`. Returns whether it did.
+pub fn wait_pidfd(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let t = nix::poll::PollTimeout::try_from(timeout).unwrap_or(nix::poll::PollTimeout::MAX);
+    matches!(nix::poll::poll(&mut fds, t), Ok(n) if n > 0)
+}
+
+/// Whether a process with this pid exists (zombies count as gone).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Pids of live processes whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && process_alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Host mounts whose line in /proc/self/mountinfo contains `needle`.
+pub fn mounts_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Cgroup directories anywhere under /sys/fs/cgroup whose name contains `needle`.
+pub fn cgroups_mentioning(needle: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, needle: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        if depth > 6 {
+            return;
+        }
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let p = entry.path();
+                if entry.file_name().to_string_lossy().contains(needle) {
+                    out.push(p.clone());
+                }
+                walk(&p, needle, depth + 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), needle, 0, &mut out);
+    out
+}
+
+/// Asserts that nothing of container `id` is left: no process, no mount, no cgroup.
+pub fn assert_nothing_left(id: &str) {
+    let procs = processes_mentioning(&format!("--id {id}"));
+    assert!(
+        procs.is_empty(),
+        "processes of {id} are still alive: {procs:?}"
+    );
+    let mounts = mounts_mentioning(id);
+    assert!(mounts.is_empty(), "mounts of {id} remain: {mounts:?}");
+    let cgroups = cgroups_mentioning(id);
+    assert!(cgroups.is_empty(), "cgroups of {id} remain: {cgroups:?}");
+}
+
+/// A bundle with a busybox root filesystem, in a temporary directory.
+pub struct Bundle {
+    dir: tempfile::TempDir,
+}
+
+impl Bundle {
+    /// A bundle whose process runs `args` (as `sh -c` would not be implied: pass it yourself).
+    /// The config mirrors `runc spec` (read-only root, default mounts, masked paths), less the
+    /// cgroup mount and the terminal.
+    pub fn busybox(args: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("pdk-bundle-")
+            .tempdir_in("/tmp")
+            .expect("bundle dir");
+        let rootfs = dir.path().join("rootfs");
+        for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).expect("mkdir");
+        }
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).is_file())
+            .expect("busybox is not installed (apt-get install busybox-static)");
+        std::fs::copy(busybox, rootfs.join("bin/busybox")).expect("copy busybox");
+        let out = Command::new(rootfs.join("bin/busybox"))
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+        }
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .expect("passwd");
+        let bundle = Self { dir };
+        bundle.write_config(&bundle.default_config(args));
+        bundle
+    }
+
+    /// The bundle directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The bundle directory as a string.
+    pub fn path_str(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    /// Writes `config.json`.
+    pub fn write_config(&self, config: &serde_json::Value) {
+        std::fs::write(
+            self.path().join("config.json"),
+            serde_json::to_vec_pretty(config).unwrap(),
+        )
+        .expect("config.json");
+    }
+
+    /// runc's default spec, adjusted as described in [`Bundle::busybox`].
+    pub fn default_config(&self, args: &[&str]) -> serde_json::Value {
+        let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+        serde_json::json!({
+            "ociVersion": "1.0.2-dev",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+                "cwd": "/",
+                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps, "ambient": caps},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "bbox",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+                {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}
+            ],
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+                "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            }
+        })
+    }
+}
+
+/// Stdout of `out` as a string.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stderr of `out` as a string.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
