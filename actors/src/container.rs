@@ -43,13 +43,19 @@ struct Parts {
 }
 
 impl Parts {
+    /// Kills the sandbox and the gofer, concurrently, and waits until both are gone.
     async fn destroy(self) {
-        if let Some(s) = self.sandbox {
-            let _ = s.send(DestroySandbox).await;
-        }
-        if let Some(g) = self.gofer {
-            let _ = g.send(DestroyGofer).await;
-        }
+        let sandbox = async {
+            if let Some(s) = self.sandbox {
+                let _ = s.send(DestroySandbox).await;
+            }
+        };
+        let gofer = async {
+            if let Some(g) = self.gofer {
+                let _ = g.send(DestroyGofer).await;
+            }
+        };
+        tokio::join!(sandbox, gofer);
     }
 }
 
@@ -323,6 +329,19 @@ impl ContainerActor {
 
     fn state_dir(&self) -> PathBuf {
         self.store.dir(&self.meta.id)
+    }
+}
+
+/// Asks a container actor for its state (the supervisor's own query, for create and list).
+#[derive(Message)]
+#[rtype(result = "ContainerState")]
+pub struct Snapshot;
+
+impl Handler<Snapshot> for ContainerActor {
+    type Result = MessageResult<Snapshot>;
+
+    fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.meta.state())
     }
 }
 

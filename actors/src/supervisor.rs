@@ -14,7 +14,7 @@ use wire::api::{Create, Delete, GetState, Kill, List, Start, Wait};
 use wire::{ApiError, ContainerState, ErrorKind, ExitStatus};
 
 use crate::config::SupervisorConfig;
-use crate::container::{self, ContainerActor};
+use crate::container::{self, ContainerActor, Snapshot};
 use crate::meta::MetaStore;
 use crate::{blocking, resolve};
 
@@ -190,7 +190,7 @@ impl Handler<List> for Supervisor {
             let mut states = Vec::with_capacity(addrs.len());
             for addr in addrs {
                 // A container deleted meanwhile is simply not listed.
-                if let Ok(Ok(state)) = addr.send(GetState { id: String::new() }).await {
+                if let Ok(state) = addr.send(Snapshot).await {
                     states.push(state);
                 }
             }
