@@ -6,9 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Barrier};
 
-use harness::{
-    bin_dir, process_alive, processes_mentioning, stderr, stdout, unique, Bundle, Paddock,
-};
+use harness::{bin_dir, process_alive, processes_mentioning, stderr, stdout, unique, Bundle, Paddock};
 
 #[test]
 fn ctl_starts_a_daemon_when_none_answers() {
@@ -17,10 +15,7 @@ fn ctl_starts_a_daemon_when_none_answers() {
     assert_eq!(p.ctl_ok(&["list", "-q"]), "");
     let pid = p.daemon_pid().expect("a pid file");
     assert!(process_alive(pid));
-    let mode = std::fs::metadata(p.root().join("paddockd.sock"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(p.root().join("paddockd.sock")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     // The next call talks to the same daemon.
     p.ctl_ok(&["list"]);
@@ -47,10 +42,7 @@ fn concurrent_calls_on_a_fresh_root_start_one_daemon() {
     let root = p.root().display().to_string();
     let daemons: Vec<i32> = processes_mentioning(&format!("--root {root}"))
         .into_iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "paddockd")
-        })
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "paddockd"))
         .collect();
     assert_eq!(daemons.len(), 1, "daemons for {root}: {daemons:?}");
 }
@@ -59,17 +51,9 @@ fn concurrent_calls_on_a_fresh_root_start_one_daemon() {
 fn a_second_daemon_on_the_same_root_refuses_to_start() {
     let p = Paddock::new();
     p.ctl_ok(&["list"]);
-    let out = std::process::Command::new(bin_dir().join("paddockd"))
-        .arg("--root")
-        .arg(p.root())
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(bin_dir().join("paddockd")).arg("--root").arg(p.root()).output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("another paddockd"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("another paddockd"), "{}", stderr(&out));
     // The first one still serves.
     p.ctl_ok(&["list"]);
 }
@@ -84,9 +68,7 @@ fn garbage_on_the_socket_does_not_hurt_the_daemon() {
         b"GET / HTTP/1.0\r\n\r\n".to_vec(),
         u32::MAX.to_le_bytes().to_vec(),
         vec![0xff; 4096],
-        vec![
-            12, 0, 0, 0, b'P', b'A', b'D', b'D', b'O', b'C', b'K', 0, 99, 0, 0, 0,
-        ],
+        vec![12, 0, 0, 0, b'P', b'A', b'D', b'D', b'O', b'C', b'K', 0, 99, 0, 0, 0],
         vec![3, 0, 0],
     ];
     for bytes in attacks {
@@ -98,18 +80,11 @@ fn garbage_on_the_socket_does_not_hurt_the_daemon() {
     }
     // A valid hello followed by a garbage request gets a clear answer, then the hang-up.
     let mut s = UnixStream::connect(&sock).unwrap();
-    s.write_all(&[
-        10, 0, 0, 0, b'P', b'A', b'D', b'D', b'O', b'C', b'K', 0, 1, 0,
-    ])
-    .unwrap();
+    s.write_all(&[10, 0, 0, 0, b'P', b'A', b'D', b'D', b'O', b'C', b'K', 0, 1, 0]).unwrap();
     s.write_all(&[4, 0, 0, 0, 0xfe, 0xfe, 0xfe, 0xfe]).unwrap();
     let mut reply = Vec::new();
     let _ = s.read_to_end(&mut reply);
-    assert!(
-        String::from_utf8_lossy(&reply).contains("malformed frame"),
-        "{:?}",
-        String::from_utf8_lossy(&reply)
-    );
+    assert!(String::from_utf8_lossy(&reply).contains("malformed frame"), "{:?}", String::from_utf8_lossy(&reply));
     assert!(process_alive(pid));
     assert_eq!(p.daemon_pid(), Some(pid));
     p.ctl_ok(&["list"]);
@@ -131,6 +106,10 @@ fn a_restarted_daemon_finds_its_containers_again() {
     assert_ne!(p.daemon_pid(), Some(daemon));
     assert_eq!(state["status"], "running");
     assert_eq!(state["pid"].as_i64().unwrap() as i32, pid);
+    // Its gofer was taken over too: copies still work.
+    let out = p.ctl(&["cp", &format!("{id}:/bin/sleep"), "-"]);
+    assert!(out.status.success() && !out.stdout.is_empty(), "{}", stderr(&out));
+    assert_eq!(state["gofer"]["status"], "running");
     p.ctl_ok(&["kill", &id, "KILL"]);
     let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).unwrap();
     assert_eq!(waited["exitStatus"], 137);
@@ -142,31 +121,12 @@ fn a_restarted_daemon_finds_its_containers_again() {
 fn a_rust_program_embeds_paddock_without_a_socket() {
     harness::require_root();
     let example = bin_dir().join("examples").join("embedded");
-    assert!(
-        example.is_file(),
-        "{} is missing: cargo build --release --workspace --all-targets",
-        example.display()
-    );
-    let root = tempfile::Builder::new()
-        .prefix("pdk-embed-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let out = std::process::Command::new(&example)
-        .arg(root.path())
-        .output()
-        .unwrap();
-    assert_eq!(
-        stdout(&out),
-        "hello from a sandbox inside an embedding program\n",
-        "{}",
-        stderr(&out)
-    );
+    assert!(example.is_file(), "{} is missing: cargo build --release --workspace --all-targets", example.display());
+    let root = tempfile::Builder::new().prefix("pdk-embed-").tempdir_in("/tmp").unwrap();
+    let out = std::process::Command::new(&example).arg(root.path()).output().unwrap();
+    assert_eq!(stdout(&out), "hello from a sandbox inside an embedding program\n", "{}", stderr(&out));
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     // No daemon and no socket were involved.
     assert!(!root.path().join("paddockd.sock").exists());
-    assert_eq!(
-        std::fs::read_dir(root.path()).unwrap().count(),
-        0,
-        "the example left state behind"
-    );
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "the example left state behind");
 }

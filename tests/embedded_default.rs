@@ -9,14 +9,7 @@ use harness::{assert_nothing_left, stderr, stdout, unique, Paddock};
 #[test]
 fn prints_output_and_exits_with_the_commands_code() {
     let p = Paddock::new();
-    let out = p.ctl(&[
-        "run",
-        "--rm",
-        "--",
-        "/bin/sh",
-        "-c",
-        "echo hello; echo oops >&2; exit 3",
-    ]);
+    let out = p.ctl(&["run", "--rm", "--", "/bin/sh", "-c", "echo hello; echo oops >&2; exit 3"]);
     assert_eq!(stdout(&out), "hello\n");
     assert_eq!(stderr(&out), "oops\n");
     assert_eq!(out.status.code(), Some(3));
@@ -33,36 +26,19 @@ fn a_command_killed_by_a_signal_exits_128_plus_n() {
 fn writes_to_etc_and_tmp_do_not_reach_the_host() {
     let p = Paddock::new();
     let name = unique("paddock-write");
-    let script = format!(
-        "echo inside > /etc/{name} && echo inside > /tmp/{name} && cat /etc/{name} /tmp/{name}"
-    );
+    let script = format!("echo inside > /etc/{name} && echo inside > /tmp/{name} && cat /etc/{name} /tmp/{name}");
     let out = p.ctl(&["run", "--rm", "--", "/bin/sh", "-c", &script]);
     assert_eq!(stdout(&out), "inside\ninside\n", "{}", stderr(&out));
     assert!(out.status.success());
-    assert!(
-        !std::path::Path::new(&format!("/etc/{name}")).exists(),
-        "the write to /etc reached the host"
-    );
-    assert!(
-        !std::path::Path::new(&format!("/tmp/{name}")).exists(),
-        "the write to /tmp reached the host"
-    );
+    assert!(!std::path::Path::new(&format!("/etc/{name}")).exists(), "the write to /etc reached the host");
+    assert!(!std::path::Path::new(&format!("/tmp/{name}")).exists(), "the write to /tmp reached the host");
 }
 
 #[test]
 fn has_its_own_hostname_and_pid_namespace() {
     let p = Paddock::new();
     let id = unique("host");
-    let out = p.ctl(&[
-        "run",
-        "--rm",
-        "--name",
-        &id,
-        "--",
-        "/bin/sh",
-        "-c",
-        "hostname; ls /proc | grep -c '^[0-9]'",
-    ]);
+    let out = p.ctl(&["run", "--rm", "--name", &id, "--", "/bin/sh", "-c", "hostname; ls /proc | grep -c '^[0-9]'"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let mut lines = text.lines();
@@ -82,12 +58,7 @@ fn stdin_reaches_the_command() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"piped through\n")
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped through\n").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(stdout(&out), "PIPED THROUGH\n");
     assert!(out.status.success());
@@ -110,11 +81,7 @@ fn a_missing_command_is_a_clear_error_and_leaves_nothing() {
     let id = unique("nocmd");
     let out = p.ctl(&["run", "--rm", "--name", &id, "--", "no-such-command-here"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no-such-command-here"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("no-such-command-here"), "{}", stderr(&out));
     assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
     assert!(p.ids().is_empty());
     assert_nothing_left(&id);

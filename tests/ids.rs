@@ -5,10 +5,7 @@ use harness::{stderr, unique, Bundle, Paddock};
 fn daemon_files_only(p: &Paddock) {
     for entry in std::fs::read_dir(p.root()).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(
-            name.starts_with("paddockd."),
-            "unexpected {name} in the state root"
-        );
+        assert!(name.starts_with("paddockd."), "unexpected {name} in the state root");
     }
 }
 
@@ -17,15 +14,7 @@ fn invalid_ids_are_refused_and_create_nothing() {
     let p = Paddock::new();
     let bundle = Bundle::busybox(&["true"]);
     let long = "a".repeat(2000);
-    for id in [
-        "../x",
-        "a/b",
-        "",
-        long.as_str(),
-        "..",
-        "white space",
-        "paddockd.sock",
-    ] {
+    for id in ["../x", "a/b", "", long.as_str(), "..", "white space", "paddockd.sock"] {
         let out = p.ctl(&["create", "--bundle", &bundle.path_str(), id]);
         assert!(!out.status.success(), "{id:?} was accepted");
         let err = stderr(&out);
@@ -59,11 +48,7 @@ fn prefixes_resolve_when_unambiguous() {
     let p = Paddock::new();
     let bundle = Bundle::busybox(&["sleep", "1000"]);
     let base = unique("pre");
-    let (a1, a2, b) = (
-        format!("{base}-alpha-1"),
-        format!("{base}-alpha-2"),
-        format!("{base}-beta"),
-    );
+    let (a1, a2, b) = (format!("{base}-alpha-1"), format!("{base}-alpha-2"), format!("{base}-beta"));
     for id in [&a1, &a2, &b] {
         p.ctl_ok(&["create", "--bundle", &bundle.path_str(), id]);
     }
@@ -75,10 +60,7 @@ fn prefixes_resolve_when_unambiguous() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("ambiguous"), "{err}");
-    assert!(
-        err.contains(&a1) && err.contains(&a2) && !err.contains(&b),
-        "{err}"
-    );
+    assert!(err.contains(&a1) && err.contains(&a2) && !err.contains(&b), "{err}");
     assert_eq!(p.ids().len(), 3);
     // Operations act on the resolved container.
     p.ctl_ok(&["start", &format!("{base}-be")]);

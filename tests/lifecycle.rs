@@ -10,14 +10,7 @@ fn created_running_stopped_deleted() {
     let bundle = Bundle::busybox(&["sh", "-c", "echo started; exec sleep 1000"]);
     let id = unique("life");
     let pid_file = bundle.path().join("pid");
-    p.ctl_ok(&[
-        "create",
-        "--bundle",
-        &bundle.path_str(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-    ]);
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), "--pid-file", pid_file.to_str().unwrap(), &id]);
 
     let state = p.state(&id);
     assert_eq!(state["status"], "created");
@@ -25,33 +18,17 @@ fn created_running_stopped_deleted() {
     assert_eq!(state["bundle"], bundle.path_str().as_str());
     let pid = state["pid"].as_i64().unwrap() as i32;
     assert!(pid > 0 && process_alive(pid));
-    assert_eq!(
-        std::fs::read_to_string(&pid_file).unwrap().trim(),
-        pid.to_string()
-    );
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), pid.to_string());
 
     p.ctl_ok(&["start", &id]);
     let state = p.state(&id);
     assert_eq!(state["status"], "running");
-    assert_eq!(
-        state["pid"].as_i64().unwrap() as i32,
-        pid,
-        "the pid stays the container's init"
-    );
+    assert_eq!(state["pid"].as_i64().unwrap() as i32, pid, "the pid stays the container's init");
     // The init now runs the user's program.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(
-        String::from_utf8_lossy(&cmdline).starts_with("sleep"),
-        "{:?}",
-        String::from_utf8_lossy(&cmdline)
-    );
+    assert!(String::from_utf8_lossy(&cmdline).starts_with("sleep"), "{:?}", String::from_utf8_lossy(&cmdline));
     let listed = p.ctl_ok(&["list"]);
-    assert!(
-        listed
-            .lines()
-            .any(|l| l.starts_with(&id) && l.contains("running")),
-        "{listed}"
-    );
+    assert!(listed.lines().any(|l| l.starts_with(&id) && l.contains("running")), "{listed}");
 
     p.ctl_ok(&["kill", &id, "KILL"]);
     let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).unwrap();
@@ -63,10 +40,7 @@ fn created_running_stopped_deleted() {
     assert!(!process_alive(pid));
 
     p.ctl_ok(&["delete", &id]);
-    assert!(
-        !p.root().join(&id).exists(),
-        "the state directory outlived delete"
-    );
+    assert!(!p.root().join(&id).exists(), "the state directory outlived delete");
     let out = p.ctl(&["state", &id]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
@@ -93,11 +67,7 @@ fn container_output_and_exit_code_through_a_bundle() {
 #[test]
 fn the_read_only_root_stays_read_only() {
     let p = Paddock::new();
-    let bundle = Bundle::busybox(&[
-        "sh",
-        "-c",
-        "touch /bin/x && echo wrote; touch /tmp/ok && echo tmp-ok",
-    ]);
+    let bundle = Bundle::busybox(&["sh", "-c", "touch /bin/x && echo wrote; touch /tmp/ok && echo tmp-ok"]);
     let out = p.ctl(&["run", "--rm", "--bundle", &bundle.path_str(), &unique("ro")]);
     assert_eq!(stdout(&out), "tmp-ok\n", "{}", stderr(&out));
     assert!(!bundle.path().join("rootfs/bin/x").exists());
@@ -138,10 +108,7 @@ fn ten_concurrent_creates_of_one_id_exactly_one_succeeds() {
     assert_eq!(ok, 1, "{:?}", outs.iter().map(stderr).collect::<Vec<_>>());
     for o in outs.iter().filter(|o| !o.status.success()) {
         let e = stderr(o);
-        assert!(
-            e.contains("already exists") || e.contains("being created"),
-            "{e}"
-        );
+        assert!(e.contains("already exists") || e.contains("being created"), "{e}");
     }
     assert_eq!(p.ids(), vec![id.clone()]);
     assert_eq!(p.state(&id)["status"], "created");
@@ -157,11 +124,7 @@ fn operations_in_the_wrong_status_are_refused() {
     p.ctl_ok(&["create", "--bundle", &bundle.path_str(), &id]);
     p.ctl_ok(&["start", &id]);
     let out = p.ctl(&["start", &id]);
-    assert!(
-        stderr(&out).contains("cannot start it in status running"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("cannot start it in status running"), "{}", stderr(&out));
     let out = p.ctl(&["delete", &id]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
@@ -207,12 +170,7 @@ fn bad_signals_and_specs_are_clear_errors() {
     let out = p.ctl(&["create", "--bundle", &broken.path_str(), &unique("broken")]);
     assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
     let empty = tempfile::tempdir().unwrap();
-    let out = p.ctl(&[
-        "create",
-        "--bundle",
-        empty.path().to_str().unwrap(),
-        &unique("nobundle"),
-    ]);
+    let out = p.ctl(&["create", "--bundle", empty.path().to_str().unwrap(), &unique("nobundle")]);
     assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
     let missing_root = Bundle::busybox(&["true"]);
     std::fs::remove_dir_all(missing_root.path().join("rootfs")).unwrap();

@@ -12,9 +12,7 @@ use wire::api::{Create, Delete, Start, Wait};
 use wire::{FdSlot, SpecJson, Stdio};
 
 fn main() {
-    let root = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| format!("/tmp/paddock-embedded-{}", std::process::id()));
+    let root = std::env::args().nth(1).unwrap_or_else(|| format!("/tmp/paddock-embedded-{}", std::process::id()));
     let code = actix::System::new().block_on(run(root.into()));
     match code {
         Ok(code) => std::process::exit(code),
@@ -33,11 +31,7 @@ async fn run(root: std::path::PathBuf) -> Result<i32, Box<dyn std::error::Error>
     let id = format!("embedded-{}", std::process::id());
     let spec = actors::spec::embedded_default(
         &id,
-        vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "echo hello from a sandbox inside an embedding program; exit 5".into(),
-        ],
+        vec!["/bin/sh".into(), "-c".into(), "echo hello from a sandbox inside an embedding program; exit 5".into()],
     )?;
     let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
@@ -46,11 +40,7 @@ async fn run(root: std::path::PathBuf) -> Result<i32, Box<dyn std::error::Error>
             id: id.clone(),
             bundle: Default::default(),
             spec: SpecJson::from_spec(&spec)?,
-            stdio: Stdio {
-                stdin: FdSlot::Empty,
-                stdout: FdSlot::new(stdout),
-                stderr: FdSlot::new(stderr),
-            },
+            stdio: Stdio { stdin: FdSlot::Empty, stdout: FdSlot::new(stdout), stderr: FdSlot::new(stderr) },
         })
         .await??;
     eprintln!("created {} (pid {:?})", created.id, created.pid);

@@ -20,6 +20,9 @@ pub struct SupervisorConfig {
     pub helper_dir: Option<PathBuf>,
     /// The largest frame accepted on any connection.
     pub max_frame: usize,
+    /// The overlay of containers whose spec does not choose one (annotation
+    /// `dev.paddock.overlay`).
+    pub default_overlay: wire::gofer_proto::Overlay,
 }
 
 impl SupervisorConfig {
@@ -29,6 +32,7 @@ impl SupervisorConfig {
             root: root.into(),
             helper_dir: None,
             max_frame: wire::frame::DEFAULT_MAX_FRAME,
+            default_overlay: wire::gofer_proto::Overlay::None,
         }
     }
 
@@ -37,8 +41,7 @@ impl SupervisorConfig {
         let candidates: Vec<PathBuf> = match &self.helper_dir {
             Some(dir) => vec![dir.join(name)],
             None => {
-                let exe = std::env::current_exe()
-                    .map_err(|e| ApiError::io("finding the running executable", e))?;
+                let exe = std::env::current_exe().map_err(|e| ApiError::io("finding the running executable", e))?;
                 let dir = exe.parent().unwrap_or(Path::new("/"));
                 let mut c = vec![dir.join(name)];
                 if let Some(parent) = dir.parent() {
@@ -47,20 +50,12 @@ impl SupervisorConfig {
                 c
             }
         };
-        candidates
-            .iter()
-            .find(|p| p.is_file())
-            .cloned()
-            .ok_or_else(|| {
-                let looked: Vec<String> =
-                    candidates.iter().map(|p| p.display().to_string()).collect();
-                ApiError::new(
-                    ErrorKind::Internal,
-                    format!(
-                        "cannot find {name} (looked at {}); set helper_dir in the configuration",
-                        looked.join(", ")
-                    ),
-                )
-            })
+        candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+            let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            ApiError::new(
+                ErrorKind::Internal,
+                format!("cannot find {name} (looked at {}); set helper_dir in the configuration", looked.join(", ")),
+            )
+        })
     }
 }

@@ -1,100 +1,151 @@
-//! The Gofer actor: owns one gofer process.
+//! The Gofer actor: owns one gofer process and the connection to its control socket.
 
 use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::Path;
 
 use actix::prelude::*;
-use tracing::info;
-use wire::ApiError;
+use tracing::{info, warn};
+use wire::gofer_proto::{GoferReply, GoferRequest, GoferSetup};
+use wire::rpc::NoEvent;
+use wire::{ApiError, ErrorKind};
 
 use crate::config::{SupervisorConfig, GOFER_BINARY};
 use crate::launch::{launch, LaunchSpec, GOFER_NAMESPACES};
 use crate::meta::ProcessRecord;
 use crate::process::ChildProcess;
-use crate::spec::Overlay;
+use crate::rpc::RpcClient;
 use crate::{blocking, procfs};
 
-/// What a gofer is asked to prepare.
-#[derive(Debug, Clone)]
-pub struct GoferPlan {
-    /// The root filesystem on the host.
-    pub rootfs: PathBuf,
-    /// Present it under an overlay.
-    pub overlay: Overlay,
-}
+/// The gofer's control socket's name in the container's state directory.
+pub const SOCKET_NAME: &str = "gofer.sock";
 
-/// Owns one gofer process and watches it.
-pub struct GoferActor {
-    id: String,
-    process: ChildProcess,
-    destroying: bool,
-}
+/// Sends a request to the gofer and waits for its reply.
+#[derive(Message)]
+#[rtype(result = "Result<GoferReply, ApiError>")]
+pub struct GoferCall(pub GoferRequest);
 
 /// Kills the gofer and waits until it is gone.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct DestroyGofer;
 
+/// Asks to be told when the gofer dies on its own.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchGofer(pub Recipient<GoferDied>);
+
+/// The gofer with this pid died without being asked to.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct GoferDied(pub i32);
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct GoferEnded;
 
+/// A started gofer: its actor, its process (for a direct look at whether it still runs) and
+/// its identity for the metadata.
+pub struct Launched {
+    /// The actor.
+    pub addr: Addr<GoferActor>,
+    /// The process.
+    pub process: ChildProcess,
+    /// The process's identity.
+    pub record: ProcessRecord,
+}
+
+/// Owns one gofer process.
+pub struct GoferActor {
+    id: String,
+    process: ChildProcess,
+    rpc: RpcClient<GoferRequest, GoferReply>,
+    destroying: bool,
+    died: bool,
+    watcher: Option<Recipient<GoferDied>>,
+}
+
 impl GoferActor {
-    /// Starts a gofer for container `id`. Returns the actor, the sandbox's end of the io socket
-    /// (to be handed to the sandbox), and the gofer's identity for the metadata.
+    /// Starts a gofer for container `id` (control socket in `state_dir`) and sets it up with
+    /// `setup`.
     pub async fn launch(
         config: &SupervisorConfig,
         id: &str,
-        plan: GoferPlan,
-    ) -> Result<(Addr<GoferActor>, OwnedFd, ProcessRecord), ApiError> {
+        state_dir: &Path,
+        setup: GoferSetup,
+    ) -> Result<Launched, ApiError> {
         let program = config.helper(GOFER_BINARY)?;
-        let (sandbox_end, gofer_end) =
-            UnixStream::pair().map_err(|e| ApiError::io("socketpair", e))?;
-        let mut args = vec![
-            "--id".to_string(),
-            id.to_string(),
-            "--io-fd".to_string(),
-            "3".to_string(),
-            "--rootfs".to_string(),
-            plan.rootfs.to_string_lossy().into_owned(),
-        ];
-        if let Overlay::RootMemory { size } = plan.overlay {
-            args.extend(["--overlay".to_string(), "memory".to_string()]);
-            if let Some(size) = size {
-                args.extend(["--overlay-size".to_string(), size.to_string()]);
-            }
-        }
-        let launched = blocking(move || {
-            launch(LaunchSpec {
+        let socket = state_dir.join(SOCKET_NAME);
+        let gofer_id = id.to_string();
+        let (launched, stream) = blocking(move || {
+            let _ = std::fs::remove_file(&socket);
+            let listener =
+                wire::sockpath::bind(&socket).map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
+            let launched = launch(LaunchSpec {
                 program: &program,
-                args,
-                fds: vec![(OwnedFd::from(gofer_end), 3)],
+                args: vec!["--id".into(), gofer_id, "--control-fd".into(), "3".into()],
+                fds: vec![(OwnedFd::from(listener), 3)],
                 namespaces: GOFER_NAMESPACES,
             })
-            .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))
+            .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;
+            let stream = wire::sockpath::connect(&socket)
+                .map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))?;
+            Ok((launched, stream))
         })
         .await?;
-        let record = procfs::record(launched.pid)
-            .map_err(|e| ApiError::io("reading the gofer's start time", e))?;
-        let process = ChildProcess::watch(launched.pid, launched.pidfd)
-            .map_err(|e| ApiError::io("watching the gofer", e))?;
-        info!(container = id, pid = launched.pid, "gofer started");
-        Ok((
-            Self::start_watching(id, process),
-            OwnedFd::from(sandbox_end),
-            record,
-        ))
+        let record = procfs::record(launched.pid).map_err(|e| ApiError::io("reading the gofer's start time", e))?;
+        let process =
+            ChildProcess::watch(launched.pid, launched.pidfd).map_err(|e| ApiError::io("watching the gofer", e))?;
+        let connected = async {
+            let rpc = Self::connect(config, id, &process, stream).await?;
+            match rpc.call(GoferRequest::Setup(setup)).await? {
+                GoferReply::Ready => Ok(rpc),
+                other => Err(ApiError::new(ErrorKind::Protocol, format!("gofer of {id:?}: unexpected {other:?}"))),
+            }
+        }
+        .await;
+        match connected {
+            Ok(rpc) => {
+                info!(container = id, pid = launched.pid, "gofer started");
+                Ok(Launched { addr: Self::start_watching(id, process.clone(), rpc), process, record })
+            }
+            Err(e) => {
+                process.kill().await;
+                Err(e)
+            }
+        }
     }
 
-    /// Takes over a gofer started by an earlier paddockd, if that very process still runs.
-    pub fn adopt(id: &str, record: &ProcessRecord) -> Option<Addr<GoferActor>> {
-        let pidfd = procfs::open_verified(record)?;
-        let process = ChildProcess::watch(record.pid, pidfd).ok()?;
-        Some(Self::start_watching(id, process))
+    /// Reconnects to a gofer started by an earlier paddockd, if that very process still runs.
+    pub async fn reconnect(
+        config: &SupervisorConfig,
+        id: &str,
+        record: &ProcessRecord,
+        state_dir: &Path,
+    ) -> Result<Launched, ApiError> {
+        let pidfd = procfs::open_verified(record)
+            .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("the gofer of {id:?} is gone")))?;
+        let process = ChildProcess::watch(record.pid, pidfd).map_err(|e| ApiError::io("watching the gofer", e))?;
+        let socket = state_dir.join(SOCKET_NAME);
+        let stream = blocking(move || {
+            wire::sockpath::connect(&socket).map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))
+        })
+        .await?;
+        let rpc = Self::connect(config, id, &process, stream).await?;
+        Ok(Launched { addr: Self::start_watching(id, process.clone(), rpc), process, record: *record })
     }
 
-    fn start_watching(id: &str, process: ChildProcess) -> Addr<GoferActor> {
+    async fn connect(
+        config: &SupervisorConfig,
+        id: &str,
+        process: &ChildProcess,
+        stream: std::os::unix::net::UnixStream,
+    ) -> Result<RpcClient<GoferRequest, GoferReply>, ApiError> {
+        let (rpc, _events) =
+            RpcClient::connect::<NoEvent>(&format!("gofer of {id:?}"), stream, config.max_frame, process).await?;
+        Ok(rpc)
+    }
+
+    fn start_watching(id: &str, process: ChildProcess, rpc: RpcClient<GoferRequest, GoferReply>) -> Addr<GoferActor> {
         let watched = process.clone();
         GoferActor::create(move |ctx| {
             let addr = ctx.address();
@@ -102,17 +153,33 @@ impl GoferActor {
                 watched.ended().await;
                 addr.do_send(GoferEnded);
             });
-            GoferActor {
-                id: id.to_string(),
-                process,
-                destroying: false,
-            }
+            GoferActor { id: id.to_string(), process, rpc, destroying: false, died: false, watcher: None }
         })
     }
 }
 
 impl Actor for GoferActor {
     type Context = Context<Self>;
+}
+
+impl Handler<GoferCall> for GoferActor {
+    type Result = ResponseFuture<Result<GoferReply, ApiError>>;
+
+    fn handle(&mut self, GoferCall(request): GoferCall, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.rpc.call(request))
+    }
+}
+
+impl Handler<WatchGofer> for GoferActor {
+    type Result = ();
+
+    fn handle(&mut self, WatchGofer(recipient): WatchGofer, ctx: &mut Context<Self>) {
+        if self.died {
+            recipient.do_send(GoferDied(self.process.pid()));
+            ctx.stop();
+        }
+        self.watcher = Some(recipient);
+    }
 }
 
 impl Handler<DestroyGofer> for GoferActor {
@@ -134,9 +201,16 @@ impl Handler<DestroyGofer> for GoferActor {
 impl Handler<GoferEnded> for GoferActor {
     type Result = ();
 
-    fn handle(&mut self, _: GoferEnded, _: &mut Context<Self>) {
-        if !self.destroying {
-            info!(container = %self.id, pid = self.process.pid(), "gofer exited");
+    fn handle(&mut self, _: GoferEnded, ctx: &mut Context<Self>) {
+        if self.destroying {
+            return;
+        }
+        warn!(container = %self.id, pid = self.process.pid(), "gofer died");
+        self.died = true;
+        // Without a watcher yet, stay until one registers, so the death is not lost.
+        if let Some(w) = &self.watcher {
+            w.do_send(GoferDied(self.process.pid()));
+            ctx.stop();
         }
     }
 }

@@ -40,8 +40,7 @@ pub struct Launched {
 }
 
 fn cstr(bytes: &[u8]) -> std::io::Result<CString> {
-    CString::new(bytes)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL byte in argument"))
+    CString::new(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL byte in argument"))
 }
 
 /// Starts `spec.program`. Blocks briefly (until the child has called `execve`); call it from a
@@ -67,14 +66,10 @@ pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<Launched> {
 
     // The descriptor plan: every source is first duplicated above the highest target, so the
     // child's dup2 calls can never overwrite a source that is still needed.
-    let devnull = std::fs::File::options()
-        .read(true)
-        .write(true)
-        .open("/dev/null")?;
+    let devnull = std::fs::File::options().read(true).write(true).open("/dev/null")?;
     let stdout = rustix::io::dup(std::io::stdout())?;
     let stderr = rustix::io::dup(std::io::stderr())?;
-    let mut plan: Vec<(OwnedFd, RawFd)> =
-        vec![(OwnedFd::from(devnull), 0), (stdout, 1), (stderr, 2)];
+    let mut plan: Vec<(OwnedFd, RawFd)> = vec![(OwnedFd::from(devnull), 0), (stdout, 1), (stderr, 2)];
     plan.extend(spec.fds);
     let floor = plan.iter().map(|(_, t)| *t).max().unwrap_or(2) + 1;
     let mut moves: Vec<(OwnedFd, RawFd)> = Vec::with_capacity(plan.len());
@@ -100,24 +95,12 @@ pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<Launched> {
     // only async-signal-safe system calls follow, on memory prepared above, ending in execve
     // or _exit.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut libc::clone_args,
-            std::mem::size_of::<libc::clone_args>(),
-        )
+        libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, std::mem::size_of::<libc::clone_args>())
     };
     if ret == 0 {
         // SAFETY: see above; every call here is async-signal-safe and touches only memory
         // that was fully initialized before the clone.
-        unsafe {
-            child(
-                &raw_moves,
-                program.as_ptr(),
-                argv.as_ptr(),
-                envp.as_ptr(),
-                err_write.as_raw_fd(),
-            )
-        }
+        unsafe { child(&raw_moves, program.as_ptr(), argv.as_ptr(), envp.as_ptr(), err_write.as_raw_fd()) }
     }
     if ret < 0 {
         return Err(std::io::Error::last_os_error());
@@ -202,8 +185,5 @@ pub const SANDBOX_NAMESPACES: u64 = (libc::CLONE_NEWPID
 
 /// The namespaces of a gofer: IPC, mount, network, PID, UTS (not cgroup: it is placed in the
 /// sandbox's cgroup from outside, as runsc does).
-pub const GOFER_NAMESPACES: u64 = (libc::CLONE_NEWIPC
-    | libc::CLONE_NEWNS
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWUTS) as u64;
+pub const GOFER_NAMESPACES: u64 =
+    (libc::CLONE_NEWIPC | libc::CLONE_NEWNS | libc::CLONE_NEWNET | libc::CLONE_NEWPID | libc::CLONE_NEWUTS) as u64;

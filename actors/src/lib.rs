@@ -29,6 +29,8 @@ pub mod meta;
 pub mod process;
 pub mod procfs;
 pub mod resolve;
+pub mod restart;
+pub mod rpc;
 pub mod sandbox;
 pub mod spec;
 pub mod status;
@@ -43,7 +45,5 @@ where
     F: FnOnce() -> Result<T, wire::ApiError> + Send + 'static,
     T: Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| wire::ApiError::internal(format!("blocking task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| wire::ApiError::internal(format!("blocking task failed: {e}")))?
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
-use wire::{ApiError, ContainerState, ErrorKind, ExitStatus, Status};
+use wire::{ApiError, ContainerState, ErrorKind, ExitStatus, GoferStatus, Status};
 
 /// The metadata file's name.
 pub const META_FILE: &str = "meta.json";
@@ -64,11 +64,14 @@ pub struct Meta {
     /// The sandbox disappeared without reporting the container's end.
     #[serde(default)]
     pub sandbox_lost: bool,
+    /// How often the gofer was restarted.
+    #[serde(default)]
+    pub gofer_restarts: u32,
 }
 
 impl Meta {
-    /// The container's state as the API reports it.
-    pub fn state(&self) -> ContainerState {
+    /// The container's state as the API reports it, with its gofer's status.
+    pub fn state(&self, gofer: GoferStatus) -> ContainerState {
         ContainerState {
             id: self.id.clone(),
             status: self.status,
@@ -80,15 +83,11 @@ impl Meta {
             rootfs: self.rootfs.clone(),
             created: self.created.clone(),
             owner: self.owner.clone(),
-            annotations: self
-                .spec
-                .annotations()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            annotations: self.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
             sandbox_id: self.sandbox_id.clone(),
             exit_status: self.exit_status,
+            gofer,
+            gofer_restarts: self.gofer_restarts,
         }
     }
 }
@@ -134,10 +133,7 @@ impl MetaStore {
                 }
                 // Leftovers of a create or delete that crashed half-way: not a container.
                 std::fs::remove_dir_all(&dir).map_err(|e| io_err("removing leftovers", &dir, e))?;
-                std::fs::DirBuilder::new()
-                    .mode(0o700)
-                    .create(&dir)
-                    .map_err(|e| io_err("mkdir", &dir, e))?;
+                std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| io_err("mkdir", &dir, e))?;
             }
             Err(e) => return Err(io_err("mkdir", &dir, e)),
         }
@@ -165,11 +161,9 @@ impl MetaStore {
     pub fn save(&self, meta: &Meta) -> Result<(), ApiError> {
         let dir = self.dir(&meta.id);
         let mut lock = self.lock_file(&dir)?;
-        let _guard = lock
-            .write()
-            .map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
-        let json = serde_json::to_vec_pretty(meta)
-            .map_err(|e| ApiError::internal(format!("encoding metadata: {e}")))?;
+        let _guard = lock.write().map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
+        let json =
+            serde_json::to_vec_pretty(meta).map_err(|e| ApiError::internal(format!("encoding metadata: {e}")))?;
         let tmp = dir.join(TEMP_FILE);
         let mut file = OpenOptions::new()
             .create(true)
@@ -178,8 +172,7 @@ impl MetaStore {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| io_err("creating", &tmp, e))?;
-        file.write_all(&json)
-            .map_err(|e| io_err("writing", &tmp, e))?;
+        file.write_all(&json).map_err(|e| io_err("writing", &tmp, e))?;
         file.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
         drop(file);
         let path = dir.join(META_FILE);
@@ -190,16 +183,10 @@ impl MetaStore {
     /// Loads the metadata in a container directory.
     pub fn load_dir(&self, dir: &Path) -> Result<Meta, ApiError> {
         let lock = self.lock_file(dir)?;
-        let _guard = lock
-            .read()
-            .map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
+        let _guard = lock.read().map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
         let path = dir.join(META_FILE);
         let bytes = std::fs::read(&path).map_err(|e| {
-            let kind = if e.kind() == std::io::ErrorKind::NotFound {
-                ErrorKind::NotFound
-            } else {
-                ErrorKind::Io
-            };
+            let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
             ApiError::new(kind, format!("reading {}: {e}", path.display()))
         })?;
         serde_json::from_slice(&bytes).map_err(|e| io_err("parsing", &path, e))
@@ -218,9 +205,7 @@ impl MetaStore {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(wire::ids::RESERVED_PREFIX)
-                || !entry.file_type().is_ok_and(|t| t.is_dir())
-            {
+            if name.starts_with(wire::ids::RESERVED_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
             let dir = entry.path();
@@ -256,9 +241,7 @@ impl MetaStore {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ApiError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err("fsync", dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("fsync", dir, e))
 }
 
 #[cfg(test)]
@@ -276,14 +259,12 @@ mod tests {
             status: Status::Creating,
             created: "2026-01-01T00:00:00Z".into(),
             owner: String::new(),
-            sandbox: Some(ProcessRecord {
-                pid: 10,
-                start_time: 99,
-            }),
+            sandbox: Some(ProcessRecord { pid: 10, start_time: 99 }),
             gofer: None,
             init: None,
             exit_status: None,
             sandbox_lost: false,
+            gofer_restarts: 0,
         }
     }
 

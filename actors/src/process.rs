@@ -21,10 +21,7 @@ pub(crate) static WATCHED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 static REAP_ORPHANS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 pub(crate) fn forget(pid: i32) {
-    WATCHED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&pid);
+    WATCHED.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
 }
 
 /// How a watched process ended, as far as we can know.
@@ -50,10 +47,8 @@ impl ChildProcess {
         let (tx, rx) = watch::channel(None);
         // SAFETY: an OwnedFd keeps its descriptor open and unchanged until it is dropped,
         // which is what registering it with the reactor requires.
-        let watch_fd = unsafe {
-            AsyncFd::register_with_interest(pidfd.try_clone()?, tokio::io::Interest::READABLE)
-        }
-        .map_err(|e| e.into_parts().1)?;
+        let watch_fd = unsafe { AsyncFd::register_with_interest(pidfd.try_clone()?, tokio::io::Interest::READABLE) }
+            .map_err(|e| e.into_parts().1)?;
         tokio::spawn(async move {
             let _ = watch_fd.readable().await;
             let ended = match rustix::process::waitid(
@@ -73,11 +68,7 @@ impl ChildProcess {
                 reap_orphans();
             }
         });
-        Ok(Self {
-            pid,
-            pidfd: Arc::new(pidfd),
-            ended: rx,
-        })
+        Ok(Self { pid, pidfd: Arc::new(pidfd), ended: rx })
     }
 
     /// The pid.
@@ -85,18 +76,22 @@ impl ChildProcess {
         self.pid
     }
 
-    /// Whether it has ended.
+    /// Whether it has ended, as far as the watcher has seen.
     pub fn has_ended(&self) -> bool {
         self.ended.borrow().is_some()
+    }
+
+    /// Whether it has ended by now, asking the kernel directly (its pidfd is readable once it
+    /// has exited), ahead of the watcher.
+    pub fn exited_now(&self) -> bool {
+        let mut fds = [nix::poll::PollFd::new(self.pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     /// Sends `signal`; a process that already ended is not an error.
     pub fn signal(&self, signal: i32) -> std::io::Result<()> {
         let Some(sig) = rustix::process::Signal::from_named_raw(signal) else {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "bad signal",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "bad signal"));
         };
         match rustix::process::pidfd_send_signal(self.pidfd.as_fd(), sig) {
             Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
@@ -140,14 +135,7 @@ pub fn reap_orphans() {
         // SAFETY: siginfo_t is plain data; waitid fills it.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waitid writes into `info`, which we own. WNOWAIT leaves the zombie in place.
-        let ret = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
+        let ret = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
         if ret != 0 {
             return;
         }

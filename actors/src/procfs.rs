@@ -27,17 +27,12 @@ pub fn pidfd_pid(pidfd: BorrowedFd<'_>) -> std::io::Result<i32> {
     info.lines()
         .find_map(|l| l.strip_prefix("Pid:"))
         .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, "no Pid in pidfd fdinfo")
-        })
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no Pid in pidfd fdinfo"))
 }
 
 /// Identifies a live process for the metadata.
 pub fn record(pid: i32) -> std::io::Result<ProcessRecord> {
-    Ok(ProcessRecord {
-        pid,
-        start_time: start_time(pid)?,
-    })
+    Ok(ProcessRecord { pid, start_time: start_time(pid)? })
 }
 
 /// A pidfd for the process `record` describes, if that very process is still alive (a pid
@@ -61,10 +56,7 @@ mod tests {
         assert!(rec.start_time > 0);
         let fd = open_verified(&rec).unwrap();
         assert_eq!(pidfd_pid(fd.as_fd()).unwrap(), me);
-        let stale = ProcessRecord {
-            pid: me,
-            start_time: rec.start_time + 1,
-        };
+        let stale = ProcessRecord { pid: me, start_time: rec.start_time + 1 };
         assert!(open_verified(&stale).is_none());
     }
 }

@@ -21,23 +21,12 @@ where
         }
     }
     match candidates.len() {
-        0 => Err(ApiError::not_found(format!(
-            "container {} does not exist",
-            wire::ids::show_id(query)
-        ))),
+        0 => Err(ApiError::not_found(format!("container {} does not exist", wire::ids::show_id(query)))),
         1 => Ok(candidates[0]),
         n => {
             candidates.sort_unstable();
-            let shown: Vec<String> = candidates
-                .iter()
-                .take(10)
-                .map(|c| wire::ids::show_id(c))
-                .collect();
-            let more = if n > 10 {
-                format!(" and {} more", n - 10)
-            } else {
-                String::new()
-            };
+            let shown: Vec<String> = candidates.iter().take(10).map(|c| wire::ids::show_id(c)).collect();
+            let more = if n > 10 { format!(" and {} more", n - 10) } else { String::new() };
             Err(ApiError::new(
                 ErrorKind::AmbiguousId,
                 format!(

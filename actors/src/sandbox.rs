@@ -1,26 +1,19 @@
 //! The Sandbox actor: owns one sandbox process and the connection to its control socket.
-//!
-//! Requests are multiplexed by id over one connection: a writer task sends, a reader task
-//! routes replies to their callers and events (exits) to the containers that listen.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use actix::prelude::*;
-use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
-use wire::async_conn::{split, AsyncReader};
-use wire::handshake::{Hello, Welcome};
-use wire::sandbox_proto::{
-    SandboxContainer, SandboxEvent, SandboxFrame, SandboxReply, SandboxRequest, SandboxRequestFrame,
-};
-use wire::{ApiError, ErrorKind, ExitStatus, WireError};
+use wire::sandbox_proto::{SandboxContainer, SandboxEvent, SandboxReply, SandboxRequest};
+use wire::{ApiError, ErrorKind, ExitStatus};
 
 use crate::config::{SupervisorConfig, SANDBOX_BINARY};
 use crate::launch::{launch, LaunchSpec, SANDBOX_NAMESPACES};
 use crate::meta::ProcessRecord;
 use crate::process::ChildProcess;
+use crate::rpc::RpcClient;
 use crate::{blocking, procfs};
 
 /// The control socket's name in the container's state directory.
@@ -58,11 +51,7 @@ pub struct DestroySandbox;
 
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Incoming(SandboxFrame);
-
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Disconnected(String);
+struct Event(SandboxEvent);
 
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -72,9 +61,7 @@ struct ProcessEnded;
 pub struct SandboxActor {
     id: String,
     process: ChildProcess,
-    writer: Option<mpsc::UnboundedSender<SandboxRequestFrame>>,
-    pending: HashMap<u64, oneshot::Sender<Result<SandboxReply, ApiError>>>,
-    next_id: u64,
+    rpc: RpcClient<SandboxRequest, SandboxReply>,
     listeners: HashMap<String, Recipient<SandboxNotice>>,
     undelivered: HashMap<String, Vec<SandboxNotice>>,
     destroying: bool,
@@ -100,8 +87,8 @@ impl SandboxActor {
         let sandbox_id = id.to_string();
         let (launched, stream) = blocking(move || {
             let _ = std::fs::remove_file(&socket);
-            let listener = wire::sockpath::bind(&socket)
-                .map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
+            let listener =
+                wire::sockpath::bind(&socket).map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
             let launched = launch(LaunchSpec {
                 program: &program,
                 args: vec!["--id".into(), sandbox_id, "--control-fd".into(), "3".into()],
@@ -110,25 +97,23 @@ impl SandboxActor {
             })
             .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;
             // The socket listens already, so this connects at once; the sandbox accepts when
-            // it is ready, and the handshake below waits for that.
+            // it is ready, and the handshake waits for that.
             let stream = wire::sockpath::connect(&socket)
                 .map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))?;
             Ok((launched, stream))
         })
         .await?;
-        let record = procfs::record(launched.pid)
-            .map_err(|e| ApiError::io("reading the sandbox's start time", e))?;
-        let process = ChildProcess::watch(launched.pid, launched.pidfd)
-            .map_err(|e| ApiError::io("watching the sandbox", e))?;
+        let record = procfs::record(launched.pid).map_err(|e| ApiError::io("reading the sandbox's start time", e))?;
+        let process =
+            ChildProcess::watch(launched.pid, launched.pidfd).map_err(|e| ApiError::io("watching the sandbox", e))?;
         info!(sandbox = id, pid = launched.pid, "sandbox started");
-        let connected = match Self::connect(config, id, process.clone(), stream).await {
-            Ok(c) => c,
+        match Self::connect(config, id, process.clone(), stream).await {
+            Ok(c) => Ok((c, record)),
             Err(e) => {
                 process.kill().await;
-                return Err(e);
+                Err(e)
             }
-        };
-        Ok((connected, record))
+        }
     }
 
     /// Reconnects to a sandbox started by an earlier paddockd, if that very process still runs.
@@ -140,12 +125,10 @@ impl SandboxActor {
     ) -> Result<Connected, ApiError> {
         let pidfd = procfs::open_verified(record)
             .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("sandbox {id:?} is gone")))?;
-        let process = ChildProcess::watch(record.pid, pidfd)
-            .map_err(|e| ApiError::io("watching the sandbox", e))?;
-        let socket: PathBuf = state_dir.join(SOCKET_NAME);
+        let process = ChildProcess::watch(record.pid, pidfd).map_err(|e| ApiError::io("watching the sandbox", e))?;
+        let socket = state_dir.join(SOCKET_NAME);
         let stream = blocking(move || {
-            wire::sockpath::connect(&socket)
-                .map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))
+            wire::sockpath::connect(&socket).map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))
         })
         .await?;
         Self::connect(config, id, process, stream).await
@@ -157,109 +140,41 @@ impl SandboxActor {
         process: ChildProcess,
         stream: std::os::unix::net::UnixStream,
     ) -> Result<Connected, ApiError> {
-        stream
-            .set_nonblocking(true)
-            .map_err(|e| ApiError::io("socket", e))?;
-        let stream =
-            tokio::net::UnixStream::from_std(stream).map_err(|e| ApiError::io("socket", e))?;
-        let (mut reader, mut writer) = split(stream, config.max_frame);
-        let lost = |e: WireError| ApiError::new(ErrorKind::Sandbox, format!("sandbox {id:?}: {e}"));
-
-        writer
-            .send(&Hello::new(format!(
-                "paddockd {}",
-                env!("CARGO_PKG_VERSION")
-            )))
-            .await
-            .map_err(lost)?;
-        let welcome = tokio::select! {
-            w = reader.recv::<Welcome>() => w.map_err(lost)?,
-            _ = process.ended() => return Err(ApiError::new(ErrorKind::Sandbox, format!("sandbox {id:?} exited while starting"))),
+        let name = format!("sandbox {id:?}");
+        let (rpc, mut events) = RpcClient::<SandboxRequest, SandboxReply>::connect::<SandboxEvent>(
+            &name,
+            stream,
+            config.max_frame,
+            &process,
+        )
+        .await?;
+        let containers = match rpc.call(SandboxRequest::Attach).await? {
+            SandboxReply::Attached(list) => list,
+            other => return Err(ApiError::new(ErrorKind::Protocol, format!("{name}: unexpected {other:?}"))),
         };
-        if let Welcome::Refused { reason } = welcome {
-            return Err(ApiError::new(ErrorKind::Sandbox, reason));
-        }
-        writer
-            .send(&SandboxRequestFrame {
-                id: 0,
-                request: SandboxRequest::Attach,
-            })
-            .await
-            .map_err(lost)?;
-        let containers = match reader.recv::<SandboxFrame>().await.map_err(lost)? {
-            SandboxFrame::Reply {
-                result: Ok(SandboxReply::Attached(list)),
-                ..
-            } => list,
-            SandboxFrame::Reply { result: Err(e), .. } => return Err(e),
-            other => {
-                return Err(ApiError::new(
-                    ErrorKind::Protocol,
-                    format!("sandbox {id:?}: unexpected {other:?}"),
-                ))
-            }
-        };
-
-        let (tx, mut rx) = mpsc::unbounded_channel::<SandboxRequestFrame>();
         let id = id.to_string();
         let addr = SandboxActor::create(move |ctx| {
             let me = ctx.address();
+            let events_to = me.clone();
             actix::spawn(async move {
-                while let Some(frame) = rx.recv().await {
-                    if writer.send(&frame).await.is_err() {
-                        break;
-                    }
+                while let Some(event) = events.recv().await {
+                    events_to.do_send(Event(event));
                 }
             });
-            actix::spawn(read_frames(reader, me.clone()));
             let watched = process.clone();
             actix::spawn(async move {
                 watched.ended().await;
                 me.do_send(ProcessEnded);
             });
-            SandboxActor {
-                id,
-                process,
-                writer: Some(tx),
-                pending: HashMap::new(),
-                next_id: 1,
-                listeners: HashMap::new(),
-                undelivered: HashMap::new(),
-                destroying: false,
-            }
+            SandboxActor { id, process, rpc, listeners: HashMap::new(), undelivered: HashMap::new(), destroying: false }
         });
         Ok(Connected { addr, containers })
-    }
-
-    fn fail_pending(&mut self, why: &str) {
-        for (_, tx) in self.pending.drain() {
-            let _ = tx.send(Err(ApiError::new(
-                ErrorKind::Sandbox,
-                format!("sandbox {:?}: {why}", self.id),
-            )));
-        }
     }
 
     fn notify(&mut self, id: &str, notice: SandboxNotice) {
         match self.listeners.get(id) {
             Some(r) => r.do_send(notice),
-            None => self
-                .undelivered
-                .entry(id.to_string())
-                .or_default()
-                .push(notice),
-        }
-    }
-}
-
-async fn read_frames(mut reader: AsyncReader, me: Addr<SandboxActor>) {
-    loop {
-        match reader.recv::<SandboxFrame>().await {
-            Ok(frame) => me.do_send(Incoming(frame)),
-            Err(e) => {
-                me.do_send(Disconnected(e.to_string()));
-                return;
-            }
+            None => self.undelivered.entry(id.to_string()).or_default().push(notice),
         }
     }
 }
@@ -272,31 +187,7 @@ impl Handler<Call> for SandboxActor {
     type Result = ResponseFuture<Result<SandboxReply, ApiError>>;
 
     fn handle(&mut self, Call(request): Call, _: &mut Context<Self>) -> Self::Result {
-        let id = self.next_id;
-        self.next_id += 1;
-        let (tx, rx) = oneshot::channel();
-        let sandbox = self.id.clone();
-        let sent = self
-            .writer
-            .as_ref()
-            .is_some_and(|w| w.send(SandboxRequestFrame { id, request }).is_ok());
-        if !sent {
-            return Box::pin(async move {
-                Err(ApiError::new(
-                    ErrorKind::Sandbox,
-                    format!("sandbox {sandbox:?}: the connection to it is lost"),
-                ))
-            });
-        }
-        self.pending.insert(id, tx);
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(ApiError::new(
-                    ErrorKind::Sandbox,
-                    format!("sandbox {sandbox:?} went away"),
-                ))
-            })
-        })
+        Box::pin(self.rpc.call(request))
     }
 }
 
@@ -314,17 +205,12 @@ impl Handler<Listen> for SandboxActor {
     }
 }
 
-impl Handler<Incoming> for SandboxActor {
+impl Handler<Event> for SandboxActor {
     type Result = ();
 
-    fn handle(&mut self, Incoming(frame): Incoming, _: &mut Context<Self>) {
-        match frame {
-            SandboxFrame::Reply { id, result } => {
-                if let Some(tx) = self.pending.remove(&id) {
-                    let _ = tx.send(result);
-                }
-            }
-            SandboxFrame::Event(SandboxEvent::Exited { id, status }) => {
+    fn handle(&mut self, Event(event): Event, _: &mut Context<Self>) {
+        match event {
+            SandboxEvent::Exited { id, status } => {
                 info!(container = %id, sandbox = %self.id, %status, "container exited");
                 self.notify(&id, SandboxNotice::Exited(status));
             }
@@ -332,23 +218,10 @@ impl Handler<Incoming> for SandboxActor {
     }
 }
 
-impl Handler<Disconnected> for SandboxActor {
-    type Result = ();
-
-    fn handle(&mut self, Disconnected(why): Disconnected, _: &mut Context<Self>) {
-        if !self.destroying && !self.process.has_ended() {
-            warn!(sandbox = %self.id, "connection to the sandbox lost: {why}");
-        }
-        self.writer = None;
-        self.fail_pending(&format!("connection lost: {why}"));
-    }
-}
-
 impl Handler<ProcessEnded> for SandboxActor {
     type Result = ();
 
     fn handle(&mut self, _: ProcessEnded, _: &mut Context<Self>) {
-        self.fail_pending("the sandbox process ended");
         if self.destroying {
             return;
         }
@@ -371,10 +244,7 @@ impl Handler<DestroySandbox> for SandboxActor {
                 process.kill().await;
             }
             .into_actor(self)
-            .map(|(), act, ctx| {
-                act.fail_pending("destroyed");
-                ctx.stop();
-            }),
+            .map(|(), _, ctx| ctx.stop()),
         )
     }
 }

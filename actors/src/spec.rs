@@ -5,124 +5,100 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder,
+    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
+use wire::gofer_proto::Overlay;
 use wire::{ApiError, ErrorKind};
 
-/// The annotation that selects the overlay of a container: `none`, `root:memory`, or
-/// `root:memory:size=<bytes>`.
+/// The annotation that selects the overlay of a container: `none`, `root:memory` or
+/// `all:memory`, optionally followed by `:size=SIZE` (bytes, or with a k, m or g suffix).
 pub const OVERLAY_ANNOTATION: &str = "dev.paddock.overlay";
 
-/// How a container's root filesystem is presented.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Overlay {
-    /// The host directory itself (read-only if the spec says so).
-    #[default]
-    None,
-    /// The host directory as the read-only lower layer under a tmpfs upper layer.
-    RootMemory {
-        /// Size cap of the tmpfs, in bytes.
-        size: Option<u64>,
-    },
+/// Parses an overlay setting (the annotation's or the daemon configuration's value).
+pub fn parse_overlay(value: &str) -> Result<Overlay, ApiError> {
+    let bad = || {
+        ApiError::invalid_spec(format!(
+            "overlay {value:?}: expected none, root:memory or all:memory, optionally with :size=SIZE"
+        ))
+    };
+    let (mode, size) = match value.split_once(":size=") {
+        Some((mode, size)) => (mode, Some(parse_size(size).ok_or_else(bad)?)),
+        None => (value, None),
+    };
+    match mode {
+        "none" if size.is_none() => Ok(Overlay::None),
+        "root:memory" => Ok(Overlay::RootMemory { size }),
+        "all:memory" => Ok(Overlay::AllMemory { size }),
+        _ => Err(bad()),
+    }
 }
 
-impl Overlay {
-    /// Parses the annotation's value.
-    pub fn parse(value: &str) -> Result<Self, ApiError> {
-        let bad = || {
-            ApiError::invalid_spec(format!(
-                "annotation {OVERLAY_ANNOTATION}={value:?}: expected none, root:memory or root:memory:size=BYTES"
-            ))
-        };
-        match value {
-            "none" => Ok(Overlay::None),
-            "root:memory" => Ok(Overlay::RootMemory { size: None }),
-            other => {
-                let size = other.strip_prefix("root:memory:size=").ok_or_else(bad)?;
-                let size = size.parse::<u64>().map_err(|_| bad())?;
-                Ok(Overlay::RootMemory { size: Some(size) })
-            }
-        }
-    }
+fn parse_size(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
 
-    /// The overlay a spec asks for (none when it does not say).
-    pub fn of(spec: &Spec) -> Result<Self, ApiError> {
-        match spec
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(OVERLAY_ANNOTATION))
-        {
-            Some(v) => Self::parse(v),
-            None => Ok(Overlay::None),
-        }
+/// The overlay a spec asks for, or `default` when it does not say.
+pub fn overlay_of(spec: &Spec, default: Overlay) -> Result<Overlay, ApiError> {
+    match spec.annotations().as_ref().and_then(|a| a.get(OVERLAY_ANNOTATION)) {
+        Some(v) => parse_overlay(v).map_err(|e| e.context(format!("annotation {OVERLAY_ANNOTATION}"))),
+        None => Ok(default),
     }
 }
 
 /// Checks what must hold before anything is started.
 pub fn validate(spec: &Spec) -> Result<(), ApiError> {
-    let root = spec
-        .root()
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
+    let root = spec.root().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
     if root.path().as_os_str().is_empty() {
         return Err(ApiError::invalid_spec("root.path is empty"));
     }
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid_spec("the spec has no process"))?;
+    let process = spec.process().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no process"))?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(ApiError::invalid_spec("process.args is empty"));
     }
     if !process.cwd().is_absolute() {
-        return Err(ApiError::invalid_spec(format!(
-            "process.cwd {:?} is not an absolute path",
-            process.cwd()
-        )));
+        return Err(ApiError::invalid_spec(format!("process.cwd {:?} is not an absolute path", process.cwd())));
     }
     if process.terminal().unwrap_or(false) {
-        return Err(ApiError::new(
-            ErrorKind::Unsupported,
-            "process.terminal is not supported yet",
-        ));
+        return Err(ApiError::new(ErrorKind::Unsupported, "process.terminal is not supported yet"));
     }
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {
             if ns.path().is_some() {
                 return Err(ApiError::new(
                     ErrorKind::Unsupported,
-                    format!(
-                        "joining an existing {:?} namespace by path is not supported yet",
-                        ns.typ()
-                    ),
+                    format!("joining an existing {:?} namespace by path is not supported yet", ns.typ()),
                 ));
             }
             if ns.typ() == LinuxNamespaceType::User {
-                return Err(ApiError::new(
-                    ErrorKind::Unsupported,
-                    "user namespaces are not supported yet",
-                ));
+                return Err(ApiError::new(ErrorKind::Unsupported, "user namespaces are not supported yet"));
             }
         }
     }
-    Overlay::of(spec)?;
+    overlay_of(spec, Overlay::None)?;
     Ok(())
 }
 
 /// The host path of the root filesystem: `root.path`, relative to the bundle unless absolute.
 pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf, ApiError> {
-    let root = spec
-        .root()
-        .as_ref()
-        .ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
+    let root = spec.root().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
     let path = root.path();
     if path.is_absolute() {
         Ok(path.clone())
     } else if bundle.as_os_str().is_empty() {
-        Err(ApiError::invalid_spec(format!(
-            "root.path {path:?} is relative but there is no bundle"
-        )))
+        Err(ApiError::invalid_spec(format!("root.path {path:?} is relative but there is no bundle")))
     } else {
         Ok(bundle.join(path))
     }
@@ -161,14 +137,8 @@ pub const DEFAULT_MASKED_PATHS: [&str; 10] = [
 ];
 
 /// The paths runc makes read-only by default.
-pub const DEFAULT_READONLY_PATHS: [&str; 6] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-    "/sys/fs/cgroup",
-];
+pub const DEFAULT_READONLY_PATHS: [&str; 6] =
+    ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger", "/sys/fs/cgroup"];
 
 fn build_error(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(format!("building the default spec: {e}"))
@@ -191,28 +161,9 @@ pub fn embedded_default(id: &str, args: Vec<String>) -> Result<Spec, ApiError> {
     };
     let mounts = vec![
         mount("/proc", "proc", &["nosuid", "noexec", "nodev"])?,
-        mount(
-            "/dev",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        )?,
-        mount(
-            "/dev/pts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-                "gid=5",
-            ],
-        )?,
-        mount(
-            "/dev/shm",
-            "tmpfs",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        )?,
+        mount("/dev", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount("/dev/pts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"])?,
+        mount("/dev/shm", "tmpfs", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
         mount("/dev/mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/sys", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
         mount("/tmp", "tmpfs", &["nosuid", "nodev", "mode=1777"])?,
@@ -229,21 +180,12 @@ pub fn embedded_default(id: &str, args: Vec<String>) -> Result<Spec, ApiError> {
         .map_err(build_error)?;
     let process = ProcessBuilder::default()
         .terminal(false)
-        .user(
-            UserBuilder::default()
-                .uid(0u32)
-                .gid(0u32)
-                .build()
-                .map_err(build_error)?,
-        )
+        .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(build_error)?)
         .args(args)
         .env(vec![
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
             "HOME=/root".to_string(),
-            format!(
-                "TERM={}",
-                std::env::var("TERM").unwrap_or_else(|_| "xterm".into())
-            ),
+            format!("TERM={}", std::env::var("TERM").unwrap_or_else(|_| "xterm".into())),
         ])
         .cwd("/")
         .capabilities(capabilities)
@@ -259,47 +201,23 @@ pub fn embedded_default(id: &str, args: Vec<String>) -> Result<Spec, ApiError> {
         LinuxNamespaceType::Cgroup,
     ]
     .into_iter()
-    .map(|typ| {
-        LinuxNamespaceBuilder::default()
-            .typ(typ)
-            .build()
-            .map_err(build_error)
-    })
+    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build().map_err(build_error))
     .collect::<Result<Vec<_>, _>>()?;
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .masked_paths(
-            DEFAULT_MASKED_PATHS
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            DEFAULT_READONLY_PATHS
-                .iter()
-                .map(|p| p.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .masked_paths(DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        .readonly_paths(DEFAULT_READONLY_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         .build()
         .map_err(build_error)?;
     let hostname: String = id.chars().take(63).collect();
     SpecBuilder::default()
         .version(wire::api::OCI_VERSION)
-        .root(
-            RootBuilder::default()
-                .path("/")
-                .readonly(false)
-                .build()
-                .map_err(build_error)?,
-        )
+        .root(RootBuilder::default().path("/").readonly(false).build().map_err(build_error)?)
         .mounts(mounts)
         .process(process)
         .hostname(hostname)
         .linux(linux)
-        .annotations(HashMap::from([(
-            OVERLAY_ANNOTATION.to_string(),
-            "root:memory".to_string(),
-        )]))
+        .annotations(HashMap::from([(OVERLAY_ANNOTATION.to_string(), "root:memory".to_string())]))
         .build()
         .map_err(build_error)
 }
@@ -312,44 +230,34 @@ mod tests {
     fn embedded_default_is_valid_and_overlaid() {
         let spec = embedded_default("abc", vec!["true".into()]).unwrap();
         validate(&spec).unwrap();
-        assert_eq!(
-            Overlay::of(&spec).unwrap(),
-            Overlay::RootMemory { size: None }
-        );
-        assert_eq!(
-            rootfs_path(Path::new(""), &spec).unwrap(),
-            PathBuf::from("/")
-        );
+        assert_eq!(overlay_of(&spec, Overlay::None).unwrap(), Overlay::RootMemory { size: None });
+        assert_eq!(rootfs_path(Path::new(""), &spec).unwrap(), PathBuf::from("/"));
         assert_eq!(spec.hostname().as_deref(), Some("abc"));
-        assert!(spec
-            .process()
-            .as_ref()
-            .unwrap()
-            .no_new_privileges()
-            .unwrap());
+        assert!(spec.process().as_ref().unwrap().no_new_privileges().unwrap());
     }
 
     #[test]
     fn overlay_values() {
-        assert_eq!(Overlay::parse("none").unwrap(), Overlay::None);
-        assert_eq!(
-            Overlay::parse("root:memory:size=1048576").unwrap(),
-            Overlay::RootMemory {
-                size: Some(1 << 20)
-            }
-        );
-        let e = Overlay::parse("root:disk").unwrap_err();
+        assert_eq!(parse_overlay("none").unwrap(), Overlay::None);
+        assert_eq!(parse_overlay("root:memory").unwrap(), Overlay::RootMemory { size: None });
+        assert_eq!(parse_overlay("all:memory:size=64m").unwrap(), Overlay::AllMemory { size: Some(64 << 20) });
+        assert_eq!(parse_overlay("root:memory:size=1048576").unwrap(), Overlay::RootMemory { size: Some(1 << 20) });
+        for bad in ["root:disk", "none:size=1k", "all:memory:size=", "all:memory:size=5x", ""] {
+            assert!(parse_overlay(bad).is_err(), "{bad}");
+        }
+        let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
+        spec.set_annotations(Some(HashMap::from([(OVERLAY_ANNOTATION.to_string(), "bogus".to_string())])));
+        let e = overlay_of(&spec, Overlay::None).unwrap_err();
         assert!(e.message.contains(OVERLAY_ANNOTATION), "{}", e.message);
+        spec.set_annotations(None);
+        assert_eq!(overlay_of(&spec, Overlay::AllMemory { size: None }).unwrap(), Overlay::AllMemory { size: None });
     }
 
     #[test]
     fn invalid_specs_are_refused_with_reasons() {
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.process_mut().as_mut().unwrap().set_args(Some(vec![]));
-        assert!(validate(&spec)
-            .unwrap_err()
-            .message
-            .contains("process.args"));
+        assert!(validate(&spec).unwrap_err().message.contains("process.args"));
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.set_root(None);
         assert!(validate(&spec).unwrap_err().message.contains("no root"));
@@ -362,10 +270,7 @@ mod tests {
     fn relative_root_needs_a_bundle() {
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.set_root(Some(RootBuilder::default().path("rootfs").build().unwrap()));
-        assert_eq!(
-            rootfs_path(Path::new("/b"), &spec).unwrap(),
-            PathBuf::from("/b/rootfs")
-        );
+        assert_eq!(rootfs_path(Path::new("/b"), &spec).unwrap(), PathBuf::from("/b/rootfs"));
         assert!(rootfs_path(Path::new(""), &spec).is_err());
     }
 }

@@ -15,11 +15,7 @@ pub fn can_transition(from: Status, to: Status) -> bool {
     use Status::*;
     matches!(
         (from, to),
-        (Creating, Created)
-            | (Created, Running)
-            | (Running, Paused)
-            | (Paused, Running)
-            | (_, Stopped)
+        (Creating, Created) | (Created, Running) | (Running, Paused) | (Paused, Running) | (_, Stopped)
     )
 }
 
@@ -30,10 +26,7 @@ pub fn transition(id: &str, from: Status, to: Status) -> Result<Status, ApiError
     } else {
         Err(ApiError::new(
             ErrorKind::InvalidStatus,
-            format!(
-                "container {}: cannot go from {from} to {to}",
-                wire::ids::show_id(id)
-            ),
+            format!("container {}: cannot go from {from} to {to}", wire::ids::show_id(id)),
         ))
     }
 }
@@ -65,6 +58,8 @@ pub enum Operation {
     Delete,
     /// Delete, killing whatever still runs.
     ForceDelete,
+    /// Copy files in or out through the gofer.
+    Copy,
     /// Wait for the exit status.
     Wait,
     /// Report the state.
@@ -73,7 +68,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for exhaustive tests.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Operation::Start,
         Operation::Exec,
         Operation::Signal,
@@ -86,6 +81,7 @@ impl Operation {
         Operation::Events,
         Operation::Delete,
         Operation::ForceDelete,
+        Operation::Copy,
         Operation::Wait,
         Operation::State,
     ];
@@ -110,6 +106,7 @@ impl Operation {
             Operation::Events => &[Created, Running, Paused],
             Operation::Delete => &[Created, Stopped],
             Operation::ForceDelete => &[Creating, Created, Running, Paused, Stopped],
+            Operation::Copy => &[Created, Running, Paused, Stopped],
             Operation::Wait | Operation::State => &[Creating, Created, Running, Paused, Stopped],
         }
     }
@@ -128,6 +125,7 @@ impl Operation {
             Operation::Events => "get events of",
             Operation::Delete => "delete",
             Operation::ForceDelete => "force-delete",
+            Operation::Copy => "copy files of",
             Operation::Wait => "wait on",
             Operation::State => "get the state of",
         }
@@ -146,11 +144,7 @@ pub fn require(id: &str, op: Operation, status: Status) -> Result<(), ApiError> 
     };
     Err(ApiError::new(
         ErrorKind::InvalidStatus,
-        format!(
-            "container {}: cannot {} it in status {status}{hint}",
-            wire::ids::show_id(id),
-            op.verb()
-        ),
+        format!("container {}: cannot {} it in status {status}{hint}", wire::ids::show_id(id), op.verb()),
     ))
 }
 
@@ -177,11 +171,7 @@ mod tests {
                 assert_eq!(res.is_ok(), table[i][j]);
                 if let Err(e) = res {
                     assert_eq!(e.kind, ErrorKind::InvalidStatus);
-                    assert!(
-                        e.message.contains(&format!("from {from} to {to}")),
-                        "{}",
-                        e.message
-                    );
+                    assert!(e.message.contains(&format!("from {from} to {to}")), "{}", e.message);
                 }
             }
         }
@@ -211,28 +201,17 @@ mod tests {
                 Operation::Processes => vec![Running, Paused],
                 Operation::Events => vec![Created, Running, Paused],
                 Operation::Delete => vec![Created, Stopped],
+                Operation::Copy => vec![Created, Running, Paused, Stopped],
                 Operation::ForceDelete | Operation::Wait | Operation::State => Status::ALL.to_vec(),
             }
         };
         for op in Operation::ALL {
             for status in Status::ALL {
                 let res = require("web", op, status);
-                assert_eq!(
-                    res.is_ok(),
-                    expect(op).contains(&status),
-                    "{op:?} in {status}"
-                );
+                assert_eq!(res.is_ok(), expect(op).contains(&status), "{op:?} in {status}");
                 if let Err(e) = res {
-                    assert!(
-                        e.message.starts_with("container \"web\": cannot "),
-                        "{}",
-                        e.message
-                    );
-                    assert!(
-                        e.message.contains(&format!("in status {status}")),
-                        "{}",
-                        e.message
-                    );
+                    assert!(e.message.starts_with("container \"web\": cannot "), "{}", e.message);
+                    assert!(e.message.contains(&format!("in status {status}")), "{}", e.message);
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{info, warn};
-use wire::api::{Create, Delete, GetState, Kill, List, Start, Wait};
+use wire::api::{CopyIn, CopyOut, Create, Delete, GetState, Kill, List, Start, Wait};
 use wire::{ApiError, ContainerState, ErrorKind, ExitStatus};
 
 use crate::config::SupervisorConfig;
@@ -40,12 +40,7 @@ impl Supervisor {
         std::fs::create_dir_all(&config.root)
             .map_err(|e| ApiError::io(format!("creating {}", config.root.display()), e))?;
         let store = MetaStore::new(config.root.clone());
-        Ok(Supervisor {
-            config: Arc::new(config),
-            store,
-            containers: BTreeMap::new(),
-        }
-        .start())
+        Ok(Supervisor { config: Arc::new(config), store, containers: BTreeMap::new() }.start())
     }
 
     fn resolve(&self, query: &str) -> Result<(String, Addr<ContainerActor>), ApiError> {
@@ -54,10 +49,7 @@ impl Supervisor {
             Slot::Ready(addr) => Ok((id.to_string(), addr.clone())),
             Slot::Creating => Err(ApiError::new(
                 ErrorKind::InvalidStatus,
-                format!(
-                    "container {} is still being created",
-                    wire::ids::show_id(id)
-                ),
+                format!("container {} is still being created", wire::ids::show_id(id)),
             )),
         }
     }
@@ -74,9 +66,7 @@ impl Actor for Supervisor {
             async move {
                 let (metas, errors) = {
                     let store = store.clone();
-                    blocking(move || Ok(store.load_all()))
-                        .await
-                        .unwrap_or_default()
+                    blocking(move || Ok(store.load_all())).await.unwrap_or_default()
                 };
                 for e in errors {
                     warn!("skipping unreadable container metadata: {e}");
@@ -106,10 +96,7 @@ impl Actor for Supervisor {
 }
 
 fn gone(id: &str) -> ApiError {
-    ApiError::not_found(format!(
-        "container {} does not exist",
-        wire::ids::show_id(id)
-    ))
+    ApiError::not_found(format!("container {} does not exist", wire::ids::show_id(id)))
 }
 
 impl Handler<Create> for Supervisor {
@@ -173,6 +160,8 @@ forward!(Start => ContainerState);
 forward!(GetState => ContainerState);
 forward!(Kill => ());
 forward!(Wait => ExitStatus);
+forward!(CopyOut => ());
+forward!(CopyIn => ());
 
 impl Handler<List> for Supervisor {
     type Result = ResponseFuture<Result<Vec<ContainerState>, ApiError>>;
@@ -206,22 +195,18 @@ impl Handler<Delete> for Supervisor {
         let (id, addr) = match self.resolve(&msg.id) {
             Ok(found) => found,
             // Deleting what is already gone succeeds with --force, as runc's does.
-            Err(e) if e.kind == ErrorKind::NotFound && msg.force => {
-                return Box::pin(actix::fut::ready(Ok(())))
-            }
+            Err(e) if e.kind == ErrorKind::NotFound && msg.force => return Box::pin(actix::fut::ready(Ok(()))),
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         msg.id = id.clone();
         let id_for_removal = id.clone();
-        Box::pin(
-            async move { addr.send(msg).await.map_err(|_| gone(&id))? }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    if res.is_ok() {
-                        act.containers.remove(&id_for_removal);
-                    }
-                    res
-                }),
-        )
+        Box::pin(async move { addr.send(msg).await.map_err(|_| gone(&id))? }.into_actor(self).map(
+            move |res, act, _| {
+                if res.is_ok() {
+                    act.containers.remove(&id_for_removal);
+                }
+                res
+            },
+        ))
     }
 }

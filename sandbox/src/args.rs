@@ -25,10 +25,7 @@ impl SandboxArgs {
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
-        Ok(Self {
-            id: id.ok_or("--id is required")?,
-            control_fd: control_fd.ok_or("--control-fd is required")?,
-        })
+        Ok(Self { id: id.ok_or("--id is required")?, control_fd: control_fd.ok_or("--control-fd is required")? })
     }
 }
 
@@ -38,25 +35,9 @@ mod tests {
 
     #[test]
     fn parse_args() {
-        let a = SandboxArgs::parse(
-            ["--id", "x", "--control-fd", "3"]
-                .map(String::from)
-                .into_iter(),
-        )
-        .unwrap();
-        assert_eq!(
-            a,
-            SandboxArgs {
-                id: "x".into(),
-                control_fd: 3
-            }
-        );
+        let a = SandboxArgs::parse(["--id", "x", "--control-fd", "3"].map(String::from).into_iter()).unwrap();
+        assert_eq!(a, SandboxArgs { id: "x".into(), control_fd: 3 });
         assert!(SandboxArgs::parse(["--id", "x"].map(String::from).into_iter()).is_err());
-        assert!(SandboxArgs::parse(
-            ["--control-fd", "z", "--id", "x"]
-                .map(String::from)
-                .into_iter()
-        )
-        .is_err());
+        assert!(SandboxArgs::parse(["--control-fd", "z", "--id", "x"].map(String::from).into_iter()).is_err());
     }
 }

@@ -28,9 +28,9 @@ pub struct Record {
     pub pid: Pid,
     /// Where it stands.
     pub phase: Phase,
-    /// The sandbox's end of its gofer's io socket. Held (not used yet) so that the gofer
-    /// lives as long as the container: the gofer exits when this closes.
-    pub _gofer_io: std::os::unix::net::UnixStream,
+    /// The mounts the gofer handed over, as the sandbox holds them; a restarted gofer gets
+    /// copies, so it sees the very same trees (an overlay's contents above all).
+    pub staged: crate::sandbox_root::Staged,
     /// paddockd has stored the exit status; it is no longer reported.
     pub released: bool,
 }
@@ -54,9 +54,7 @@ impl Containers {
 
     /// The container `id`, or a clear error.
     pub fn get_mut(&mut self, id: &str) -> Result<&mut Record, ApiError> {
-        self.records
-            .get_mut(id)
-            .ok_or_else(|| ApiError::not_found(format!("container {id:?} is not in this sandbox")))
+        self.records.get_mut(id).ok_or_else(|| ApiError::not_found(format!("container {id:?} is not in this sandbox")))
     }
 
     /// Every container, as reported to paddockd.
@@ -78,10 +76,8 @@ impl Containers {
 
     /// Records that the process `pid` ended; returns the container whose init it was.
     pub fn process_exited(&mut self, pid: Pid, status: ExitStatus) -> Option<String> {
-        let (id, record) = self
-            .records
-            .iter_mut()
-            .find(|(_, r)| r.pid == pid && !matches!(r.phase, Phase::Exited(_)))?;
+        let (id, record) =
+            self.records.iter_mut().find(|(_, r)| r.pid == pid && !matches!(r.phase, Phase::Exited(_)))?;
         record.phase = Phase::Exited(status);
         Some(id.clone())
     }
@@ -107,13 +103,18 @@ impl Containers {
             };
         }
         match record.phase {
-            Phase::Exited(_) => Err(ApiError::new(
-                ErrorKind::InvalidStatus,
-                format!("container {id:?} is not running"),
-            )),
+            Phase::Exited(_) => {
+                Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")))
+            }
             _ => nix::sys::signal::kill(record.pid, signal)
                 .map_err(|e| ApiError::io(format!("signalling container {id:?}"), e)),
         }
+    }
+
+    /// Fresh copies of a container's mounts, for its restarted gofer.
+    pub fn clone_mounts(&mut self, id: &str) -> Result<Vec<std::os::fd::OwnedFd>, ApiError> {
+        let record = self.get_mut(id)?;
+        crate::sandbox_root::copies(&record.staged)
     }
 
     /// Forgets a container whose exit status paddockd has stored.

@@ -14,9 +14,9 @@
 mod args;
 mod containers;
 mod init;
+mod net;
 mod sandbox_root;
 mod server;
-mod sys;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -43,8 +43,7 @@ fn main() {
         eprintln!("paddock-sandbox {}: blocking SIGCHLD: {e}", args.id);
         std::process::exit(1);
     }
-    let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-    {
+    let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("paddock-sandbox {}: signalfd: {e}", args.id);
@@ -53,7 +52,7 @@ fn main() {
     };
 
     let setup_error = sandbox_root::isolate()
-        .and_then(|()| sys::loopback_up().map_err(|e| format!("bringing up loopback: {e}")))
+        .and_then(|()| net::loopback_up().map_err(|e| format!("bringing up loopback: {e}")))
         .err();
     if let Some(err) = &setup_error {
         eprintln!("paddock-sandbox {}: {err}", args.id);

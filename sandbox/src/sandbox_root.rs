@@ -4,87 +4,97 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags};
 use rustix::fs::{Mode, OFlags};
-use rustix::mount::MountAttrFlags;
 use wire::ApiError;
-
-use crate::sys::{attach, new_mount};
 
 /// Where the containers' root filesystems are attached, one directory per container.
 pub const CONTAINERS_DIR: &str = "/containers";
 
 /// Replaces the sandbox's view of the host with a private tmpfs root.
-///
-/// The sandbox starts in a fresh mount namespace that is a copy of the host's. Everything is
-/// made private first (nothing the sandbox mounts may propagate back), then a new tmpfs is
-/// stacked on `/` and pivoted into, and the copy of the host's tree is detached.
 pub fn isolate() -> Result<(), String> {
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| format!("making mounts private: {e}"))?;
-    let root = new_mount(
+    let root = sys::new_mount(
         "tmpfs",
         Some("paddock-sandbox"),
         &["mode=0700".to_string()],
-        MountAttrFlags::MOUNT_ATTR_NOSUID
-            | MountAttrFlags::MOUNT_ATTR_NODEV
-            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+        libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
     )
     .map_err(|e| format!("creating the sandbox root: {e}"))?;
-    rustix::fs::mkdirat(
-        root.as_fd(),
-        &CONTAINERS_DIR[1..],
-        Mode::from_raw_mode(0o700),
-    )
-    .map_err(|e| format!("mkdir {CONTAINERS_DIR}: {e}"))?;
-    let slash = rustix::fs::open(
-        "/",
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| format!("open /: {e}"))?;
-    attach(root.as_fd(), slash.as_fd()).map_err(|e| format!("attaching the sandbox root: {e}"))?;
-    nix::unistd::fchdir(&root).map_err(|e| format!("chdir into the sandbox root: {e}"))?;
-    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
-    nix::mount::umount2(".", MntFlags::MNT_DETACH)
-        .map_err(|e| format!("detaching the host's tree: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
-    Ok(())
+    rustix::fs::mkdirat(root.as_fd(), &CONTAINERS_DIR[1..], Mode::from_raw_mode(0o700))
+        .map_err(|e| format!("mkdir {CONTAINERS_DIR}: {e}"))?;
+    sys::pivot_into(root.as_fd()).map_err(|e| format!("pivoting into the sandbox root: {e}"))
 }
 
-/// Attaches a container's root filesystem (a detached mount from its gofer) at
-/// `/containers/<dir>/rootfs` and returns that path.
-pub fn attach_rootfs(id: &str, mount: OwnedFd) -> Result<PathBuf, ApiError> {
+/// A container's mounts as the sandbox holds them: attached in the sandbox's own tree, from
+/// where the container's init moves them into place and a restarted gofer gets copies.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    /// `/containers/<dir>`.
+    pub dir: PathBuf,
+    /// Where the root filesystem is attached.
+    pub rootfs: PathBuf,
+    /// Where each bind mount is attached, in spec order.
+    pub binds: Vec<PathBuf>,
+}
+
+impl Staged {
+    /// Every staged mount: the rootfs first, then the bind mounts.
+    pub fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.rootfs).chain(self.binds.iter())
+    }
+}
+
+/// Attaches a container's mounts (detached mounts from its gofer: the rootfs, then the bind
+/// mounts) under `/containers/<dir>`.
+pub fn stage(id: &str, mounts: Vec<OwnedFd>) -> Result<Staged, ApiError> {
     let dir = Path::new(CONTAINERS_DIR).join(wire::ids::dir_name(id));
-    let rootfs = dir.join("rootfs");
-    for d in [&dir, &rootfs] {
-        match std::fs::create_dir(d) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(ApiError::io(format!("mkdir {}", d.display()), e)),
+    let staged = Staged {
+        rootfs: dir.join("rootfs"),
+        binds: (1..mounts.len()).map(|i| dir.join("binds").join(i.to_string())).collect(),
+        dir: dir.clone(),
+    };
+    let result = (|| {
+        for d in [&dir, &dir.join("binds")] {
+            std::fs::create_dir(d).map_err(|e| ApiError::io(format!("mkdir {}", d.display()), e))?;
+        }
+        for (mount, place) in mounts.iter().zip(staged.all()) {
+            let is_dir = rustix::fs::fstat(mount)
+                .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+                .map_err(|e| ApiError::io("fstat", e))?;
+            if is_dir { std::fs::create_dir(place) } else { std::fs::File::create(place).map(drop) }
+                .map_err(|e| ApiError::io(format!("creating {}", place.display()), e))?;
+            let target = rustix::fs::open(place, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| ApiError::io(format!("open {}", place.display()), e))?;
+            sys::attach(mount.as_fd(), target.as_fd())
+                .map_err(|e| ApiError::io(format!("attaching {}", place.display()), e))?;
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => Ok(staged),
+        Err(e) => {
+            unstage(&staged);
+            Err(e)
         }
     }
-    let target = rustix::fs::open(
-        &rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| ApiError::io(format!("open {}", rootfs.display()), e))?;
-    attach(mount.as_fd(), target.as_fd()).map_err(|e| ApiError::io("attaching the rootfs", e))?;
-    Ok(rootfs)
 }
 
-/// Detaches a container's root filesystem again (after a failed create).
-pub fn detach_rootfs(rootfs: &Path) {
-    let _ = nix::mount::umount2(rootfs, MntFlags::MNT_DETACH);
-    let _ = std::fs::remove_dir(rootfs);
-    if let Some(dir) = rootfs.parent() {
-        let _ = std::fs::remove_dir(dir);
+/// Detaches a container's staged mounts and removes their places.
+pub fn unstage(staged: &Staged) {
+    for place in staged.all() {
+        let _ = nix::mount::umount2(place, nix::mount::MntFlags::MNT_DETACH);
     }
+    let _ = std::fs::remove_dir_all(&staged.dir);
+}
+
+/// Fresh detached copies of a container's staged mounts (the rootfs first), for a restarted
+/// gofer.
+pub fn copies(staged: &Staged) -> Result<Vec<OwnedFd>, ApiError> {
+    staged
+        .all()
+        .map(|place| {
+            let fd = rustix::fs::open(place, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| ApiError::io(format!("open {}", place.display()), e))?;
+            sys::clone_tree(fd.as_fd(), true).map_err(|e| ApiError::io(format!("copying {}", place.display()), e))
+        })
+        .collect()
 }

@@ -14,189 +14,72 @@ use nix::unistd::Pid;
 use wire::conn::Connection;
 use wire::frame::DEFAULT_MAX_FRAME;
 use wire::gofer_proto::GoferMessage;
-use wire::handshake::{check_hello, Hello, Welcome};
-use wire::sandbox_proto::{
-    CreateContainer, SandboxEvent, SandboxFrame, SandboxReply, SandboxRequest, SandboxRequestFrame,
-};
+use wire::peers::Peers;
+use wire::sandbox_proto::{CreateContainer, SandboxEvent, SandboxFrame, SandboxReply, SandboxRequest};
 use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use crate::containers::{Containers, Phase, Record};
 use crate::init::{self, InitConfig};
 use crate::sandbox_root;
 
-/// How long a gofer may take to hand over a root filesystem.
+/// How long a gofer may take to hand over a mount.
 const GOFER_TIMEOUT: Duration = Duration::from_secs(60);
-
-struct Peer {
-    conn: Connection,
-    greeted: bool,
-    attached: bool,
-    closed: bool,
-}
 
 /// The sandbox's state and loop.
 pub struct Server {
     id: String,
-    listener: UnixListener,
+    peers: Peers,
     signals: SignalFd,
-    peers: Vec<Peer>,
     containers: Containers,
-    setup_error: Option<String>,
 }
 
 impl Server {
-    /// A server on the listening `listener`, reaping on `signals`. A `setup_error` is reported
-    /// to the first peer, and then the sandbox exits.
-    pub fn new(
-        id: String,
-        listener: UnixListener,
-        signals: SignalFd,
-        setup_error: Option<String>,
-    ) -> Self {
-        Self {
-            id,
-            listener,
-            signals,
-            peers: Vec::new(),
-            containers: Containers::default(),
-            setup_error,
-        }
+    /// A server on `listener`, reaping on `signals`. A `setup_error` is reported to the first
+    /// peer, and then the sandbox exits.
+    pub fn new(id: String, listener: UnixListener, signals: SignalFd, setup_error: Option<String>) -> Self {
+        let refusal = setup_error.map(|e| format!("sandbox {id:?} could not set itself up: {e}"));
+        let peers = Peers::new(listener, format!("paddock-sandbox {}", env!("CARGO_PKG_VERSION")), refusal);
+        Self { id, peers, signals, containers: Containers::default() }
     }
 
     /// Runs until the sandbox is killed (or its setup failed and was reported).
     pub fn run(mut self) -> i32 {
         loop {
-            let (listener_ready, signals_ready, peers_ready) = match self.wait() {
-                Ok(ready) => ready,
-                Err(e) => {
-                    eprintln!("paddock-sandbox {}: poll: {e}", self.id);
-                    return 1;
+            let ready: Vec<bool> = {
+                let mut pollfds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+                pollfds.extend(self.peers.fds().into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
+                match poll(&mut pollfds, PollTimeout::NONE) {
+                    Ok(_) => {}
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => {
+                        eprintln!("paddock-sandbox {}: poll: {e}", self.id);
+                        return 1;
+                    }
                 }
+                pollfds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect()
             };
-            if signals_ready {
+            if ready[0] {
                 self.reap();
             }
-            if listener_ready {
-                self.accept();
+            if ready[1] {
+                self.peers.accept();
             }
-            for (i, ready) in peers_ready.into_iter().enumerate() {
-                if ready {
-                    if let Some(code) = self.serve_peer(i) {
-                        return code;
+            for (i, _) in ready.iter().enumerate().skip(2).filter(|(_, r)| **r) {
+                let peer = i - 2;
+                let (requests, refused) = self.peers.read::<SandboxRequest>(peer);
+                if refused {
+                    return 1;
+                }
+                for envelope in requests {
+                    let attach = matches!(envelope.request, SandboxRequest::Attach);
+                    let result = self.handle(envelope.request);
+                    if attach && result.is_ok() {
+                        self.peers.subscribe(peer);
                     }
+                    self.peers.reply(peer, &SandboxFrame::Reply { id: envelope.id, result });
                 }
             }
-            self.peers.retain(|p| !p.closed);
-        }
-    }
-
-    fn wait(&self) -> nix::Result<(bool, bool, Vec<bool>)> {
-        let mut fds = vec![
-            PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
-            PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
-        ];
-        fds.extend(
-            self.peers
-                .iter()
-                .map(|p| PollFd::new(p.conn.as_fd(), PollFlags::POLLIN)),
-        );
-        loop {
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        Ok((
-            ready(&fds[0]),
-            ready(&fds[1]),
-            fds[2..].iter().map(ready).collect(),
-        ))
-    }
-
-    fn accept(&mut self) {
-        let Ok((stream, _)) = self.listener.accept() else {
-            return;
-        };
-        // Only root (or our own user) may steer a sandbox; the socket also sits in a 0700
-        // directory.
-        let allowed =
-            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-                .map(|cred| cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw())
-                .unwrap_or(false);
-        if !allowed {
-            return;
-        }
-        self.peers.push(Peer {
-            conn: Connection::new(stream, DEFAULT_MAX_FRAME),
-            greeted: false,
-            attached: false,
-            closed: false,
-        });
-    }
-
-    /// Reads from peer `i` and answers whatever it asked. Returns an exit code when the
-    /// sandbox must end.
-    fn serve_peer(&mut self, i: usize) -> Option<i32> {
-        match self.peers[i].conn.fill() {
-            Ok(0) | Err(_) => {
-                self.peers[i].closed = true;
-                return None;
-            }
-            Ok(_) => {}
-        }
-        loop {
-            if self.peers[i].closed {
-                return None;
-            }
-            if !self.peers[i].greeted {
-                let hello = match self.peers[i].conn.try_next::<Hello>() {
-                    Ok(Some(h)) => h,
-                    Ok(None) => return None,
-                    Err(_) => {
-                        self.peers[i].closed = true;
-                        return None;
-                    }
-                };
-                let mut welcome = check_hello(
-                    &hello,
-                    &format!("paddock-sandbox {}", env!("CARGO_PKG_VERSION")),
-                );
-                if let Some(err) = &self.setup_error {
-                    welcome = Welcome::Refused {
-                        reason: format!("sandbox {:?} could not set itself up: {err}", self.id),
-                    };
-                }
-                let refused = matches!(welcome, Welcome::Refused { .. });
-                let _ = self.peers[i].conn.send(&welcome);
-                if self.setup_error.is_some() {
-                    return Some(1);
-                }
-                self.peers[i].greeted = !refused;
-                self.peers[i].closed = refused;
-                continue;
-            }
-            let frame = match self.peers[i].conn.try_next::<SandboxRequestFrame>() {
-                Ok(Some(f)) => f,
-                Ok(None) => return None,
-                Err(_) => {
-                    self.peers[i].closed = true;
-                    return None;
-                }
-            };
-            let attach = matches!(frame.request, SandboxRequest::Attach);
-            let result = self.handle(frame.request);
-            if attach && result.is_ok() {
-                self.peers[i].attached = true;
-            }
-            let reply = SandboxFrame::Reply {
-                id: frame.id,
-                result,
-            };
-            if self.peers[i].conn.send(&reply).is_err() {
-                self.peers[i].closed = true;
-            }
+            self.peers.prune();
         }
     }
 
@@ -219,15 +102,13 @@ impl Server {
                 started.map(|()| SandboxReply::Done)
             }
             SandboxRequest::Signal { id, signal, all } => {
-                let signal = Signal::try_from(signal).map_err(|_| {
-                    ApiError::invalid_argument(format!("{signal} is not a valid signal number"))
-                })?;
-                self.containers
-                    .signal(&id, signal, all)
-                    .map(|()| SandboxReply::Done)
+                let signal = Signal::try_from(signal)
+                    .map_err(|_| ApiError::invalid_argument(format!("{signal} is not a valid signal number")))?;
+                self.containers.signal(&id, signal, all).map(|()| SandboxReply::Done)
             }
-            SandboxRequest::Release { id } => {
-                self.containers.release(&id).map(|()| SandboxReply::Done)
+            SandboxRequest::Release { id } => self.containers.release(&id).map(|()| SandboxReply::Done),
+            SandboxRequest::CloneMounts { id } => {
+                Ok(SandboxReply::Mounts(self.containers.clone_mounts(&id)?.into_iter().map(FdSlot::new).collect()))
             }
         }
     }
@@ -241,64 +122,36 @@ impl Server {
             ));
         }
         let spec = create.spec.parse()?;
-        let gofer = create
-            .gofer
-            .take()
-            .ok_or_else(|| ApiError::new(ErrorKind::Protocol, "create without a gofer socket"))?;
-        let mut gofer = Connection::new(UnixStream::from(gofer), DEFAULT_MAX_FRAME);
-        let mount = match recv_gofer(&mut gofer, GOFER_TIMEOUT)? {
-            GoferMessage::Rootfs { mut mount } => mount.take().ok_or_else(|| {
-                ApiError::new(
-                    ErrorKind::Protocol,
-                    "the gofer sent a rootfs without its descriptor",
-                )
-            })?,
-            GoferMessage::Failed(err) => return Err(err),
-        };
-        let rootfs = sandbox_root::attach_rootfs(&id, mount)?;
+        let mounts = receive_mounts(&mut create.mounts)?;
+        if mounts.is_empty() {
+            return Err(ApiError::new(ErrorKind::Protocol, "create without a rootfs from the gofer"));
+        }
+        let staged = sandbox_root::stage(&id, mounts)?;
         let result = (|| {
             if create.root {
                 set_identity(&spec)?;
             }
-            let stdio = [
-                create.stdio.stdin.take(),
-                create.stdio.stdout.take(),
-                create.stdio.stderr.take(),
-            ];
+            let stdio = [create.stdio.stdin.take(), create.stdio.stdout.take(), create.stdio.stderr.take()];
             init::spawn(InitConfig {
                 id: &id,
                 spec: &spec,
-                rootfs: rootfs.clone(),
+                rootfs: staged.rootfs.clone(),
                 stdio,
+                binds: staged.binds.clone(),
             })
         })();
         let waiting = match result {
             Ok(w) => w,
             Err(e) => {
-                sandbox_root::detach_rootfs(&rootfs);
+                sandbox_root::unstage(&staged);
                 return Err(e);
             }
         };
         let pid = waiting.pid;
-        let pidfd: Option<OwnedFd> = rustix::process::pidfd_open(
-            rustix::process::Pid::from_raw(pid.as_raw())
-                .ok_or_else(|| ApiError::internal("pid 0"))?,
-            rustix::process::PidfdFlags::empty(),
-        )
-        .ok();
-        self.containers.insert(
-            id,
-            Record {
-                pid,
-                phase: Phase::Created(waiting),
-                _gofer_io: gofer.into_stream(),
-                released: false,
-            },
-        );
-        Ok(SandboxReply::Created {
-            pid: pid.as_raw(),
-            pidfd: FdSlot::from_option(pidfd),
-        })
+        let pidfd: Option<OwnedFd> = rustix::process::Pid::from_raw(pid.as_raw())
+            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+        self.containers.insert(id, Record { pid, phase: Phase::Created(waiting), staged, released: false });
+        Ok(SandboxReply::Created { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd) })
     }
 
     /// Reaps every exited child; reports the containers whose init ended.
@@ -311,19 +164,29 @@ impl Server {
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
                 Ok(_) => continue,
             };
-            let Some(id) = self.containers.process_exited(pid, status) else {
-                continue;
-            };
+            let Some(id) = self.containers.process_exited(pid, status) else { continue };
             // The container ended with its init, as with runc: nothing of it may outlive it.
             let _ = self.containers.signal(&id, Signal::SIGKILL, true);
-            let event = SandboxFrame::Event(SandboxEvent::Exited { id, status });
-            for peer in self.peers.iter_mut().filter(|p| p.attached && !p.closed) {
-                if peer.conn.send(&event).is_err() {
-                    peer.closed = true;
-                }
-            }
+            self.peers.broadcast(&SandboxFrame::Event(SandboxEvent::Exited { id, status }));
         }
     }
+}
+
+/// Receives one detached mount from each of the gofer's io sockets, in order.
+fn receive_mounts(sockets: &mut [FdSlot]) -> Result<Vec<OwnedFd>, ApiError> {
+    let mut mounts = Vec::with_capacity(sockets.len());
+    for (i, slot) in sockets.iter_mut().enumerate() {
+        let socket =
+            slot.take().ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("io socket {i} is missing")))?;
+        let mut conn = Connection::new(UnixStream::from(socket), DEFAULT_MAX_FRAME);
+        let GoferMessage::Mount { mut mount } = recv_gofer(&mut conn, GOFER_TIMEOUT)?;
+        mounts.push(
+            mount
+                .take()
+                .ok_or_else(|| ApiError::new(ErrorKind::Protocol, "the gofer sent a mount without its descriptor"))?,
+        );
+    }
+    Ok(mounts)
 }
 
 /// Sets the sandbox's hostname and domain name from the root container's spec.
@@ -336,9 +199,7 @@ fn set_identity(spec: &oci_spec::runtime::Spec) -> Result<(), ApiError> {
         // SAFETY: setdomainname reads `len` bytes of the string we pass.
         if unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) } != 0 {
             let err = std::io::Error::last_os_error();
-            return Err(ApiError::invalid_spec(format!(
-                "domainname {domain:?}: {err}"
-            )));
+            return Err(ApiError::invalid_spec(format!("domainname {domain:?}: {err}")));
         }
     }
     Ok(())
@@ -359,16 +220,8 @@ fn recv_gofer(conn: &mut Connection, timeout: Duration) -> Result<GoferMessage, 
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
-        match poll(
-            &mut fds,
-            PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX),
-        ) {
-            Ok(0) => {
-                return Err(ApiError::new(
-                    ErrorKind::Sandbox,
-                    "the gofer did not answer in time",
-                ))
-            }
+        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
+            Ok(0) => return Err(ApiError::new(ErrorKind::Sandbox, "the gofer did not answer in time")),
             Ok(_) => {
                 conn.fill()?;
             }

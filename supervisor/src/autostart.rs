@@ -42,9 +42,7 @@ pub fn connect_or_start(root: &Path) -> anyhow::Result<Client> {
         .open(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
     let mut lock = fd_lock::RwLock::new(lock_file);
-    let _held = lock
-        .write()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let _held = lock.write().with_context(|| format!("locking {}", lock_path.display()))?;
     // Someone may have started it while we waited for the lock.
     if let Ok(client) = Client::connect(&socket) {
         return Ok(client);
@@ -105,9 +103,7 @@ fn start_daemon(root: &Path) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
+    let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;
     drop(ready_write);
     let mut answer = String::new();
     let _ = ready_read.read_to_string(&mut answer);
@@ -116,16 +112,7 @@ fn start_daemon(root: &Path) -> anyhow::Result<()> {
     }
     let status = child.wait().ok();
     let log_tail = std::fs::read_to_string(&log_path)
-        .map(|t| {
-            t.lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .map(|t| t.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
         .unwrap_or_default();
     anyhow::bail!(
         "paddockd for {} did not start ({}); its log {} ends with:\n{log_tail}",

@@ -58,10 +58,7 @@ fn init_logging(default: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default.unwrap_or("info")));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
     if journald {
         builder.without_time().init();
     } else {
@@ -70,17 +67,14 @@ fn init_logging(default: Option<&str>) {
 }
 
 fn run(args: DaemonArgs, config: DaemonConfig) -> anyhow::Result<()> {
-    let root = args
-        .root
-        .or(config.root)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+    let default_overlay = config.default_overlay();
+    let root = args.root.or(config.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o711)
         .create(&root)
         .with_context(|| format!("creating {}", root.display()))?;
-    let root =
-        std::fs::canonicalize(&root).with_context(|| format!("resolving {}", root.display()))?;
+    let root = std::fs::canonicalize(&root).with_context(|| format!("resolving {}", root.display()))?;
 
     // One daemon per root: hold its lock for our whole life.
     let lock_path = root.join(LOCK_FILE);
@@ -92,9 +86,7 @@ fn run(args: DaemonArgs, config: DaemonConfig) -> anyhow::Result<()> {
         .open(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
     let mut lock = fd_lock::RwLock::new(lock_file);
-    let _held = lock
-        .try_write()
-        .map_err(|_| anyhow::anyhow!("another paddockd already serves {}", root.display()))?;
+    let _held = lock.try_write().map_err(|_| anyhow::anyhow!("another paddockd already serves {}", root.display()))?;
 
     let pid_path = root.join(PID_FILE);
     write_atomically(&pid_path, format!("{}\n", std::process::id()).as_bytes())?;
@@ -106,28 +98,24 @@ fn run(args: DaemonArgs, config: DaemonConfig) -> anyhow::Result<()> {
         root: root.clone(),
         helper_dir: config.helper_dir.clone(),
         max_frame: config.max_frame.unwrap_or(wire::frame::DEFAULT_MAX_FRAME),
+        default_overlay,
     };
     let socket_path = root.join(SOCKET_NAME);
-    let result =
-        actix::System::new().block_on(serve(supervisor_config, &socket_path, args.ready_fd));
+    let result = actix::System::new().block_on(serve(supervisor_config, &socket_path, args.ready_fd));
     let _ = std::fs::remove_file(&socket_path);
     let _ = std::fs::remove_file(&pid_path);
     info!("paddockd stopped; running containers were left alone");
     result
 }
 
-async fn serve(
-    config: SupervisorConfig,
-    socket_path: &Path,
-    ready_fd: Option<i32>,
-) -> anyhow::Result<()> {
+async fn serve(config: SupervisorConfig, socket_path: &Path, ready_fd: Option<i32>) -> anyhow::Result<()> {
     let max_frame = config.max_frame;
     let root = config.root.clone();
     let supervisor = Supervisor::start(config).map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let _ = std::fs::remove_file(socket_path);
-    let std_listener = wire::sockpath::bind(socket_path)
-        .with_context(|| format!("binding {}", socket_path.display()))?;
+    let std_listener =
+        wire::sockpath::bind(socket_path).with_context(|| format!("binding {}", socket_path.display()))?;
     std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("chmod {}", socket_path.display()))?;
     std_listener.set_nonblocking(true)?;
@@ -143,10 +131,10 @@ async fn serve(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     actix::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .expect("SIGINT handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler");
         tokio::select! {
             _ = term.recv() => info!("SIGTERM: shutting down"),
             _ = int.recv() => info!("SIGINT: shutting down"),
@@ -160,8 +148,7 @@ async fn serve(
 /// Reaps orphans (processes reparented to us as subreaper) on every SIGCHLD, in a thread of
 /// its own so it never waits on the actors.
 fn start_orphan_reaper() -> anyhow::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGCHLD])
-        .context("SIGCHLD handler")?;
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGCHLD]).context("SIGCHLD handler")?;
     std::thread::Builder::new()
         .name("orphan-reaper".into())
         .spawn(move || {

@@ -43,9 +43,7 @@ pub async fn serve(
 
 /// Whether the peer may use the daemon: root, or the user paddockd runs as.
 fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| format!("cannot read peer credentials: {e}"))?;
+    let cred = stream.peer_cred().map_err(|e| format!("cannot read peer credentials: {e}"))?;
     let me = nix::unistd::geteuid().as_raw();
     if cred.uid() == 0 || cred.uid() == me {
         Ok(())
@@ -97,19 +95,13 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max
                     if let Err(e) = &result {
                         debug!(request = name, "failed: {e}");
                     }
-                    let _ = tx.send(ServerFrame::Reply {
-                        id: frame.id,
-                        result,
-                    });
+                    let _ = tx.send(ServerFrame::Reply { id: frame.id, result });
                 });
             }
             Err(WireError::Closed) => return,
             Err(e) => {
                 // A broken frame: say why and hang up, since the stream cannot be trusted.
-                let _ = tx.send(ServerFrame::Fatal(ApiError::new(
-                    ErrorKind::Protocol,
-                    e.to_string(),
-                )));
+                let _ = tx.send(ServerFrame::Fatal(ApiError::new(ErrorKind::Protocol, e.to_string())));
                 return;
             }
         }
@@ -124,16 +116,10 @@ pub async fn route(supervisor: &Addr<Supervisor>, request: Request) -> Result<Re
         Request::Start(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
         Request::State(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
         Request::List(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::List),
-        Request::Kill(m) => supervisor
-            .send(m)
-            .await
-            .map_err(stopped)?
-            .map(|()| Reply::Done),
+        Request::Kill(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
         Request::Wait(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Exit),
-        Request::Delete(m) => supervisor
-            .send(m)
-            .await
-            .map_err(stopped)?
-            .map(|()| Reply::Done),
+        Request::Delete(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
+        Request::CopyOut(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
+        Request::CopyIn(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
     }
 }

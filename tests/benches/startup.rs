@@ -14,12 +14,7 @@ const ROUNDS: usize = 60;
 
 fn time(cmd: &mut Command) -> Duration {
     let start = Instant::now();
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("spawn");
+    let status = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("spawn");
     let elapsed = start.elapsed();
     assert!(status.success(), "{cmd:?} failed: {status}");
     elapsed
@@ -47,12 +42,7 @@ fn main() {
 
     let (mut embedded, mut pad_bundle, mut runc_bundle) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..ROUNDS {
-        embedded.push(time(paddock.command().args([
-            "run",
-            "--rm",
-            "--",
-            "/bin/true",
-        ])));
+        embedded.push(time(paddock.command().args(["run", "--rm", "--", "/bin/true"])));
         pad_bundle.push(time(paddock.command().args([
             "run",
             "--rm",
@@ -60,31 +50,20 @@ fn main() {
             &bundle.path_str(),
             &format!("pb{i}"),
         ])));
-        runc_bundle.push(time(
-            Command::new(runc)
-                .arg("--root")
-                .arg(runc_root.path())
-                .args(["run", "--bundle", &bundle.path_str(), &format!("rb{i}")]),
-        ));
-        let _ = Command::new(runc)
-            .arg("--root")
-            .arg(runc_root.path())
-            .args(["delete", "-f", &format!("rb{i}")])
-            .output();
+        runc_bundle.push(time(Command::new(runc).arg("--root").arg(runc_root.path()).args([
+            "run",
+            "--bundle",
+            &bundle.path_str(),
+            &format!("rb{i}"),
+        ])));
+        let _ =
+            Command::new(runc).arg("--root").arg(runc_root.path()).args(["delete", "-f", &format!("rb{i}")]).output();
     }
     let (e, pb, rb) = (median(embedded), median(pad_bundle), median(runc_bundle));
     println!("rounds: {ROUNDS}, medians:");
     println!("  ctl run --rm -- /bin/true          {:8.2} ms", ms(e));
     println!("  ctl run --rm --bundle busybox      {:8.2} ms", ms(pb));
     println!("  runc run --bundle busybox           {:8.2} ms", ms(rb));
-    println!(
-        "  bundle ratio paddock/runc           {:7.2}",
-        ms(pb) / ms(rb)
-    );
-    println!(
-        "ctl run --rm -- /bin/true vs runc run: {:.2}x ({:.2} ms vs {:.2} ms)",
-        ms(e) / ms(rb),
-        ms(e),
-        ms(rb)
-    );
+    println!("  bundle ratio paddock/runc           {:7.2}", ms(pb) / ms(rb));
+    println!("ctl run --rm -- /bin/true vs runc run: {:.2}x ({:.2} ms vs {:.2} ms)", ms(e) / ms(rb), ms(e), ms(rb));
 }

@@ -19,11 +19,7 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test>-<hash>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory")
-        .to_path_buf();
+    let dir = exe.parent().and_then(Path::parent).expect("target directory").to_path_buf();
     for bin in ["ctl", "paddockd", "paddock-sandbox", "paddock-gofer"] {
         assert!(
             dir.join(bin).is_file(),
@@ -51,11 +47,7 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A name unique to this test process and call: `<prefix>-<pid>-<n>`.
 pub fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// One state root and its daemon, cleaned up on drop.
@@ -73,10 +65,7 @@ impl Paddock {
     /// A fresh, empty state root. Its daemon starts on the first ctl call.
     pub fn new() -> Self {
         require_root();
-        let root = tempfile::Builder::new()
-            .prefix("pdk-")
-            .tempdir_in("/tmp")
-            .expect("temp root");
+        let root = tempfile::Builder::new().prefix("pdk-").tempdir_in("/tmp").expect("temp root");
         Self { root }
     }
 
@@ -103,12 +92,7 @@ impl Paddock {
     /// Runs ctl and requires success; returns stdout.
     pub fn ctl_ok(&self, args: &[&str]) -> String {
         let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "ctl {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "ctl {args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -134,29 +118,19 @@ impl Paddock {
 
     /// The daemon's pid, if its pid file exists.
     pub fn daemon_pid(&self) -> Option<i32> {
-        std::fs::read_to_string(self.root().join("paddockd.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        std::fs::read_to_string(self.root().join("paddockd.pid")).ok()?.trim().parse().ok()
     }
 
     /// Ids of every container, from `ctl list -q`.
     pub fn ids(&self) -> Vec<String> {
-        self.ctl_ok(&["list", "-q"])
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.ctl_ok(&["list", "-q"]).lines().map(str::to_string).collect()
     }
 
     /// Stops the daemon with SIGTERM and waits for it to exit.
     pub fn stop_daemon(&self) {
         if let Some(pid) = self.daemon_pid() {
             if let Ok(fd) = pidfd(pid) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
                 wait_pidfd(&fd, Duration::from_secs(10));
             }
         }
@@ -166,18 +140,9 @@ impl Paddock {
 impl Drop for Paddock {
     fn drop(&mut self) {
         if self.daemon_pid().is_some() {
-            if let Ok(out) = self
-                .command()
-                .args(["list", "-q"])
-                .stdin(Stdio::null())
-                .output()
-            {
+            if let Ok(out) = self.command().args(["list", "-q"]).stdin(Stdio::null()).output() {
                 for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = self
-                        .command()
-                        .args(["delete", "--force", id])
-                        .stdin(Stdio::null())
-                        .output();
+                    let _ = self.command().args(["delete", "--force", id]).stdin(Stdio::null()).output();
                 }
             }
             self.stop_daemon();
@@ -203,28 +168,18 @@ pub fn capture(cmd: &mut Command) -> Output {
         f.read_to_end(&mut v).expect("read");
         v
     };
-    Output {
-        status,
-        stdout: read(out),
-        stderr: read(err),
-    }
+    Output { status, stdout: read(out), stderr: read(err) }
 }
 
 /// A pidfd for `pid`.
 pub fn pidfd(pid: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     let pid = rustix::process::Pid::from_raw(pid).ok_or_else(|| std::io::Error::other("pid 0"))?;
-    Ok(rustix::process::pidfd_open(
-        pid,
-        rustix::process::PidfdFlags::empty(),
-    )?)
+    Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?)
 }
 
 /// Waits until the process behind `fd` exits, at most `timeout`. Returns whether it did.
 pub fn wait_pidfd(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
-    let mut fds = [nix::poll::PollFd::new(
-        fd.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
+    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
     let t = nix::poll::PollTimeout::try_from(timeout).unwrap_or(nix::poll::PollTimeout::MAX);
     matches!(nix::poll::poll(&mut fds, t), Ok(n) if n > 0)
 }
@@ -232,12 +187,7 @@ pub fn wait_pidfd(fd: &std::os::fd::OwnedFd, timeout: Duration) -> bool {
 /// Whether a process with this pid exists (zombies count as gone).
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
         Err(_) => false,
     }
 }
@@ -261,6 +211,21 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
         }
     }
     found
+}
+
+/// The pid of container `id`'s gofer, if one runs.
+pub fn gofer_pid(id: &str) -> Option<i32> {
+    processes_mentioning(&format!("paddock-gofer --id {id} --control-fd")).first().copied()
+}
+
+/// The kernel's count of shared memory (tmpfs pages among it), in KiB.
+pub fn shmem_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Shmem:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("Shmem in /proc/meminfo")
 }
 
 /// Host mounts whose line in /proc/self/mountinfo contains `needle`.
@@ -297,10 +262,7 @@ pub fn cgroups_mentioning(needle: &str) -> Vec<PathBuf> {
 /// Asserts that nothing of container `id` is left: no process, no mount, no cgroup.
 pub fn assert_nothing_left(id: &str) {
     let procs = processes_mentioning(&format!("--id {id}"));
-    assert!(
-        procs.is_empty(),
-        "processes of {id} are still alive: {procs:?}"
-    );
+    assert!(procs.is_empty(), "processes of {id} are still alive: {procs:?}");
     let mounts = mounts_mentioning(id);
     assert!(mounts.is_empty(), "mounts of {id} remain: {mounts:?}");
     let cgroups = cgroups_mentioning(id);
@@ -317,10 +279,7 @@ impl Bundle {
     /// The config mirrors `runc spec` (read-only root, default mounts, masked paths), less the
     /// cgroup mount and the terminal.
     pub fn busybox(args: &[&str]) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("pdk-bundle-")
-            .tempdir_in("/tmp")
-            .expect("bundle dir");
+        let dir = tempfile::Builder::new().prefix("pdk-bundle-").tempdir_in("/tmp").expect("bundle dir");
         let rootfs = dir.path().join("rootfs");
         for d in ["bin", "proc", "sys", "dev", "tmp", "etc"] {
             std::fs::create_dir_all(rootfs.join(d)).expect("mkdir");
@@ -330,10 +289,9 @@ impl Bundle {
             .find(|p| Path::new(p).is_file())
             .expect("busybox is not installed (apt-get install busybox-static)");
         std::fs::copy(busybox, rootfs.join("bin/busybox")).expect("copy busybox");
-        let out = Command::new(rootfs.join("bin/busybox"))
-            .arg("--list")
-            .output()
-            .expect("busybox --list");
+        // The host's busybox lists the applets: executing the fresh copy could fail with ETXTBSY
+        // while another test thread forks with the copy's write descriptor open.
+        let out = Command::new(busybox).arg("--list").output().expect("busybox --list");
         for applet in String::from_utf8_lossy(&out.stdout).lines() {
             let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
         }
@@ -359,11 +317,30 @@ impl Bundle {
 
     /// Writes `config.json`.
     pub fn write_config(&self, config: &serde_json::Value) {
-        std::fs::write(
-            self.path().join("config.json"),
-            serde_json::to_vec_pretty(config).unwrap(),
-        )
-        .expect("config.json");
+        std::fs::write(self.path().join("config.json"), serde_json::to_vec_pretty(config).unwrap())
+            .expect("config.json");
+    }
+
+    /// Changes `config.json` with `edit`.
+    pub fn edit_config(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.path().join("config.json")).unwrap()).unwrap();
+        edit(&mut config);
+        self.write_config(&config);
+    }
+
+    /// Adds a bind mount of `source` at `destination` with `options`.
+    pub fn add_bind(&self, source: &str, destination: &str, options: &[&str]) {
+        self.edit_config(|c| {
+            c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+                "destination": destination, "type": "bind", "source": source, "options": options
+            }))
+        });
+    }
+
+    /// The root filesystem directory.
+    pub fn rootfs(&self) -> PathBuf {
+        self.path().join("rootfs")
     }
 
     /// runc's default spec, adjusted as described in [`Bundle::busybox`].

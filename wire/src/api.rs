@@ -38,13 +38,7 @@ pub enum Status {
 
 impl Status {
     /// Every status, for exhaustive tests.
-    pub const ALL: [Status; 5] = [
-        Status::Creating,
-        Status::Created,
-        Status::Running,
-        Status::Paused,
-        Status::Stopped,
-    ];
+    pub const ALL: [Status; 5] = [Status::Creating, Status::Created, Status::Running, Status::Paused, Status::Stopped];
 
     /// The lowercase name the OCI state uses.
     pub fn as_str(self) -> &'static str {
@@ -111,6 +105,30 @@ impl fmt::Display for ExitStatus {
     }
 }
 
+/// How a container's gofer is doing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GoferStatus {
+    /// Serving.
+    Running,
+    /// It died and is being restarted.
+    Restarting,
+    /// It died too often; no more restarts. The reason says so.
+    Failed(String),
+    /// There is none (the container was deleted, or its sandbox is gone).
+    Stopped,
+}
+
+impl fmt::Display for GoferStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GoferStatus::Running => f.write_str("running"),
+            GoferStatus::Restarting => f.write_str("restarting"),
+            GoferStatus::Failed(why) => write!(f, "failed: {why}"),
+            GoferStatus::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
 /// What paddock knows about a container; rendered as the OCI state by `ctl state`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerState {
@@ -134,6 +152,10 @@ pub struct ContainerState {
     pub sandbox_id: String,
     /// How the container's process ended, once it has.
     pub exit_status: Option<ExitStatus>,
+    /// How its gofer is doing.
+    pub gofer: GoferStatus,
+    /// How often its gofer was restarted.
+    pub gofer_restarts: u32,
 }
 
 impl ContainerState {
@@ -157,6 +179,7 @@ impl ContainerState {
         if let Some(exit) = self.exit_status {
             v["exitStatus"] = serde_json::json!(exit.code());
         }
+        v["gofer"] = serde_json::json!({ "status": self.gofer.to_string(), "restarts": self.gofer_restarts });
         v
     }
 }
@@ -221,10 +244,7 @@ pub struct GetState {
 /// Lists every container.
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(
-    feature = "actix",
-    rtype(result = "Result<Vec<ContainerState>, ApiError>")
-)]
+#[cfg_attr(feature = "actix", rtype(result = "Result<Vec<ContainerState>, ApiError>"))]
 pub struct List;
 
 /// Sends a signal to a container's init process (or, with `all`, to all its processes).
@@ -261,6 +281,37 @@ pub struct Delete {
     pub force: bool,
 }
 
+/// Copies `path` out of the container: a tar stream of it is written to `sink`
+/// (`docker cp`'s format). Works while the container exists, until it is deleted.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<(), ApiError>"))]
+pub struct CopyOut {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+    /// The path inside the container (resolved beneath its root).
+    pub path: PathBuf,
+    /// Where the tar stream goes (a pipe, a file, a socket).
+    pub sink: FdSlot,
+}
+
+/// Copies a tar stream from `source` into the container at `path`.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<(), ApiError>"))]
+pub struct CopyIn {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+    /// The destination inside the container (resolved beneath its root).
+    pub path: PathBuf,
+    /// `true`: unpack the entries into `path` as a directory (created if missing). `false`:
+    /// as `docker cp` — into `path` if it is a directory, else the stream's top entry
+    /// becomes `path`.
+    pub contents: bool,
+    /// Where the tar stream comes from.
+    pub source: FdSlot,
+}
+
 /// Any operation, as it travels on the wire.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -278,6 +329,10 @@ pub enum Request {
     Wait(Wait),
     /// See [`Delete`].
     Delete(Delete),
+    /// See [`CopyOut`].
+    CopyOut(CopyOut),
+    /// See [`CopyIn`].
+    CopyIn(CopyIn),
 }
 
 impl Request {
@@ -291,6 +346,8 @@ impl Request {
             Request::Kill(_) => "kill",
             Request::Wait(_) => "wait",
             Request::Delete(_) => "delete",
+            Request::CopyOut(_) => "copy-out",
+            Request::CopyIn(_) => "copy-in",
         }
     }
 }
@@ -299,12 +356,16 @@ impl CarriesFds for Request {
     fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
         match self {
             Request::Create(c) => c.stdio.slots_mut(),
+            Request::CopyOut(c) => vec![&mut c.sink],
+            Request::CopyIn(c) => vec![&mut c.source],
             _ => Vec::new(),
         }
     }
     fn fd_slots(&self) -> Vec<&FdSlot> {
         match self {
             Request::Create(c) => c.stdio.slots(),
+            Request::CopyOut(c) => vec![&c.sink],
+            Request::CopyIn(c) => vec![&c.source],
             _ => Vec::new(),
         }
     }
@@ -364,10 +425,7 @@ mod tests {
     use std::os::fd::OwnedFd;
 
     fn roundtrip_request(req: Request) -> Request {
-        let frame = RequestFrame {
-            id: 7,
-            request: req,
-        };
+        let frame = RequestFrame { id: 7, request: req };
         let bytes = encode_frame(&frame, 1 << 20).unwrap();
         let back: RequestFrame = decode_payload(&bytes[4..]).unwrap();
         assert_eq!(back.id, 7);
@@ -382,11 +440,7 @@ mod tests {
             id: "c1".into(),
             bundle: "/b".into(),
             spec: spec.clone(),
-            stdio: Stdio {
-                stdin: FdSlot::Empty,
-                stdout: FdSlot::new(OwnedFd::from(a)),
-                stderr: FdSlot::Empty,
-            },
+            stdio: Stdio { stdin: FdSlot::Empty, stdout: FdSlot::new(OwnedFd::from(a)), stderr: FdSlot::Empty },
         });
         match roundtrip_request(create) {
             Request::Create(c) => {
@@ -403,30 +457,14 @@ mod tests {
         assert!(
             matches!(roundtrip_request(Request::State(GetState { id: "g".into() })), Request::State(s) if s.id == "g")
         );
+        assert!(matches!(roundtrip_request(Request::List(List)), Request::List(_)));
         assert!(matches!(
-            roundtrip_request(Request::List(List)),
-            Request::List(_)
+            roundtrip_request(Request::Kill(Kill { id: "k".into(), signal: 9, all: true })),
+            Request::Kill(Kill { signal: 9, all: true, .. })
         ));
+        assert!(matches!(roundtrip_request(Request::Wait(Wait { id: "w".into() })), Request::Wait(w) if w.id == "w"));
         assert!(matches!(
-            roundtrip_request(Request::Kill(Kill {
-                id: "k".into(),
-                signal: 9,
-                all: true
-            })),
-            Request::Kill(Kill {
-                signal: 9,
-                all: true,
-                ..
-            })
-        ));
-        assert!(
-            matches!(roundtrip_request(Request::Wait(Wait { id: "w".into() })), Request::Wait(w) if w.id == "w")
-        );
-        assert!(matches!(
-            roundtrip_request(Request::Delete(Delete {
-                id: "d".into(),
-                force: true
-            })),
+            roundtrip_request(Request::Delete(Delete { id: "d".into(), force: true })),
             Request::Delete(Delete { force: true, .. })
         ));
     }
@@ -444,6 +482,8 @@ mod tests {
             annotations: [("k".to_string(), "v".to_string())].into(),
             sandbox_id: "x".into(),
             exit_status: Some(ExitStatus::Signaled(9)),
+            gofer: GoferStatus::Failed("too many restarts".into()),
+            gofer_restarts: 5,
         };
         let replies = vec![
             Ok(Reply::State(state.clone())),
@@ -453,10 +493,7 @@ mod tests {
             Err(ApiError::not_found("container \"x\" does not exist")),
         ];
         for (i, result) in replies.into_iter().enumerate() {
-            let frame = ServerFrame::Reply {
-                id: i as u64,
-                result,
-            };
+            let frame = ServerFrame::Reply { id: i as u64, result };
             let bytes = encode_frame(&frame, 1 << 20).unwrap();
             assert_eq!(decode_payload::<ServerFrame>(&bytes[4..]).unwrap(), frame);
         }
@@ -469,14 +506,7 @@ mod tests {
     fn garbage_and_truncated_frames_never_panic() {
         // Every prefix of a valid frame, and every single-byte corruption of it, decodes to an
         // error or to some message, but never panics or allocates without bound.
-        let frame = RequestFrame {
-            id: 1,
-            request: Request::Kill(Kill {
-                id: "abc".into(),
-                signal: 15,
-                all: false,
-            }),
-        };
+        let frame = RequestFrame { id: 1, request: Request::Kill(Kill { id: "abc".into(), signal: 15, all: false }) };
         let bytes = encode_frame(&frame, 1 << 20).unwrap();
         let payload = &bytes[4..];
         for cut in 0..payload.len() {

@@ -60,9 +60,7 @@ impl AsyncReader {
             let chunk = &mut self.chunk;
             let fds = &mut self.received_fds;
             let stream = &self.stream;
-            match stream.try_io(Interest::READABLE, || {
-                recv_with_fds(stream.as_fd(), chunk, fds)
-            }) {
+            match stream.try_io(Interest::READABLE, || recv_with_fds(stream.as_fd(), chunk, fds)) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.reader.extend(&self.chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -83,10 +81,7 @@ pub struct AsyncWriter {
 
 impl AsyncWriter {
     /// Sends one message with the descriptors in its slots.
-    pub async fn send<T: Serialize + CarriesFds + ?Sized>(
-        &mut self,
-        msg: &T,
-    ) -> Result<(), WireError> {
+    pub async fn send<T: Serialize + CarriesFds + ?Sized>(&mut self, msg: &T) -> Result<(), WireError> {
         let fds = fds_to_send(msg)?;
         let frame = encode_frame(msg, self.max_frame)?;
         self.send_frame(&frame, &fds).await
@@ -97,9 +92,7 @@ impl AsyncWriter {
         while !bytes.is_empty() {
             self.stream.writable().await?;
             let stream = &self.stream;
-            match stream.try_io(Interest::WRITABLE, || {
-                send_with_fds(stream.as_fd(), bytes, fds)
-            }) {
+            match stream.try_io(Interest::WRITABLE, || send_with_fds(stream.as_fd(), bytes, fds)) {
                 Ok(n) => {
                     bytes = &bytes[n..];
                     fds = &[];
@@ -141,12 +134,7 @@ mod tests {
         let (_r, w) = std::io::pipe().unwrap();
         let big = vec![9u8; 3 << 20];
         let sender = tokio::spawn(async move {
-            wa.send(&Msg {
-                n: 1,
-                fd: FdSlot::new(OwnedFd::from(w)),
-            })
-            .await
-            .unwrap();
+            wa.send(&Msg { n: 1, fd: FdSlot::new(OwnedFd::from(w)) }).await.unwrap();
             wa.send(&(big, FdSlot::Empty)).await.unwrap();
         });
         let m: Msg = rb.recv().await.unwrap();

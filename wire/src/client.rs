@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use crate::api::{
-    ContainerState, Create, Delete, ExitStatus, GetState, Kill, List, Reply, Request, RequestFrame,
+    ContainerState, CopyIn, CopyOut, Create, Delete, ExitStatus, GetState, Kill, List, Reply, Request, RequestFrame,
     ServerFrame, Start, Wait,
 };
 use crate::conn::Connection;
@@ -53,10 +53,8 @@ impl Client {
     /// Connects to the daemon's socket and performs the handshake.
     pub fn connect(socket: &Path) -> Result<Self, ConnectError> {
         let path = socket.display().to_string();
-        let stream = crate::sockpath::connect(socket).map_err(|source| ConnectError::NoDaemon {
-            path: path.clone(),
-            source,
-        })?;
+        let stream =
+            crate::sockpath::connect(socket).map_err(|source| ConnectError::NoDaemon { path: path.clone(), source })?;
         Self::handshake(stream, &format!("ctl {}", env!("CARGO_PKG_VERSION")))
             .map_err(|source| ConnectError::Handshake { path, source })
     }
@@ -66,11 +64,7 @@ impl Client {
         let mut conn = Connection::new(stream, DEFAULT_MAX_FRAME);
         conn.send(&Hello::new(peer))?;
         match conn.recv::<Welcome>()? {
-            Welcome::Accepted { server, .. } => Ok(Self {
-                conn,
-                next_id: 1,
-                server,
-            }),
+            Welcome::Accepted { server, .. } => Ok(Self { conn, next_id: 1, server }),
             Welcome::Refused { reason } => Err(WireError::Handshake(reason)),
         }
     }
@@ -119,11 +113,7 @@ impl Client {
 
     /// Signals a container.
     pub fn kill(&mut self, id: &str, signal: i32, all: bool) -> Result<(), ApiError> {
-        expect_done(self.call(Request::Kill(Kill {
-            id: id.into(),
-            signal,
-            all,
-        }))?)
+        expect_done(self.call(Request::Kill(Kill { id: id.into(), signal, all }))?)
     }
 
     /// Waits for a container's process to exit.
@@ -136,18 +126,24 @@ impl Client {
 
     /// Deletes a container.
     pub fn delete(&mut self, id: &str, force: bool) -> Result<(), ApiError> {
-        expect_done(self.call(Request::Delete(Delete {
-            id: id.into(),
-            force,
-        }))?)
+        expect_done(self.call(Request::Delete(Delete { id: id.into(), force }))?)
+    }
+}
+
+impl Client {
+    /// Copies out of a container: the tar stream is written to `copy.sink`.
+    pub fn copy_out(&mut self, copy: CopyOut) -> Result<(), ApiError> {
+        expect_done(self.call(Request::CopyOut(copy))?)
+    }
+
+    /// Copies into a container from the tar stream in `copy.source`.
+    pub fn copy_in(&mut self, copy: CopyIn) -> Result<(), ApiError> {
+        expect_done(self.call(Request::CopyIn(copy))?)
     }
 }
 
 fn unexpected(reply: Reply) -> ApiError {
-    ApiError::new(
-        ErrorKind::Protocol,
-        format!("unexpected reply from paddockd: {reply:?}"),
-    )
+    ApiError::new(ErrorKind::Protocol, format!("unexpected reply from paddockd: {reply:?}"))
 }
 
 fn expect_state(reply: Reply) -> Result<ContainerState, ApiError> {

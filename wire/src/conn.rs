@@ -32,13 +32,7 @@ pub struct Connection {
 impl Connection {
     /// Wraps a connected stream; frames above `max_frame` bytes are refused both ways.
     pub fn new(stream: UnixStream, max_frame: usize) -> Self {
-        Self {
-            stream,
-            reader: FrameReader::new(max_frame),
-            received_fds: VecDeque::new(),
-            max_frame,
-            eof: false,
-        }
+        Self { stream, reader: FrameReader::new(max_frame), received_fds: VecDeque::new(), max_frame, eof: false }
     }
 
     /// The underlying stream.
@@ -162,16 +156,8 @@ mod tests {
         let mut right = Connection::new(b, 1024);
         let (r, w) = std::io::pipe().unwrap();
         for i in 0..3 {
-            let fd = if i == 1 {
-                FdSlot::new(OwnedFd::from(w.try_clone().unwrap()))
-            } else {
-                FdSlot::Empty
-            };
-            left.send(&WithFd {
-                name: format!("m{i}"),
-                fd,
-            })
-            .unwrap();
+            let fd = if i == 1 { FdSlot::new(OwnedFd::from(w.try_clone().unwrap())) } else { FdSlot::Empty };
+            left.send(&WithFd { name: format!("m{i}"), fd }).unwrap();
         }
         drop(w);
         let got: Vec<WithFd> = (0..3).map(|_| right.recv().unwrap()).collect();
@@ -190,10 +176,7 @@ mod tests {
         send_all(a.as_fd(), &frame, &[]).unwrap();
         let mut right = Connection::new(b, 1024);
         match right.recv::<WithFd>() {
-            Err(WireError::MissingFds {
-                expected: 1,
-                received: 0,
-            }) => {}
+            Err(WireError::MissingFds { expected: 1, received: 0 }) => {}
             other => panic!("expected MissingFds, got {other:?}"),
         }
     }
@@ -210,9 +193,6 @@ mod tests {
         send_all(a.as_fd(), &frame[..5], &[]).unwrap();
         drop(a);
         let mut conn = Connection::new(b, 1024);
-        assert!(matches!(
-            conn.recv::<String>(),
-            Err(WireError::Truncated { buffered: 5 })
-        ));
+        assert!(matches!(conn.recv::<String>(), Err(WireError::Truncated { buffered: 5 })));
     }
 }

@@ -49,10 +49,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error of `kind` with `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
+        Self { kind, message: message.into() }
     }
 
     /// Shorthand for [`ErrorKind::NotFound`].
@@ -82,10 +79,7 @@ impl ApiError {
 
     /// The same error with `context` put in front of the message.
     pub fn context(self, context: impl std::fmt::Display) -> Self {
-        Self {
-            kind: self.kind,
-            message: format!("{context}: {}", self.message),
-        }
+        Self { kind: self.kind, message: format!("{context}: {}", self.message) }
     }
 }
 

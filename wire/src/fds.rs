@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::WireError;
 
 /// The most descriptors one frame may carry.
-pub const MAX_FDS_PER_FRAME: usize = 16;
+pub const MAX_FDS_PER_FRAME: usize = 64;
 
 /// A place in a message for one file descriptor.
 #[derive(Debug, Default)]
@@ -71,11 +71,7 @@ impl Serialize for FdSlot {
 
 impl<'de> Deserialize<'de> for FdSlot {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(if bool::deserialize(d)? {
-            FdSlot::Pending
-        } else {
-            FdSlot::Empty
-        })
+        Ok(if bool::deserialize(d)? { FdSlot::Pending } else { FdSlot::Empty })
     }
 }
 
@@ -96,35 +92,19 @@ pub trait CarriesFds {
 
 /// The raw descriptors a message sends, in slot order.
 pub fn fds_to_send<T: CarriesFds + ?Sized>(msg: &T) -> Result<Vec<RawFd>, WireError> {
-    let fds: Vec<RawFd> = msg
-        .fd_slots()
-        .into_iter()
-        .filter_map(|slot| slot.as_fd().map(|fd| fd.as_raw_fd()))
-        .collect();
+    let fds: Vec<RawFd> = msg.fd_slots().into_iter().filter_map(|slot| slot.as_fd().map(|fd| fd.as_raw_fd())).collect();
     if fds.len() > MAX_FDS_PER_FRAME {
-        return Err(WireError::TooManyFds {
-            count: fds.len(),
-            max: MAX_FDS_PER_FRAME,
-        });
+        return Err(WireError::TooManyFds { count: fds.len(), max: MAX_FDS_PER_FRAME });
     }
     Ok(fds)
 }
 
 /// Fills the pending slots of a decoded message from the received descriptors, in order.
-pub fn attach_fds<T: CarriesFds + ?Sized>(
-    msg: &mut T,
-    received: &mut VecDeque<OwnedFd>,
-) -> Result<(), WireError> {
+pub fn attach_fds<T: CarriesFds + ?Sized>(msg: &mut T, received: &mut VecDeque<OwnedFd>) -> Result<(), WireError> {
     let mut slots = msg.fd_slots_mut();
-    let expected = slots
-        .iter()
-        .filter(|s| matches!(s, FdSlot::Pending))
-        .count();
+    let expected = slots.iter().filter(|s| matches!(s, FdSlot::Pending)).count();
     if expected > received.len() {
-        return Err(WireError::MissingFds {
-            expected,
-            received: received.len(),
-        });
+        return Err(WireError::MissingFds { expected, received: received.len() });
     }
     for slot in slots.iter_mut() {
         if matches!(slot, FdSlot::Pending) {
@@ -153,20 +133,11 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> std::
 
 /// Receives bytes into `buf` and any descriptors that came with them into `fds`
 /// (close-on-exec). Returns the byte count; 0 means the peer closed the stream.
-pub fn recv_with_fds(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    fds: &mut VecDeque<OwnedFd>,
-) -> std::io::Result<usize> {
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut VecDeque<OwnedFd>) -> std::io::Result<usize> {
     let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS_PER_FRAME]);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg_space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(std::io::Error::from)?;
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg_space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(std::io::Error::from)?;
     let bytes = msg.bytes;
     let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
     for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {

@@ -33,37 +33,24 @@ fn config() -> Config {
 /// Encodes `msg` as one complete frame (length prefix included).
 ///
 /// Fails with [`WireError::FrameTooLarge`] when the payload would exceed `max_frame`.
-pub fn encode_frame<T: Serialize + ?Sized>(
-    msg: &T,
-    max_frame: usize,
-) -> Result<Vec<u8>, WireError> {
+pub fn encode_frame<T: Serialize + ?Sized>(msg: &T, max_frame: usize) -> Result<Vec<u8>, WireError> {
     let mut out = vec![0u8; HEADER_LEN];
-    bincode::serde::encode_into_std_write(msg, &mut out, config())
-        .map_err(|e| WireError::Encode(e.to_string()))?;
+    bincode::serde::encode_into_std_write(msg, &mut out, config()).map_err(|e| WireError::Encode(e.to_string()))?;
     let size = out.len() - HEADER_LEN;
     if size > max_frame.min(HARD_MAX_FRAME) {
-        return Err(WireError::FrameTooLarge {
-            size,
-            max: max_frame,
-        });
+        return Err(WireError::FrameTooLarge { size, max: max_frame });
     }
-    let len = u32::try_from(size).map_err(|_| WireError::FrameTooLarge {
-        size,
-        max: max_frame,
-    })?;
+    let len = u32::try_from(size).map_err(|_| WireError::FrameTooLarge { size, max: max_frame })?;
     out[..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
     Ok(out)
 }
 
 /// Decodes one payload (without its length prefix). Every byte must belong to the message.
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
-    let (msg, used) = bincode::serde::decode_from_slice(payload, config())
-        .map_err(|e| WireError::Decode(e.to_string()))?;
+    let (msg, used) =
+        bincode::serde::decode_from_slice(payload, config()).map_err(|e| WireError::Decode(e.to_string()))?;
     if used != payload.len() {
-        return Err(WireError::Decode(format!(
-            "{} trailing bytes after the message",
-            payload.len() - used
-        )));
+        return Err(WireError::Decode(format!("{} trailing bytes after the message", payload.len() - used)));
     }
     Ok(msg)
 }
@@ -78,10 +65,7 @@ pub struct FrameReader {
 impl FrameReader {
     /// A reader that refuses frames above `max_frame` bytes (capped at [`HARD_MAX_FRAME`]).
     pub fn new(max_frame: usize) -> Self {
-        Self {
-            buf: Vec::new(),
-            max_frame: max_frame.min(HARD_MAX_FRAME),
-        }
+        Self { buf: Vec::new(), max_frame: max_frame.min(HARD_MAX_FRAME) }
     }
 
     /// The configured maximum payload size.
@@ -110,10 +94,7 @@ impl FrameReader {
         len_bytes.copy_from_slice(header);
         let size = u32::from_le_bytes(len_bytes) as usize;
         if size > self.max_frame {
-            return Err(WireError::FrameTooLarge {
-                size,
-                max: self.max_frame,
-            });
+            return Err(WireError::FrameTooLarge { size, max: self.max_frame });
         }
         if self.buf.len() < HEADER_LEN + size {
             return Ok(None);
@@ -128,9 +109,7 @@ impl FrameReader {
         if self.buf.is_empty() {
             WireError::Closed
         } else {
-            WireError::Truncated {
-                buffered: self.buf.len(),
-            }
+            WireError::Truncated { buffered: self.buf.len() }
         }
     }
 }
@@ -175,28 +154,19 @@ mod tests {
         let mut reader = FrameReader::new(1024);
         reader.extend(&(1025u32).to_le_bytes());
         match reader.next_frame() {
-            Err(WireError::FrameTooLarge {
-                size: 1025,
-                max: 1024,
-            }) => {}
+            Err(WireError::FrameTooLarge { size: 1025, max: 1024 }) => {}
             other => panic!("expected FrameTooLarge, got {other:?}"),
         }
         // A header of u32::MAX is refused the same way, without allocating.
         let mut reader = FrameReader::new(DEFAULT_MAX_FRAME);
         reader.extend(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            reader.next_frame(),
-            Err(WireError::FrameTooLarge { .. })
-        ));
+        assert!(matches!(reader.next_frame(), Err(WireError::FrameTooLarge { .. })));
     }
 
     #[test]
     fn encoding_above_the_maximum_fails() {
         let big = vec![7u8; 2000];
-        assert!(matches!(
-            encode_frame(&big, 1000),
-            Err(WireError::FrameTooLarge { .. })
-        ));
+        assert!(matches!(encode_frame(&big, 1000), Err(WireError::FrameTooLarge { .. })));
     }
 
     #[test]
@@ -218,10 +188,7 @@ mod tests {
     fn trailing_bytes_are_rejected() {
         let mut payload = bincode::serde::encode_to_vec(5u8, config()).unwrap();
         payload.push(0);
-        assert!(matches!(
-            decode_payload::<u8>(&payload),
-            Err(WireError::Decode(_))
-        ));
+        assert!(matches!(decode_payload::<u8>(&payload), Err(WireError::Decode(_))));
     }
 
     #[test]

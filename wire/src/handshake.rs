@@ -28,11 +28,7 @@ pub struct Hello {
 impl Hello {
     /// A hello for this build's protocol version.
     pub fn new(peer: impl Into<String>) -> Self {
-        Self {
-            magic: MAGIC,
-            version: PROTOCOL_VERSION,
-            peer: peer.into(),
-        }
+        Self { magic: MAGIC, version: PROTOCOL_VERSION, peer: peer.into() }
     }
 }
 
@@ -59,9 +55,7 @@ impl CarriesFds for Welcome {}
 /// The server's verdict on a client's hello.
 pub fn check_hello(hello: &Hello, server: &str) -> Welcome {
     if hello.magic != MAGIC {
-        return Welcome::Refused {
-            reason: "not a paddock client (bad magic)".into(),
-        };
+        return Welcome::Refused { reason: "not a paddock client (bad magic)".into() };
     }
     if hello.version != PROTOCOL_VERSION {
         return Welcome::Refused {
@@ -71,10 +65,7 @@ pub fn check_hello(hello: &Hello, server: &str) -> Welcome {
             ),
         };
     }
-    Welcome::Accepted {
-        version: PROTOCOL_VERSION,
-        server: server.to_string(),
-    }
+    Welcome::Accepted { version: PROTOCOL_VERSION, server: server.to_string() }
 }
 
 #[cfg(test)]
@@ -83,13 +74,7 @@ mod tests {
 
     #[test]
     fn versions_must_match() {
-        assert!(matches!(
-            check_hello(&Hello::new("t"), "s"),
-            Welcome::Accepted {
-                version: PROTOCOL_VERSION,
-                ..
-            }
-        ));
+        assert!(matches!(check_hello(&Hello::new("t"), "s"), Welcome::Accepted { version: PROTOCOL_VERSION, .. }));
         let mut old = Hello::new("old ctl");
         old.version = 0;
         match check_hello(&old, "paddockd") {
@@ -105,9 +90,7 @@ mod tests {
     fn hello_encoding_is_stable() {
         // The hello's bytes are part of the protocol: this must never change.
         let frame = crate::frame::encode_frame(&Hello::new("ab"), 100).unwrap();
-        let expected: &[u8] = &[
-            12, 0, 0, 0, b'P', b'A', b'D', b'D', b'O', b'C', b'K', 0, 1, 2, b'a', b'b',
-        ];
+        let expected: &[u8] = &[12, 0, 0, 0, b'P', b'A', b'D', b'D', b'O', b'C', b'K', 0, 1, 2, b'a', b'b'];
         assert_eq!(frame, expected);
     }
 }

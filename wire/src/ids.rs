@@ -15,36 +15,22 @@ const MAX_DIR_NAME: usize = 200;
 /// Checks that `id` is a valid container id: `^[A-Za-z0-9_+.-]+$`, not `.` or `..`, at most
 /// [`MAX_ID_LEN`] bytes, and not starting with [`RESERVED_PREFIX`].
 pub fn validate_id(id: &str) -> Result<(), ApiError> {
-    let invalid = |why: String| {
-        Err(ApiError::new(
-            ErrorKind::InvalidId,
-            format!("invalid container id {}: {why}", show_id(id)),
-        ))
-    };
+    let invalid =
+        |why: String| Err(ApiError::new(ErrorKind::InvalidId, format!("invalid container id {}: {why}", show_id(id))));
     if id.is_empty() {
         return invalid("it must not be empty".into());
     }
     if id.len() > MAX_ID_LEN {
-        return invalid(format!(
-            "it is {} bytes long; at most {MAX_ID_LEN} are allowed",
-            id.len()
-        ));
+        return invalid(format!("it is {} bytes long; at most {MAX_ID_LEN} are allowed", id.len()));
     }
     if id == "." || id == ".." {
         return invalid("'.' and '..' are not ids".into());
     }
-    if let Some(bad) = id
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '.' | '-')))
-    {
-        return invalid(format!(
-            "{bad:?} is not allowed; use letters, digits, '_', '+', '.' and '-'"
-        ));
+    if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '.' | '-'))) {
+        return invalid(format!("{bad:?} is not allowed; use letters, digits, '_', '+', '.' and '-'"));
     }
     if id.starts_with(RESERVED_PREFIX) {
-        return invalid(format!(
-            "ids starting with {RESERVED_PREFIX:?} are reserved for paddockd's own files"
-        ));
+        return invalid(format!("ids starting with {RESERVED_PREFIX:?} are reserved for paddockd's own files"));
     }
     Ok(())
 }
@@ -71,11 +57,7 @@ pub fn dir_name(id: &str) -> String {
     if id.len() <= MAX_DIR_NAME {
         return id.to_string();
     }
-    format!(
-        "{}~{:016x}",
-        &id[..MAX_DIR_NAME - 18],
-        fnv1a64(id.as_bytes())
-    )
+    format!("{}~{:016x}", &id[..MAX_DIR_NAME - 18], fnv1a64(id.as_bytes()))
 }
 
 /// FNV-1a: a stable 64-bit hash that needs no dependency. It only has to tell apart long ids
@@ -95,14 +77,7 @@ mod tests {
 
     #[test]
     fn valid_ids() {
-        for id in [
-            "a",
-            "web-1",
-            "A_b+c.d",
-            "x".repeat(MAX_ID_LEN).as_str(),
-            "...",
-            ".hidden",
-        ] {
+        for id in ["a", "web-1", "A_b+c.d", "x".repeat(MAX_ID_LEN).as_str(), "...", ".hidden"] {
             validate_id(id).unwrap_or_else(|e| panic!("{id}: {e}"));
         }
     }

@@ -29,11 +29,14 @@ pub mod frame;
 pub mod gofer_proto;
 pub mod handshake;
 pub mod ids;
+pub mod mounts;
+pub mod peers;
+pub mod rpc;
 pub mod sandbox_proto;
 pub mod sockpath;
 pub mod spec;
 
-pub use api::{ContainerState, ExitStatus, Status, Stdio};
+pub use api::{ContainerState, ExitStatus, GoferStatus, Status, Stdio};
 pub use error::{ApiError, ErrorKind, WireError};
 pub use fds::{CarriesFds, FdSlot};
 pub use spec::SpecJson;

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ExitStatus, Stdio};
-use crate::error::ApiError;
 use crate::fds::{CarriesFds, FdSlot};
+use crate::rpc::{Answer, Envelope};
 use crate::spec::SpecJson;
 
 /// Creates a container in the sandbox; its process is set up and waits for `Start`.
@@ -26,8 +26,9 @@ pub struct CreateContainer {
     pub root: bool,
     /// The caller's stdio.
     pub stdio: Stdio,
-    /// The sandbox's end of the container's gofer io socket.
-    pub gofer: FdSlot,
+    /// The sandbox's ends of the container's gofer io sockets: the rootfs first, then one
+    /// per bind mount of the spec, in spec order.
+    pub mounts: Vec<FdSlot>,
 }
 
 /// A request from paddockd.
@@ -56,6 +57,12 @@ pub enum SandboxRequest {
         /// The container's id.
         id: String,
     },
+    /// Fresh copies of the container's mounts as its gofer handed them over (the rootfs
+    /// first, then the bind mounts), for a restarted gofer.
+    CloneMounts {
+        /// The container's id.
+        id: String,
+    },
 }
 
 impl CarriesFds for SandboxRequest {
@@ -63,7 +70,7 @@ impl CarriesFds for SandboxRequest {
         match self {
             SandboxRequest::Create(c) => {
                 let mut slots = c.stdio.slots_mut();
-                slots.push(&mut c.gofer);
+                slots.extend(c.mounts.iter_mut());
                 slots
             }
             _ => Vec::new(),
@@ -73,7 +80,7 @@ impl CarriesFds for SandboxRequest {
         match self {
             SandboxRequest::Create(c) => {
                 let mut slots = c.stdio.slots();
-                slots.push(&c.gofer);
+                slots.extend(c.mounts.iter());
                 slots
             }
             _ => Vec::new(),
@@ -116,8 +123,27 @@ pub enum SandboxReply {
         /// A pidfd of the container's init.
         pidfd: FdSlot,
     },
+    /// Answer to `CloneMounts`.
+    Mounts(Vec<FdSlot>),
     /// Done.
     Done,
+}
+
+impl CarriesFds for SandboxReply {
+    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
+        match self {
+            SandboxReply::Created { pidfd, .. } => vec![pidfd],
+            SandboxReply::Mounts(m) => m.iter_mut().collect(),
+            _ => Vec::new(),
+        }
+    }
+    fn fd_slots(&self) -> Vec<&FdSlot> {
+        match self {
+            SandboxReply::Created { pidfd, .. } => vec![pidfd],
+            SandboxReply::Mounts(m) => m.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// Something that happened in the sandbox, sent to every attached connection.
@@ -132,73 +158,29 @@ pub enum SandboxEvent {
     },
 }
 
-/// A request with its id.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SandboxRequestFrame {
-    /// Echoed in the reply.
-    pub id: u64,
-    /// The request.
-    pub request: SandboxRequest,
-}
+impl CarriesFds for SandboxEvent {}
 
-impl CarriesFds for SandboxRequestFrame {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        self.request.fd_slots_mut()
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        self.request.fd_slots()
-    }
-}
-
-/// What the sandbox sends.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum SandboxFrame {
-    /// The answer to request `id`.
-    Reply {
-        /// The request's id.
-        id: u64,
-        /// Its outcome.
-        result: Result<SandboxReply, ApiError>,
-    },
-    /// An event.
-    Event(SandboxEvent),
-}
-
-impl CarriesFds for SandboxFrame {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        match self {
-            SandboxFrame::Reply {
-                result: Ok(SandboxReply::Created { pidfd, .. }),
-                ..
-            } => vec![pidfd],
-            _ => Vec::new(),
-        }
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        match self {
-            SandboxFrame::Reply {
-                result: Ok(SandboxReply::Created { pidfd, .. }),
-                ..
-            } => vec![pidfd],
-            _ => Vec::new(),
-        }
-    }
-}
+/// A request to a sandbox with its id.
+pub type SandboxRequestFrame = Envelope<SandboxRequest>;
+/// What a sandbox sends.
+pub type SandboxFrame = Answer<SandboxReply, SandboxEvent>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::conn::Connection;
+    use crate::error::ApiError;
     use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixStream;
 
     #[test]
-    fn create_carries_stdio_and_gofer_in_order() {
+    fn create_carries_stdio_and_mounts_in_order() {
         let (a, b) = UnixStream::pair().unwrap();
         let mut tx = Connection::new(a, 1 << 20);
         let mut rx = Connection::new(b, 1 << 20);
         let (r1, w1) = std::io::pipe().unwrap();
         let (g1, _g2) = UnixStream::pair().unwrap();
+        let (g3, _g4) = UnixStream::pair().unwrap();
         let req = SandboxRequestFrame {
             id: 3,
             request: SandboxRequest::Create(CreateContainer {
@@ -211,31 +193,22 @@ mod tests {
                     stdout: FdSlot::Empty,
                     stderr: FdSlot::new(OwnedFd::from(w1)),
                 },
-                gofer: FdSlot::new(OwnedFd::from(g1)),
+                mounts: vec![FdSlot::new(OwnedFd::from(g1)), FdSlot::new(OwnedFd::from(g3))],
             }),
         };
         tx.send(&req).unwrap();
         let got: SandboxRequestFrame = rx.recv().unwrap();
-        let SandboxRequest::Create(c) = got.request else {
-            panic!()
-        };
+        let SandboxRequest::Create(c) = got.request else { panic!() };
         assert!(c.stdio.stdin.is_some() && !c.stdio.stdout.is_some() && c.stdio.stderr.is_some());
-        // The gofer slot holds a socket, the stdin slot a pipe: order was kept.
-        let kind = |fd: &FdSlot| {
-            nix::sys::stat::fstat(fd.as_fd().unwrap()).unwrap().st_mode & libc::S_IFMT
-        };
-        assert_eq!(kind(&c.gofer), libc::S_IFSOCK);
+        assert_eq!(c.mounts.len(), 2);
+        // The mount slots hold sockets, the stdin slot a pipe: order was kept.
+        let kind = |fd: &FdSlot| nix::sys::stat::fstat(fd.as_fd().unwrap()).unwrap().st_mode & libc::S_IFMT;
+        assert!(c.mounts.iter().all(|m| kind(m) == libc::S_IFSOCK));
         assert_eq!(kind(&c.stdio.stdin), libc::S_IFIFO);
 
         for frame in [
-            SandboxFrame::Event(SandboxEvent::Exited {
-                id: "c".into(),
-                status: ExitStatus::Exited(1),
-            }),
-            SandboxFrame::Reply {
-                id: 1,
-                result: Ok(SandboxReply::Done),
-            },
+            SandboxFrame::Event(SandboxEvent::Exited { id: "c".into(), status: ExitStatus::Exited(1) }),
+            SandboxFrame::Reply { id: 1, result: Ok(SandboxReply::Done) },
             SandboxFrame::Reply {
                 id: 2,
                 result: Ok(SandboxReply::Attached(vec![SandboxContainer {
@@ -244,14 +217,22 @@ mod tests {
                     state: ProcessState::Running,
                 }])),
             },
-            SandboxFrame::Reply {
-                id: 4,
-                result: Err(ApiError::internal("x")),
-            },
+            SandboxFrame::Reply { id: 4, result: Err(ApiError::internal("x")) },
         ] {
             tx.send(&frame).unwrap();
             let back: SandboxFrame = rx.recv().unwrap();
             assert_eq!(format!("{back:?}"), format!("{frame:?}"));
+        }
+        let (m1, _m2) = UnixStream::pair().unwrap();
+        let (m3, _m4) = UnixStream::pair().unwrap();
+        let mounts = SandboxReply::Mounts(vec![FdSlot::new(OwnedFd::from(m1)), FdSlot::new(OwnedFd::from(m3))]);
+        tx.send(&SandboxFrame::Reply { id: 5, result: Ok(mounts) }).unwrap();
+        match rx.recv::<SandboxFrame>().unwrap() {
+            SandboxFrame::Reply { id: 5, result: Ok(SandboxReply::Mounts(m)) } => {
+                assert_eq!(m.len(), 2);
+                assert!(m.iter().all(|f| matches!(f, FdSlot::Present(_))));
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -21,10 +21,8 @@ fn via_parent<T>(path: &Path, op: impl FnOnce(&Path) -> io::Result<T>) -> io::Re
     let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
         return op(path);
     };
-    let dir = File::options()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(parent)?;
+    let dir =
+        File::options().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC).open(parent)?;
     let short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
     op(&short)
 }

@@ -38,8 +38,7 @@ impl SpecJson {
 
     /// Parses the spec.
     pub fn parse(&self) -> Result<Spec, ApiError> {
-        serde_json::from_str(&self.json)
-            .map_err(|e| ApiError::invalid_spec(format!("invalid OCI runtime spec: {e}")))
+        serde_json::from_str(&self.json).map_err(|e| ApiError::invalid_spec(format!("invalid OCI runtime spec: {e}")))
     }
 }
 
@@ -48,9 +47,8 @@ pub fn read_bundle_spec(bundle: &Path) -> Result<Spec, ApiError> {
     let path = bundle.join("config.json");
     let text = std::fs::read_to_string(&path)
         .map_err(|e| ApiError::invalid_spec(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_str(&text).map_err(|e| {
-        ApiError::invalid_spec(format!("{}: invalid OCI runtime spec: {e}", path.display()))
-    })
+    serde_json::from_str(&text)
+        .map_err(|e| ApiError::invalid_spec(format!("{}: invalid OCI runtime spec: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -70,11 +68,7 @@ mod tests {
     fn invalid_spec_is_a_clear_error() {
         let err = SpecJson::from_json("{\"process\": 5}").parse().unwrap_err();
         assert_eq!(err.kind, crate::ErrorKind::InvalidSpec);
-        assert!(
-            err.message.contains("invalid OCI runtime spec"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.contains("invalid OCI runtime spec"), "{}", err.message);
         let dir = std::env::temp_dir().join(format!("paddock-wire-test-{}", std::process::id()));
         let err = read_bundle_spec(&dir).unwrap_err();
         assert!(err.message.contains("config.json"), "{}", err.message);

@@ -6,17 +6,11 @@ use std::path::Path;
 use rustix::fs::{FileType, Mode};
 use wire::ApiError;
 
-use crate::sys::{make_beneath, Create};
+use sys::{make_beneath, Create};
 
 /// `(name, major, minor)` of the character devices of the OCI runtime spec's default set.
-const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
+const DEFAULT_DEVICES: [(&str, u32, u32); 6] =
+    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 /// `(name, target)` of the default links.
 const DEFAULT_LINKS: [(&str, &str); 5] = [
@@ -29,8 +23,7 @@ const DEFAULT_LINKS: [(&str, &str); 5] = [
 
 /// Creates the default devices and links in the container's `/dev` (beneath `root`).
 pub fn create_default(root: BorrowedFd<'_>) -> Result<(), ApiError> {
-    let dev =
-        make_beneath(root, Path::new("/dev"), Create::Dir).map_err(|e| ApiError::io("/dev", e))?;
+    let dev = make_beneath(root, Path::new("/dev"), Create::Dir).map_err(|e| ApiError::io("/dev", e))?;
     for (name, major, minor) in DEFAULT_DEVICES {
         let res = rustix::fs::mknodat(
             dev.as_fd(),

@@ -69,47 +69,30 @@ pub fn apply(process: &Process) -> Result<ExecPlan, ApiError> {
         nix::sys::prctl::set_no_new_privs().map_err(|e| ApiError::io("setting no_new_privs", e))?;
     }
     let umask = process.user().umask().unwrap_or(0o022);
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
-        umask as libc::mode_t,
-    ));
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as libc::mode_t));
 
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).map_err(|e| spec_error(format!("cwd {}: {e}", cwd.display())))?;
 
     let args = process.args().as_deref().unwrap_or_default();
-    let program = args
-        .first()
-        .ok_or_else(|| spec_error("process.args is empty"))?;
+    let program = args.first().ok_or_else(|| spec_error("process.args is empty"))?;
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", home_of(process.user().uid())));
     }
-    let path_var = env
-        .iter()
-        .rev()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or(DEFAULT_PATH);
+    let path_var = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     let path = find_program(program, path_var)?;
     Ok(ExecPlan {
         path: cstring("process.args[0]", path.as_os_str().as_bytes())?,
-        argv: args
-            .iter()
-            .map(|a| cstring("process.args", a))
-            .collect::<Result<_, _>>()?,
-        envp: env
-            .iter()
-            .map(|e| cstring("process.env", e))
-            .collect::<Result<_, _>>()?,
+        argv: args.iter().map(|a| cstring("process.args", a)).collect::<Result<_, _>>()?,
+        envp: env.iter().map(|e| cstring("process.env", e)).collect::<Result<_, _>>()?,
     })
 }
 
 fn set_rlimits(process: &Process) -> Result<(), ApiError> {
     for limit in process.rlimits().as_deref().unwrap_or_default() {
         let resource = rlimit_resource(limit.typ());
-        let rl = libc::rlimit {
-            rlim_cur: limit.soft(),
-            rlim_max: limit.hard(),
-        };
+        let rl = libc::rlimit { rlim_cur: limit.soft(), rlim_max: limit.hard() };
         // SAFETY: setrlimit reads the rlimit struct we own.
         if unsafe { libc::setrlimit(resource, &rl) } != 0 {
             let err = std::io::Error::last_os_error();
@@ -161,14 +144,9 @@ fn to_caps(set: &Option<oci_spec::runtime::Capabilities>) -> Result<CapsHashSet,
     for cap in set.iter().flatten() {
         // oci-spec prints capabilities without their CAP_ prefix; the caps crate wants it.
         let name = cap.to_string();
-        let name = if name.starts_with("CAP_") {
-            name
-        } else {
-            format!("CAP_{name}")
-        };
-        let parsed: Capability = name
-            .parse()
-            .map_err(|_| spec_error(format!("capability {name} is unknown to this host")))?;
+        let name = if name.starts_with("CAP_") { name } else { format!("CAP_{name}") };
+        let parsed: Capability =
+            name.parse().map_err(|_| spec_error(format!("capability {name} is unknown to this host")))?;
         out.insert(parsed);
     }
     Ok(out)
@@ -196,8 +174,7 @@ fn set_capabilities(caps: &LinuxCapabilities) -> Result<(), ApiError> {
         (CapSet::Inheritable, &inheritable, "inheritable"),
         (CapSet::Permitted, &permitted, "permitted"),
     ] {
-        caps::set(None, set, value)
-            .map_err(|e| spec_error(format!("setting the {name} capabilities: {e}")))?;
+        caps::set(None, set, value).map_err(|e| spec_error(format!("setting the {name} capabilities: {e}")))?;
     }
     // A capability can only be ambient if it is also permitted and inheritable. runc's own
     // default spec lists ambient capabilities without inheritable ones, and runc only warns
@@ -213,16 +190,10 @@ fn switch_user(process: &Process) -> Result<(), ApiError> {
     let user = process.user();
     let uid = nix::unistd::Uid::from_raw(user.uid());
     let gid = nix::unistd::Gid::from_raw(user.gid());
-    let groups: Vec<nix::unistd::Gid> = user
-        .additional_gids()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|g| nix::unistd::Gid::from_raw(*g))
-        .collect();
+    let groups: Vec<nix::unistd::Gid> =
+        user.additional_gids().as_deref().unwrap_or_default().iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
     nix::sys::prctl::set_keepcaps(true).map_err(|e| ApiError::io("PR_SET_KEEPCAPS", e))?;
-    nix::unistd::setgroups(&groups)
-        .map_err(|e| spec_error(format!("additionalGids {groups:?}: {e}")))?;
+    nix::unistd::setgroups(&groups).map_err(|e| spec_error(format!("additionalGids {groups:?}: {e}")))?;
     nix::unistd::setresgid(gid, gid, gid).map_err(|e| spec_error(format!("gid {gid}: {e}")))?;
     nix::unistd::setresuid(uid, uid, uid).map_err(|e| spec_error(format!("uid {uid}: {e}")))?;
     nix::sys::prctl::set_keepcaps(false).map_err(|e| ApiError::io("PR_SET_KEEPCAPS", e))?;
@@ -244,8 +215,7 @@ fn home_of(uid: u32) -> String {
 
 /// Resolves the program as execvp would, in the container's root and with its `PATH`.
 fn find_program(program: &str, path_var: &str) -> Result<PathBuf, ApiError> {
-    let executable =
-        |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file();
+    let executable = |p: &Path| nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok() && p.is_file();
     if program.contains('/') {
         let p = PathBuf::from(program);
         return if executable(&p) {
@@ -253,11 +223,7 @@ fn find_program(program: &str, path_var: &str) -> Result<PathBuf, ApiError> {
         } else {
             Err(spec_error(format!(
                 "exec: {program:?}: {}",
-                if p.exists() {
-                    "permission denied or not a file"
-                } else {
-                    "no such file or directory"
-                }
+                if p.exists() { "permission denied or not a file" } else { "no such file or directory" }
             )))
         };
     }
@@ -265,9 +231,5 @@ fn find_program(program: &str, path_var: &str) -> Result<PathBuf, ApiError> {
         .split(':')
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(OsStr::new(program)))
         .find(|candidate| executable(candidate))
-        .ok_or_else(|| {
-            spec_error(format!(
-                "exec: {program:?}: executable file not found in $PATH"
-            ))
-        })
+        .ok_or_else(|| spec_error(format!("exec: {program:?}: executable file not found in $PATH")))
 }

@@ -75,6 +75,17 @@ pub enum Command {
         /// The container's id (or an unambiguous prefix).
         id: String,
     },
+    /// Copy files between a container and the host, as `docker cp`.
+    ///
+    /// `ctl cp SRC ID:DST` and `ctl cp ID:SRC DST`; `-` as the local side is a tar stream on
+    /// stdin or stdout. `DIR/.` copies a directory's contents. Modes and owners are kept;
+    /// container paths never lead out of the container, whatever symlinks it holds.
+    Cp {
+        /// The source: a local path, `-`, or ID:PATH.
+        src: String,
+        /// The destination: a local path, `-`, or ID:PATH.
+        dst: String,
+    },
     /// Delete a container and everything it holds.
     Delete {
         /// Kill the container if it still runs; succeed if it does not exist.

@@ -1,6 +1,7 @@
 //! ctl: the command-line client.
 
 mod args;
+mod copy;
 mod output;
 mod run;
 
@@ -32,19 +33,9 @@ fn connect(root: &Path) -> anyhow::Result<Client> {
 fn execute(args: CtlArgs) -> anyhow::Result<i32> {
     let root = std::path::absolute(&args.root)?;
     match args.command {
-        Command::Create {
-            bundle,
-            pid_file,
-            id,
-        } => {
+        Command::Create { bundle, pid_file, id } => {
             let mut client = connect(&root)?;
-            run::create(
-                &mut client,
-                &id,
-                Some(&bundle),
-                Vec::new(),
-                pid_file.as_deref(),
-            )?;
+            run::create(&mut client, &id, Some(&bundle), Vec::new(), pid_file.as_deref())?;
             Ok(0)
         }
         Command::Start { id } => {
@@ -83,19 +74,15 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             println!("{}", output::wait_json(&full_id, status));
             Ok(0)
         }
+        Command::Cp { src, dst } => {
+            copy::copy(&mut connect(&root)?, &src, &dst)?;
+            Ok(0)
+        }
         Command::Delete { force, id } => {
             connect(&root)?.delete(&id, force)?;
             Ok(0)
         }
-        Command::Run {
-            detach,
-            rm,
-            name,
-            bundle,
-            pid_file,
-            id,
-            command,
-        } => {
+        Command::Run { detach, rm, name, bundle, pid_file, id, command } => {
             let id = match (name, id) {
                 (Some(_), Some(_)) => {
                     anyhow::bail!("give the id either with --name or as an argument, not both")
@@ -103,17 +90,7 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
                 (Some(n), None) | (None, Some(n)) => n,
                 (None, None) => run::random_id()?,
             };
-            run::run(
-                &root,
-                run::RunOptions {
-                    id,
-                    bundle,
-                    command,
-                    detach,
-                    remove: rm,
-                    pid_file,
-                },
-            )
+            run::run(&root, run::RunOptions { id, bundle, command, detach, remove: rm, pid_file })
         }
     }
 }

@@ -29,14 +29,7 @@ pub struct RunOptions {
 }
 
 /// Signals a foreground `ctl run` passes on to the container's process.
-const FORWARDED: [i32; 6] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
+const FORWARDED: [i32; 6] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
 
 /// A fresh container id: 16 random hex digits.
 pub fn random_id() -> anyhow::Result<String> {
@@ -49,9 +42,7 @@ pub fn random_id() -> anyhow::Result<String> {
 
 /// ctl's own standard descriptors, duplicated (those that are open).
 fn own_stdio() -> Stdio {
-    let dup = |fd: std::os::fd::BorrowedFd<'_>| -> FdSlot {
-        FdSlot::from_option(fd.try_clone_to_owned().ok())
-    };
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| -> FdSlot { FdSlot::from_option(fd.try_clone_to_owned().ok()) };
     Stdio {
         stdin: dup(std::io::stdin().as_fd()),
         stdout: dup(std::io::stdout().as_fd()),
@@ -68,25 +59,18 @@ fn build_spec(
 ) -> anyhow::Result<(PathBuf, oci_spec::runtime::Spec)> {
     match bundle {
         Some(bundle) => {
-            let bundle = std::path::absolute(bundle)
-                .with_context(|| format!("bundle {}", bundle.display()))?;
+            let bundle = std::path::absolute(bundle).with_context(|| format!("bundle {}", bundle.display()))?;
             let mut spec = wire::spec::read_bundle_spec(&bundle)?;
             if !command.is_empty() {
                 let process = spec.process_mut().as_mut().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{}/config.json has no process to run the command in",
-                        bundle.display()
-                    )
+                    anyhow::anyhow!("{}/config.json has no process to run the command in", bundle.display())
                 })?;
                 process.set_args(Some(command));
             }
             Ok((bundle, spec))
         }
         None => {
-            anyhow::ensure!(
-                !command.is_empty(),
-                "nothing to run: give a --bundle or a command after --"
-            );
+            anyhow::ensure!(!command.is_empty(), "nothing to run: give a --bundle or a command after --");
             Ok((PathBuf::new(), actors::spec::embedded_default(id, command)?))
         }
     }
@@ -102,12 +86,8 @@ pub fn create(
 ) -> anyhow::Result<ContainerState> {
     wire::ids::validate_id(id)?;
     let (bundle, spec) = build_spec(id, bundle, command)?;
-    let state = client.create(Create {
-        id: id.to_string(),
-        bundle,
-        spec: SpecJson::from_spec(&spec)?,
-        stdio: own_stdio(),
-    })?;
+    let state =
+        client.create(Create { id: id.to_string(), bundle, spec: SpecJson::from_spec(&spec)?, stdio: own_stdio() })?;
     if let Some(path) = pid_file {
         write_pid_file(path, state.pid.unwrap_or(0))?;
     }
@@ -120,12 +100,9 @@ fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
     let path = std::path::absolute(path)?;
     let tmp = path.with_file_name(format!(
         ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     ));
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     write!(f, "{pid}")?;
     drop(f);
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
@@ -142,13 +119,7 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
     } else {
         Some(signal_hook::iterator::Signals::new(FORWARDED).context("installing signal handlers")?)
     };
-    let state = create(
-        &mut client,
-        &opts.id,
-        opts.bundle.as_deref(),
-        opts.command,
-        opts.pid_file.as_deref(),
-    )?;
+    let state = create(&mut client, &opts.id, opts.bundle.as_deref(), opts.command, opts.pid_file.as_deref())?;
     let id = state.id;
     if let Err(e) = client.start(&id) {
         // As runc's run: a container that cannot start is not left behind.

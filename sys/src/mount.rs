@@ -1,0 +1,110 @@
+//! The new mount API: detached mounts made from descriptors and attached where they belong.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::{
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount, open_tree, FsMountFlags,
+    FsOpenFlags, MountAttrFlags, MoveMountFlags, OpenTreeFlags,
+};
+
+fn raw_mount_setattr(fd: BorrowedFd<'_>, flags: libc::c_int, attr: &mut libc::mount_attr) -> std::io::Result<()> {
+    // SAFETY: `attr` is a valid mount_attr whose size we pass; the empty path is a valid C
+    // string; `fd` stays open for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            attr as *mut libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// `mount_setattr(2)` on the mount `fd` refers to (and every mount below it with
+/// `recursive`): sets the `MOUNT_ATTR_*` bits in `set`, clears those in `clear`.
+///
+/// Neither nix nor rustix wraps `mount_setattr` yet, hence the raw call.
+pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) -> std::io::Result<()> {
+    let mut attr = libc::mount_attr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    raw_mount_setattr(fd, flags, &mut attr)
+}
+
+/// Sets the propagation type (`MS_PRIVATE`, `MS_SHARED`, `MS_SLAVE`, `MS_UNBINDABLE`) of the
+/// mount `fd` refers to (and those below it with `recursive`).
+pub fn set_propagation(fd: BorrowedFd<'_>, recursive: bool, propagation: u64) -> std::io::Result<()> {
+    let mut attr = libc::mount_attr { attr_set: 0, attr_clr: 0, propagation, userns_fd: 0 };
+    let flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    raw_mount_setattr(fd, flags, &mut attr)
+}
+
+/// A new, detached mount of filesystem type `fstype`, configured with `options`
+/// (`key=value` strings or bare flags, as in mount(8)'s `-o`) and mount attributes `attrs`.
+pub fn new_mount(fstype: &str, source: Option<&str>, options: &[String], attrs: u64) -> std::io::Result<OwnedFd> {
+    let fs = fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)?;
+    if let Some(source) = source {
+        fsconfig_set_string(fs.as_fd(), "source", source)?;
+    }
+    for opt in options {
+        let res = match opt.split_once('=') {
+            Some((key, value)) => fsconfig_set_string(fs.as_fd(), key, value),
+            None => fsconfig_set_flag(fs.as_fd(), opt.as_str()),
+        };
+        res.map_err(|e| std::io::Error::new(std::io::Error::from(e).kind(), format!("option {opt:?}: {e}")))?;
+    }
+    fsconfig_create(fs.as_fd())?;
+    Ok(fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::from_bits_retain(attrs as u32))?)
+}
+
+/// Attaches the detached mount `mount` on top of what `target` (an `O_PATH` descriptor)
+/// refers to.
+pub fn attach(mount: BorrowedFd<'_>, target: BorrowedFd<'_>) -> std::io::Result<()> {
+    Ok(move_mount(
+        mount,
+        "",
+        target,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )?)
+}
+
+/// A detached copy of the mount (tree, with `recursive`) at `target`, which may itself be a
+/// detached mount or an `O_PATH` descriptor of a path in our mount namespace.
+pub fn clone_tree(target: BorrowedFd<'_>, recursive: bool) -> std::io::Result<OwnedFd> {
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    Ok(open_tree(target, "", flags)?)
+}
+
+/// Makes the detached mount `root` the calling process's `/`, and detaches everything it saw
+/// before. Every mount is made private first, so nothing propagates back to where the mount
+/// namespace was copied from.
+///
+/// The mount is stacked on the current `/`, entered with `fchdir`, and `pivot_root(".", ".")`
+/// puts the old root beneath it, where `umount2(MNT_DETACH)` lets it go.
+pub fn pivot_into(root: BorrowedFd<'_>) -> std::io::Result<()> {
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    let slash = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    attach(root, slash.as_fd())?;
+    nix::unistd::fchdir(root)?;
+    nix::unistd::pivot_root(".", ".")?;
+    nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)?;
+    nix::unistd::chdir("/")?;
+    Ok(())
+}
