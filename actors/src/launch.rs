@@ -175,13 +175,11 @@ unsafe fn fail(err_fd: RawFd) -> ! {
     libc::_exit(127)
 }
 
-/// The namespaces of a sandbox: PID, mount, UTS, IPC, network, cgroup.
-pub const SANDBOX_NAMESPACES: u64 = (libc::CLONE_NEWPID
-    | libc::CLONE_NEWNS
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWNET
-    | libc::CLONE_NEWCGROUP) as u64;
+/// The namespaces of a sandbox: PID, mount, UTS, IPC, network. (Not cgroup: the sandbox moves
+/// its containers' processes between cgroups, so it stays in the host's cgroup namespace; each
+/// container gets its own when its spec asks for one.)
+pub const SANDBOX_NAMESPACES: u64 =
+    (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET) as u64;
 
 /// The namespaces of a gofer: IPC, mount, network, PID, UTS (not cgroup: it is placed in the
 /// sandbox's cgroup from outside, as runsc does).

@@ -21,6 +21,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod gofer;

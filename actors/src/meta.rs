@@ -67,6 +67,16 @@ pub struct Meta {
     /// How often the gofer was restarted.
     #[serde(default)]
     pub gofer_restarts: u32,
+    /// The container's cgroup, relative to each hierarchy's root.
+    #[serde(default)]
+    pub cgroup: Option<String>,
+}
+
+impl Meta {
+    /// Whether this is its sandbox's root container (the one the sandbox was made for).
+    pub fn is_root(&self) -> bool {
+        self.id == self.sandbox_id
+    }
 }
 
 impl Meta {
@@ -76,7 +86,9 @@ impl Meta {
             id: self.id.clone(),
             status: self.status,
             pid: match self.status {
-                Status::Created | Status::Running | Status::Paused => self.init.map(|p| p.pid),
+                // A subcontainer that is created but not started has no process of its own
+                // yet: like runsc, report its sandbox's.
+                Status::Created | Status::Running | Status::Paused => self.init.or(self.sandbox).map(|p| p.pid),
                 _ => None,
             },
             bundle: self.bundle.clone(),
@@ -265,6 +277,7 @@ mod tests {
             exit_status: None,
             sandbox_lost: false,
             gofer_restarts: 0,
+            cgroup: None,
         }
     }
 

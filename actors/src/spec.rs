@@ -58,6 +58,85 @@ pub fn overlay_of(spec: &Spec, default: Overlay) -> Result<Overlay, ApiError> {
     }
 }
 
+/// Where a container goes: into a sandbox of its own, or into an existing one (a pod).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// A new sandbox, with this container as its root.
+    NewSandbox,
+    /// The sandbox whose root container has this id.
+    Join(String),
+}
+
+/// containerd's CRI annotations, and CRI-O's.
+const CONTAINER_TYPE_KEYS: [(&str, &str); 2] = [
+    ("io.kubernetes.cri.container-type", "io.kubernetes.cri.sandbox-id"),
+    ("io.kubernetes.cri-o.ContainerType", "io.kubernetes.cri-o.SandboxID"),
+];
+
+/// Reads the pod annotations: a container of type `container` joins the sandbox they name;
+/// anything else (`sandbox`, or no annotation) is a root container with a sandbox of its own.
+pub fn placement(spec: &Spec) -> Result<Placement, ApiError> {
+    let Some(annotations) = spec.annotations().as_ref() else { return Ok(Placement::NewSandbox) };
+    for (type_key, sandbox_key) in CONTAINER_TYPE_KEYS {
+        if annotations.get(type_key).map(String::as_str) == Some("container") {
+            return match annotations.get(sandbox_key).filter(|s| !s.is_empty()) {
+                Some(sandbox) => Ok(Placement::Join(sandbox.clone())),
+                None => Err(ApiError::invalid_spec(format!(
+                    "annotation {type_key}=container, but {sandbox_key} does not name the sandbox to join"
+                ))),
+            };
+        }
+    }
+    Ok(Placement::NewSandbox)
+}
+
+/// The process `ctl exec` runs: the whole process it was given, or the container's own
+/// process with the command, environment, working directory and user replaced.
+pub fn exec_process(container: &Spec, exec: &wire::api::ExecSpec) -> Result<oci_spec::runtime::Process, ApiError> {
+    if let Some(json) = &exec.process {
+        return serde_json::from_str(json).map_err(|e| ApiError::invalid_spec(format!("invalid OCI process for exec: {e}")));
+    }
+    let mut process =
+        container.process().clone().ok_or_else(|| ApiError::invalid_spec("the container's spec has no process"))?;
+    if exec.args.is_empty() {
+        return Err(ApiError::invalid_argument("exec needs a command"));
+    }
+    process.set_args(Some(exec.args.clone()));
+    let mut env = process.env().clone().unwrap_or_default();
+    for var in &exec.env {
+        let Some((key, _)) = var.split_once('=') else {
+            return Err(ApiError::invalid_argument(format!("environment variable {var:?} is not KEY=VALUE")));
+        };
+        env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
+        env.push(var.clone());
+    }
+    process.set_env(Some(env));
+    if let Some(cwd) = &exec.cwd {
+        if !cwd.is_absolute() {
+            return Err(ApiError::invalid_argument(format!("working directory {} is not absolute", cwd.display())));
+        }
+        process.set_cwd(cwd.clone());
+    }
+    if let Some(user) = &exec.user {
+        let bad = || ApiError::invalid_argument(format!("user {user:?}: expected UID or UID:GID (numbers)"));
+        let (uid, gid) = match user.split_once(':') {
+            Some((u, g)) => (u.parse::<u32>().map_err(|_| bad())?, Some(g.parse::<u32>().map_err(|_| bad())?)),
+            None => (user.parse::<u32>().map_err(|_| bad())?, None),
+        };
+        let mut u = process.user().clone();
+        u.set_uid(uid);
+        if let Some(gid) = gid {
+            u.set_gid(gid);
+        }
+        process.set_user(u);
+    }
+    if exec.tty {
+        return Err(ApiError::new(ErrorKind::Unsupported, "exec with a terminal is not supported yet"));
+    }
+    process.set_terminal(Some(false));
+    Ok(process)
+}
+
 /// Checks what must hold before anything is started.
 pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     let root = spec.root().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
@@ -264,6 +343,56 @@ mod tests {
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.process_mut().as_mut().unwrap().set_cwd("rel".into());
         assert!(validate(&spec).unwrap_err().message.contains("cwd"));
+    }
+
+    #[test]
+    fn pod_annotations_place_containers() {
+        let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
+        assert_eq!(placement(&spec).unwrap(), Placement::NewSandbox);
+        let with = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        spec.set_annotations(Some(with(&[("io.kubernetes.cri.container-type", "sandbox")])));
+        assert_eq!(placement(&spec).unwrap(), Placement::NewSandbox);
+        spec.set_annotations(Some(with(&[
+            ("io.kubernetes.cri.container-type", "container"),
+            ("io.kubernetes.cri.sandbox-id", "pod1"),
+        ])));
+        assert_eq!(placement(&spec).unwrap(), Placement::Join("pod1".into()));
+        spec.set_annotations(Some(with(&[
+            ("io.kubernetes.cri-o.ContainerType", "container"),
+            ("io.kubernetes.cri-o.SandboxID", "pod2"),
+        ])));
+        assert_eq!(placement(&spec).unwrap(), Placement::Join("pod2".into()));
+        spec.set_annotations(Some(with(&[("io.kubernetes.cri.container-type", "container")])));
+        assert!(placement(&spec).unwrap_err().message.contains("sandbox-id"));
+    }
+
+    #[test]
+    fn exec_overrides_the_containers_process() {
+        let spec = embedded_default("x", vec!["sleep".into(), "9".into()]).unwrap();
+        let exec = wire::api::ExecSpec {
+            args: vec!["ls".into()],
+            env: vec!["PATH=/bin".into(), "NEW=1".into()],
+            cwd: Some("/tmp".into()),
+            user: Some("1000:1001".into()),
+            ..Default::default()
+        };
+        let p = exec_process(&spec, &exec).unwrap();
+        assert_eq!(p.args().as_deref().unwrap(), ["ls".to_string()]);
+        let env = p.env().clone().unwrap();
+        assert!(env.contains(&"PATH=/bin".to_string()) && env.contains(&"NEW=1".to_string()));
+        assert_eq!(env.iter().filter(|e| e.starts_with("PATH=")).count(), 1);
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 1001));
+        assert_eq!(p.cwd(), Path::new("/tmp"));
+        for bad in [
+            wire::api::ExecSpec::default(),
+            wire::api::ExecSpec { args: vec!["x".into()], user: Some("root".into()), ..Default::default() },
+            wire::api::ExecSpec { args: vec!["x".into()], env: vec!["NOEQUALS".into()], ..Default::default() },
+            wire::api::ExecSpec { args: vec!["x".into()], cwd: Some("rel".into()), ..Default::default() },
+        ] {
+            assert!(exec_process(&spec, &bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -46,10 +46,11 @@ impl Server {
                 self.peers.accept();
             }
             for (i, _) in ready.iter().enumerate().skip(1).filter(|(_, r)| **r) {
+                let Some(peer) = self.peers.id_at(i - 1) else { continue };
                 let (requests, _) = self.peers.read::<GoferRequest>(i - 1);
                 for envelope in requests {
                     let result = self.handle(envelope.request);
-                    self.peers.reply(i - 1, &GoferFrame::Reply { id: envelope.id, result });
+                    self.peers.reply(peer, &GoferFrame::Reply { id: envelope.id, result });
                 }
             }
             self.peers.prune();

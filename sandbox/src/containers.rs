@@ -1,14 +1,18 @@
-//! The containers of this sandbox as the sandbox tracks them: their init processes, and their
-//! exit statuses until paddockd has stored them.
+//! The containers of this sandbox as the sandbox tracks them: their init processes, their
+//! exec'd processes, and exit statuses until they are collected.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use rustix::fs::{Mode, OFlags};
 use wire::sandbox_proto::{ProcessState, SandboxContainer};
 use wire::{ApiError, ErrorKind, ExitStatus};
 
+use crate::cgroup;
 use crate::init::WaitingInit;
+use crate::sandbox_root::Staged;
 
 /// Where one container stands.
 #[derive(Debug)]
@@ -21,6 +25,34 @@ pub enum Phase {
     Exited(ExitStatus),
 }
 
+/// A container's namespaces, held open to run processes in them.
+#[derive(Debug)]
+pub struct Namespaces {
+    /// Its mount namespace.
+    pub mnt: OwnedFd,
+    /// Its user namespace, if it has one of its own.
+    pub user: Option<OwnedFd>,
+    /// Its cgroup namespace, if it has one of its own.
+    pub cgroup: Option<OwnedFd>,
+}
+
+impl Namespaces {
+    /// The namespaces of process `pid`, through the sandbox's procfs; those it shares with the
+    /// sandbox are left out (entering them would fail, and is not needed).
+    pub fn of(proc: &OwnedFd, pid: Pid) -> std::io::Result<Self> {
+        let open = |who: &str, ns: &str| -> std::io::Result<OwnedFd> {
+            Ok(rustix::fs::openat(proc, format!("{who}/ns/{ns}").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
+        };
+        let own = |ns: &str| -> std::io::Result<Option<OwnedFd>> {
+            let theirs = open(&pid.to_string(), ns)?;
+            let ours = open("self", ns)?;
+            let same = rustix::fs::fstat(&theirs)?.st_ino == rustix::fs::fstat(&ours)?.st_ino;
+            Ok((!same).then_some(theirs))
+        };
+        Ok(Self { mnt: open(&pid.to_string(), "mnt")?, user: own("user")?, cgroup: own("cgroup")? })
+    }
+}
+
 /// One container in the sandbox.
 #[derive(Debug)]
 pub struct Record {
@@ -30,15 +62,42 @@ pub struct Record {
     pub phase: Phase,
     /// The mounts the gofer handed over, as the sandbox holds them; a restarted gofer gets
     /// copies, so it sees the very same trees (an overlay's contents above all).
-    pub staged: crate::sandbox_root::Staged,
+    pub staged: Staged,
     /// paddockd has stored the exit status; it is no longer reported.
     pub released: bool,
+    /// Its cgroup directories.
+    pub cgroups: Vec<OwnedFd>,
+    /// Its namespaces (taken once its init was set up).
+    pub namespaces: Namespaces,
 }
 
-/// Every container of the sandbox, by id.
+/// A process started by exec, and its exit status once it has one.
+#[derive(Debug)]
+struct Exec {
+    container: String,
+    status: Option<ExitStatus>,
+}
+
+/// Every container of the sandbox, by id, and the exec'd processes.
 #[derive(Debug, Default)]
 pub struct Containers {
     records: BTreeMap<String, Record>,
+    execs: HashMap<Pid, Exec>,
+}
+
+/// What happened to a process the sandbox reaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaped {
+    /// A container's init: the container ended.
+    Init(String),
+    /// An exec'd process.
+    Exec,
+    /// Some other process of the sandbox (an orphan it adopted).
+    Other,
+}
+
+fn not_running(id: &str) -> ApiError {
+    ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running"))
 }
 
 impl Containers {
@@ -53,8 +112,19 @@ impl Containers {
     }
 
     /// The container `id`, or a clear error.
+    pub fn get(&self, id: &str) -> Result<&Record, ApiError> {
+        self.records.get(id).ok_or_else(|| ApiError::not_found(format!("container {id:?} is not in this sandbox")))
+    }
+
+    /// The container `id`, or a clear error.
     pub fn get_mut(&mut self, id: &str) -> Result<&mut Record, ApiError> {
         self.records.get_mut(id).ok_or_else(|| ApiError::not_found(format!("container {id:?} is not in this sandbox")))
+    }
+
+    /// Forgets a container (after it was destroyed).
+    pub fn remove(&mut self, id: &str) -> Option<Record> {
+        self.execs.retain(|_, e| e.container != id);
+        self.records.remove(id)
     }
 
     /// Every container, as reported to paddockd.
@@ -74,45 +144,99 @@ impl Containers {
             .collect()
     }
 
-    /// Records that the process `pid` ended; returns the container whose init it was.
-    pub fn process_exited(&mut self, pid: Pid, status: ExitStatus) -> Option<String> {
-        let (id, record) =
-            self.records.iter_mut().find(|(_, r)| r.pid == pid && !matches!(r.phase, Phase::Exited(_)))?;
-        record.phase = Phase::Exited(status);
-        Some(id.clone())
+    /// Records an exec'd process of container `id`.
+    pub fn add_exec(&mut self, id: &str, pid: Pid) {
+        self.execs.insert(pid, Exec { container: id.to_string(), status: None });
     }
 
-    /// Sends `signal` to the container's init, or with `all` to every process of the
-    /// container.
-    pub fn signal(&mut self, id: &str, signal: Signal, all: bool) -> Result<(), ApiError> {
-        let only_container = self.records.len() == 1;
-        let record = self.get_mut(id)?;
-        if all {
-            // With one container per sandbox, the container's processes are every process in
-            // the sandbox's PID namespace but the sandbox itself, which is what kill(-1) from
-            // PID 1 reaches.
-            if !only_container {
-                return Err(ApiError::new(
-                    ErrorKind::Unsupported,
-                    "signalling all processes of one container among several is not supported yet",
-                ));
+    /// Records that the process `pid` ended and says what it was.
+    pub fn process_exited(&mut self, pid: Pid, status: ExitStatus) -> Reaped {
+        if let Some(exec) = self.execs.get_mut(&pid) {
+            exec.status = Some(status);
+            return Reaped::Exec;
+        }
+        match self.records.iter_mut().find(|(_, r)| r.pid == pid && !matches!(r.phase, Phase::Exited(_))) {
+            Some((id, record)) => {
+                record.phase = Phase::Exited(status);
+                Reaped::Init(id.clone())
             }
-            return match nix::sys::signal::kill(Pid::from_raw(-1), signal) {
-                Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-                Err(e) => Err(ApiError::io(format!("signalling container {id:?}"), e)),
+            None => Reaped::Other,
+        }
+    }
+
+    /// Whether process `pid` is container `id`'s: its init, one it exec'd, or one in its
+    /// cgroup.
+    pub fn owns(&self, id: &str, pid: Pid) -> bool {
+        let Ok(record) = self.get(id) else { return false };
+        record.pid == pid
+            || self.execs.get(&pid).is_some_and(|e| e.container == id)
+            || cgroup::procs(&record.cgroups).contains(&pid)
+    }
+
+    /// Sends `signal` to container `id`'s init, or to one of its processes.
+    pub fn signal(&self, id: &str, signal: Signal, pid: Option<Pid>) -> Result<(), ApiError> {
+        let record = self.get(id)?;
+        let target = match pid {
+            Some(pid) => {
+                if !self.owns(id, pid) {
+                    return Err(ApiError::not_found(format!("container {id:?} has no process {pid}")));
+                }
+                pid
+            }
+            None => {
+                if matches!(record.phase, Phase::Exited(_)) {
+                    return Err(not_running(id));
+                }
+                record.pid
+            }
+        };
+        nix::sys::signal::kill(target, signal).map_err(|e| match e {
+            nix::errno::Errno::ESRCH => ApiError::not_found(format!("process {target} of container {id:?} is gone")),
+            other => ApiError::io(format!("signalling process {target} of container {id:?}"), other),
+        })
+    }
+
+    /// Sends `signal` to every process of container `id`.
+    pub fn signal_all(&self, id: &str, signal: Signal) -> Result<(), ApiError> {
+        let record = self.get(id)?;
+        cgroup::signal_all(&record.cgroups, signal);
+        if !matches!(record.phase, Phase::Exited(_)) {
+            let _ = nix::sys::signal::kill(record.pid, signal);
+        }
+        Ok(())
+    }
+
+    /// Whether nothing of container `id` is alive any more.
+    pub fn is_empty(&self, id: &str, proc: &OwnedFd) -> bool {
+        match self.get(id) {
+            Ok(record) => {
+                matches!(record.phase, Phase::Exited(_)) && cgroup::live_procs(&record.cgroups, proc.as_fd()).is_empty()
+            }
+            Err(_) => true,
+        }
+    }
+
+    /// Takes the exit status of process `pid` if it has one to collect (an exec'd process that
+    /// ended, or a container's init); `Ok(None)` while it runs.
+    pub fn collect(&mut self, pid: Pid) -> Option<Option<ExitStatus>> {
+        if let Some(exec) = self.execs.get(&pid) {
+            return match exec.status {
+                Some(status) => {
+                    self.execs.remove(&pid);
+                    Some(Some(status))
+                }
+                None => Some(None),
             };
         }
-        match record.phase {
-            Phase::Exited(_) => {
-                Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")))
-            }
-            _ => nix::sys::signal::kill(record.pid, signal)
-                .map_err(|e| ApiError::io(format!("signalling container {id:?}"), e)),
-        }
+        let record = self.records.values().find(|r| r.pid == pid)?;
+        Some(match record.phase {
+            Phase::Exited(status) => Some(status),
+            _ => None,
+        })
     }
 
     /// Fresh copies of a container's mounts, for its restarted gofer.
-    pub fn clone_mounts(&mut self, id: &str) -> Result<Vec<std::os::fd::OwnedFd>, ApiError> {
+    pub fn clone_mounts(&mut self, id: &str) -> Result<Vec<OwnedFd>, ApiError> {
         let record = self.get_mut(id)?;
         crate::sandbox_root::copies(&record.staged)
     }

@@ -12,11 +12,15 @@
 //! Usage (internal, called by paddockd): `paddock-sandbox --id ID --control-fd N`
 
 mod args;
+mod cgroup;
 mod containers;
+mod exec;
 mod init;
 mod net;
+mod process;
 mod sandbox_root;
 mod server;
+mod sync;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -51,11 +55,17 @@ fn main() {
         }
     };
 
-    let setup_error = sandbox_root::isolate()
+    let setup = sandbox_root::isolate()
         .and_then(|()| net::loopback_up().map_err(|e| format!("bringing up loopback: {e}")))
-        .err();
-    if let Some(err) = &setup_error {
-        eprintln!("paddock-sandbox {}: {err}", args.id);
-    }
-    std::process::exit(server::Server::new(args.id, listener, signals, setup_error).run());
+        // A procfs of the sandbox's own PID namespace (it is PID 1 there), never attached:
+        // for the containers' namespaces and id maps.
+        .and_then(|()| sys::new_mount("proc", Some("proc"), &[], 0).map_err(|e| format!("mounting procfs: {e}")));
+    let (proc, setup_error) = match setup {
+        Ok(proc) => (Some(proc), None),
+        Err(err) => {
+            eprintln!("paddock-sandbox {}: {err}", args.id);
+            (None, Some(err))
+        }
+    };
+    std::process::exit(server::Server::new(args.id, listener, signals, proc, setup_error).run());
 }

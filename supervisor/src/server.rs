@@ -121,5 +121,8 @@ pub async fn route(supervisor: &Addr<Supervisor>, request: Request) -> Result<Re
         Request::Delete(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
         Request::CopyOut(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
         Request::CopyIn(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
+        Request::Exec(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Executed),
+        Request::WaitProcess(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Exit),
+        Request::Ps(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Processes),
     }
 }

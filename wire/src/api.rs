@@ -247,7 +247,8 @@ pub struct GetState {
 #[cfg_attr(feature = "actix", rtype(result = "Result<Vec<ContainerState>, ApiError>"))]
 pub struct List;
 
-/// Sends a signal to a container's init process (or, with `all`, to all its processes).
+/// Sends a signal to a container's init process, to one of its processes (`pid`), or to all
+/// of them (`all`; with SIGKILL, it returns once every one is gone).
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(feature = "actix", derive(actix::Message))]
 #[cfg_attr(feature = "actix", rtype(result = "Result<(), ApiError>"))]
@@ -258,6 +259,85 @@ pub struct Kill {
     pub signal: i32,
     /// Signal every process of the container, not only its init.
     pub all: bool,
+    /// Signal this process (a pid in the container's PID namespace) instead of the init.
+    pub pid: Option<i32>,
+}
+
+/// What to run with [`Exec`]: a whole OCI process (`runc exec --process`), or the container's
+/// own process with these changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSpec {
+    /// A complete OCI process as JSON; when given, the fields below are ignored.
+    pub process: Option<String>,
+    /// The command and its arguments.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` variables added to (or replacing those of) the container's environment.
+    pub env: Vec<String>,
+    /// The working directory (default: the container's).
+    pub cwd: Option<PathBuf>,
+    /// `UID[:GID]` to run as (default: the container's user).
+    pub user: Option<String>,
+    /// Allocate a terminal.
+    pub tty: bool,
+}
+
+/// Runs another process in a container (created or running).
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<Executed, ApiError>"))]
+pub struct Exec {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+    /// What to run.
+    pub spec: ExecSpec,
+    /// The caller's stdio for the process.
+    pub stdio: Stdio,
+}
+
+/// A process started by [`Exec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Executed {
+    /// Its pid on the host.
+    pub pid: i32,
+    /// Its pid in the container's PID namespace (what [`WaitProcess`] and `kill --pid` take).
+    pub ns_pid: i32,
+}
+
+/// Waits for one process to exit and collects its exit status; a status is collected once.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<ExitStatus, ApiError>"))]
+pub struct WaitProcess {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+    /// The pid, in the container's PID namespace (or the sandbox's, with `root`).
+    pub pid: i32,
+    /// Any process of the container's sandbox, not only of the container.
+    pub root: bool,
+}
+
+/// One process of a container, as `ps` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Host pid.
+    pub pid: i32,
+    /// Host pid of its parent.
+    pub ppid: i32,
+    /// Real user id.
+    pub uid: u32,
+    /// When it started, RFC 3339.
+    pub started: String,
+    /// Its command line.
+    pub command: String,
+}
+
+/// Lists a container's processes.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<Vec<ProcessInfo>, ApiError>"))]
+pub struct Ps {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
 }
 
 /// Waits until the container's process has exited and returns how it ended. Answers at once
@@ -333,6 +413,12 @@ pub enum Request {
     CopyOut(CopyOut),
     /// See [`CopyIn`].
     CopyIn(CopyIn),
+    /// See [`Exec`].
+    Exec(Exec),
+    /// See [`WaitProcess`].
+    WaitProcess(WaitProcess),
+    /// See [`Ps`].
+    Ps(Ps),
 }
 
 impl Request {
@@ -348,6 +434,9 @@ impl Request {
             Request::Delete(_) => "delete",
             Request::CopyOut(_) => "copy-out",
             Request::CopyIn(_) => "copy-in",
+            Request::Exec(_) => "exec",
+            Request::WaitProcess(_) => "wait-process",
+            Request::Ps(_) => "ps",
         }
     }
 }
@@ -358,6 +447,7 @@ impl CarriesFds for Request {
             Request::Create(c) => c.stdio.slots_mut(),
             Request::CopyOut(c) => vec![&mut c.sink],
             Request::CopyIn(c) => vec![&mut c.source],
+            Request::Exec(e) => e.stdio.slots_mut(),
             _ => Vec::new(),
         }
     }
@@ -366,6 +456,7 @@ impl CarriesFds for Request {
             Request::Create(c) => c.stdio.slots(),
             Request::CopyOut(c) => vec![&c.sink],
             Request::CopyIn(c) => vec![&c.source],
+            Request::Exec(e) => e.stdio.slots(),
             _ => Vec::new(),
         }
     }
@@ -382,6 +473,10 @@ pub enum Reply {
     Exit(ExitStatus),
     /// Done, nothing to report (kill, delete).
     Done,
+    /// A process was started (exec).
+    Executed(Executed),
+    /// The processes of a container (ps).
+    Processes(Vec<ProcessInfo>),
 }
 
 /// A request with the id its reply will carry, so one connection can have several in flight.
@@ -459,14 +554,33 @@ mod tests {
         );
         assert!(matches!(roundtrip_request(Request::List(List)), Request::List(_)));
         assert!(matches!(
-            roundtrip_request(Request::Kill(Kill { id: "k".into(), signal: 9, all: true })),
-            Request::Kill(Kill { signal: 9, all: true, .. })
+            roundtrip_request(Request::Kill(Kill { id: "k".into(), signal: 9, all: true, pid: Some(4) })),
+            Request::Kill(Kill { signal: 9, all: true, pid: Some(4), .. })
         ));
         assert!(matches!(roundtrip_request(Request::Wait(Wait { id: "w".into() })), Request::Wait(w) if w.id == "w"));
         assert!(matches!(
             roundtrip_request(Request::Delete(Delete { id: "d".into(), force: true })),
             Request::Delete(Delete { force: true, .. })
         ));
+        let (p1, p2) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(matches!(
+            roundtrip_request(Request::CopyOut(CopyOut { id: "o".into(), path: "/etc".into(), sink: FdSlot::new(OwnedFd::from(p1)) })),
+            Request::CopyOut(CopyOut { sink: FdSlot::Pending, .. })
+        ));
+        assert!(matches!(
+            roundtrip_request(Request::CopyIn(CopyIn { id: "i".into(), path: "/x".into(), contents: true, source: FdSlot::new(OwnedFd::from(p2)) })),
+            Request::CopyIn(CopyIn { contents: true, source: FdSlot::Pending, .. })
+        ));
+        let spec = ExecSpec { args: vec!["ls".into()], env: vec!["A=b".into()], user: Some("1:2".into()), ..Default::default() };
+        match roundtrip_request(Request::Exec(Exec { id: "e".into(), spec: spec.clone(), stdio: Stdio::default() })) {
+            Request::Exec(e) => assert_eq!(e.spec, spec),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            roundtrip_request(Request::WaitProcess(WaitProcess { id: "w".into(), pid: 7, root: true })),
+            Request::WaitProcess(WaitProcess { pid: 7, root: true, .. })
+        ));
+        assert!(matches!(roundtrip_request(Request::Ps(Ps { id: "p".into() })), Request::Ps(p) if p.id == "p"));
     }
 
     #[test]
@@ -490,6 +604,8 @@ mod tests {
             Ok(Reply::List(vec![state.clone(), state])),
             Ok(Reply::Exit(ExitStatus::Exited(3))),
             Ok(Reply::Done),
+            Ok(Reply::Executed(Executed { pid: 100, ns_pid: 3 })),
+            Ok(Reply::Processes(vec![ProcessInfo { pid: 1, ppid: 0, uid: 0, started: "t".into(), command: "sh".into() }])),
             Err(ApiError::not_found("container \"x\" does not exist")),
         ];
         for (i, result) in replies.into_iter().enumerate() {
@@ -506,7 +622,7 @@ mod tests {
     fn garbage_and_truncated_frames_never_panic() {
         // Every prefix of a valid frame, and every single-byte corruption of it, decodes to an
         // error or to some message, but never panics or allocates without bound.
-        let frame = RequestFrame { id: 1, request: Request::Kill(Kill { id: "abc".into(), signal: 15, all: false }) };
+        let frame = RequestFrame { id: 1, request: Request::Kill(Kill { id: "abc".into(), signal: 15, all: false, pid: None }) };
         let bytes = encode_frame(&frame, 1 << 20).unwrap();
         let payload = &bytes[4..];
         for cut in 0..payload.len() {

@@ -12,8 +12,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use crate::api::{
-    ContainerState, CopyIn, CopyOut, Create, Delete, ExitStatus, GetState, Kill, List, Reply, Request, RequestFrame,
-    ServerFrame, Start, Wait,
+    ContainerState, CopyIn, CopyOut, Create, Delete, Exec, Executed, ExitStatus, GetState, Kill, List, ProcessInfo, Ps,
+    Reply, Request, RequestFrame, ServerFrame, Start, Wait, WaitProcess,
 };
 use crate::conn::Connection;
 use crate::error::{ApiError, ErrorKind, WireError};
@@ -111,9 +111,33 @@ impl Client {
         }
     }
 
-    /// Signals a container.
-    pub fn kill(&mut self, id: &str, signal: i32, all: bool) -> Result<(), ApiError> {
-        expect_done(self.call(Request::Kill(Kill { id: id.into(), signal, all }))?)
+    /// Signals a container's init, one of its processes (`pid`), or all of them (`all`).
+    pub fn kill(&mut self, id: &str, signal: i32, all: bool, pid: Option<i32>) -> Result<(), ApiError> {
+        expect_done(self.call(Request::Kill(Kill { id: id.into(), signal, all, pid }))?)
+    }
+
+    /// Runs another process in a container.
+    pub fn exec(&mut self, exec: Exec) -> Result<Executed, ApiError> {
+        match self.call(Request::Exec(exec))? {
+            Reply::Executed(e) => Ok(e),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Waits for one process and collects its exit status.
+    pub fn wait_process(&mut self, id: &str, pid: i32, root: bool) -> Result<ExitStatus, ApiError> {
+        match self.call(Request::WaitProcess(WaitProcess { id: id.into(), pid, root }))? {
+            Reply::Exit(status) => Ok(status),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A container's processes.
+    pub fn ps(&mut self, id: &str) -> Result<Vec<ProcessInfo>, ApiError> {
+        match self.call(Request::Ps(Ps { id: id.into() }))? {
+            Reply::Processes(list) => Ok(list),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// Waits for a container's process to exit.

@@ -17,7 +17,13 @@ use crate::frame::DEFAULT_MAX_FRAME;
 use crate::handshake::{check_hello, Hello, Welcome};
 use crate::rpc::{Answer, Envelope};
 
+/// A peer's identity, stable for as long as it is connected (so a reply can be sent long
+/// after the request, when whatever it waited for has happened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerId(u64);
+
 struct Peer {
+    id: PeerId,
     conn: Connection,
     greeted: bool,
     subscribed: bool,
@@ -30,13 +36,14 @@ pub struct Peers {
     peers: Vec<Peer>,
     server: String,
     refusal: Option<String>,
+    next_id: u64,
 }
 
 impl Peers {
     /// Serves `listener` as `server` (a name for the handshake). With a `refusal`, every
     /// handshake is refused with that reason (a helper whose start-up failed says so).
     pub fn new(listener: UnixListener, server: impl Into<String>, refusal: Option<String>) -> Self {
-        Self { listener, peers: Vec::new(), server: server.into(), refusal }
+        Self { listener, peers: Vec::new(), server: server.into(), refusal, next_id: 1 }
     }
 
     /// The descriptors to poll: the listener first, then each peer.
@@ -51,13 +58,20 @@ impl Peers {
             .map(|cred| cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw())
             .unwrap_or(false);
         if allowed {
+            self.next_id += 1;
             self.peers.push(Peer {
+                id: PeerId(self.next_id),
                 conn: Connection::new(stream, DEFAULT_MAX_FRAME),
                 greeted: false,
                 subscribed: false,
                 closed: false,
             });
         }
+    }
+
+    /// The id of the peer at `index` (its position in [`Peers::fds`], less one).
+    pub fn id_at(&self, index: usize) -> Option<PeerId> {
+        self.peers.get(index).map(|p| p.id)
     }
 
     /// Reads from peer `index` (which poll found readable) and returns the complete requests.
@@ -111,18 +125,18 @@ impl Peers {
         }
     }
 
-    /// Sends an answer to peer `index`.
-    pub fn reply<R: Serialize + CarriesFds, E: Serialize + CarriesFds>(&mut self, index: usize, answer: &Answer<R, E>) {
-        if let Some(peer) = self.peers.get_mut(index) {
+    /// Sends an answer to peer `id`, if it is still connected.
+    pub fn reply<R: Serialize + CarriesFds, E: Serialize + CarriesFds>(&mut self, id: PeerId, answer: &Answer<R, E>) {
+        if let Some(peer) = self.peers.iter_mut().find(|p| p.id == id && !p.closed) {
             if peer.conn.send(answer).is_err() {
                 peer.closed = true;
             }
         }
     }
 
-    /// Marks peer `index` as wanting events.
-    pub fn subscribe(&mut self, index: usize) {
-        if let Some(peer) = self.peers.get_mut(index) {
+    /// Marks peer `id` as wanting events.
+    pub fn subscribe(&mut self, id: PeerId) {
+        if let Some(peer) = self.peers.iter_mut().find(|p| p.id == id) {
             peer.subscribed = true;
         }
     }
@@ -163,7 +177,8 @@ mod tests {
         assert_eq!(reqs.len(), 1);
         assert_eq!((reqs[0].id, reqs[0].request), (7, 42));
         assert!(matches!(client.recv::<Welcome>().unwrap(), Welcome::Accepted { .. }));
-        peers.reply(0, &Answer::<u32, NoEvent>::Reply { id: 7, result: Ok(43) });
+        let peer = peers.id_at(0).unwrap();
+        peers.reply(peer, &Answer::<u32, NoEvent>::Reply { id: 7, result: Ok(43) });
         match client.recv::<Answer<u32, NoEvent>>().unwrap() {
             Answer::Reply { id: 7, result: Ok(43) } => {}
             other => panic!("{other:?}"),

@@ -29,6 +29,20 @@ pub struct CreateContainer {
     /// The sandbox's ends of the container's gofer io sockets: the rootfs first, then one
     /// per bind mount of the spec, in spec order.
     pub mounts: Vec<FdSlot>,
+    /// The container's cgroup, one directory per hierarchy: its processes join it, and the
+    /// sandbox finds them there.
+    pub cgroups: Vec<FdSlot>,
+}
+
+/// Runs another process in a container.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecProcess {
+    /// The container's id.
+    pub id: String,
+    /// The OCI process to run, as JSON.
+    pub process: String,
+    /// The caller's stdio.
+    pub stdio: Stdio,
 }
 
 /// A request from paddockd.
@@ -43,7 +57,8 @@ pub enum SandboxRequest {
         /// The container's id.
         id: String,
     },
-    /// Send a signal to a container's init (or all its processes).
+    /// Send a signal to a container's init, one of its processes, or all of them. With `all`
+    /// and SIGKILL, the reply comes once every process of the container is gone.
     Signal {
         /// The container's id.
         id: String,
@@ -51,6 +66,26 @@ pub enum SandboxRequest {
         signal: i32,
         /// Every process of the container, not only its init.
         all: bool,
+        /// One process (a pid in the sandbox's PID namespace) instead of the init.
+        pid: Option<i32>,
+    },
+    /// See [`ExecProcess`].
+    Exec(ExecProcess),
+    /// Wait for a process (a pid in the sandbox's PID namespace) to exit and collect its exit
+    /// status: once collected, it is gone.
+    WaitPid {
+        /// The container it must belong to, unless `any` is set.
+        id: String,
+        /// The pid.
+        pid: i32,
+        /// Any process of the sandbox.
+        any: bool,
+    },
+    /// Remove a container that is not the sandbox's root: kill all its processes, wait until
+    /// they are gone, and forget it.
+    Destroy {
+        /// The container's id.
+        id: String,
     },
     /// paddockd has stored this container's exit status: the sandbox may forget it.
     Release {
@@ -71,8 +106,10 @@ impl CarriesFds for SandboxRequest {
             SandboxRequest::Create(c) => {
                 let mut slots = c.stdio.slots_mut();
                 slots.extend(c.mounts.iter_mut());
+                slots.extend(c.cgroups.iter_mut());
                 slots
             }
+            SandboxRequest::Exec(e) => e.stdio.slots_mut(),
             _ => Vec::new(),
         }
     }
@@ -81,8 +118,10 @@ impl CarriesFds for SandboxRequest {
             SandboxRequest::Create(c) => {
                 let mut slots = c.stdio.slots();
                 slots.extend(c.mounts.iter());
+                slots.extend(c.cgroups.iter());
                 slots
             }
+            SandboxRequest::Exec(e) => e.stdio.slots(),
             _ => Vec::new(),
         }
     }
@@ -125,6 +164,15 @@ pub enum SandboxReply {
     },
     /// Answer to `CloneMounts`.
     Mounts(Vec<FdSlot>),
+    /// Answer to `Exec`: the new process's pid in the sandbox and a pidfd for it.
+    Executed {
+        /// The pid in the sandbox's namespace.
+        pid: i32,
+        /// A pidfd of the process.
+        pidfd: FdSlot,
+    },
+    /// Answer to `WaitPid`.
+    ProcessExited(ExitStatus),
     /// Done.
     Done,
 }
@@ -132,14 +180,14 @@ pub enum SandboxReply {
 impl CarriesFds for SandboxReply {
     fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
         match self {
-            SandboxReply::Created { pidfd, .. } => vec![pidfd],
+            SandboxReply::Created { pidfd, .. } | SandboxReply::Executed { pidfd, .. } => vec![pidfd],
             SandboxReply::Mounts(m) => m.iter_mut().collect(),
             _ => Vec::new(),
         }
     }
     fn fd_slots(&self) -> Vec<&FdSlot> {
         match self {
-            SandboxReply::Created { pidfd, .. } => vec![pidfd],
+            SandboxReply::Created { pidfd, .. } | SandboxReply::Executed { pidfd, .. } => vec![pidfd],
             SandboxReply::Mounts(m) => m.iter().collect(),
             _ => Vec::new(),
         }
@@ -194,6 +242,7 @@ mod tests {
                     stderr: FdSlot::new(OwnedFd::from(w1)),
                 },
                 mounts: vec![FdSlot::new(OwnedFd::from(g1)), FdSlot::new(OwnedFd::from(g3))],
+                cgroups: vec![],
             }),
         };
         tx.send(&req).unwrap();

@@ -1,37 +1,23 @@
 //! Starting a container's init process.
 //!
-//! The sandbox forks; the child sets the container up (mount namespace, mounts, devices,
-//! pivot_root, masked paths, process attributes) and reports over a `SOCK_SEQPACKET` pair:
-//! `R` when it is ready, or `E` and a message when setup failed. It then blocks until the
-//! sandbox sends `S` (start) and calls `execve`. The pair is close-on-exec, so a successful
-//! exec shows up on the sandbox's side as end-of-file, and a failed one as `E` and a message.
+//! The sandbox forks; the child joins the container's cgroup, sets the container up (mount
+//! namespace, mounts, devices, pivot_root, masked paths, process attributes) and reports over
+//! the [`crate::sync`] pair: `R` when it is ready. It then blocks until the sandbox sends `S`
+//! (start) and calls `execve`.
 
 mod devices;
 mod mounts;
-mod process;
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::unistd::{ForkResult, Pid};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use rustix::fs::OFlags;
 use wire::{ApiError, ErrorKind};
 
-/// How long the child may take to set up or to exec before the sandbox gives up on it.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
-
-const SYNC_READY: u8 = b'R';
-const SYNC_ERROR: u8 = b'E';
-const SYNC_START: u8 = b'S';
-/// The child entered a new user namespace and needs its id maps written by the sandbox.
-const SYNC_MAP_IDS: u8 = b'U';
-/// The sandbox wrote them.
-const SYNC_IDS_MAPPED: u8 = b'M';
+use crate::{process, sync};
 
 /// What the child needs to set up one container.
 pub struct InitConfig<'a> {
@@ -45,6 +31,10 @@ pub struct InitConfig<'a> {
     pub stdio: [Option<OwnedFd>; 3],
     /// Where the sandbox staged the gofer's bind mounts, in spec order.
     pub binds: Vec<PathBuf>,
+    /// The container's cgroup directories.
+    pub cgroups: &'a [OwnedFd],
+    /// The sandbox's procfs (to write a user namespace's id maps).
+    pub proc: &'a OwnedFd,
 }
 
 /// A container init that is set up and waits for start.
@@ -60,8 +50,7 @@ pub struct WaitingInit {
 ///
 /// On failure the child has exited (or is killed) and reaped before this returns.
 pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
-    let (parent_end, child_end) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-        .map_err(|e| ApiError::io("socketpair", e))?;
+    let (parent_end, child_end) = sync::pair()?;
     // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
     match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
         ForkResult::Child => {
@@ -73,21 +62,20 @@ pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            drop(config.stdio);
-            let mut got = read_sync(parent_end.as_fd());
-            if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&SYNC_MAP_IDS)) {
-                got = map_ids(child)
-                    .and_then(|()| {
-                        nix::sys::socket::send(parent_end.as_raw_fd(), &[SYNC_IDS_MAPPED], MsgFlags::MSG_NOSIGNAL)
-                            .map_err(std::io::Error::from)
-                    })
-                    .and_then(|_| read_sync(parent_end.as_fd()));
+            let InitConfig { id, stdio, proc, .. } = config;
+            drop(stdio);
+            let what = format!("container {id:?}");
+            let mut got = sync::read(parent_end.as_fd());
+            if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::MAP_IDS)) {
+                got = map_ids(proc, child)
+                    .and_then(|()| sync::send(&parent_end, sync::IDS_MAPPED))
+                    .and_then(|()| sync::read(parent_end.as_fd()));
             }
             match got {
-                Ok(Some(msg)) if msg.first() == Some(&SYNC_READY) => Ok(WaitingInit { pid: child, sync: parent_end }),
+                Ok(Some(msg)) if msg.first() == Some(&sync::READY) => Ok(WaitingInit { pid: child, sync: parent_end }),
                 other => {
-                    let err = sync_failure(config.id, "setting up", other);
-                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                    let err = sync::failure(&what, "setting up", other);
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
                     let _ = nix::sys::wait::waitpid(child, None);
                     Err(err)
                 }
@@ -98,70 +86,12 @@ pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
 
 /// Lets a waiting init run its program. Returns once it has called `execve` successfully.
 pub fn start(id: &str, init: &WaitingInit) -> Result<(), ApiError> {
-    nix::sys::socket::send(init.sync.as_raw_fd(), &[SYNC_START], MsgFlags::MSG_NOSIGNAL)
+    sync::send(&init.sync, sync::START)
         .map_err(|e| ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its process is gone: {e}")))?;
-    match read_sync(init.sync.as_fd()) {
+    match sync::read(init.sync.as_fd()) {
         Ok(None) => Ok(()),
-        other => Err(sync_failure(id, "starting", other)),
+        other => Err(sync::failure(&format!("container {id:?}"), "starting", other)),
     }
-}
-
-fn sync_failure(id: &str, phase: &str, got: std::io::Result<Option<Vec<u8>>>) -> ApiError {
-    match got {
-        Ok(Some(msg)) if msg.first() == Some(&SYNC_ERROR) => {
-            // The child sent an encoded ApiError.
-            let text = String::from_utf8_lossy(&msg[2..]).to_string();
-            let kind = match msg.get(1) {
-                Some(b's') => ErrorKind::InvalidSpec,
-                Some(b'u') => ErrorKind::Unsupported,
-                _ => ErrorKind::Io,
-            };
-            ApiError::new(kind, format!("container {id:?}: {text}"))
-        }
-        Ok(Some(_)) => ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: garbled message while {phase}")),
-        Ok(None) => ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its process died while {phase}")),
-        Err(e) => ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: while {phase}: {e}")),
-    }
-}
-
-/// Reads one message; `None` at end-of-file. Gives up after [`SETUP_TIMEOUT`].
-fn read_sync(fd: BorrowedFd<'_>) -> std::io::Result<Option<Vec<u8>>> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let timeout = PollTimeout::try_from(SETUP_TIMEOUT).unwrap_or(PollTimeout::MAX);
-    loop {
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")),
-            Ok(_) => break,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-            Ok(0) => return Ok(None),
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(Some(buf));
-            }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn send_error(sync: &OwnedFd, err: &ApiError) {
-    let kind = match err.kind {
-        ErrorKind::InvalidSpec => b's',
-        ErrorKind::Unsupported => b'u',
-        _ => b'i',
-    };
-    let mut msg = vec![SYNC_ERROR, kind];
-    msg.extend_from_slice(err.message.as_bytes());
-    msg.truncate(60 * 1024);
-    let _ = nix::sys::socket::send(sync.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL);
 }
 
 /// The child: set up, report, wait for start, exec.
@@ -169,43 +99,42 @@ fn child_main(config: InitConfig<'_>, sync: OwnedFd) -> i32 {
     let plan = match setup(&config, &sync) {
         Ok(plan) => plan,
         Err(err) => {
-            send_error(&sync, &err);
+            sync::send_error(&sync, &err);
             return 1;
         }
     };
-    if nix::sys::socket::send(sync.as_raw_fd(), &[SYNC_READY], MsgFlags::MSG_NOSIGNAL).is_err() {
+    if sync::send(&sync, sync::READY).is_err() {
         return 1;
     }
     // Wait for start. End-of-file means the sandbox gave up on us.
-    let mut byte = [0u8; 1];
-    loop {
-        match nix::sys::socket::recv(sync.as_raw_fd(), &mut byte, MsgFlags::empty()) {
-            Ok(1) if byte[0] == SYNC_START => break,
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => return 1,
-        }
+    if !sync::expect(&sync, sync::START) {
+        return 1;
     }
     let err = plan.exec();
-    send_error(
+    sync::send_error(
         &sync,
         &ApiError::new(ErrorKind::InvalidSpec, format!("exec {:?}: {err}", plan.path().to_string_lossy())),
     );
     127
 }
 
+/// Whether the spec gives the container a namespace of `typ` of its own.
+pub fn wants_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|ns| ns.iter().any(|n| n.typ() == typ))
+}
+
 fn setup(config: &InitConfig<'_>, sync: &OwnedFd) -> Result<process::ExecPlan, ApiError> {
-    // The sandbox blocks SIGCHLD for its signalfd and Rust ignores SIGPIPE: neither may leak
-    // into the container.
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-    // SAFETY: restoring the default disposition of SIGPIPE installs no handler code.
-    unsafe {
-        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    sync::reset_process_state()?;
+    // Into the container's cgroup before anything else, so it accounts for all of it.
+    crate::cgroup::join(config.cgroups).map_err(|e| ApiError::io("joining the container's cgroup", e))?;
+    let spec = config.spec;
+    if wants_namespace(spec, LinuxNamespaceType::Cgroup) {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| ApiError::io("unshare cgroup namespace", e))?;
     }
-    nix::unistd::setsid().map_err(|e| ApiError::io("setsid", e))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("unshare mount namespace", e))?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
-    let spec = config.spec;
     let root =
         rustix::fs::open(&config.rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
             .map_err(|e| ApiError::io(format!("rootfs {}", config.rootfs.display()), e))?;
@@ -241,7 +170,7 @@ fn setup(config: &InitConfig<'_>, sync: &OwnedFd) -> Result<process::ExecPlan, A
     }
 
     let plan = process::apply(process)?;
-    connect_stdio(&config.stdio)?;
+    sync::connect_stdio(&config.stdio)?;
     Ok(plan)
 }
 
@@ -275,26 +204,19 @@ fn needs_locking(spec: &Spec) -> bool {
 fn lock_mounts(sync: &OwnedFd) -> Result<(), ApiError> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| ApiError::io("unshare user and mount namespaces", e))?;
-    nix::sys::socket::send(sync.as_raw_fd(), &[SYNC_MAP_IDS], MsgFlags::MSG_NOSIGNAL)
-        .map_err(|e| ApiError::io("sync", e))?;
-    let mut byte = [0u8; 1];
-    match nix::sys::socket::recv(sync.as_raw_fd(), &mut byte, MsgFlags::empty()) {
-        Ok(1) if byte[0] == SYNC_IDS_MAPPED => Ok(()),
-        _ => Err(ApiError::new(ErrorKind::Sandbox, "the sandbox did not map the user namespace's ids")),
+    sync::send(sync, sync::MAP_IDS).map_err(|e| ApiError::io("sync", e))?;
+    if sync::expect(sync, sync::IDS_MAPPED) {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorKind::Sandbox, "the sandbox did not map the user namespace's ids"))
     }
 }
 
 /// The sandbox's side of [`lock_mounts`]: maps every id of the child's new user namespace onto
-/// the same id outside, through a private procfs (the sandbox's own root has none).
-fn map_ids(child: Pid) -> std::io::Result<()> {
-    let proc = sys::new_mount("proc", Some("proc"), &[], 0)?;
+/// the same id outside.
+fn map_ids(proc: &OwnedFd, child: Pid) -> std::io::Result<()> {
     for map in ["uid_map", "gid_map"] {
-        let file = rustix::fs::openat(
-            &proc,
-            format!("{child}/{map}").as_str(),
-            OFlags::WRONLY | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
+        let file = rustix::fs::openat(proc, format!("{child}/{map}").as_str(), OFlags::WRONLY | OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
         rustix::io::write(&file, b"0 0 4294967295\n")?;
     }
     Ok(())
@@ -307,22 +229,5 @@ fn pivot_root(root: &OwnedFd) -> Result<(), ApiError> {
     nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
         .map_err(|e| ApiError::io("detaching the old root", e))?;
     nix::unistd::chdir("/").map_err(|e| ApiError::io("chdir /", e))?;
-    Ok(())
-}
-
-/// Puts the caller's stdio (or `/dev/null`) on descriptors 0, 1 and 2.
-fn connect_stdio(stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
-    for (target, fd) in stdio.iter().enumerate() {
-        let source = match fd {
-            Some(fd) => fd.try_clone().map_err(|e| ApiError::io("dup stdio", e))?,
-            None => rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, rustix::fs::Mode::empty())
-                .map_err(|e| ApiError::io("/dev/null", e))?,
-        };
-        // SAFETY: dup2 onto 0..=2 replaces the standard descriptors, which nothing else in this
-        // process holds as an OwnedFd.
-        if unsafe { libc::dup2(source.as_raw_fd(), target as i32) } < 0 {
-            return Err(ApiError::io("dup2 stdio", std::io::Error::last_os_error()));
-        }
-    }
     Ok(())
 }

@@ -61,17 +61,71 @@ pub enum Command {
     },
     /// Send a signal (default SIGTERM) to a container's init process.
     Kill {
-        /// Signal every process of the container.
+        /// Signal every process of the container (with KILL: return once all are gone).
         #[arg(long, short = 'a')]
         all: bool,
+        /// Signal this process (a pid in the container's PID namespace) instead of the init.
+        #[arg(long, conflicts_with = "all")]
+        pid: Option<i32>,
         /// The container's id (or an unambiguous prefix).
         id: String,
         /// The signal, by name (KILL, SIGKILL) or number.
         #[arg(default_value = "SIGTERM")]
         signal: String,
     },
-    /// Wait for a container to exit and print its exit status as JSON.
+    /// Wait for a container (or one process) to exit and print the exit status as JSON.
+    ///
+    /// A container's status can be waited for as often as wanted; a process's is collected
+    /// by the first wait that gets it.
     Wait {
+        /// Wait for this process (a pid in the container's PID namespace) instead.
+        #[arg(long, conflicts_with = "rootpid")]
+        pid: Option<i32>,
+        /// Wait for this process (a pid in the sandbox's PID namespace), of any container of
+        /// the sandbox.
+        #[arg(long)]
+        rootpid: Option<i32>,
+        /// The container's id (or an unambiguous prefix).
+        id: String,
+    },
+    /// Run another process in a created or running container.
+    ///
+    /// `ctl exec ID -- CMD ARGS...`, or runc's `ctl exec --process FILE ID`.
+    Exec {
+        /// Return once the process is started.
+        #[arg(long, short = 'd')]
+        detach: bool,
+        /// Write the process's host pid here.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+        /// A JSON file with the whole OCI process to run.
+        #[arg(long, short = 'p')]
+        process: Option<PathBuf>,
+        /// Add or replace an environment variable (KEY=VALUE).
+        #[arg(long, short = 'e')]
+        env: Vec<String>,
+        /// The working directory.
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        /// UID[:GID] to run as.
+        #[arg(long, short = 'u')]
+        user: Option<String>,
+        /// Allocate a terminal.
+        #[arg(long, short = 't')]
+        tty: bool,
+        /// The container's id (or an unambiguous prefix).
+        id: String,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
+    /// List a container's processes.
+    ///
+    /// `--format json` prints the host pids as a JSON array, as `runc ps` does.
+    Ps {
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value = "table")]
+        format: Format,
         /// The container's id (or an unambiguous prefix).
         id: String,
     },

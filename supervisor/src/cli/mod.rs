@@ -7,6 +7,7 @@ mod run;
 
 use std::path::Path;
 
+use anyhow::Context as _;
 use clap::Parser;
 use wire::client::Client;
 
@@ -62,16 +63,38 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Kill { all, id, signal } => {
+        Command::Kill { all, pid, id, signal } => {
             let signal = crate::signals::parse_signal(&signal).map_err(anyhow::Error::msg)?;
-            connect(&root)?.kill(&id, signal, all)?;
+            connect(&root)?.kill(&id, signal, all, pid)?;
             Ok(0)
         }
-        Command::Wait { id } => {
+        Command::Wait { pid, rootpid, id } => {
             let mut client = connect(&root)?;
             let full_id = client.state(&id)?.id;
-            let status = client.wait(&full_id)?;
+            let status = match (pid, rootpid) {
+                (Some(pid), _) => client.wait_process(&full_id, pid, false)?,
+                (None, Some(pid)) => client.wait_process(&full_id, pid, true)?,
+                (None, None) => client.wait(&full_id)?,
+            };
             println!("{}", output::wait_json(&full_id, status));
+            Ok(0)
+        }
+        Command::Exec { detach, pid_file, process, env, cwd, user, tty, id, command } => {
+            let process = match process {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let spec = wire::api::ExecSpec { process, args: command, env, cwd, user, tty };
+            run::exec(&root, &id, spec, detach, pid_file.as_deref())
+        }
+        Command::Ps { format, id } => {
+            let procs = connect(&root)?.ps(&id)?;
+            match format {
+                Format::Json => println!("{}", serde_json::to_string(&procs.iter().map(|p| p.pid).collect::<Vec<_>>())?),
+                Format::Table => print!("{}", output::ps_table(&procs)),
+            }
             Ok(0)
         }
         Command::Cp { src, dst } => {

@@ -44,6 +44,15 @@ pub fn list_table(states: &[ContainerState]) -> String {
     out
 }
 
+/// `ctl ps`: PID, PPID, UID, STARTED, COMMAND in aligned columns.
+pub fn ps_table(procs: &[wire::api::ProcessInfo]) -> String {
+    let mut out = format!("{:>8} {:>8} {:>6}  {:<20}  {}\n", "PID", "PPID", "UID", "STARTED", "COMMAND");
+    for p in procs {
+        out.push_str(&format!("{:>8} {:>8} {:>6}  {:<20}  {}\n", p.pid, p.ppid, p.uid, p.started, p.command));
+    }
+    out
+}
+
 /// `ctl wait`: `{"id": ..., "exitStatus": ...}`, as runsc prints it.
 pub fn wait_json(id: &str, status: wire::ExitStatus) -> String {
     serde_json::json!({ "id": id, "exitStatus": status.code() }).to_string()

@@ -28,8 +28,69 @@ pub struct RunOptions {
     pub pid_file: Option<PathBuf>,
 }
 
-/// Signals a foreground `ctl run` passes on to the container's process.
-const FORWARDED: [i32; 6] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+/// The signals a foreground `ctl run` or `ctl exec` passes on to its process: every one that
+/// can be caught, less those that concern ctl itself (SIGCHLD from a daemon it started,
+/// SIGPIPE from its own output) and those that report its own faults.
+fn forwarded_signals() -> Vec<i32> {
+    let mut signals = vec![
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGTERM,
+        libc::SIGCONT,
+        libc::SIGTSTP,
+        libc::SIGTTIN,
+        libc::SIGTTOU,
+        libc::SIGURG,
+        libc::SIGXCPU,
+        libc::SIGXFSZ,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGWINCH,
+        libc::SIGIO,
+        libc::SIGPWR,
+    ];
+    signals.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    signals
+}
+
+/// Forwards the signals ctl receives to process `pid` of container `id` (its init when
+/// `None`), until the returned guard is dropped.
+struct Forwarder {
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    /// Starts listening (before the process exists, so that no signal slips past).
+    fn listen() -> anyhow::Result<signal_hook::iterator::Signals> {
+        signal_hook::iterator::Signals::new(forwarded_signals()).context("installing signal handlers")
+    }
+
+    fn start(mut signals: signal_hook::iterator::Signals, root: &Path, id: &str, pid: Option<i32>) -> anyhow::Result<Self> {
+        let handle = signals.handle();
+        let mut client = connect_or_start(root)?;
+        let target = id.to_string();
+        let thread = std::thread::spawn(move || {
+            for signal in signals.forever() {
+                let _ = client.kill(&target, signal, false, pid);
+            }
+        });
+        Ok(Self { handle, thread: Some(thread) })
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// A fresh container id: 16 random hex digits.
 pub fn random_id() -> anyhow::Result<String> {
@@ -117,7 +178,7 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
     let forwarding = if opts.detach {
         None
     } else {
-        Some(signal_hook::iterator::Signals::new(FORWARDED).context("installing signal handlers")?)
+        Some(Forwarder::listen()?)
     };
     let state = create(&mut client, &opts.id, opts.bundle.as_deref(), opts.command, opts.pid_file.as_deref())?;
     let id = state.id;
@@ -126,23 +187,34 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
         let _ = client.delete(&id, true);
         return Err(e.into());
     }
-    let Some(mut signals) = forwarding else {
+    let Some(signals) = forwarding else {
         return Ok(0);
     };
-    let handle = signals.handle();
-    let mut forwarder = connect_or_start(root)?;
-    let target = id.clone();
-    let thread = std::thread::spawn(move || {
-        for signal in signals.forever() {
-            let _ = forwarder.kill(&target, signal, false);
-        }
-    });
+    let forwarder = Forwarder::start(signals, root, &id, None)?;
     let status = client.wait(&id);
-    handle.close();
-    let _ = thread.join();
+    drop(forwarder);
     let status = status?;
     if opts.remove {
         client.delete(&id, false)?;
     }
     Ok(status.code())
+}
+
+/// `ctl exec`: start a process in the container and, unless detached, wait for it (passing
+/// on signals) and return its exit code.
+pub fn exec(root: &Path, id: &str, spec: wire::api::ExecSpec, detach: bool, pid_file: Option<&Path>) -> anyhow::Result<i32> {
+    let mut client = connect_or_start(root)?;
+    let full_id = client.state(id)?.id;
+    let forwarding = if detach { None } else { Some(Forwarder::listen()?) };
+    let started = client.exec(wire::api::Exec { id: full_id.clone(), spec, stdio: own_stdio() })?;
+    if let Some(path) = pid_file {
+        write_pid_file(path, started.pid)?;
+    }
+    let Some(signals) = forwarding else {
+        return Ok(0);
+    };
+    let forwarder = Forwarder::start(signals, root, &full_id, Some(started.ns_pid))?;
+    let status = client.wait_process(&full_id, started.ns_pid, false);
+    drop(forwarder);
+    Ok(status?.code())
 }

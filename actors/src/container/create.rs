@@ -1,0 +1,261 @@
+//! Creating a container.
+//!
+//! A root container gets a sandbox of its own: its cgroups, its gofer and the sandbox start,
+//! and the container's init is forked in the sandbox, where it waits for start. A
+//! subcontainer joins an existing sandbox: as in runsc, create only registers it, and its
+//! gofer and process come at start.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::{info, warn};
+use wire::api::Create;
+use wire::gofer_proto::GoferSetup;
+use wire::sandbox_proto::{CreateContainer, SandboxReply, SandboxRequest};
+use wire::{ApiError, ErrorKind, FdSlot, GoferStatus, Status};
+
+use super::{now_rfc3339, save, ContainerActor, GoferHandle, Parts};
+use crate::cgroups::{self, Cgroup};
+use crate::config::SupervisorConfig;
+use crate::gofer::GoferActor;
+use crate::meta::{Meta, MetaStore, ProcessRecord, FORMAT_VERSION};
+use crate::restart::RestartBudget;
+use crate::sandbox::{Call, Connected, SandboxActor};
+use crate::spec::{self, Placement};
+use crate::status::{self};
+use crate::{blocking, procfs};
+
+/// The sandbox a subcontainer joins.
+pub(crate) struct Joined {
+    /// The sandbox's actor.
+    pub sandbox: Addr<SandboxActor>,
+    /// The sandbox process.
+    pub record: ProcessRecord,
+    /// The sandbox's id.
+    pub sandbox_id: String,
+}
+
+/// The gofer's setup for a container: its rootfs, overlay and bind mounts, with `io` sockets
+/// to the sandbox (a fresh gofer) or `adopted` mounts (a restarted one).
+pub(super) fn gofer_setup(
+    config: &SupervisorConfig,
+    meta: &Meta,
+    io: Vec<FdSlot>,
+    adopted: Vec<FdSlot>,
+) -> Result<GoferSetup, ApiError> {
+    let mounts = meta.spec.mounts().as_deref().unwrap_or_default();
+    Ok(GoferSetup {
+        id: meta.id.clone(),
+        bundle: meta.bundle.clone(),
+        rootfs: meta.rootfs.clone(),
+        readonly_root: meta.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
+        overlay: spec::overlay_of(&meta.spec, config.default_overlay)?,
+        binds: wire::mounts::bind_mounts(mounts),
+        unreachable: wire::mounts::own_mount_destinations(mounts),
+        io,
+        adopted,
+    })
+}
+
+/// One io socket pair per mount (the rootfs, then each bind mount in spec order): the gofer's
+/// ends and the sandbox's.
+pub(super) fn io_sockets(meta: &Meta) -> Result<(Vec<FdSlot>, Vec<FdSlot>), ApiError> {
+    let count = 1 + wire::mounts::bind_mounts(meta.spec.mounts().as_deref().unwrap_or_default()).len();
+    let mut gofer_ends = Vec::with_capacity(count);
+    let mut sandbox_ends = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (s, g) = UnixStream::pair().map_err(|e| ApiError::io("socketpair", e))?;
+        sandbox_ends.push(FdSlot::new(OwnedFd::from(s)));
+        gofer_ends.push(FdSlot::new(OwnedFd::from(g)));
+    }
+    Ok((gofer_ends, sandbox_ends))
+}
+
+/// The container's cgroup: the spec's `cgroupsPath`, or paddock's own place for it.
+fn cgroup_path(spec: &oci_spec::runtime::Spec, sandbox_id: &str, id: &str) -> Result<String, ApiError> {
+    match spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) {
+        Some(path) if path.to_string_lossy().contains(':') => Err(ApiError::new(
+            ErrorKind::Unsupported,
+            format!("cgroupsPath {path:?} is a systemd unit; systemd cgroups are not supported yet"),
+        )),
+        Some(path) if !path.as_os_str().is_empty() => Ok(path.to_string_lossy().trim_start_matches('/').to_string()),
+        _ => Ok(cgroups::container_path(sandbox_id, id)),
+    }
+}
+
+fn new_meta(msg: &Create, spec: oci_spec::runtime::Spec, sandbox_id: &str) -> Result<Meta, ApiError> {
+    let rootfs = spec::rootfs_path(&msg.bundle, &spec)?;
+    let cgroup = cgroup_path(&spec, sandbox_id, &msg.id)?;
+    Ok(Meta {
+        format: FORMAT_VERSION,
+        id: msg.id.clone(),
+        sandbox_id: sandbox_id.to_string(),
+        bundle: msg.bundle.clone(),
+        rootfs,
+        spec,
+        status: Status::Creating,
+        created: now_rfc3339(),
+        owner: String::new(),
+        sandbox: None,
+        gofer: None,
+        init: None,
+        exit_status: None,
+        sandbox_lost: false,
+        gofer_restarts: 0,
+        cgroup: Some(cgroup),
+    })
+}
+
+/// Creates a container. Anything made is undone on failure.
+pub(crate) async fn create(
+    config: Arc<SupervisorConfig>,
+    store: MetaStore,
+    mut msg: Create,
+    joined: Option<Joined>,
+) -> Result<Addr<ContainerActor>, ApiError> {
+    let spec = msg.spec.parse()?;
+    spec::validate(&spec)?;
+    if !msg.bundle.as_os_str().is_empty() && !msg.bundle.is_absolute() {
+        return Err(ApiError::invalid_argument(format!("bundle {} is not an absolute path", msg.bundle.display())));
+    }
+    spec::overlay_of(&spec, config.default_overlay)?;
+    let sandbox_id = joined.as_ref().map_or(msg.id.clone(), |j| j.sandbox_id.clone());
+    let mut meta = new_meta(&msg, spec, &sandbox_id)?;
+    {
+        let (store, meta) = (store.clone(), meta.clone());
+        blocking(move || store.create(&meta)).await?;
+    }
+    let id = meta.id.clone();
+    let mut parts = Parts::default();
+    let built = match &joined {
+        None => build_root(&config, &store, &mut meta, &mut parts, &mut msg).await,
+        Some(j) => register_sub(&store, &mut meta, &mut parts, j).await,
+    };
+    if let Err(e) = built {
+        warn!(container = %id, "create failed: {e}");
+        parts.destroy().await;
+        let _ = blocking(move || store.remove(&id)).await;
+        return Err(e);
+    }
+    let cgroup = parts.cgroups.first().cloned();
+    let gofer_status = if parts.gofer.is_some() { GoferStatus::Running } else { GoferStatus::Stopped };
+    let pending_stdio = joined.is_some().then(|| std::mem::take(&mut msg.stdio));
+    Ok(ContainerActor {
+        meta,
+        config,
+        store,
+        sandbox: parts.sandbox.clone().or(joined.map(|j| j.sandbox)),
+        gofer: parts.gofer,
+        gofer_status,
+        gofer_budget: RestartBudget::gofer(),
+        gofer_waiters: Vec::new(),
+        waiters: Vec::new(),
+        cgroup,
+        pending_stdio,
+    }
+    .start())
+}
+
+/// A root container: its cgroups, gofer and sandbox, and its init in the sandbox.
+async fn build_root(
+    config: &SupervisorConfig,
+    store: &MetaStore,
+    meta: &mut Meta,
+    parts: &mut Parts,
+    msg: &mut Create,
+) -> Result<(), ApiError> {
+    let id = meta.id.clone();
+    let paths = (meta.cgroup.clone().unwrap_or_default(), cgroups::sandbox_path(&id));
+    let (cgroup, sandbox_cgroup) =
+        blocking(move || Ok((Arc::new(Cgroup::create(&paths.0)?), Arc::new(Cgroup::create(&paths.1)?)))).await?;
+    parts.cgroups = vec![cgroup.clone(), sandbox_cgroup.clone()];
+
+    let (gofer_ends, sandbox_ends) = io_sockets(meta)?;
+    let setup = gofer_setup(config, meta, gofer_ends, Vec::new())?;
+    // The gofer and the sandbox do not need each other until the container is created in
+    // the sandbox, so they start side by side.
+    let state_dir = store.dir(&id);
+    let (gofer, sandbox) =
+        tokio::join!(GoferActor::launch(config, &id, &state_dir, setup), SandboxActor::launch(config, &id, &state_dir));
+    let gofer = gofer.map(|launched| {
+        meta.gofer = Some(launched.record);
+        parts.gofer = Some(GoferHandle::from(launched));
+    });
+    if let Ok((Connected { addr, .. }, record)) = &sandbox {
+        parts.sandbox = Some(addr.clone());
+        meta.sandbox = Some(*record);
+    }
+    gofer?;
+    let (Connected { addr: sandbox, .. }, _) = sandbox?;
+    // The sandbox and its gofers live in the sandbox's own cgroup.
+    let pids: Vec<i32> = [meta.sandbox, meta.gofer].iter().flatten().map(|r| r.pid).collect();
+    {
+        let sandbox_cgroup = sandbox_cgroup.clone();
+        blocking(move || pids.iter().try_for_each(|pid| sandbox_cgroup.add(*pid))).await?;
+    }
+    // Record the processes before the container exists, so a crash from here on leaves
+    // enough on disk to find and stop them.
+    save(store, meta).await?;
+
+    let cgroup_dirs = {
+        let cgroup = cgroup.clone();
+        blocking(move || cgroup.open_dirs()).await?
+    };
+    let host_pid = create_in_sandbox(&sandbox, meta, true, std::mem::take(&mut msg.stdio), sandbox_ends, cgroup_dirs).await?;
+    meta.init = Some(procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?);
+    meta.status = status::transition(&id, meta.status, Status::Created)?;
+    save(store, meta).await?;
+    info!(container = %id, pid = host_pid, "container created");
+    Ok(())
+}
+
+/// A subcontainer: its cgroup now, everything else at start.
+async fn register_sub(store: &MetaStore, meta: &mut Meta, parts: &mut Parts, joined: &Joined) -> Result<(), ApiError> {
+    let path = meta.cgroup.clone().unwrap_or_default();
+    let cgroup = blocking(move || Cgroup::create(&path).map(Arc::new)).await?;
+    parts.cgroups = vec![cgroup];
+    meta.sandbox = Some(joined.record);
+    meta.status = status::transition(&meta.id, meta.status, Status::Created)?;
+    save(store, meta).await?;
+    info!(container = %meta.id, sandbox = %joined.sandbox_id, "subcontainer created");
+    Ok(())
+}
+
+/// Creates the container in its sandbox: the sandbox receives the mounts from the gofer and
+/// forks the container's init, which waits for start. Returns the init's host pid.
+pub(super) async fn create_in_sandbox(
+    sandbox: &Addr<SandboxActor>,
+    meta: &Meta,
+    root: bool,
+    stdio: wire::Stdio,
+    mounts: Vec<FdSlot>,
+    cgroups: Vec<OwnedFd>,
+) -> Result<i32, ApiError> {
+    let id = meta.id.clone();
+    let reply = sandbox
+        .send(Call(SandboxRequest::Create(CreateContainer {
+            id: id.clone(),
+            bundle: meta.bundle.clone(),
+            spec: wire::SpecJson::from_spec(&meta.spec)?,
+            root,
+            stdio,
+            mounts,
+            cgroups: cgroups.into_iter().map(FdSlot::new).collect(),
+        })))
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of {id:?} went away")))??;
+    let SandboxReply::Created { pidfd, .. } = reply else {
+        return Err(ApiError::new(ErrorKind::Protocol, format!("sandbox of {id:?}: unexpected reply {reply:?}")));
+    };
+    let pidfd = pidfd
+        .as_fd()
+        .ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("sandbox of {id:?}: no pidfd for the process")))?;
+    procfs::pidfd_pid(pidfd).map_err(|e| ApiError::io("reading the container's pid", e))
+}
+
+/// Where a container of `spec` goes (re-exported for the supervisor).
+pub(crate) fn placement(spec: &wire::SpecJson) -> Result<Placement, ApiError> {
+    spec::placement(&spec.parse()?)
+}

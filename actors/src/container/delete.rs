@@ -1,0 +1,125 @@
+//! Deleting a container. A subcontainer's processes are killed in the sandbox (which answers
+//! once they are all gone); a root container takes its sandbox down, after the containers
+//! that joined it have stopped and lost their gofers. The directory goes last.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::{info, warn};
+use wire::sandbox_proto::SandboxRequest;
+use wire::{ApiError, ExitStatus, GoferStatus, Status};
+
+use super::{save, ContainerActor, Parts};
+use crate::blocking;
+use crate::cgroups::{self, Cgroup};
+use crate::gofer::DestroyGofer;
+use crate::sandbox::Call;
+use crate::status::{self, Operation};
+
+/// Deletes a container: the supervisor's form of `wire::api::Delete`, which adds, for a root
+/// container, the containers that joined its sandbox (they are stopped first).
+#[derive(Message)]
+#[rtype(result = "Result<(), ApiError>")]
+pub struct DeleteContainer {
+    /// Kill whatever still runs instead of refusing.
+    pub force: bool,
+    /// The containers that joined this one's sandbox.
+    pub joined: Vec<Addr<ContainerActor>>,
+}
+
+/// The sandbox this container joined is going away with its root container.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SandboxGoingAway;
+
+impl ContainerActor {
+    /// Marks the container stopped by force, if it was not stopped already.
+    fn stop_by_force(&mut self) {
+        if self.meta.status != Status::Stopped {
+            self.meta.status = Status::Stopped;
+            self.meta.exit_status = Some(ExitStatus::Signaled(libc::SIGKILL));
+        }
+        self.wake_waiters();
+    }
+}
+
+impl Handler<DeleteContainer> for ContainerActor {
+    type Result = AtomicResponse<Self, Result<(), ApiError>>;
+
+    fn handle(&mut self, msg: DeleteContainer, _: &mut Context<Self>) -> Self::Result {
+        let id = self.meta.id.clone();
+        let op = if msg.force { Operation::ForceDelete } else { Operation::Delete };
+        if let Err(e) = status::require(&id, op, self.meta.status) {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
+        }
+        let is_root = self.meta.is_root();
+        let in_sandbox = self.meta.init.is_some();
+        let sandbox = self.sandbox.take();
+        let gofer = self.gofer.take();
+        let cgroup = self.cgroup.take();
+        self.gofer_status = GoferStatus::Stopped;
+        self.fail_gofer_waiters();
+        let fut = async move {
+            let mut cgroups: Vec<Arc<Cgroup>> = cgroup.into_iter().collect();
+            if is_root {
+                for joined in msg.joined {
+                    let _ = joined.send(SandboxGoingAway).await;
+                }
+                let sandbox_cgroup = blocking(move || Cgroup::open(&cgroups::sandbox_path(&id))).await;
+                cgroups.extend(sandbox_cgroup.ok().map(Arc::new));
+                Parts { sandbox, gofer, cgroups }.destroy().await;
+            } else {
+                if let (Some(sandbox), true) = (sandbox, in_sandbox) {
+                    // Returns once nothing of the container is alive.
+                    match sandbox.send(Call(SandboxRequest::Destroy { id: id.clone() })).await {
+                        Ok(Err(e)) => warn!(container = %id, "destroying it in the sandbox: {e}"),
+                        Err(_) => warn!(container = %id, "the sandbox went away while destroying it"),
+                        Ok(Ok(_)) => {}
+                    }
+                }
+                Parts { sandbox: None, gofer, cgroups }.destroy().await;
+            }
+        };
+        AtomicResponse::new(Box::pin(
+            fut.into_actor(self)
+                .then(|(), act, _| {
+                    act.stop_by_force();
+                    let store = act.store.clone();
+                    let id = act.meta.id.clone();
+                    async move { blocking(move || store.remove(&id)).await }.into_actor(act)
+                })
+                .map(|res, act, ctx| {
+                    if res.is_ok() {
+                        info!(container = %act.meta.id, "container deleted");
+                        ctx.stop();
+                    }
+                    res
+                }),
+        ))
+    }
+}
+
+impl Handler<SandboxGoingAway> for ContainerActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: SandboxGoingAway, _: &mut Context<Self>) -> Self::Result {
+        self.sandbox = None;
+        let gofer = self.gofer.take();
+        self.gofer_status = GoferStatus::Stopped;
+        self.fail_gofer_waiters();
+        self.stop_by_force();
+        info!(container = %self.meta.id, "stopped: its sandbox is going away");
+        let (store, meta) = (self.store.clone(), self.meta.clone());
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let Some(g) = gofer {
+                    let _ = g.addr.send(DestroyGofer).await;
+                }
+                if let Err(e) = save(&store, &meta).await {
+                    warn!(container = %meta.id, "cannot save: {e}");
+                }
+            }
+            .into_actor(self),
+        ))
+    }
+}

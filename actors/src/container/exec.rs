@@ -1,0 +1,61 @@
+//! Running another process in a container, and waiting for one process.
+
+use actix::prelude::*;
+use wire::api::{Exec, Executed, WaitProcess};
+use wire::sandbox_proto::{ExecProcess, SandboxReply, SandboxRequest};
+use wire::{ApiError, ErrorKind, ExitStatus};
+
+use super::ContainerActor;
+use crate::status::{self, Operation};
+use crate::{procfs, spec};
+
+impl Handler<Exec> for ContainerActor {
+    type Result = ResponseFuture<Result<Executed, ApiError>>;
+
+    fn handle(&mut self, msg: Exec, _: &mut Context<Self>) -> Self::Result {
+        let id = self.meta.id.clone();
+        let prepared = (|| {
+            status::require(&id, Operation::Exec, self.meta.status)?;
+            if self.meta.init.is_none() {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidStatus,
+                    format!("container {id:?} has not been started; it has no namespaces to run a process in"),
+                ));
+            }
+            let process = spec::exec_process(&self.meta.spec, &msg.spec)?;
+            serde_json::to_string(&process).map_err(|e| ApiError::internal(format!("encoding the process: {e}")))
+        })();
+        let process = match prepared {
+            Ok(p) => p,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        let call = self.sandbox_call(SandboxRequest::Exec(ExecProcess { id: id.clone(), process, stdio: msg.stdio }));
+        Box::pin(async move {
+            match call.await? {
+                SandboxReply::Executed { pid, pidfd } => {
+                    let pidfd = pidfd.as_fd().ok_or_else(|| ApiError::new(ErrorKind::Protocol, "exec reply without a pidfd"))?;
+                    // The process may already have exited and been reaped: then its host pid
+                    // is unknown, which the caller does not need to wait for it.
+                    let host = procfs::pidfd_pid(pidfd).unwrap_or(-1);
+                    Ok(Executed { pid: host, ns_pid: pid })
+                }
+                other => Err(ApiError::new(ErrorKind::Protocol, format!("exec in {id:?}: unexpected {other:?}"))),
+            }
+        })
+    }
+}
+
+impl Handler<WaitProcess> for ContainerActor {
+    type Result = ResponseFuture<Result<ExitStatus, ApiError>>;
+
+    fn handle(&mut self, msg: WaitProcess, _: &mut Context<Self>) -> Self::Result {
+        let id = self.meta.id.clone();
+        let call = self.sandbox_call(SandboxRequest::WaitPid { id: id.clone(), pid: msg.pid, any: msg.root });
+        Box::pin(async move {
+            match call.await? {
+                SandboxReply::ProcessExited(status) => Ok(status),
+                other => Err(ApiError::new(ErrorKind::Protocol, format!("wait in {id:?}: unexpected {other:?}"))),
+            }
+        })
+    }
+}

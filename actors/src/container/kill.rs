@@ -1,0 +1,47 @@
+//! Signalling a container: its init, one of its processes, or all of them (tracked by its
+//! cgroup, so daemonized grandchildren are included; with SIGKILL the reply comes once every
+//! one is gone).
+
+use actix::prelude::*;
+use wire::api::Kill;
+use wire::sandbox_proto::SandboxRequest;
+use wire::{ApiError, Status};
+
+use super::ContainerActor;
+use crate::status::{self, Operation};
+
+impl Handler<Kill> for ContainerActor {
+    type Result = ResponseFuture<Result<(), ApiError>>;
+
+    fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Self::Result {
+        let id = self.meta.id.clone();
+        let op = match (msg.all, msg.pid) {
+            (true, _) => Operation::SignalAll,
+            (false, Some(_)) => Operation::SignalProcess,
+            (false, None) => Operation::Signal,
+        };
+        if let Err(e) = status::require(&id, op, self.meta.status) {
+            return Box::pin(async move { Err(e) });
+        }
+        if nix::sys::signal::Signal::try_from(msg.signal).is_err() {
+            let e = ApiError::invalid_argument(format!("{} is not a valid signal number", msg.signal));
+            return Box::pin(async move { Err(e) });
+        }
+        // Nothing of a stopped container whose sandbox is gone (or that never ran) is left.
+        if self.meta.status == Status::Stopped && (self.sandbox.is_none() || self.meta.init.is_none()) {
+            return Box::pin(async move { Ok(()) });
+        }
+        if self.meta.init.is_none() {
+            // A subcontainer that was created but never started has no process yet.
+            let e = ApiError::new(
+                wire::ErrorKind::InvalidStatus,
+                format!("container {id:?} has not been started; it has no process to signal"),
+            );
+            return Box::pin(async move { Err(e) });
+        }
+        // Not atomic: `kill --all -9` waits for the processes to be gone, which needs the
+        // exit notices this actor handles meanwhile.
+        let call = self.sandbox_call(SandboxRequest::Signal { id, signal: msg.signal, all: msg.all, pid: msg.pid });
+        Box::pin(async move { call.await.map(drop) })
+    }
+}

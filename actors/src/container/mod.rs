@@ -1,0 +1,286 @@
+//! The Container actor: one container's status machine, its metadata on disk, its cgroup, and
+//! the supervision of its gofer. One file per operation:
+//!
+//! - [`create`]: a root container (with a sandbox of its own) or a subcontainer (joining one);
+//! - `start`, `kill`, `exec` (and waiting for a process), `ps`, `copy`, `delete`;
+//! - `gofer`: restarting a gofer that died;
+//! - `restore`: taking a container over again after paddockd restarted.
+//!
+//! Operations that change the container (start, kill, delete, the sandbox's notices, a gofer
+//! restart) are atomic: the actor handles nothing else until one is finished and saved.
+//! Waits, copies and execs only register or forward, so they never hold up the others.
+
+mod copy;
+pub(crate) mod create;
+mod delete;
+mod exec;
+mod gofer;
+mod kill;
+mod ps;
+pub(crate) mod restore;
+mod start;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+use tracing::warn;
+use wire::api::{GetState, Wait};
+use wire::sandbox_proto::{SandboxReply, SandboxRequest};
+use wire::{ApiError, ContainerState, ErrorKind, ExitStatus, GoferStatus, Status, Stdio};
+
+pub(crate) use create::create;
+pub use delete::{DeleteContainer, SandboxGoingAway};
+pub(crate) use restore::restore;
+
+use crate::blocking;
+use crate::cgroups::Cgroup;
+use crate::config::SupervisorConfig;
+use crate::gofer::{DestroyGofer, GoferActor, WatchGofer};
+use crate::meta::{Meta, MetaStore};
+use crate::process::ChildProcess;
+use crate::restart::RestartBudget;
+use crate::sandbox::{Call, DestroySandbox, Listen, SandboxActor, SandboxNotice};
+
+/// Owns one container.
+pub struct ContainerActor {
+    meta: Meta,
+    config: Arc<SupervisorConfig>,
+    store: MetaStore,
+    sandbox: Option<Addr<SandboxActor>>,
+    gofer: Option<GoferHandle>,
+    gofer_status: GoferStatus,
+    gofer_budget: RestartBudget,
+    /// Copies waiting for a gofer that is being restarted.
+    gofer_waiters: Vec<oneshot::Sender<Result<Addr<GoferActor>, ApiError>>>,
+    waiters: Vec<oneshot::Sender<ExitStatus>>,
+    cgroup: Option<Arc<Cgroup>>,
+    /// A subcontainer's stdio, held from create until start.
+    pending_stdio: Option<Stdio>,
+}
+
+impl Actor for ContainerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some(gofer) = &self.gofer {
+            gofer.addr.do_send(WatchGofer(ctx.address().recipient()));
+            self.gofer_budget.started(std::time::Instant::now());
+        }
+        if let Some(sandbox) = &self.sandbox {
+            sandbox.do_send(Listen { id: self.meta.id.clone(), recipient: ctx.address().recipient() });
+        }
+    }
+}
+
+/// A running gofer: its actor, and its process for a direct look at whether it still runs.
+struct GoferHandle {
+    addr: Addr<GoferActor>,
+    process: ChildProcess,
+}
+
+impl From<crate::gofer::Launched> for GoferHandle {
+    fn from(l: crate::gofer::Launched) -> Self {
+        Self { addr: l.addr, process: l.process }
+    }
+}
+
+/// What exists of a container's processes and cgroups, so that they can be undone together.
+#[derive(Default)]
+struct Parts {
+    sandbox: Option<Addr<SandboxActor>>,
+    gofer: Option<GoferHandle>,
+    cgroups: Vec<Arc<Cgroup>>,
+}
+
+impl Parts {
+    /// Kills the sandbox and the gofer, concurrently, waits until both are gone, and then
+    /// removes the cgroups.
+    async fn destroy(self) {
+        let sandbox = async {
+            if let Some(s) = self.sandbox {
+                let _ = s.send(DestroySandbox).await;
+            }
+        };
+        let gofer = async {
+            if let Some(g) = self.gofer {
+                let _ = g.addr.send(DestroyGofer).await;
+            }
+        };
+        tokio::join!(sandbox, gofer);
+        remove_cgroups(self.cgroups).await;
+    }
+}
+
+/// Removes cgroups whose processes are gone (a failure is logged: it never undoes a delete).
+async fn remove_cgroups(cgroups: Vec<Arc<Cgroup>>) {
+    if cgroups.is_empty() {
+        return;
+    }
+    let _ = blocking(move || {
+        for cg in cgroups {
+            let relative = cg.relative().to_string();
+            match Arc::try_unwrap(cg) {
+                Ok(cg) => {
+                    if let Err(e) = cg.remove() {
+                        warn!(cgroup = %relative, "cannot remove: {e}");
+                    }
+                }
+                Err(_) => warn!(cgroup = %relative, "still in use; not removed"),
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Asks a container actor for its state (the supervisor's own query, for create and list).
+#[derive(Message)]
+#[rtype(result = "ContainerState")]
+pub struct Snapshot;
+
+/// Asks a root container for its sandbox, for a subcontainer that joins it.
+#[derive(Message)]
+#[rtype(result = "Result<(Addr<SandboxActor>, crate::meta::ProcessRecord), ApiError>")]
+pub struct SandboxOf;
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}
+
+async fn save(store: &MetaStore, meta: &Meta) -> Result<(), ApiError> {
+    let (store, meta) = (store.clone(), meta.clone());
+    blocking(move || store.save(&meta)).await
+}
+
+/// Applies a sandbox notice to the metadata; returns whether anything changed.
+fn apply_notice(meta: &mut Meta, notice: SandboxNotice) -> bool {
+    if meta.status == Status::Stopped {
+        return false;
+    }
+    let (status, lost) = match notice {
+        SandboxNotice::Exited(status) => (status, false),
+        // The sandbox was killed, and its PID namespace with it: the init died of SIGKILL.
+        SandboxNotice::Lost => (ExitStatus::Signaled(libc::SIGKILL), true),
+    };
+    meta.status = Status::Stopped;
+    meta.exit_status = Some(status);
+    meta.sandbox_lost = lost;
+    true
+}
+
+impl ContainerActor {
+    fn wake_waiters(&mut self) {
+        if let Some(status) = self.meta.exit_status {
+            for w in self.waiters.drain(..) {
+                let _ = w.send(status);
+            }
+        }
+    }
+
+    fn state(&self) -> ContainerState {
+        self.meta.state(self.gofer_status.clone())
+    }
+
+    fn sandbox_call(&self, request: SandboxRequest) -> impl std::future::Future<Output = Result<SandboxReply, ApiError>> + 'static {
+        let sandbox = self.sandbox.clone();
+        let id = self.meta.id.clone();
+        async move {
+            let sandbox =
+                sandbox.ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its sandbox is gone")))?;
+            sandbox
+                .send(Call(request))
+                .await
+                .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of container {id:?} went away")))?
+        }
+    }
+}
+
+impl Handler<Snapshot> for ContainerActor {
+    type Result = MessageResult<Snapshot>;
+
+    fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.state())
+    }
+}
+
+impl Handler<GetState> for ContainerActor {
+    type Result = Result<ContainerState, ApiError>;
+
+    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+        Ok(self.state())
+    }
+}
+
+impl Handler<SandboxOf> for ContainerActor {
+    type Result = Result<(Addr<SandboxActor>, crate::meta::ProcessRecord), ApiError>;
+
+    fn handle(&mut self, _: SandboxOf, _: &mut Context<Self>) -> Self::Result {
+        let id = &self.meta.id;
+        let unusable = |why: &str| ApiError::new(ErrorKind::InvalidStatus, format!("sandbox {id:?} {why}"));
+        if !self.meta.is_root() {
+            return Err(unusable("is not a sandbox: its container joined another one"));
+        }
+        if self.meta.status == Status::Stopped {
+            return Err(unusable("is stopped"));
+        }
+        match (&self.sandbox, self.meta.sandbox) {
+            (Some(addr), Some(record)) => Ok((addr.clone(), record)),
+            _ => Err(unusable("is gone")),
+        }
+    }
+}
+
+impl Handler<Wait> for ContainerActor {
+    type Result = ResponseFuture<Result<ExitStatus, ApiError>>;
+
+    fn handle(&mut self, _: Wait, _: &mut Context<Self>) -> Self::Result {
+        if let (Status::Stopped, Some(status)) = (self.meta.status, self.meta.exit_status) {
+            return Box::pin(async move { Ok(status) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        let id = self.meta.id.clone();
+        Box::pin(async move {
+            rx.await.map_err(|_| ApiError::not_found(format!("container {id:?} was deleted before it exited")))
+        })
+    }
+}
+
+impl Handler<SandboxNotice> for ContainerActor {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, notice: SandboxNotice, _: &mut Context<Self>) -> Self::Result {
+        if !apply_notice(&mut self.meta, notice) {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        }
+        let gofer = if notice == SandboxNotice::Lost {
+            warn!(container = %self.meta.id, "the sandbox vanished; the container is stopped");
+            self.sandbox = None;
+            self.gofer_status = GoferStatus::Stopped;
+            self.gofer.take()
+        } else {
+            None
+        };
+        let store = self.store.clone();
+        let meta = self.meta.clone();
+        let release = self.sandbox_call(SandboxRequest::Release { id: meta.id.clone() });
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let Some(g) = gofer {
+                    let _ = g.addr.send(DestroyGofer).await;
+                }
+                if let Err(e) = save(&store, &meta).await {
+                    warn!(container = %meta.id, "cannot save the exit status: {e}");
+                    return;
+                }
+                // Stored: the sandbox may forget it now.
+                if notice != SandboxNotice::Lost {
+                    let _ = release.await;
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, _| act.wake_waiters()),
+        ))
+    }
+}

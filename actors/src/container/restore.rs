@@ -1,0 +1,98 @@
+//! Taking a container over again when paddockd starts: its sandbox (connected once per
+//! sandbox, by the supervisor) and its gofer are re-adopted if they still run, checked by pid
+//! and start time; a container whose sandbox is gone is found stopped; one whose creation
+//! never finished is cleaned away.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tracing::info;
+use wire::sandbox_proto::{ProcessState, SandboxContainer};
+use wire::{ApiError, GoferStatus, Status};
+
+use super::{apply_notice, save, ContainerActor, GoferHandle, Parts};
+use crate::blocking;
+use crate::cgroups::{self, Cgroup};
+use crate::config::SupervisorConfig;
+use crate::gofer::GoferActor;
+use crate::meta::{Meta, MetaStore};
+use crate::restart::RestartBudget;
+use crate::sandbox::{SandboxActor, SandboxNotice};
+
+/// A sandbox as the supervisor found it again.
+pub(crate) struct Found {
+    /// Its actor.
+    pub addr: Addr<SandboxActor>,
+    /// Its containers as it reported them.
+    pub containers: Vec<SandboxContainer>,
+}
+
+/// Restores one container of a sandbox that was `found` again (or not).
+pub(crate) async fn restore(
+    config: Arc<SupervisorConfig>,
+    store: MetaStore,
+    mut meta: Meta,
+    found: Option<&Found>,
+) -> Result<Option<Addr<ContainerActor>>, ApiError> {
+    let id = meta.id.clone();
+    let dir: PathBuf = store.dir(&id);
+    let gofer = match &meta.gofer {
+        Some(record) => GoferActor::reconnect(&config, &id, record, &dir).await.ok().map(GoferHandle::from),
+        None => None,
+    };
+    let cgroup = match meta.cgroup.clone() {
+        Some(path) => blocking(move || Cgroup::open(&path)).await.ok().map(Arc::new),
+        None => None,
+    };
+    if meta.status == Status::Creating {
+        info!(container = %id, "removing a container whose creation never finished");
+        let mut cgroups: Vec<Arc<Cgroup>> = cgroup.into_iter().collect();
+        let sandbox = if meta.is_root() {
+            let sid = id.clone();
+            cgroups.extend(blocking(move || Cgroup::open(&cgroups::sandbox_path(&sid))).await.ok().map(Arc::new));
+            found.map(|f| f.addr.clone())
+        } else {
+            None
+        };
+        Parts { sandbox, gofer, cgroups }.destroy().await;
+        blocking(move || store.remove(&id)).await?;
+        return Ok(None);
+    }
+    let mut pending_notice = None;
+    match found {
+        Some(found) => match found.containers.iter().find(|c| c.id == id).map(|c| c.state) {
+            Some(ProcessState::Exited(status)) => pending_notice = Some(SandboxNotice::Exited(status)),
+            Some(_) => {}
+            // Never created in the sandbox (a subcontainer not started yet), or stopped.
+            None if meta.init.is_some() && meta.status != Status::Stopped => pending_notice = Some(SandboxNotice::Lost),
+            None => {}
+        },
+        None if meta.status != Status::Stopped => {
+            // Settle it on disk before anyone can look.
+            apply_notice(&mut meta, SandboxNotice::Lost);
+            save(&store, &meta).await?;
+        }
+        None => {}
+    }
+    info!(container = %id, status = %meta.status, "container restored");
+    let gofer_status = if gofer.is_some() { GoferStatus::Running } else { GoferStatus::Stopped };
+    let addr = ContainerActor {
+        meta,
+        config,
+        store,
+        sandbox: found.map(|f| f.addr.clone()),
+        gofer,
+        gofer_status,
+        gofer_budget: RestartBudget::gofer(),
+        gofer_waiters: Vec::new(),
+        waiters: Vec::new(),
+        cgroup,
+        pending_stdio: None,
+    }
+    .start();
+    if let Some(notice) = pending_notice {
+        addr.do_send(notice);
+    }
+    Ok(Some(addr))
+}

@@ -1,0 +1,110 @@
+//! Starting a container: a root container's init (waiting in the sandbox) runs its program; a
+//! subcontainer first gets its gofer and its init, as in runsc's start.
+
+use actix::prelude::*;
+use tracing::info;
+use wire::api::Start;
+use wire::sandbox_proto::SandboxRequest;
+use wire::{ApiError, ContainerState, ErrorKind, GoferStatus, Status};
+
+use super::create::{create_in_sandbox, gofer_setup, io_sockets};
+use super::{save, ContainerActor, GoferHandle};
+use crate::cgroups::{self, Cgroup};
+use crate::gofer::{DestroyGofer, GoferActor, WatchGofer};
+use crate::meta::Meta;
+use crate::sandbox::Call;
+use crate::status::{self, Operation};
+use crate::{blocking, procfs};
+
+impl Handler<Start> for ContainerActor {
+    type Result = AtomicResponse<Self, Result<ContainerState, ApiError>>;
+
+    fn handle(&mut self, _: Start, _: &mut Context<Self>) -> Self::Result {
+        let id = self.meta.id.clone();
+        if let Err(e) = status::require(&id, Operation::Start, self.meta.status) {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));
+        }
+        if self.meta.init.is_none() {
+            return self.start_subcontainer();
+        }
+        let call = self.sandbox_call(SandboxRequest::Start { id });
+        AtomicResponse::new(Box::pin(call.into_actor(self).then(|res, act, _| act.mark_running(res.map(drop)))))
+    }
+}
+
+impl ContainerActor {
+    /// After the sandbox started the process: Running, saved.
+    fn mark_running(&mut self, started: Result<(), ApiError>) -> impl ActorFuture<Self, Output = Result<ContainerState, ApiError>> {
+        let res = started.and_then(|()| {
+            // The process may have exited already (its notice is queued behind us); the
+            // start itself succeeded.
+            self.meta.status = status::transition(&self.meta.id, self.meta.status, Status::Running)?;
+            info!(container = %self.meta.id, "container started");
+            Ok(self.meta.clone())
+        });
+        let store = self.store.clone();
+        let gofer = self.gofer_status.clone();
+        async move {
+            let meta: Meta = res?;
+            save(&store, &meta).await?;
+            Ok(meta.state(gofer))
+        }
+        .into_actor(self)
+    }
+
+    /// A subcontainer's first start: its gofer (in the sandbox's cgroup), its init in the
+    /// sandbox, then the start itself.
+    fn start_subcontainer(&mut self) -> AtomicResponse<Self, Result<ContainerState, ApiError>> {
+        let config = self.config.clone();
+        let meta = self.meta.clone();
+        let dir = self.store.dir(&meta.id);
+        let sandbox = self.sandbox.clone();
+        let cgroup = self.cgroup.clone();
+        let stdio = self.pending_stdio.take().unwrap_or_default();
+        let fut = async move {
+            let id = meta.id.clone();
+            let sandbox =
+                sandbox.ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its sandbox is gone")))?;
+            let cgroup = cgroup.ok_or_else(|| ApiError::internal(format!("container {id:?} has no cgroup")))?;
+            let (gofer_ends, sandbox_ends) = io_sockets(&meta)?;
+            let launched = GoferActor::launch(&config, &id, &dir, gofer_setup(&config, &meta, gofer_ends, Vec::new())?).await?;
+            let gofer_pid = launched.record.pid;
+            let sandbox_id = meta.sandbox_id.clone();
+            let cg = cgroup.clone();
+            let started = async {
+                let dirs = blocking(move || {
+                    Cgroup::open(&cgroups::sandbox_path(&sandbox_id))?.add(gofer_pid)?;
+                    cg.open_dirs()
+                })
+                .await?;
+                let host_pid = create_in_sandbox(&sandbox, &meta, false, stdio, sandbox_ends, dirs).await?;
+                let record = procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;
+                sandbox
+                    .send(Call(SandboxRequest::Start { id: id.clone() }))
+                    .await
+                    .map_err(|_| ApiError::new(ErrorKind::Sandbox, "the sandbox went away"))??;
+                Ok(record)
+            }
+            .await;
+            match started {
+                Ok(record) => Ok((launched, record)),
+                Err(e) => {
+                    let _ = launched.addr.send(DestroyGofer).await;
+                    Err(e)
+                }
+            }
+        };
+        AtomicResponse::new(Box::pin(fut.into_actor(self).then(|res, act, ctx| {
+            let res = res.map(|(launched, record)| {
+                launched.addr.do_send(WatchGofer(ctx.address().recipient()));
+                act.meta.gofer = Some(launched.record);
+                act.meta.init = Some(record);
+                act.gofer = Some(GoferHandle::from(launched));
+                act.gofer_status = GoferStatus::Running;
+                act.gofer_budget.started(std::time::Instant::now());
+            });
+            act.mark_running(res)
+        })))
+    }
+}
+

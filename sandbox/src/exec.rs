@@ -1,0 +1,86 @@
+//! Running another process in a container: the sandbox forks, and the child joins the
+//! container's cgroup and namespaces before it takes on the process's attributes and execs.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::sched::CloneFlags;
+use nix::unistd::{ForkResult, Pid};
+use oci_spec::runtime::Process;
+use wire::{ApiError, ErrorKind};
+
+use crate::containers::Namespaces;
+use crate::{cgroup, process, sync};
+
+/// What an exec'd process needs.
+pub struct ExecConfig<'a> {
+    /// The container, for messages.
+    pub what: String,
+    /// The process to run.
+    pub process: &'a Process,
+    /// The container's cgroup directories.
+    pub cgroups: &'a [OwnedFd],
+    /// The container's namespaces.
+    pub namespaces: &'a Namespaces,
+    /// The caller's stdio.
+    pub stdio: [Option<OwnedFd>; 3],
+}
+
+/// Forks the process and returns once it has called `execve` (or failed, in which case it is
+/// reaped before this returns).
+pub fn spawn(config: ExecConfig<'_>) -> Result<Pid, ApiError> {
+    let (parent_end, child_end) = sync::pair()?;
+    // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
+    match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
+        ForkResult::Child => {
+            drop(parent_end);
+            let code = match setup(&config) {
+                Ok(plan) => {
+                    let err = plan.exec();
+                    sync::send_error(
+                        &child_end,
+                        &ApiError::new(ErrorKind::InvalidSpec, format!("exec {:?}: {err}", plan.path().to_string_lossy())),
+                    );
+                    127
+                }
+                Err(err) => {
+                    sync::send_error(&child_end, &err);
+                    1
+                }
+            };
+            // SAFETY: _exit ends the child without running the parent's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(child_end);
+            let ExecConfig { what, stdio, .. } = config;
+            drop(stdio);
+            match sync::read(parent_end.as_fd()) {
+                Ok(None) => Ok(child),
+                other => {
+                    let err = sync::failure(&what, "starting the process", other);
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    Err(err)
+                }
+            }
+        }
+    }
+}
+
+fn setup(config: &ExecConfig<'_>) -> Result<process::ExecPlan, ApiError> {
+    sync::reset_process_state()?;
+    cgroup::join(config.cgroups).map_err(|e| ApiError::io("joining the container's cgroup", e))?;
+    let ns = config.namespaces;
+    // The user namespace first: entering the others needs capabilities in it.
+    if let Some(user) = &ns.user {
+        nix::sched::setns(user, CloneFlags::CLONE_NEWUSER).map_err(|e| ApiError::io("entering the user namespace", e))?;
+    }
+    nix::sched::setns(&ns.mnt, CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("entering the mount namespace", e))?;
+    if let Some(cgroup) = &ns.cgroup {
+        nix::sched::setns(cgroup, CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| ApiError::io("entering the cgroup namespace", e))?;
+    }
+    let plan = process::apply(config.process)?;
+    sync::connect_stdio(&config.stdio)?;
+    Ok(plan)
+}

@@ -1,0 +1,142 @@
+//! The handshake between the sandbox and a child it forked (a container's init or an exec'd
+//! process), over a close-on-exec `SOCK_SEQPACKET` pair.
+//!
+//! The child sends one-byte messages (`R` ready, `U` please map my user namespace's ids) or
+//! `E`, a kind byte and a message for an error. A successful `execve` closes the child's end,
+//! which the sandbox sees as end-of-file.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use rustix::fs::OFlags;
+use wire::{ApiError, ErrorKind};
+
+/// How long a child may take to set up or to exec before the sandbox gives up on it.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The child is set up (and waits for start).
+pub const READY: u8 = b'R';
+/// An error follows.
+pub const ERROR: u8 = b'E';
+/// Run the user's program.
+pub const START: u8 = b'S';
+/// The child entered a new user namespace and needs its id maps written by the sandbox.
+pub const MAP_IDS: u8 = b'U';
+/// The sandbox wrote them.
+pub const IDS_MAPPED: u8 = b'M';
+
+/// A close-on-exec seqpacket pair: (sandbox's end, child's end).
+pub fn pair() -> Result<(OwnedFd, OwnedFd), ApiError> {
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(|e| ApiError::io("socketpair", e))
+}
+
+/// Sends a one-byte message.
+pub fn send(fd: &OwnedFd, byte: u8) -> std::io::Result<()> {
+    nix::sys::socket::send(fd.as_raw_fd(), &[byte], MsgFlags::MSG_NOSIGNAL).map(drop).map_err(Into::into)
+}
+
+/// Reads one message; `None` at end-of-file. Gives up after a minute.
+pub fn read(fd: BorrowedFd<'_>) -> std::io::Result<Option<Vec<u8>>> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let timeout = PollTimeout::try_from(TIMEOUT).unwrap_or(PollTimeout::MAX);
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")),
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match nix::sys::socket::recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            Ok(0) => return Ok(None),
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::ECONNRESET) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Blocks until the peer sends `byte`; anything else (or end-of-file) is `false`.
+pub fn expect(fd: &OwnedFd, byte: u8) -> bool {
+    let mut got = [0u8; 1];
+    loop {
+        match nix::sys::socket::recv(fd.as_raw_fd(), &mut got, MsgFlags::empty()) {
+            Ok(1) => return got[0] == byte,
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return false,
+        }
+    }
+}
+
+/// The child side: reports an error.
+pub fn send_error(fd: &OwnedFd, err: &ApiError) {
+    let kind = match err.kind {
+        ErrorKind::InvalidSpec => b's',
+        ErrorKind::Unsupported => b'u',
+        ErrorKind::NotFound => b'n',
+        _ => b'i',
+    };
+    let mut msg = vec![ERROR, kind];
+    msg.extend_from_slice(err.message.as_bytes());
+    msg.truncate(60 * 1024);
+    let _ = nix::sys::socket::send(fd.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL);
+}
+
+/// The sandbox side: turns what the child said (or did not say) into an error about `what`.
+pub fn failure(what: &str, phase: &str, got: std::io::Result<Option<Vec<u8>>>) -> ApiError {
+    match got {
+        Ok(Some(msg)) if msg.first() == Some(&ERROR) && msg.len() >= 2 => {
+            let text = String::from_utf8_lossy(&msg[2..]).to_string();
+            let kind = match msg[1] {
+                b's' => ErrorKind::InvalidSpec,
+                b'u' => ErrorKind::Unsupported,
+                b'n' => ErrorKind::NotFound,
+                _ => ErrorKind::Io,
+            };
+            ApiError::new(kind, format!("{what}: {text}"))
+        }
+        Ok(Some(_)) => ApiError::new(ErrorKind::Sandbox, format!("{what}: garbled message while {phase}")),
+        Ok(None) => ApiError::new(ErrorKind::Sandbox, format!("{what}: its process died while {phase}")),
+        Err(e) => ApiError::new(ErrorKind::Sandbox, format!("{what}: while {phase}: {e}")),
+    }
+}
+
+/// The child side, first thing: the sandbox blocks SIGCHLD for its signalfd and Rust ignores
+/// SIGPIPE; neither may leak into the container. A new session detaches from the sandbox's.
+pub fn reset_process_state() -> Result<(), ApiError> {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // SAFETY: restoring the default disposition of SIGPIPE installs no handler code.
+    unsafe {
+        let _ = nix::sys::signal::signal(Signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl);
+    }
+    nix::unistd::setsid().map_err(|e| ApiError::io("setsid", e))?;
+    Ok(())
+}
+
+/// The child side, last thing before exec: the caller's stdio (or `/dev/null`) on 0, 1, 2.
+pub fn connect_stdio(stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
+    for (target, fd) in stdio.iter().enumerate() {
+        let source = match fd {
+            Some(fd) => fd.try_clone().map_err(|e| ApiError::io("dup stdio", e))?,
+            None => OwnedFd::from(
+                rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                    .map_err(|e| ApiError::io("/dev/null", e))?,
+            ),
+        };
+        // SAFETY: dup2 onto 0..=2 replaces the standard descriptors, which nothing else in this
+        // process holds as an OwnedFd.
+        if unsafe { libc::dup2(source.as_fd().as_raw_fd(), target as i32) } < 0 {
+            return Err(ApiError::io("dup2 stdio", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(())
+}
