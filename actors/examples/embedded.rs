@@ -40,7 +40,12 @@ async fn run(root: std::path::PathBuf) -> Result<i32, Box<dyn std::error::Error>
             id: id.clone(),
             bundle: Default::default(),
             spec: SpecJson::from_spec(&spec)?,
-            stdio: Stdio { stdin: FdSlot::Empty, stdout: FdSlot::new(stdout), stderr: FdSlot::new(stderr) },
+            stdio: Stdio {
+                stdin: FdSlot::Empty,
+                stdout: FdSlot::new(stdout),
+                stderr: FdSlot::new(stderr),
+                console: FdSlot::Empty,
+            },
         })
         .await??;
     eprintln!("created {} (pid {:?})", created.id, created.pid);

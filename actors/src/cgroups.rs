@@ -89,7 +89,6 @@ impl Cgroup {
                     rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
                     rustix::fs::Mode::empty(),
                 )
-                .map(OwnedFd::from)
                 .map_err(|e| cg_err(d.display(), e))
             })
             .collect()

@@ -94,7 +94,8 @@ pub fn placement(spec: &Spec) -> Result<Placement, ApiError> {
 /// process with the command, environment, working directory and user replaced.
 pub fn exec_process(container: &Spec, exec: &wire::api::ExecSpec) -> Result<oci_spec::runtime::Process, ApiError> {
     if let Some(json) = &exec.process {
-        return serde_json::from_str(json).map_err(|e| ApiError::invalid_spec(format!("invalid OCI process for exec: {e}")));
+        return serde_json::from_str(json)
+            .map_err(|e| ApiError::invalid_spec(format!("invalid OCI process for exec: {e}")));
     }
     let mut process =
         container.process().clone().ok_or_else(|| ApiError::invalid_spec("the container's spec has no process"))?;
@@ -130,11 +131,18 @@ pub fn exec_process(container: &Spec, exec: &wire::api::ExecSpec) -> Result<oci_
         }
         process.set_user(u);
     }
-    if exec.tty {
-        return Err(ApiError::new(ErrorKind::Unsupported, "exec with a terminal is not supported yet"));
-    }
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(exec.tty));
     Ok(process)
+}
+
+/// A process with a terminal needs somewhere to send the pty's master, as runc requires.
+pub fn require_console(process: &oci_spec::runtime::Process, stdio: &wire::Stdio) -> Result<(), ApiError> {
+    if process.terminal().unwrap_or(false) && stdio.console.as_fd().is_none() {
+        return Err(ApiError::invalid_argument(
+            "the process has a terminal (process.terminal or --tty) but no console socket to send it to (--console-socket)",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks what must hold before anything is started.
@@ -149,9 +157,6 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     }
     if !process.cwd().is_absolute() {
         return Err(ApiError::invalid_spec(format!("process.cwd {:?} is not an absolute path", process.cwd())));
-    }
-    if process.terminal().unwrap_or(false) {
-        return Err(ApiError::new(ErrorKind::Unsupported, "process.terminal is not supported yet"));
     }
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {

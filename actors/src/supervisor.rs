@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{info, warn};
-use wire::api::{CopyIn, CopyOut, Create, Delete, Exec, Executed, GetState, Kill, List, ProcessInfo, Ps, Start, Wait, WaitProcess};
+use wire::api::{
+    CopyIn, CopyOut, Create, Delete, Exec, Executed, GetState, Kill, List, ProcessInfo, Ps, Start, Wait, WaitProcess,
+};
 use wire::{ApiError, ContainerState, ErrorKind, ExitStatus};
 
 use crate::config::SupervisorConfig;
@@ -39,7 +41,8 @@ impl Supervisor {
     /// system. Every container found under the root is restored before the first message is
     /// handled.
     pub fn start(config: SupervisorConfig) -> Result<Addr<Supervisor>, ApiError> {
-        std::fs::create_dir_all(&config.root).map_err(|e| ApiError::io(format!("creating {}", config.root.display()), e))?;
+        std::fs::create_dir_all(&config.root)
+            .map_err(|e| ApiError::io(format!("creating {}", config.root.display()), e))?;
         let store = MetaStore::new(config.root.clone());
         Ok(Supervisor { config: Arc::new(config), store, containers: BTreeMap::new() }.start())
     }

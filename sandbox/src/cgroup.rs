@@ -36,7 +36,8 @@ pub fn live_procs(dirs: &[OwnedFd], proc: BorrowedFd<'_>) -> Vec<Pid> {
 
 /// Whether `pid` is a live (not zombie) process of the sandbox's PID namespace.
 pub fn is_alive(proc: BorrowedFd<'_>, pid: Pid) -> bool {
-    let Ok(file) = rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+    let Ok(file) =
+        rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
     else {
         return false;
     };
@@ -47,7 +48,9 @@ pub fn is_alive(proc: BorrowedFd<'_>, pid: Pid) -> bool {
 
 /// The parent of `pid` in the sandbox's PID namespace.
 pub fn parent_of(proc: BorrowedFd<'_>, pid: Pid) -> Option<Pid> {
-    let file = rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let file =
+        rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .ok()?;
     let mut stat = String::new();
     std::io::Read::read_to_string(&mut std::fs::File::from(file), &mut stat).ok()?;
     stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok().map(Pid::from_raw)

@@ -41,7 +41,12 @@ impl Namespaces {
     /// sandbox are left out (entering them would fail, and is not needed).
     pub fn of(proc: &OwnedFd, pid: Pid) -> std::io::Result<Self> {
         let open = |who: &str, ns: &str| -> std::io::Result<OwnedFd> {
-            Ok(rustix::fs::openat(proc, format!("{who}/ns/{ns}").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
+            Ok(rustix::fs::openat(
+                proc,
+                format!("{who}/ns/{ns}").as_str(),
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?)
         };
         let own = |ns: &str| -> std::io::Result<Option<OwnedFd>> {
             let theirs = open(&pid.to_string(), ns)?;

@@ -23,6 +23,8 @@ pub struct ExecConfig<'a> {
     pub namespaces: &'a Namespaces,
     /// The caller's stdio.
     pub stdio: [Option<OwnedFd>; 3],
+    /// The caller's console socket, for a process with a terminal.
+    pub console: Option<OwnedFd>,
 }
 
 /// Forks the process and returns once it has called `execve` (or failed, in which case it is
@@ -38,7 +40,10 @@ pub fn spawn(config: ExecConfig<'_>) -> Result<Pid, ApiError> {
                     let err = plan.exec();
                     sync::send_error(
                         &child_end,
-                        &ApiError::new(ErrorKind::InvalidSpec, format!("exec {:?}: {err}", plan.path().to_string_lossy())),
+                        &ApiError::new(
+                            ErrorKind::InvalidSpec,
+                            format!("exec {:?}: {err}", plan.path().to_string_lossy()),
+                        ),
                     );
                     127
                 }
@@ -52,8 +57,8 @@ pub fn spawn(config: ExecConfig<'_>) -> Result<Pid, ApiError> {
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            let ExecConfig { what, stdio, .. } = config;
-            drop(stdio);
+            let ExecConfig { what, stdio, console, .. } = config;
+            drop((stdio, console));
             match sync::read(parent_end.as_fd()) {
                 Ok(None) => Ok(child),
                 other => {
@@ -73,14 +78,14 @@ fn setup(config: &ExecConfig<'_>) -> Result<process::ExecPlan, ApiError> {
     let ns = config.namespaces;
     // The user namespace first: entering the others needs capabilities in it.
     if let Some(user) = &ns.user {
-        nix::sched::setns(user, CloneFlags::CLONE_NEWUSER).map_err(|e| ApiError::io("entering the user namespace", e))?;
+        nix::sched::setns(user, CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| ApiError::io("entering the user namespace", e))?;
     }
     nix::sched::setns(&ns.mnt, CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("entering the mount namespace", e))?;
     if let Some(cgroup) = &ns.cgroup {
         nix::sched::setns(cgroup, CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ApiError::io("entering the cgroup namespace", e))?;
     }
-    let plan = process::apply(config.process)?;
-    sync::connect_stdio(&config.stdio)?;
-    Ok(plan)
+    crate::console::connect(config.process.terminal().unwrap_or(false), config.console.as_ref(), &config.stdio)?;
+    process::apply(config.process)
 }

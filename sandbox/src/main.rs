@@ -13,6 +13,7 @@
 
 mod args;
 mod cgroup;
+mod console;
 mod containers;
 mod exec;
 mod init;

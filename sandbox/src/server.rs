@@ -193,11 +193,13 @@ impl Server {
                 set_identity(&spec)?;
             }
             let stdio = [create.stdio.stdin.take(), create.stdio.stdout.take(), create.stdio.stderr.take()];
+            let console = create.stdio.console.take();
             let waiting = init::spawn(InitConfig {
                 id: &id,
                 spec: &spec,
                 rootfs: staged.rootfs.clone(),
                 stdio,
+                console,
                 binds: staged.binds.clone(),
                 cgroups: &cgroups,
                 proc: &proc,
@@ -220,10 +222,8 @@ impl Server {
         };
         let pid = waiting.pid;
         let pidfd = pidfd_of(pid);
-        self.containers.insert(
-            id,
-            Record { pid, phase: Phase::Created(waiting), staged, released: false, cgroups, namespaces },
-        );
+        self.containers
+            .insert(id, Record { pid, phase: Phase::Created(waiting), staged, released: false, cgroups, namespaces });
         Ok(SandboxReply::Created { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd) })
     }
 
@@ -236,12 +236,14 @@ impl Server {
             return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")));
         }
         let stdio = [request.stdio.stdin.take(), request.stdio.stdout.take(), request.stdio.stderr.take()];
+        let console = request.stdio.console.take();
         let pid = exec::spawn(ExecConfig {
             what: format!("exec in container {id:?}"),
             process: &process,
             cgroups: &record.cgroups,
             namespaces: &record.namespaces,
             stdio,
+            console,
         })?;
         self.containers.add_exec(&id, pid);
         Ok(SandboxReply::Executed { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd_of(pid)) })
@@ -266,7 +268,9 @@ impl Server {
                 "process {pid} is not a child of the sandbox: its exit status goes to its parent"
             )));
         }
-        Err(ApiError::not_found(format!("no exit status of process {pid} to collect (it was collected already, or never known)")))
+        Err(ApiError::not_found(format!(
+            "no exit status of process {pid} to collect (it was collected already, or never known)"
+        )))
     }
 
     /// Reaps every exited child; reports the containers whose init ended and answers those
@@ -292,7 +296,10 @@ impl Server {
                 let _ = self.containers.collect(pid);
             }
             for w in waiters {
-                self.peers.reply(w.peer, &SandboxFrame::Reply { id: w.request, result: Ok(SandboxReply::ProcessExited(status)) });
+                self.peers.reply(
+                    w.peer,
+                    &SandboxFrame::Reply { id: w.request, result: Ok(SandboxReply::ProcessExited(status)) },
+                );
             }
             if let Reaped::Init(id) = what {
                 // The container ends with its init, as with runc: nothing of it may outlive it.
@@ -335,11 +342,14 @@ fn pidfd_of(pid: Pid) -> Option<OwnedFd> {
 fn receive_mounts(sockets: &mut [FdSlot]) -> Result<Vec<OwnedFd>, ApiError> {
     let mut mounts = Vec::with_capacity(sockets.len());
     for (i, slot) in sockets.iter_mut().enumerate() {
-        let socket = slot.take().ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("io socket {i} is missing")))?;
+        let socket =
+            slot.take().ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("io socket {i} is missing")))?;
         let mut conn = Connection::new(UnixStream::from(socket), DEFAULT_MAX_FRAME);
         let GoferMessage::Mount { mut mount } = recv_gofer(&mut conn, GOFER_TIMEOUT)?;
         mounts.push(
-            mount.take().ok_or_else(|| ApiError::new(ErrorKind::Protocol, "the gofer sent a mount without its descriptor"))?,
+            mount
+                .take()
+                .ok_or_else(|| ApiError::new(ErrorKind::Protocol, "the gofer sent a mount without its descriptor"))?,
         );
     }
     Ok(mounts)
@@ -348,7 +358,8 @@ fn receive_mounts(sockets: &mut [FdSlot]) -> Result<Vec<OwnedFd>, ApiError> {
 /// Sets the sandbox's hostname and domain name from the root container's spec.
 fn set_identity(spec: &oci_spec::runtime::Spec) -> Result<(), ApiError> {
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
-        nix::unistd::sethostname(hostname).map_err(|e| ApiError::invalid_spec(format!("hostname {hostname:?}: {e}")))?;
+        nix::unistd::sethostname(hostname)
+            .map_err(|e| ApiError::invalid_spec(format!("hostname {hostname:?}: {e}")))?;
     }
     if let Some(domain) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
         // SAFETY: setdomainname reads `len` bytes of the string we pass.
@@ -368,7 +379,10 @@ fn recv_gofer(conn: &mut Connection, timeout: Duration) -> Result<GoferMessage, 
             return Ok(msg);
         }
         if conn.is_closed() {
-            return Err(ApiError::new(ErrorKind::Sandbox, format!("the gofer closed its socket: {}", conn.end_error())));
+            return Err(ApiError::new(
+                ErrorKind::Sandbox,
+                format!("the gofer closed its socket: {}", conn.end_error()),
+            ));
         }
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];

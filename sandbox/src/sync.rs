@@ -29,7 +29,8 @@ pub const IDS_MAPPED: u8 = b'M';
 
 /// A close-on-exec seqpacket pair: (sandbox's end, child's end).
 pub fn pair() -> Result<(OwnedFd, OwnedFd), ApiError> {
-    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(|e| ApiError::io("socketpair", e))
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| ApiError::io("socketpair", e))
 }
 
 /// Sends a one-byte message.
@@ -127,10 +128,8 @@ pub fn connect_stdio(stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
     for (target, fd) in stdio.iter().enumerate() {
         let source = match fd {
             Some(fd) => fd.try_clone().map_err(|e| ApiError::io("dup stdio", e))?,
-            None => OwnedFd::from(
-                rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, rustix::fs::Mode::empty())
-                    .map_err(|e| ApiError::io("/dev/null", e))?,
-            ),
+            None => rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(|e| ApiError::io("/dev/null", e))?,
         };
         // SAFETY: dup2 onto 0..=2 replaces the standard descriptors, which nothing else in this
         // process holds as an OwnedFd.

@@ -338,6 +338,16 @@ impl Bundle {
         });
     }
 
+    /// Adds the annotation `key`=`value`.
+    pub fn annotate(&self, key: &str, value: &str) {
+        self.edit_config(|c| {
+            if c.get("annotations").is_none() {
+                c["annotations"] = serde_json::json!({});
+            }
+            c["annotations"][key] = serde_json::Value::from(value);
+        });
+    }
+
     /// The root filesystem directory.
     pub fn rootfs(&self) -> PathBuf {
         self.path().join("rootfs")
@@ -386,4 +396,51 @@ pub fn stdout(out: &Output) -> String {
 /// Stderr of `out` as a string.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The parent pid of process `pid`, from /proc.
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("PPid:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Host pids of the zombies whose parent is `parent`.
+pub fn zombie_children(parent: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command: state, ppid, ...
+        let mut rest = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+        if rest.next() == Some("Z") && rest.next().and_then(|p| p.parse().ok()) == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The pid of host process `pid` in its own (innermost) PID namespace.
+pub fn namespace_pid(pid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("NSpid:")).and_then(|v| v.split_whitespace().last()?.parse().ok())
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held. For states
+/// the kernel reaches asynchronously (a zombie reaped by another process), where there is
+/// nothing to wait on.
+pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

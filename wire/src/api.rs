@@ -193,17 +193,22 @@ pub struct Stdio {
     pub stdout: FdSlot,
     /// Becomes fd 2 (else `/dev/null`).
     pub stderr: FdSlot,
+    /// For a process with a terminal: a connected Unix socket (runc's `--console-socket`)
+    /// over which the pty's master is sent. The three streams are then unused: the process's
+    /// stdio is the pty.
+    #[serde(default)]
+    pub console: FdSlot,
 }
 
 impl Stdio {
-    /// The three slots, in wire order.
+    /// The slots, in wire order.
     pub fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        vec![&mut self.stdin, &mut self.stdout, &mut self.stderr]
+        vec![&mut self.stdin, &mut self.stdout, &mut self.stderr, &mut self.console]
     }
 
-    /// The three slots, in wire order.
+    /// The slots, in wire order.
     pub fn slots(&self) -> Vec<&FdSlot> {
-        vec![&self.stdin, &self.stdout, &self.stderr]
+        vec![&self.stdin, &self.stdout, &self.stderr, &self.console]
     }
 }
 
@@ -535,7 +540,12 @@ mod tests {
             id: "c1".into(),
             bundle: "/b".into(),
             spec: spec.clone(),
-            stdio: Stdio { stdin: FdSlot::Empty, stdout: FdSlot::new(OwnedFd::from(a)), stderr: FdSlot::Empty },
+            stdio: Stdio {
+                stdin: FdSlot::Empty,
+                stdout: FdSlot::new(OwnedFd::from(a)),
+                stderr: FdSlot::Empty,
+                console: FdSlot::Empty,
+            },
         });
         match roundtrip_request(create) {
             Request::Create(c) => {
@@ -564,14 +574,28 @@ mod tests {
         ));
         let (p1, p2) = std::os::unix::net::UnixStream::pair().unwrap();
         assert!(matches!(
-            roundtrip_request(Request::CopyOut(CopyOut { id: "o".into(), path: "/etc".into(), sink: FdSlot::new(OwnedFd::from(p1)) })),
+            roundtrip_request(Request::CopyOut(CopyOut {
+                id: "o".into(),
+                path: "/etc".into(),
+                sink: FdSlot::new(OwnedFd::from(p1))
+            })),
             Request::CopyOut(CopyOut { sink: FdSlot::Pending, .. })
         ));
         assert!(matches!(
-            roundtrip_request(Request::CopyIn(CopyIn { id: "i".into(), path: "/x".into(), contents: true, source: FdSlot::new(OwnedFd::from(p2)) })),
+            roundtrip_request(Request::CopyIn(CopyIn {
+                id: "i".into(),
+                path: "/x".into(),
+                contents: true,
+                source: FdSlot::new(OwnedFd::from(p2))
+            })),
             Request::CopyIn(CopyIn { contents: true, source: FdSlot::Pending, .. })
         ));
-        let spec = ExecSpec { args: vec!["ls".into()], env: vec!["A=b".into()], user: Some("1:2".into()), ..Default::default() };
+        let spec = ExecSpec {
+            args: vec!["ls".into()],
+            env: vec!["A=b".into()],
+            user: Some("1:2".into()),
+            ..Default::default()
+        };
         match roundtrip_request(Request::Exec(Exec { id: "e".into(), spec: spec.clone(), stdio: Stdio::default() })) {
             Request::Exec(e) => assert_eq!(e.spec, spec),
             other => panic!("{other:?}"),
@@ -605,7 +629,13 @@ mod tests {
             Ok(Reply::Exit(ExitStatus::Exited(3))),
             Ok(Reply::Done),
             Ok(Reply::Executed(Executed { pid: 100, ns_pid: 3 })),
-            Ok(Reply::Processes(vec![ProcessInfo { pid: 1, ppid: 0, uid: 0, started: "t".into(), command: "sh".into() }])),
+            Ok(Reply::Processes(vec![ProcessInfo {
+                pid: 1,
+                ppid: 0,
+                uid: 0,
+                started: "t".into(),
+                command: "sh".into(),
+            }])),
             Err(ApiError::not_found("container \"x\" does not exist")),
         ];
         for (i, result) in replies.into_iter().enumerate() {
@@ -622,7 +652,10 @@ mod tests {
     fn garbage_and_truncated_frames_never_panic() {
         // Every prefix of a valid frame, and every single-byte corruption of it, decodes to an
         // error or to some message, but never panics or allocates without bound.
-        let frame = RequestFrame { id: 1, request: Request::Kill(Kill { id: "abc".into(), signal: 15, all: false, pid: None }) };
+        let frame = RequestFrame {
+            id: 1,
+            request: Request::Kill(Kill { id: "abc".into(), signal: 15, all: false, pid: None }),
+        };
         let bytes = encode_frame(&frame, 1 << 20).unwrap();
         let payload = &bytes[4..];
         for cut in 0..payload.len() {

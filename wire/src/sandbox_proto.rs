@@ -240,6 +240,7 @@ mod tests {
                     stdin: FdSlot::new(OwnedFd::from(r1)),
                     stdout: FdSlot::Empty,
                     stderr: FdSlot::new(OwnedFd::from(w1)),
+                    console: FdSlot::Empty,
                 },
                 mounts: vec![FdSlot::new(OwnedFd::from(g1)), FdSlot::new(OwnedFd::from(g3))],
                 cgroups: vec![],

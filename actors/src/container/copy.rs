@@ -20,6 +20,10 @@ impl Handler<CopyIn> for ContainerActor {
     type Result = ResponseFuture<Result<(), ApiError>>;
 
     fn handle(&mut self, msg: CopyIn, ctx: &mut Context<Self>) -> Self::Result {
-        self.gofer_call(ctx, Operation::Copy, GoferRequest::CopyIn { path: msg.path, contents: msg.contents, source: msg.source })
+        self.gofer_call(
+            ctx,
+            Operation::Copy,
+            GoferRequest::CopyIn { path: msg.path, contents: msg.contents, source: msg.source },
+        )
     }
 }

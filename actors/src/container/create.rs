@@ -117,6 +117,9 @@ pub(crate) async fn create(
 ) -> Result<Addr<ContainerActor>, ApiError> {
     let spec = msg.spec.parse()?;
     spec::validate(&spec)?;
+    if let Some(process) = spec.process() {
+        spec::require_console(process, &msg.stdio)?;
+    }
     if !msg.bundle.as_os_str().is_empty() && !msg.bundle.is_absolute() {
         return Err(ApiError::invalid_argument(format!("bundle {} is not an absolute path", msg.bundle.display())));
     }
@@ -203,7 +206,8 @@ async fn build_root(
         let cgroup = cgroup.clone();
         blocking(move || cgroup.open_dirs()).await?
     };
-    let host_pid = create_in_sandbox(&sandbox, meta, true, std::mem::take(&mut msg.stdio), sandbox_ends, cgroup_dirs).await?;
+    let host_pid =
+        create_in_sandbox(&sandbox, meta, true, std::mem::take(&mut msg.stdio), sandbox_ends, cgroup_dirs).await?;
     meta.init = Some(procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?);
     meta.status = status::transition(&id, meta.status, Status::Created)?;
     save(store, meta).await?;

@@ -23,6 +23,7 @@ impl Handler<Exec> for ContainerActor {
                 ));
             }
             let process = spec::exec_process(&self.meta.spec, &msg.spec)?;
+            spec::require_console(&process, &msg.stdio)?;
             serde_json::to_string(&process).map_err(|e| ApiError::internal(format!("encoding the process: {e}")))
         })();
         let process = match prepared {
@@ -33,7 +34,9 @@ impl Handler<Exec> for ContainerActor {
         Box::pin(async move {
             match call.await? {
                 SandboxReply::Executed { pid, pidfd } => {
-                    let pidfd = pidfd.as_fd().ok_or_else(|| ApiError::new(ErrorKind::Protocol, "exec reply without a pidfd"))?;
+                    let pidfd = pidfd
+                        .as_fd()
+                        .ok_or_else(|| ApiError::new(ErrorKind::Protocol, "exec reply without a pidfd"))?;
                     // The process may already have exited and been reaped: then its host pid
                     // is unknown, which the caller does not need to wait for it.
                     let host = procfs::pidfd_pid(pidfd).unwrap_or(-1);

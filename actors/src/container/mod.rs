@@ -182,12 +182,15 @@ impl ContainerActor {
         self.meta.state(self.gofer_status.clone())
     }
 
-    fn sandbox_call(&self, request: SandboxRequest) -> impl std::future::Future<Output = Result<SandboxReply, ApiError>> + 'static {
+    fn sandbox_call(
+        &self,
+        request: SandboxRequest,
+    ) -> impl std::future::Future<Output = Result<SandboxReply, ApiError>> + 'static {
         let sandbox = self.sandbox.clone();
         let id = self.meta.id.clone();
         async move {
-            let sandbox =
-                sandbox.ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its sandbox is gone")))?;
+            let sandbox = sandbox
+                .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its sandbox is gone")))?;
             sandbox
                 .send(Call(request))
                 .await

@@ -50,7 +50,9 @@ fn started_at(ticks: u64) -> String {
         .unwrap_or(0);
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(boot) + std::time::Duration::from_millis(ticks * 1000 / hz);
+    let at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_secs(boot)
+        + std::time::Duration::from_millis(ticks * 1000 / hz);
     humantime::format_rfc3339_seconds(at).to_string()
 }
 

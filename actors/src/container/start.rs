@@ -34,7 +34,10 @@ impl Handler<Start> for ContainerActor {
 
 impl ContainerActor {
     /// After the sandbox started the process: Running, saved.
-    fn mark_running(&mut self, started: Result<(), ApiError>) -> impl ActorFuture<Self, Output = Result<ContainerState, ApiError>> {
+    fn mark_running(
+        &mut self,
+        started: Result<(), ApiError>,
+    ) -> impl ActorFuture<Self, Output = Result<ContainerState, ApiError>> {
         let res = started.and_then(|()| {
             // The process may have exited already (its notice is queued behind us); the
             // start itself succeeded.
@@ -63,11 +66,12 @@ impl ContainerActor {
         let stdio = self.pending_stdio.take().unwrap_or_default();
         let fut = async move {
             let id = meta.id.clone();
-            let sandbox =
-                sandbox.ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its sandbox is gone")))?;
+            let sandbox = sandbox
+                .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its sandbox is gone")))?;
             let cgroup = cgroup.ok_or_else(|| ApiError::internal(format!("container {id:?} has no cgroup")))?;
             let (gofer_ends, sandbox_ends) = io_sockets(&meta)?;
-            let launched = GoferActor::launch(&config, &id, &dir, gofer_setup(&config, &meta, gofer_ends, Vec::new())?).await?;
+            let launched =
+                GoferActor::launch(&config, &id, &dir, gofer_setup(&config, &meta, gofer_ends, Vec::new())?).await?;
             let gofer_pid = launched.record.pid;
             let sandbox_id = meta.sandbox_id.clone();
             let cg = cgroup.clone();
@@ -78,7 +82,8 @@ impl ContainerActor {
                 })
                 .await?;
                 let host_pid = create_in_sandbox(&sandbox, &meta, false, stdio, sandbox_ends, dirs).await?;
-                let record = procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;
+                let record =
+                    procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;
                 sandbox
                     .send(Call(SandboxRequest::Start { id: id.clone() }))
                     .await
@@ -107,4 +112,3 @@ impl ContainerActor {
         })))
     }
 }
-

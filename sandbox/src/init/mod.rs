@@ -29,6 +29,8 @@ pub struct InitConfig<'a> {
     pub rootfs: PathBuf,
     /// The caller's stdio; `None` becomes `/dev/null`.
     pub stdio: [Option<OwnedFd>; 3],
+    /// The caller's console socket, for a process with a terminal.
+    pub console: Option<OwnedFd>,
     /// Where the sandbox staged the gofer's bind mounts, in spec order.
     pub binds: Vec<PathBuf>,
     /// The container's cgroup directories.
@@ -62,8 +64,8 @@ pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            let InitConfig { id, stdio, proc, .. } = config;
-            drop(stdio);
+            let InitConfig { id, stdio, console, proc, .. } = config;
+            drop((stdio, console));
             let what = format!("container {id:?}");
             let mut got = sync::read(parent_end.as_fd());
             if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::MAP_IDS)) {
@@ -169,9 +171,10 @@ fn setup(config: &InitConfig<'_>, sync: &OwnedFd) -> Result<process::ExecPlan, A
         lock_mounts(sync)?;
     }
 
-    let plan = process::apply(process)?;
-    sync::connect_stdio(&config.stdio)?;
-    Ok(plan)
+    // The terminal before the process drops its privileges, as runc does: the pty is opened
+    // (and its slave owned) by the container's root.
+    crate::console::connect(process.terminal().unwrap_or(false), config.console.as_ref(), &config.stdio)?;
+    process::apply(process)
 }
 
 /// Whether the container's read-only mounts must be locked: it has some, and its process
@@ -216,7 +219,12 @@ fn lock_mounts(sync: &OwnedFd) -> Result<(), ApiError> {
 /// the same id outside.
 fn map_ids(proc: &OwnedFd, child: Pid) -> std::io::Result<()> {
     for map in ["uid_map", "gid_map"] {
-        let file = rustix::fs::openat(proc, format!("{child}/{map}").as_str(), OFlags::WRONLY | OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+        let file = rustix::fs::openat(
+            proc,
+            format!("{child}/{map}").as_str(),
+            OFlags::WRONLY | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
         rustix::io::write(&file, b"0 0 4294967295\n")?;
     }
     Ok(())

@@ -36,6 +36,9 @@ pub enum Command {
         /// Write the container's pid here.
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// A Unix socket to send the terminal's pty master to (when process.terminal is set).
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
         /// The container's id.
         id: String,
     },
@@ -98,6 +101,9 @@ pub enum Command {
         /// Write the process's host pid here.
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// A Unix socket to send the terminal's pty master to (with --tty).
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
         /// A JSON file with the whole OCI process to run.
         #[arg(long, short = 'p')]
         process: Option<PathBuf>,
@@ -169,6 +175,12 @@ pub enum Command {
         /// Write the container's pid here.
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// Give the process a terminal (sets process.terminal).
+        #[arg(long, short = 't')]
+        tty: bool,
+        /// A Unix socket to send the terminal's pty master to.
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
         /// The container's id (runc's form: `run --bundle DIR ID`).
         id: Option<String>,
         /// The command to run, after `--`.

@@ -4,6 +4,7 @@ mod args;
 mod copy;
 mod output;
 mod run;
+mod terminal;
 
 use std::path::Path;
 
@@ -34,9 +35,15 @@ fn connect(root: &Path) -> anyhow::Result<Client> {
 fn execute(args: CtlArgs) -> anyhow::Result<i32> {
     let root = std::path::absolute(&args.root)?;
     match args.command {
-        Command::Create { bundle, pid_file, id } => {
+        Command::Create { bundle, pid_file, console_socket, id } => {
             let mut client = connect(&root)?;
-            run::create(&mut client, &id, Some(&bundle), Vec::new(), pid_file.as_deref())?;
+            let how = run::CreateOptions {
+                pid_file: pid_file.as_deref(),
+                console_socket: console_socket.as_deref(),
+                detach: true,
+                tty: false,
+            };
+            run::create(&mut client, &id, Some(&bundle), Vec::new(), how)?;
             Ok(0)
         }
         Command::Start { id } => {
@@ -79,20 +86,22 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             println!("{}", output::wait_json(&full_id, status));
             Ok(0)
         }
-        Command::Exec { detach, pid_file, process, env, cwd, user, tty, id, command } => {
+        Command::Exec { detach, pid_file, console_socket, process, env, cwd, user, tty, id, command } => {
             let process = match process {
-                Some(path) => Some(
-                    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
-                ),
+                Some(path) => {
+                    Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
+                }
                 None => None,
             };
             let spec = wire::api::ExecSpec { process, args: command, env, cwd, user, tty };
-            run::exec(&root, &id, spec, detach, pid_file.as_deref())
+            run::exec(&root, &id, spec, detach, pid_file.as_deref(), console_socket.as_deref())
         }
         Command::Ps { format, id } => {
             let procs = connect(&root)?.ps(&id)?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string(&procs.iter().map(|p| p.pid).collect::<Vec<_>>())?),
+                Format::Json => {
+                    println!("{}", serde_json::to_string(&procs.iter().map(|p| p.pid).collect::<Vec<_>>())?)
+                }
                 Format::Table => print!("{}", output::ps_table(&procs)),
             }
             Ok(0)
@@ -105,7 +114,7 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             connect(&root)?.delete(&id, force)?;
             Ok(0)
         }
-        Command::Run { detach, rm, name, bundle, pid_file, id, command } => {
+        Command::Run { detach, rm, name, bundle, pid_file, tty, console_socket, id, command } => {
             let id = match (name, id) {
                 (Some(_), Some(_)) => {
                     anyhow::bail!("give the id either with --name or as an argument, not both")
@@ -113,7 +122,7 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
                 (Some(n), None) | (None, Some(n)) => n,
                 (None, None) => run::random_id()?,
             };
-            run::run(&root, run::RunOptions { id, bundle, command, detach, remove: rm, pid_file })
+            run::run(&root, run::RunOptions { id, bundle, command, detach, remove: rm, pid_file, tty, console_socket })
         }
     }
 }

@@ -1,7 +1,7 @@
 //! create and run: building the spec, handing over stdio, waiting, forwarding signals.
 
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -9,6 +9,7 @@ use wire::api::Create;
 use wire::client::Client;
 use wire::{ContainerState, FdSlot, SpecJson, Stdio};
 
+use super::terminal::{self, Console, Proxy};
 use crate::autostart::connect_or_start;
 
 /// What `ctl run` was asked to do.
@@ -26,6 +27,23 @@ pub struct RunOptions {
     pub remove: bool,
     /// Where to write the pid.
     pub pid_file: Option<PathBuf>,
+    /// Give the process a terminal.
+    pub tty: bool,
+    /// Where to send the terminal (else a foreground ctl serves it).
+    pub console_socket: Option<PathBuf>,
+}
+
+/// How `create` hands the container its stdio.
+#[derive(Debug, Clone, Copy)]
+pub struct CreateOptions<'a> {
+    /// Where to write the pid.
+    pub pid_file: Option<&'a Path>,
+    /// Where to send a terminal.
+    pub console_socket: Option<&'a Path>,
+    /// ctl will not stay to serve a terminal.
+    pub detach: bool,
+    /// Give the process a terminal whatever the spec says.
+    pub tty: bool,
 }
 
 /// The signals a foreground `ctl run` or `ctl exec` passes on to its process: every one that
@@ -58,7 +76,8 @@ fn forwarded_signals() -> Vec<i32> {
 }
 
 /// Forwards the signals ctl receives to process `pid` of container `id` (its init when
-/// `None`), until the returned guard is dropped.
+/// `None`), until the returned guard is dropped. With a terminal, they go to its foreground
+/// process group instead (as a terminal would send them), and a window change resizes it.
 struct Forwarder {
     handle: signal_hook::iterator::Handle,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -70,12 +89,30 @@ impl Forwarder {
         signal_hook::iterator::Signals::new(forwarded_signals()).context("installing signal handlers")
     }
 
-    fn start(mut signals: signal_hook::iterator::Signals, root: &Path, id: &str, pid: Option<i32>) -> anyhow::Result<Self> {
+    fn start(
+        mut signals: signal_hook::iterator::Signals,
+        root: &Path,
+        id: &str,
+        pid: Option<i32>,
+        tty: Option<OwnedFd>,
+    ) -> anyhow::Result<Self> {
         let handle = signals.handle();
         let mut client = connect_or_start(root)?;
         let target = id.to_string();
         let thread = std::thread::spawn(move || {
             for signal in signals.forever() {
+                if let Some(tty) = &tty {
+                    if signal == libc::SIGWINCH {
+                        terminal::copy_window_size(tty.as_fd());
+                        continue;
+                    }
+                    if let Some(group) = terminal::foreground_group(tty.as_fd()) {
+                        // SAFETY: kill has no memory effects; a negative pid names a group.
+                        if unsafe { libc::kill(-group, signal) } == 0 {
+                            continue;
+                        }
+                    }
+                }
                 let _ = client.kill(&target, signal, false, pid);
             }
         });
@@ -108,6 +145,7 @@ fn own_stdio() -> Stdio {
         stdin: dup(std::io::stdin().as_fd()),
         stdout: dup(std::io::stdout().as_fd()),
         stderr: dup(std::io::stderr().as_fd()),
+        console: FdSlot::Empty,
     }
 }
 
@@ -137,22 +175,38 @@ fn build_spec(
     }
 }
 
-/// Creates a container with ctl's stdio and writes its pid file.
+/// Creates a container with ctl's stdio (or a terminal) and writes its pid file. Returns the
+/// terminal's master when ctl is to serve it.
 pub fn create(
     client: &mut Client,
     id: &str,
     bundle: Option<&Path>,
     command: Vec<String>,
-    pid_file: Option<&Path>,
-) -> anyhow::Result<ContainerState> {
+    how: CreateOptions<'_>,
+) -> anyhow::Result<(ContainerState, Option<OwnedFd>)> {
     wire::ids::validate_id(id)?;
-    let (bundle, spec) = build_spec(id, bundle, command)?;
-    let state =
-        client.create(Create { id: id.to_string(), bundle, spec: SpecJson::from_spec(&spec)?, stdio: own_stdio() })?;
-    if let Some(path) = pid_file {
+    let (bundle, mut spec) = build_spec(id, bundle, command)?;
+    if how.tty {
+        if let Some(process) = spec.process_mut() {
+            process.set_terminal(Some(true));
+        }
+    }
+    let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let mut console = Console::prepare(terminal, how.console_socket, how.detach)?;
+    let mut stdio = own_stdio();
+    stdio.console = std::mem::take(&mut console.slot);
+    let state = client.create(Create { id: id.to_string(), bundle, spec: SpecJson::from_spec(&spec)?, stdio })?;
+    let master = match console.take_master() {
+        Ok(master) => master,
+        Err(e) => {
+            let _ = client.delete(&state.id, true);
+            return Err(e);
+        }
+    };
+    if let Some(path) = how.pid_file {
         write_pid_file(path, state.pid.unwrap_or(0))?;
     }
-    Ok(state)
+    Ok((state, master))
 }
 
 /// Writes the pid as runc does: to a temporary file renamed into place, so a reader never
@@ -175,13 +229,22 @@ fn write_pid_file(path: &Path, pid: i32) -> anyhow::Result<()> {
 pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
     let mut client = connect_or_start(root)?;
     // Listen for signals before the container exists, so none slips past.
-    let forwarding = if opts.detach {
-        None
-    } else {
-        Some(Forwarder::listen()?)
+    let forwarding = if opts.detach { None } else { Some(Forwarder::listen()?) };
+    let how = CreateOptions {
+        pid_file: opts.pid_file.as_deref(),
+        console_socket: opts.console_socket.as_deref(),
+        detach: opts.detach,
+        tty: opts.tty,
     };
-    let state = create(&mut client, &opts.id, opts.bundle.as_deref(), opts.command, opts.pid_file.as_deref())?;
+    let (state, master) = create(&mut client, &opts.id, opts.bundle.as_deref(), opts.command, how)?;
     let id = state.id;
+    let proxy = match master.as_ref().map(Proxy::start).transpose() {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            let _ = client.delete(&id, true);
+            return Err(e);
+        }
+    };
     if let Err(e) = client.start(&id) {
         // As runc's run: a container that cannot start is not left behind.
         let _ = client.delete(&id, true);
@@ -190,9 +253,12 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
     let Some(signals) = forwarding else {
         return Ok(0);
     };
-    let forwarder = Forwarder::start(signals, root, &id, None)?;
+    let forwarder = Forwarder::start(signals, root, &id, None, master)?;
     let status = client.wait(&id);
     drop(forwarder);
+    if let Some(proxy) = proxy {
+        proxy.finish();
+    }
     let status = status?;
     if opts.remove {
         client.delete(&id, false)?;
@@ -202,19 +268,40 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
 
 /// `ctl exec`: start a process in the container and, unless detached, wait for it (passing
 /// on signals) and return its exit code.
-pub fn exec(root: &Path, id: &str, spec: wire::api::ExecSpec, detach: bool, pid_file: Option<&Path>) -> anyhow::Result<i32> {
+pub fn exec(
+    root: &Path,
+    id: &str,
+    spec: wire::api::ExecSpec,
+    detach: bool,
+    pid_file: Option<&Path>,
+    console_socket: Option<&Path>,
+) -> anyhow::Result<i32> {
     let mut client = connect_or_start(root)?;
     let full_id = client.state(id)?.id;
+    let terminal = spec.tty || spec.process.as_deref().is_some_and(process_wants_terminal);
+    let mut console = Console::prepare(terminal, console_socket, detach)?;
     let forwarding = if detach { None } else { Some(Forwarder::listen()?) };
-    let started = client.exec(wire::api::Exec { id: full_id.clone(), spec, stdio: own_stdio() })?;
+    let mut stdio = own_stdio();
+    stdio.console = std::mem::take(&mut console.slot);
+    let started = client.exec(wire::api::Exec { id: full_id.clone(), spec, stdio })?;
+    let master = console.take_master()?;
     if let Some(path) = pid_file {
         write_pid_file(path, started.pid)?;
     }
     let Some(signals) = forwarding else {
         return Ok(0);
     };
-    let forwarder = Forwarder::start(signals, root, &full_id, Some(started.ns_pid))?;
+    let proxy = master.as_ref().map(Proxy::start).transpose()?;
+    let forwarder = Forwarder::start(signals, root, &full_id, Some(started.ns_pid), master)?;
     let status = client.wait_process(&full_id, started.ns_pid, false);
     drop(forwarder);
+    if let Some(proxy) = proxy {
+        proxy.finish();
+    }
     Ok(status?.code())
+}
+
+/// Whether runc's `exec --process` JSON asks for a terminal.
+fn process_wants_terminal(json: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(json).is_ok_and(|p| p["terminal"] == serde_json::Value::Bool(true))
 }

@@ -1,0 +1,77 @@
+//! A process's terminal, as runc gives one: a pty opened in the container's own devpts, its
+//! slave the process's controlling terminal and stdio, its master sent over the caller's
+//! console socket (the caller then owns the terminal; nothing of it stays in the sandbox).
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use rustix::pty::OpenptFlags;
+use wire::ApiError;
+
+/// A freshly opened pty.
+pub struct Pty {
+    master: OwnedFd,
+    slave: OwnedFd,
+    name: Vec<u8>,
+}
+
+/// Opens a pty through `/dev/ptmx` of the current mount namespace (the container's, whose
+/// `/dev/ptmx` leads to its own devpts instance).
+pub fn open() -> Result<Pty, ApiError> {
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = rustix::pty::openpt(flags).map_err(|e| ApiError::io("opening /dev/ptmx for the terminal", e))?;
+    rustix::pty::unlockpt(&master).map_err(|e| ApiError::io("unlocking the pty", e))?;
+    // TIOCGPTPEER opens the very slave of this master, whatever the container did to /dev/pts.
+    let slave =
+        rustix::pty::ioctl_tiocgptpeer(&master, flags).map_err(|e| ApiError::io("opening the pty's slave", e))?;
+    let name = rustix::pty::ptsname(&master, Vec::new()).map(|n| n.into_bytes()).unwrap_or_default();
+    Ok(Pty { master, slave, name })
+}
+
+impl Pty {
+    /// Sends the master over `socket`, with the slave's path as the message (as runc does;
+    /// receivers such as conmon and containerd's shim take the descriptor).
+    pub fn send_master(&self, socket: BorrowedFd<'_>) -> Result<(), ApiError> {
+        let fds = [self.master.as_raw_fd()];
+        let payload = if self.name.is_empty() { b"pty".as_slice() } else { self.name.as_slice() };
+        sendmsg::<()>(
+            socket.as_raw_fd(),
+            &[IoSlice::new(payload)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(|e| ApiError::io("sending the terminal over the console socket", e))?;
+        Ok(())
+    }
+
+    /// Makes the slave the calling process's controlling terminal (it must lead a session
+    /// without one) and its stdin, stdout and stderr. The master is closed here.
+    pub fn attach(self) -> Result<(), ApiError> {
+        drop(self.master);
+        rustix::process::ioctl_tiocsctty(&self.slave)
+            .map_err(|e| ApiError::io("making the pty the controlling terminal", e))?;
+        for target in 0..3 {
+            // SAFETY: dup2 onto 0..=2 replaces the standard descriptors, which nothing else in
+            // this process holds as an OwnedFd.
+            if unsafe { libc::dup2(self.slave.as_fd().as_raw_fd(), target) } < 0 {
+                return Err(ApiError::io("dup2 of the pty onto stdio", std::io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Gives the calling process a terminal when it asks for one: the pty's master goes over
+/// `console`, its slave becomes stdio. Otherwise the caller's `stdio` is connected.
+pub fn connect(terminal: bool, console: Option<&OwnedFd>, stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
+    if !terminal {
+        return crate::sync::connect_stdio(stdio);
+    }
+    let console =
+        console.ok_or_else(|| ApiError::invalid_argument("the process has a terminal but no console socket"))?;
+    let pty = open()?;
+    pty.send_master(console.as_fd())?;
+    pty.attach()
+}

@@ -1,0 +1,209 @@
+//! Terminals: `process.terminal` and `--tty`, the pty master sent over `--console-socket` as
+//! runc sends it, and a foreground ctl serving the terminal itself.
+
+use std::io::{IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use harness::{assert_nothing_left, stderr, unique, Bundle, Paddock};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+/// A console socket as conmon or containerd's shim opens one: a listener that takes the first
+/// descriptor sent to it.
+struct ConsoleSocket {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    receiver: std::thread::JoinHandle<(OwnedFd, Vec<u8>)>,
+}
+
+impl ConsoleSocket {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let receiver = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let msg = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+            let mut fd = None;
+            for cmsg in msg.cmsgs().unwrap() {
+                if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                    // SAFETY: received just now; ours to own.
+                    fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+                }
+            }
+            let n = msg.bytes;
+            (fd.expect("no descriptor on the console socket"), buf[..n].to_vec())
+        });
+        Self { _dir: dir, path, receiver }
+    }
+
+    fn path(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    /// The master, and the message it came with.
+    fn master(self) -> (std::fs::File, String) {
+        let (fd, name) = self.receiver.join().unwrap();
+        (std::fs::File::from(fd), String::from_utf8_lossy(&name).into_owned())
+    }
+}
+
+/// Reads from `master` until `needle` shows up (or the terminal closes); returns all read.
+fn read_until(master: &mut std::fs::File, needle: &str) -> String {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// Runs ctl with a pty of `rows` x `cols` as its stdio, as a terminal emulator would; returns
+/// the child and the pty's master.
+fn ctl_on_a_terminal(p: &Paddock, args: &[&str], rows: u16, cols: u16) -> (Child, std::fs::File) {
+    let size = nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let pty = nix::pty::openpty(Some(&size), None).unwrap();
+    let child = p
+        .command()
+        .args(args)
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stdout(Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(Stdio::from(pty.slave))
+        .spawn()
+        .unwrap();
+    (child, std::fs::File::from(pty.master))
+}
+
+#[test]
+fn a_foreground_run_with_tty_serves_a_terminal_of_ctls_size() {
+    let p = Paddock::new();
+    let (mut ctl, mut master) = ctl_on_a_terminal(
+        &p,
+        &["run", "--rm", "-t", "--", "sh", "-c", "tty; stty size; read line; echo got $line; exit 4"],
+        33,
+        101,
+    );
+    let seen = read_until(&mut master, "33 101");
+    assert!(seen.contains("/dev/pts/0"), "the process has no terminal of its own: {seen:?}");
+    assert!(seen.contains("33 101"), "the terminal's size is not ctl's: {seen:?}");
+    // Input typed at ctl's terminal reaches the process through its terminal.
+    master.write_all(b"hello\r").unwrap();
+    let seen = read_until(&mut master, "got hello");
+    assert!(seen.contains("got hello"), "{seen:?}");
+    assert_eq!(ctl.wait().unwrap().code(), Some(4));
+    assert!(p.ids().is_empty());
+}
+
+#[test]
+fn create_sends_the_terminal_over_the_console_socket() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sh"]);
+    bundle.edit_config(|c| c["process"]["terminal"] = true.into());
+    let id = unique("tty");
+
+    // Without a socket to send it to, create is refused and leaves nothing.
+    let out = p.ctl(&["create", "--bundle", &bundle.path_str(), &id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--console-socket"), "{}", stderr(&out));
+    assert!(p.ids().is_empty());
+    assert_nothing_left(&id);
+
+    let console = ConsoleSocket::new();
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), "--console-socket", console.path(), &id]);
+    let (mut master, name) = console.master();
+    assert_eq!(name, "/dev/pts/0", "runc sends the slave's path with the master");
+    p.ctl_ok(&["start", &id]);
+    master.write_all(b"tty; echo $((6 * 7)); exit 5\n").unwrap();
+    let seen = read_until(&mut master, "42");
+    assert!(seen.contains("/dev/pts/0") && seen.contains("42"), "{seen:?}");
+    let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).unwrap();
+    assert_eq!(waited["exitStatus"], 5);
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+
+    // A console socket for a process without a terminal is a mistake worth naming.
+    let plain = Bundle::busybox(&["true"]);
+    let console = ConsoleSocket::new();
+    let out = p.ctl(&["create", "--bundle", &plain.path_str(), "--console-socket", console.path(), &id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no terminal"), "{}", stderr(&out));
+    assert!(p.ids().is_empty());
+}
+
+#[test]
+fn exec_with_tty_in_the_foreground_and_through_a_console_socket() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique("exectty");
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), &id]);
+    p.ctl_ok(&["start", &id]);
+
+    let (mut ctl, mut master) =
+        ctl_on_a_terminal(&p, &["exec", "-t", &id, "--", "sh", "-c", "tty; stty size; exit 6"], 20, 70);
+    let seen = read_until(&mut master, "20 70");
+    assert!(seen.contains("/dev/pts/") && seen.contains("20 70"), "{seen:?}");
+    assert_eq!(ctl.wait().unwrap().code(), Some(6));
+
+    // runc's detached form, as containerd's shim calls it.
+    let console = ConsoleSocket::new();
+    let pid_file = bundle.path().join("exec.pid");
+    p.ctl_ok(&[
+        "exec",
+        "--tty",
+        "--detach",
+        "--console-socket",
+        console.path(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "--",
+        "sh",
+    ]);
+    let (mut master, _) = console.master();
+    master.write_all(b"echo in $(tty)\n").unwrap();
+    let seen = read_until(&mut master, "in /dev/pts/");
+    assert!(seen.contains("in /dev/pts/"), "{seen:?}");
+    master.write_all(b"exit 8\n").unwrap();
+    let host_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    if let Ok(fd) = harness::pidfd(host_pid) {
+        assert!(harness::wait_pidfd(&fd, Duration::from_secs(20)), "the exec'd shell did not exit");
+    }
+
+    // Detached without a console socket: nothing would serve the terminal.
+    let out = p.ctl(&["exec", "-t", "-d", &id, "--", "true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--console-socket"), "{}", stderr(&out));
+}
+
+#[test]
+fn with_a_tty_signals_go_to_the_foreground_process_group() {
+    let p = Paddock::new();
+    // The shell runs sleep in the foreground; only a signal to the whole group ends sleep
+    // before the shell's trap can run.
+    let (mut ctl, mut master) = ctl_on_a_terminal(
+        &p,
+        &["run", "--rm", "-t", "--", "sh", "-c", "trap 'echo trapped' TERM; echo ready; sleep 100; echo survived $?"],
+        24,
+        80,
+    );
+    let seen = read_until(&mut master, "ready");
+    assert!(seen.contains("ready"), "{seen:?}");
+    let id = p.ids().pop().unwrap();
+    let init = p.state(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(harness::eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string("/proc/".to_string() + &init.to_string() + "/task/" + &init.to_string() + "/children")
+            .is_ok_and(|c| !c.trim().is_empty())
+    }));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(ctl.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let seen = read_until(&mut master, "survived");
+    assert!(seen.contains("trapped") && seen.contains("survived 143"), "{seen:?}");
+    assert_eq!(ctl.wait().unwrap().code(), Some(0));
+}
