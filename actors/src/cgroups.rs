@@ -113,6 +113,22 @@ impl Cgroup {
             .collect()
     }
 
+    /// How many processes of it the kernel's OOM killer has killed: `oom_kill` in the v1
+    /// memory controller's `memory.oom_control`, or in v2's `memory.events`.
+    pub fn oom_kills(&self) -> u64 {
+        self.dirs()
+            .iter()
+            .flat_map(|dir| ["memory.oom_control", "memory.events"].map(|f| dir.join(f)))
+            .filter_map(|file| std::fs::read_to_string(file).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()))
+                    .collect::<Vec<_>>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Freezes or thaws every process in it.
     pub fn set_frozen(&self, frozen: bool) -> Result<(), ApiError> {
         let state = if frozen { cgroups_rs::FreezerState::Frozen } else { cgroups_rs::FreezerState::Thawed };

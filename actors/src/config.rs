@@ -16,13 +16,17 @@ pub struct SupervisorConfig {
     pub root: PathBuf,
     /// Where `paddock-sandbox` and `paddock-gofer` are. `None`: beside the running
     /// executable, or in its parent directory (which covers `target/*/examples/` and
-    /// `target/*/deps/` during development).
+    /// `target/*/deps/` during development), or in `../libexec/paddock/` (an installation).
     pub helper_dir: Option<PathBuf>,
     /// The largest frame accepted on any connection.
     pub max_frame: usize,
     /// The overlay of containers whose spec does not choose one (annotation
     /// `dev.paddock.overlay`).
     pub default_overlay: wire::gofer_proto::Overlay,
+    /// The intensity limit of every container's restart policy.
+    pub restart_limits: crate::restart::RestartLimits,
+    /// The event bus's buffer sizes.
+    pub event_limits: crate::events::EventLimits,
 }
 
 impl SupervisorConfig {
@@ -33,6 +37,8 @@ impl SupervisorConfig {
             helper_dir: None,
             max_frame: wire::frame::DEFAULT_MAX_FRAME,
             default_overlay: wire::gofer_proto::Overlay::None,
+            restart_limits: Default::default(),
+            event_limits: Default::default(),
         }
     }
 
@@ -46,6 +52,8 @@ impl SupervisorConfig {
                 let mut c = vec![dir.join(name)];
                 if let Some(parent) = dir.parent() {
                     c.push(parent.join(name));
+                    // An installed paddockd: <prefix>/bin/paddockd, <prefix>/libexec/paddock/.
+                    c.push(parent.join("libexec/paddock").join(name));
                 }
                 c
             }

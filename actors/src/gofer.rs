@@ -76,6 +76,7 @@ impl GoferActor {
         let program = config.helper(GOFER_BINARY)?;
         let socket = state_dir.join(SOCKET_NAME);
         let gofer_id = id.to_string();
+        let dir = state_dir.to_path_buf();
         let (launched, stream) = blocking(move || {
             let _ = std::fs::remove_file(&socket);
             let listener =
@@ -85,6 +86,7 @@ impl GoferActor {
                 args: vec!["--id".into(), gofer_id, "--control-fd".into(), "3".into()],
                 fds: vec![(OwnedFd::from(listener), 3)],
                 namespaces: GOFER_NAMESPACES,
+                state_dir: &dir,
             })
             .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;
             let stream = wire::sockpath::connect(&socket)

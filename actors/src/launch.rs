@@ -28,7 +28,13 @@ pub struct LaunchSpec<'a> {
     pub fds: Vec<(OwnedFd, RawFd)>,
     /// `CLONE_NEW*` flags.
     pub namespaces: u64,
+    /// The container's state directory, given to the helper as `PADDOCK_STATE_DIR`: with its
+    /// `--id`, it tells a later paddockd whose helper a process is.
+    pub state_dir: &'a Path,
 }
+
+/// The environment variable that names a helper's state directory.
+pub const STATE_DIR_ENV: &str = "PADDOCK_STATE_DIR";
 
 /// A started process.
 #[derive(Debug)]
@@ -43,6 +49,10 @@ fn cstr(bytes: &[u8]) -> std::io::Result<CString> {
     CString::new(bytes).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL byte in argument"))
 }
 
+/// The environment variables through which systemd talks to the service it started.
+const SYSTEMD_VARIABLES: &[&str] =
+    &["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 /// Starts `spec.program`. Blocks briefly (until the child has called `execve`); call it from a
 /// blocking thread. The child's stdin is `/dev/null`; stdout and stderr are ours.
 pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<Launched> {
@@ -54,6 +64,11 @@ pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<Launched> {
     let mut argv: Vec<*const libc::c_char> = argv_owned.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let envp_owned: Vec<CString> = std::env::vars_os()
+        // systemd's variables are paddockd's alone: a helper must never notify or listen in
+        // its place.
+        .filter(|(k, _)| !SYSTEMD_VARIABLES.iter().any(|s| k.as_bytes() == s.as_bytes()))
+        .filter(|(k, _)| k != STATE_DIR_ENV)
+        .chain(std::iter::once((STATE_DIR_ENV.into(), spec.state_dir.as_os_str().to_owned())))
         .filter_map(|(k, v)| {
             let mut kv = k.as_bytes().to_vec();
             kv.push(b'=');

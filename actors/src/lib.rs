@@ -4,6 +4,8 @@
 //! - [`container::ContainerActor`]: one container's status machine and metadata.
 //! - [`sandbox::SandboxActor`]: one sandbox process and its control connection.
 //! - [`gofer::GoferActor`]: one gofer process.
+//! - [`events::EventBus`]: every change, with a bounded history per container, for
+//!   subscribers (`ctl events`).
 //!
 //! The messages are the wire crate's API structs ([`wire::api`]): the same values `ctl` sends
 //! over the socket can be sent to the supervisor directly. This is how a Rust program embeds
@@ -24,6 +26,7 @@
 pub mod cgroups;
 pub mod config;
 pub mod container;
+pub mod events;
 pub mod gofer;
 pub mod launch;
 pub mod meta;

@@ -70,6 +70,25 @@ pub struct Meta {
     /// The container's cgroup, relative to each hierarchy's root.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// What its restart policy did.
+    #[serde(default)]
+    pub restart: RestartRecord,
+}
+
+/// What a container's restart policy did; kept so that a restarted paddockd carries on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RestartRecord {
+    /// How often the container was restarted.
+    pub count: u32,
+    /// How its process last exited.
+    pub last_exit: Option<ExitStatus>,
+    /// A user stopped it (kill of its init or of all its processes): no policy restarts it.
+    pub stopped_by_user: bool,
+    /// A restart is scheduled (a paddockd that starts finds it and schedules it again).
+    pub pending: bool,
+    /// The policy gave up, and why.
+    pub gave_up: Option<String>,
 }
 
 impl Meta {
@@ -100,6 +119,12 @@ impl Meta {
             exit_status: self.exit_status,
             gofer,
             gofer_restarts: self.gofer_restarts,
+            restart: wire::api::RestartInfo {
+                policy: crate::restart::RestartPolicy::of(&self.spec).unwrap_or_default().to_string(),
+                count: self.restart.count,
+                last_exit: self.restart.last_exit,
+                gave_up: self.restart.gave_up.clone(),
+            },
         }
     }
 }
@@ -277,6 +302,7 @@ mod tests {
             exit_status: None,
             sandbox_lost: false,
             gofer_restarts: 0,
+            restart: Default::default(),
             cgroup: None,
         }
     }

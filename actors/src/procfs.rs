@@ -44,6 +44,45 @@ pub fn open_verified(record: &ProcessRecord) -> Option<OwnedFd> {
     (start_time(record.pid).ok()? == record.start_time).then_some(fd)
 }
 
+/// Helper processes (`paddock-sandbox` or `paddock-gofer`, started with `--id <id>` and the
+/// state directory `state_dir`) of container `id`, except the pids in `keep`. A paddockd
+/// killed between starting a helper and recording it leaves such strays; the next one finds
+/// them by their command line and environment.
+pub fn stray_helpers(id: &str, state_dir: &std::path::Path, keep: &[i32]) -> Vec<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut marker = format!("{}=", crate::launch::STATE_DIR_ENV).into_bytes();
+    marker.extend_from_slice(state_dir.as_os_str().as_bytes());
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if keep.contains(&pid) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let program = argv.first().map(|a| a.rsplit(|b| *b == b'/').next().unwrap_or(a)).unwrap_or_default();
+        let helper =
+            program == crate::config::SANDBOX_BINARY.as_bytes() || program == crate::config::GOFER_BINARY.as_bytes();
+        if !helper || argv.get(1) != Some(&&b"--id"[..]) || argv.get(2) != Some(&id.as_bytes()) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|var| var == marker.as_slice()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Kills the stray helpers of container `id` (see [`stray_helpers`]).
+pub fn kill_stray_helpers(id: &str, state_dir: &std::path::Path, keep: &[i32]) {
+    for pid in stray_helpers(id, state_dir, keep) {
+        tracing::warn!(container = id, pid, "killing a helper process no record knows");
+        // Not our child any more (its parent died); init reaps it.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

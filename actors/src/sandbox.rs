@@ -85,6 +85,7 @@ impl SandboxActor {
         let program = config.helper(SANDBOX_BINARY)?;
         let socket = state_dir.join(SOCKET_NAME);
         let sandbox_id = id.to_string();
+        let dir = state_dir.to_path_buf();
         let (launched, stream) = blocking(move || {
             let _ = std::fs::remove_file(&socket);
             let listener =
@@ -94,6 +95,7 @@ impl SandboxActor {
                 args: vec!["--id".into(), sandbox_id, "--control-fd".into(), "3".into()],
                 fds: vec![(OwnedFd::from(listener), 3)],
                 namespaces: SANDBOX_NAMESPACES,
+                state_dir: &dir,
             })
             .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;
             // The socket listens already, so this connects at once; the sandbox accepts when

@@ -17,6 +17,7 @@ use wire::{ApiError, ContainerState, ErrorKind, ExitStatus};
 
 use crate::config::SupervisorConfig;
 use crate::container::{self, ContainerActor, DeleteContainer, SandboxOf, Snapshot};
+use crate::events::{EventBus, Subscription};
 use crate::meta::{Meta, MetaStore};
 use crate::sandbox::SandboxActor;
 use crate::spec::Placement;
@@ -34,6 +35,7 @@ pub struct Supervisor {
     config: Arc<SupervisorConfig>,
     store: MetaStore,
     containers: BTreeMap<String, Slot>,
+    events: EventBus,
 }
 
 impl Supervisor {
@@ -44,7 +46,8 @@ impl Supervisor {
         std::fs::create_dir_all(&config.root)
             .map_err(|e| ApiError::io(format!("creating {}", config.root.display()), e))?;
         let store = MetaStore::new(config.root.clone());
-        Ok(Supervisor { config: Arc::new(config), store, containers: BTreeMap::new() }.start())
+        let events = EventBus::new(config.event_limits);
+        Ok(Supervisor { config: Arc::new(config), store, containers: BTreeMap::new(), events }.start())
     }
 
     fn resolve(&self, query: &str) -> Result<(String, Addr<ContainerActor>), ApiError> {
@@ -71,7 +74,11 @@ impl Supervisor {
 }
 
 /// Restores every container under the root, reconnecting to each live sandbox once.
-async fn restore_all(config: Arc<SupervisorConfig>, store: MetaStore) -> Vec<(String, String, Addr<ContainerActor>)> {
+async fn restore_all(
+    config: Arc<SupervisorConfig>,
+    store: MetaStore,
+    events: EventBus,
+) -> Vec<(String, String, Addr<ContainerActor>)> {
     let (metas, errors) = {
         let store = store.clone();
         blocking(move || Ok(store.load_all())).await.unwrap_or_default()
@@ -100,7 +107,7 @@ async fn restore_all(config: Arc<SupervisorConfig>, store: MetaStore) -> Vec<(St
         };
         for meta in metas {
             let id = meta.id.clone();
-            match container::restore(config.clone(), store.clone(), meta, found.as_ref()).await {
+            match container::restore(config.clone(), store.clone(), events.clone(), meta, found.as_ref()).await {
                 Ok(Some(addr)) => restored.push((id, sandbox_id.clone(), addr)),
                 Ok(None) => {}
                 Err(e) => warn!(container = %id, "cannot restore: {e}"),
@@ -114,9 +121,9 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (config, store) = (self.config.clone(), self.store.clone());
+        let (config, store, events) = (self.config.clone(), self.store.clone(), self.events.clone());
         // Restore before anything else is handled: ctx.wait holds the mailbox.
-        ctx.wait(restore_all(config, store).into_actor(self).map(|restored, act, _| {
+        ctx.wait(restore_all(config, store, events).into_actor(self).map(|restored, act, _| {
             if !restored.is_empty() {
                 info!(count = restored.len(), "containers restored");
             }
@@ -163,7 +170,7 @@ impl Handler<Create> for Supervisor {
         let id = msg.id.clone();
         let sandbox_id = sandbox.as_ref().map_or(id.clone(), |(s, _)| s.clone());
         self.containers.insert(id.clone(), Slot::Creating);
-        let (config, store) = (self.config.clone(), self.store.clone());
+        let (config, store, events) = (self.config.clone(), self.store.clone(), self.events.clone());
         Box::pin(
             async move {
                 let joined = match sandbox {
@@ -173,14 +180,15 @@ impl Handler<Create> for Supervisor {
                     }
                     None => None,
                 };
-                let addr = container::create(config, store, msg, joined).await?;
+                let addr = container::create(config, store, events, msg, joined).await?;
                 let state = addr.send(Snapshot).await.map_err(|_| ApiError::internal("container actor stopped"))?;
                 Ok((addr, state))
             }
             .into_actor(self)
             .map(move |res, act, _| match res {
                 Ok((addr, state)) => {
-                    act.containers.insert(id, Slot::Ready { addr, sandbox_id });
+                    act.containers.insert(id.clone(), Slot::Ready { addr, sandbox_id: sandbox_id.clone() });
+                    act.events.publish(&id, &sandbox_id, wire::events::EventKind::Created);
                     Ok(state)
                 }
                 Err(e) => {
@@ -261,10 +269,146 @@ impl Handler<Delete> for Supervisor {
                 .into_actor(self)
                 .map(move |res, act, _| {
                     if res.is_ok() {
-                        act.containers.remove(&removed);
+                        let sandbox_id = match act.containers.remove(&removed) {
+                            Some(Slot::Ready { sandbox_id, .. }) => sandbox_id,
+                            _ => removed.clone(),
+                        };
+                        act.events.publish(&removed, &sandbox_id, wire::events::EventKind::Deleted);
+                        act.events.forget(&removed);
                     }
                     res
                 }),
         )
+    }
+}
+
+/// Subscribes to the event bus: the retained history of `ids` (full ids or unambiguous
+/// prefixes of existing containers; a deleted container's id no longer resolves), or of every
+/// container when empty, and with `follow` every later event.
+#[derive(Message)]
+#[rtype(result = "Result<Subscription, ApiError>")]
+pub struct Subscribe {
+    /// The containers; empty for all.
+    pub ids: Vec<String>,
+    /// Keep streaming.
+    pub follow: bool,
+}
+
+impl Handler<Subscribe> for Supervisor {
+    type Result = Result<Subscription, ApiError>;
+
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) -> Self::Result {
+        let filter = if msg.ids.is_empty() {
+            None
+        } else {
+            let mut ids = std::collections::BTreeSet::new();
+            for query in &msg.ids {
+                match resolve::resolve(query, self.containers.keys().map(String::as_str)) {
+                    Ok(id) => ids.insert(id.to_string()),
+                    // A container that is gone, but whose history is still there.
+                    Err(_) if self.events.knows(query) => ids.insert(query.clone()),
+                    Err(e) => return Err(e),
+                };
+            }
+            Some(ids)
+        };
+        Ok(self.events.subscribe(filter, msg.follow))
+    }
+}
+
+/// Ends every following event subscription (paddockd is stopping).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseEvents;
+
+impl Handler<CloseEvents> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseEvents, _: &mut Context<Self>) {
+        self.events.close();
+    }
+}
+
+/// Answers at once: the supervisor's mailbox is being served (for the systemd watchdog).
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Ping;
+
+impl Handler<Ping> for Supervisor {
+    type Result = usize;
+
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> usize {
+        self.containers.len()
+    }
+}
+
+/// Settings that may change while paddockd runs (its configuration was reloaded): they apply
+/// to containers created from now on.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Reconfigure {
+    /// The default overlay.
+    pub default_overlay: wire::gofer_proto::Overlay,
+    /// The restart intensity limit.
+    pub restart_limits: crate::restart::RestartLimits,
+}
+
+impl Handler<Reconfigure> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Reconfigure, _: &mut Context<Self>) {
+        let mut config = (*self.config).clone();
+        config.default_overlay = msg.default_overlay;
+        config.restart_limits = msg.restart_limits;
+        self.config = Arc::new(config);
+        info!(?msg, "configuration reloaded");
+    }
+}
+
+/// Stops every running container (paddockd's `shutdown = "stop"`): SIGTERM to each, then,
+/// after `timeout`, SIGKILL to everything left. Returns how many were stopped.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct StopAll {
+    /// How long the containers get to exit after SIGTERM.
+    pub timeout: std::time::Duration,
+}
+
+impl Handler<StopAll> for Supervisor {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, msg: StopAll, _: &mut Context<Self>) -> Self::Result {
+        let containers: Vec<(String, Addr<ContainerActor>)> = self
+            .containers
+            .iter()
+            .filter_map(|(id, s)| match s {
+                Slot::Ready { addr, .. } => Some((id.clone(), addr.clone())),
+                Slot::Creating => None,
+            })
+            .collect();
+        Box::pin(async move {
+            let mut running = Vec::new();
+            for (id, addr) in containers {
+                if let Ok(state) = addr.send(Snapshot).await {
+                    if matches!(state.status, wire::Status::Running | wire::Status::Created | wire::Status::Paused) {
+                        running.push((id, addr));
+                    }
+                }
+            }
+            let stop = running.iter().map(|(id, addr)| {
+                let (id, addr) = (id.clone(), addr.clone());
+                async move {
+                    let _ = addr.send(Kill { id: id.clone(), signal: libc::SIGTERM, all: false, pid: None }).await;
+                    let waited = tokio::time::timeout(msg.timeout, addr.send(Wait { id: id.clone() })).await;
+                    if waited.is_err() {
+                        warn!(container = %id, "did not stop within {:?}; killing it", msg.timeout);
+                        let _ = addr.send(Kill { id, signal: libc::SIGKILL, all: true, pid: None }).await;
+                    }
+                }
+            });
+            let count = running.len();
+            futures_util::future::join_all(stop).await;
+            count
+        })
     }
 }

@@ -174,20 +174,39 @@ impl Server {
 
     fn create(&mut self, mut create: CreateContainer) -> Result<SandboxReply, ApiError> {
         let id = create.id.clone();
-        if self.containers.contains(&id) {
-            return Err(ApiError::new(
-                ErrorKind::AlreadyExists,
-                format!("container {id:?} already exists in sandbox {:?}", self.id),
-            ));
-        }
         let proc = self.proc()?.try_clone().map_err(|e| ApiError::io("dup", e))?;
         let spec = create.spec.parse()?;
+        let staged = if create.again {
+            // A restart: the container's init has exited; it runs again on the very mounts
+            // it had (an overlay keeps what the container wrote).
+            match self.containers.get(&id).map(|r| &r.phase) {
+                Ok(Phase::Exited(_)) => {}
+                Ok(_) => {
+                    return Err(ApiError::new(
+                        ErrorKind::InvalidStatus,
+                        format!("container {id:?} has not exited; it cannot run again"),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+            let Some(old) = self.containers.remove(&id) else {
+                return Err(ApiError::internal(format!("container {id:?} vanished")));
+            };
+            old.staged
+        } else {
+            if self.containers.contains(&id) {
+                return Err(ApiError::new(
+                    ErrorKind::AlreadyExists,
+                    format!("container {id:?} already exists in sandbox {:?}", self.id),
+                ));
+            }
+            let mounts = receive_mounts(&mut create.mounts)?;
+            if mounts.is_empty() {
+                return Err(ApiError::new(ErrorKind::Protocol, "create without a rootfs from the gofer"));
+            }
+            sandbox_root::stage(&id, mounts)?
+        };
         let cgroups: Vec<OwnedFd> = create.cgroups.iter_mut().filter_map(FdSlot::take).collect();
-        let mounts = receive_mounts(&mut create.mounts)?;
-        if mounts.is_empty() {
-            return Err(ApiError::new(ErrorKind::Protocol, "create without a rootfs from the gofer"));
-        }
-        let staged = sandbox_root::stage(&id, mounts)?;
         let result = (|| {
             if create.root {
                 set_identity(&spec)?;

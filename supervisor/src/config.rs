@@ -1,23 +1,60 @@
-//! paddockd's configuration: one TOML file, every key optional.
+//! paddockd's configuration: one TOML file, every key optional; paddockd runs with no file at
+//! all. `paddockd --config FILE` reads it; SIGHUP reads it again (keys marked "reloadable"
+//! take effect at once, for containers created from then on; the others need a restart).
 //!
 //! ```toml
 //! # The state root: container directories and paddockd's socket. Default: /run/paddock.
 //! root = "/run/paddock"
 //! # Where paddock-sandbox and paddock-gofer are. Default: beside paddockd.
-//! helper_dir = "/usr/libexec/paddock"
-//! # The largest frame accepted on the socket, in bytes. Default: 16 MiB.
+//! helper_dir = "/usr/local/libexec/paddock"
+//! # The largest frame accepted on the socket, in bytes (4096 to 1 GiB). Default: 16 MiB.
 //! max_frame = 16777216
-//! # Log filter (tracing's env-filter syntax); RUST_LOG overrides it. Default: info.
+//! # Log filter (tracing's env-filter syntax); RUST_LOG overrides it. Reloadable.
+//! # Default: "info".
 //! log = "info"
 //! # Where containers write when their spec does not say (annotation dev.paddock.overlay):
 //! # "none" (to the host's files), "root:memory" (the rootfs under a tmpfs overlay) or
-//! # "all:memory" (the rootfs and every bind mount), optionally ":size=SIZE". Default: none.
+//! # "all:memory" (the rootfs and every bind mount), optionally ":size=SIZE". Reloadable.
+//! # Default: "none".
 //! overlay = "none"
+//! # What SIGTERM does to the containers: "leave" them running (a new paddockd takes them
+//! # over) or "stop" them (SIGTERM, then SIGKILL after stop_timeout). Reloadable.
+//! # Default: "leave".
+//! shutdown = "leave"
+//! # Seconds a container gets to exit after SIGTERM when paddockd stops them. Reloadable.
+//! # Default: 10.
+//! stop_timeout = 10
+//! # Seconds requests in flight get to finish when paddockd stops (waits and event streams
+//! # are ended at once, with an error saying paddockd is going away). Reloadable. Default: 30.
+//! drain_timeout = 30
+//! # A restart policy gives up after more than restart_intensity restarts within
+//! # restart_period seconds (an OTP supervisor's intensity). Reloadable. Defaults: 5, 60.
+//! restart_intensity = 5
+//! restart_period = 60
+//! # Events kept per container for `ctl events` (until it is deleted). Default: 256.
+//! event_history = 256
+//! # Events queued for one `ctl events --follow` before it starts losing them (it is then
+//! # told how many, in a "lagged" event). Default: 1024.
+//! event_queue = 1024
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use actors::events::EventLimits;
+use actors::restart::RestartLimits;
 use serde::Deserialize;
+
+/// What SIGTERM does to the containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShutdownMode {
+    /// Leave them running.
+    #[default]
+    Leave,
+    /// Stop them.
+    Stop,
+}
 
 /// The configuration file's contents.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -33,6 +70,20 @@ pub struct DaemonConfig {
     pub log: Option<String>,
     /// The default overlay.
     pub overlay: Option<String>,
+    /// What SIGTERM does to the containers.
+    pub shutdown: Option<ShutdownMode>,
+    /// Seconds a container gets after SIGTERM.
+    pub stop_timeout: Option<u64>,
+    /// Seconds requests in flight get to finish.
+    pub drain_timeout: Option<u64>,
+    /// Restarts allowed within the period.
+    pub restart_intensity: Option<usize>,
+    /// The intensity period, in seconds.
+    pub restart_period: Option<u64>,
+    /// Events kept per container.
+    pub event_history: Option<usize>,
+    /// Events queued per follower.
+    pub event_queue: Option<usize>,
 }
 
 impl DaemonConfig {
@@ -40,20 +91,89 @@ impl DaemonConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
         let config: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        if let Some(max) = config.max_frame {
+        config.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(max) = self.max_frame {
             if !(4096..=wire::frame::HARD_MAX_FRAME).contains(&max) {
-                anyhow::bail!("{}: max_frame {max} is outside 4096..={}", path.display(), wire::frame::HARD_MAX_FRAME);
+                anyhow::bail!("max_frame {max} is outside 4096..={}", wire::frame::HARD_MAX_FRAME);
             }
         }
-        if let Some(overlay) = &config.overlay {
-            actors::spec::parse_overlay(overlay).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        if let Some(overlay) = &self.overlay {
+            actors::spec::parse_overlay(overlay)?;
         }
-        Ok(config)
+        if let Some(log) = &self.log {
+            tracing_subscriber::EnvFilter::try_new(log).map_err(|e| anyhow::anyhow!("log {log:?}: {e}"))?;
+        }
+        for (key, value) in [
+            ("restart_intensity", self.restart_intensity),
+            ("restart_period", self.restart_period.map(|p| p as usize)),
+            ("event_history", self.event_history),
+            ("event_queue", self.event_queue),
+        ] {
+            if value == Some(0) {
+                anyhow::bail!("{key} must be at least 1");
+            }
+        }
+        Ok(())
     }
 
     /// The default overlay (checked at load).
     pub fn default_overlay(&self) -> wire::gofer_proto::Overlay {
         self.overlay.as_deref().and_then(|o| actors::spec::parse_overlay(o).ok()).unwrap_or_default()
+    }
+
+    /// What SIGTERM does to the containers.
+    pub fn shutdown_mode(&self) -> ShutdownMode {
+        self.shutdown.unwrap_or_default()
+    }
+
+    /// How long a container gets after SIGTERM.
+    pub fn stop_timeout(&self) -> Duration {
+        Duration::from_secs(self.stop_timeout.unwrap_or(10))
+    }
+
+    /// How long requests in flight get to finish.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_secs(self.drain_timeout.unwrap_or(30))
+    }
+
+    /// The restart intensity limit.
+    pub fn restart_limits(&self) -> RestartLimits {
+        let default = RestartLimits::default();
+        RestartLimits {
+            intensity: self.restart_intensity.unwrap_or(default.intensity),
+            period: self.restart_period.map_or(default.period, Duration::from_secs),
+        }
+    }
+
+    /// The event bus's sizes.
+    pub fn event_limits(&self) -> EventLimits {
+        let default = EventLimits::default();
+        EventLimits {
+            history: self.event_history.unwrap_or(default.history),
+            queue: self.event_queue.unwrap_or(default.queue),
+        }
+    }
+
+    /// The keys whose change needs a restart of paddockd, if `new` changes any.
+    pub fn unreloadable_changes(&self, new: &DaemonConfig) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.root != new.root {
+            keys.push("root");
+        }
+        if self.helper_dir != new.helper_dir {
+            keys.push("helper_dir");
+        }
+        if self.max_frame != new.max_frame {
+            keys.push("max_frame");
+        }
+        if self.event_history != new.event_history || self.event_queue != new.event_queue {
+            keys.push("event_history/event_queue");
+        }
+        keys
     }
 }
 
@@ -63,22 +183,54 @@ mod tests {
 
     #[test]
     fn empty_file_is_all_defaults() {
-        assert_eq!(toml::from_str::<DaemonConfig>("").unwrap(), DaemonConfig::default());
+        let c = toml::from_str::<DaemonConfig>("").unwrap();
+        assert_eq!(c, DaemonConfig::default());
+        assert_eq!(c.shutdown_mode(), ShutdownMode::Leave);
+        assert_eq!(c.stop_timeout(), Duration::from_secs(10));
+        assert_eq!(c.restart_limits(), RestartLimits::default());
+        assert_eq!(c.event_limits(), EventLimits::default());
+    }
+
+    #[test]
+    fn the_documented_example_is_valid() {
+        let doc: String = include_str!("config.rs")
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.trim_start_matches("//!").trim_start())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c: DaemonConfig = toml::from_str(&doc).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.shutdown_mode(), ShutdownMode::Leave);
+        assert_eq!(c.restart_limits(), RestartLimits::default());
+        assert_eq!(c.event_limits(), EventLimits::default());
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "rooot = \"/x\"\n").unwrap();
-        assert!(DaemonConfig::load(&p).unwrap_err().to_string().contains("rooot"));
-        std::fs::write(&p, "max_frame = 10\n").unwrap();
-        assert!(DaemonConfig::load(&p).unwrap_err().to_string().contains("max_frame"));
-        std::fs::write(&p, "overlay = \"root:disk\"\n").unwrap();
-        assert!(DaemonConfig::load(&p).unwrap_err().to_string().contains("overlay"));
-        std::fs::write(&p, "root = \"/x\"\nlog = \"debug\"\noverlay = \"all:memory:size=1g\"\n").unwrap();
+        for (text, named) in [
+            ("rooot = \"/x\"\n", "rooot"),
+            ("max_frame = 10\n", "max_frame"),
+            ("overlay = \"root:disk\"\n", "overlay"),
+            ("shutdown = \"explode\"\n", "explode"),
+            ("restart_intensity = 0\n", "restart_intensity"),
+            ("log = \"info,[\"\n", "log"),
+            ("stop_timeout = -1\n", "stop_timeout"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let e = DaemonConfig::load(&p).unwrap_err().to_string();
+            assert!(e.contains(named) && e.contains("c.toml"), "{text}: {e}");
+        }
+        std::fs::write(&p, "root = \"/x\"\nlog = \"debug\"\noverlay = \"all:memory:size=1g\"\nshutdown = \"stop\"\n")
+            .unwrap();
         let c = DaemonConfig::load(&p).unwrap();
         assert_eq!(c.root.as_deref(), Some(Path::new("/x")));
         assert_eq!(c.default_overlay(), wire::gofer_proto::Overlay::AllMemory { size: Some(1 << 30) });
+        assert_eq!(c.shutdown_mode(), ShutdownMode::Stop);
+        assert_eq!(DaemonConfig::default().unreloadable_changes(&c), vec!["root"]);
     }
 }

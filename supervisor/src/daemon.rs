@@ -1,18 +1,23 @@
-//! paddockd's life: configuration, the root's lock, the pid file, the socket, signals.
+//! paddockd's life: configuration, the root's lock, the pid file, the socket (its own, or
+//! systemd's), readiness, signals: SIGTERM (or SIGINT) shuts down gracefully, SIGHUP reloads
+//! the configuration.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use actors::supervisor::{CloseEvents, Ping, Reconfigure, StopAll};
 use actors::{Supervisor, SupervisorConfig};
 use anyhow::Context as _;
 use clap::Parser;
-use tracing::{error, info};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
 
-use crate::config::DaemonConfig;
-use crate::{server, DEFAULT_ROOT, LOCK_FILE, PID_FILE, SOCKET_NAME};
+use crate::config::{DaemonConfig, ShutdownMode};
+use crate::server::{Phase, ServerControl};
+use crate::{logging, server, systemd, DEFAULT_ROOT, LOCK_FILE, PID_FILE, SOCKET_NAME};
 
 /// paddockd: paddock's supervisor daemon. One serves each state root.
 #[derive(Debug, Parser)]
@@ -28,6 +33,9 @@ pub struct DaemonArgs {
     /// when it starts a daemon).
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,
+    /// Check the configuration file and exit.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Runs paddockd; returns the process exit code.
@@ -43,8 +51,12 @@ pub fn main() -> i32 {
         },
         None => DaemonConfig::default(),
     };
-    init_logging(config.log.as_deref());
-    match run(args, config) {
+    if args.check {
+        println!("configuration OK");
+        return 0;
+    }
+    let log = logging::init(config.log.as_deref());
+    match run(args, config, log) {
         Ok(()) => 0,
         Err(e) => {
             error!("{e:#}");
@@ -53,22 +65,8 @@ pub fn main() -> i32 {
     }
 }
 
-/// Logs to stderr; without timestamps and colours under systemd, whose journal adds its own.
-fn init_logging(default: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default.unwrap_or("info")));
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
-    if journald {
-        builder.without_time().init();
-    } else {
-        builder.init();
-    }
-}
-
-fn run(args: DaemonArgs, config: DaemonConfig) -> anyhow::Result<()> {
-    let default_overlay = config.default_overlay();
-    let root = args.root.or(config.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
+fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyhow::Result<()> {
+    let root = args.root.clone().or(config.root.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o711)
@@ -98,51 +96,109 @@ fn run(args: DaemonArgs, config: DaemonConfig) -> anyhow::Result<()> {
         root: root.clone(),
         helper_dir: config.helper_dir.clone(),
         max_frame: config.max_frame.unwrap_or(wire::frame::DEFAULT_MAX_FRAME),
-        default_overlay,
+        default_overlay: config.default_overlay(),
+        restart_limits: config.restart_limits(),
+        event_limits: config.event_limits(),
     };
     let socket_path = root.join(SOCKET_NAME);
-    let result = actix::System::new().block_on(serve(supervisor_config, &socket_path, args.ready_fd));
-    let _ = std::fs::remove_file(&socket_path);
+    let (listener, activated) = systemd::listener(&socket_path)?;
+    let life = Life { config, config_path: args.config.clone(), log, ready_fd: args.ready_fd };
+    let result = actix::System::new().block_on(serve(supervisor_config, listener, life));
+    // A socket systemd made is systemd's to keep.
+    if !activated {
+        let _ = std::fs::remove_file(&socket_path);
+    }
     let _ = std::fs::remove_file(&pid_path);
-    info!("paddockd stopped; running containers were left alone");
     result
 }
 
-async fn serve(config: SupervisorConfig, socket_path: &Path, ready_fd: Option<i32>) -> anyhow::Result<()> {
+/// What paddockd's main loop needs besides the supervisor's configuration.
+struct Life {
+    config: DaemonConfig,
+    config_path: Option<PathBuf>,
+    log: logging::LogControl,
+    ready_fd: Option<i32>,
+}
+
+async fn serve(
+    config: SupervisorConfig,
+    listener: std::os::unix::net::UnixListener,
+    mut life: Life,
+) -> anyhow::Result<()> {
     let max_frame = config.max_frame;
     let root = config.root.clone();
     let supervisor = Supervisor::start(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-
-    let _ = std::fs::remove_file(socket_path);
-    let std_listener =
-        wire::sockpath::bind(socket_path).with_context(|| format!("binding {}", socket_path.display()))?;
-    std::fs::set_permissions(socket_path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("chmod {}", socket_path.display()))?;
-    std_listener.set_nonblocking(true)?;
-    let listener = tokio::net::UnixListener::from_std(std_listener)?;
-    info!(root = %root.display(), pid = std::process::id(), "paddockd serving {}", socket_path.display());
-    if let Some(fd) = ready_fd {
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let control = ServerControl::default();
+    let server = actix::spawn(server::serve(listener, supervisor.clone(), max_frame, control.clone()));
+    // The supervisor restores every container before it answers: ready means ready.
+    let count = supervisor.send(Ping).await.map_err(|_| anyhow::anyhow!("the supervisor stopped"))?;
+    info!(root = %root.display(), pid = std::process::id(), containers = count, "paddockd serving");
+    if let Some(fd) = life.ready_fd {
         // SAFETY: ctl passes the write end of its readiness pipe as this descriptor, for us
         // alone.
         let pipe = unsafe { OwnedFd::from_raw_fd(fd) };
         let mut pipe = std::fs::File::from(pipe);
         let _ = pipe.write_all(b"ready\n");
     }
+    systemd::ready(&supervisor).await;
+    systemd::start_status_updates(supervisor.clone());
+    systemd::start_watchdog(supervisor.clone());
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    actix::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler");
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    loop {
         tokio::select! {
-            _ = term.recv() => info!("SIGTERM: shutting down"),
-            _ = int.recv() => info!("SIGINT: shutting down"),
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+            _ = hup.recv() => reload(&mut life, &supervisor).await,
         }
-        let _ = stop_tx.send(true);
-    });
-    server::serve(listener, supervisor, max_frame, stop_rx).await;
+    }
+    systemd::notify(&[sd_notify::NotifyState::Stopping]);
+    control.enter(Phase::Draining);
+    let _ = server.await;
+    if life.config.shutdown_mode() == ShutdownMode::Stop {
+        let stopped = supervisor.send(StopAll { timeout: life.config.stop_timeout() }).await.unwrap_or(0);
+        info!(containers = stopped, "containers stopped");
+    }
+    control.enter(Phase::Cancelling);
+    let _ = supervisor.send(CloseEvents).await;
+    let left = control.finished(life.config.drain_timeout()).await;
+    if left > 0 {
+        warn!(requests = left, "requests still in flight after {:?}; leaving them", life.config.drain_timeout());
+    }
+    match life.config.shutdown_mode() {
+        ShutdownMode::Leave => info!("paddockd stopped; running containers were left alone"),
+        ShutdownMode::Stop => info!("paddockd stopped"),
+    }
     Ok(())
+}
+
+/// SIGHUP: reads the configuration file again and applies what can change while running.
+async fn reload(life: &mut Life, supervisor: &actix::Addr<Supervisor>) {
+    let Some(path) = life.config_path.clone() else {
+        info!("SIGHUP: no configuration file to reload");
+        return;
+    };
+    systemd::reloading();
+    match DaemonConfig::load(&path) {
+        Ok(new) => {
+            let ignored = life.config.unreloadable_changes(&new);
+            if !ignored.is_empty() {
+                warn!("SIGHUP: {} changed; that takes a restart of paddockd", ignored.join(", "));
+            }
+            life.log.set_filter(new.log.as_deref());
+            let _ = supervisor
+                .send(Reconfigure { default_overlay: new.default_overlay(), restart_limits: new.restart_limits() })
+                .await;
+            info!(file = %path.display(), "SIGHUP: configuration reloaded");
+            life.config = new;
+        }
+        Err(e) => error!("SIGHUP: keeping the configuration in use: {e:#}"),
+    }
+    systemd::notify(&[sd_notify::NotifyState::Ready]);
 }
 
 /// Reaps orphans (processes reparented to us as subreaper) on every SIGCHLD, in a thread of

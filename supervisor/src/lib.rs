@@ -5,13 +5,17 @@
 //! - [`config`]: paddockd's TOML configuration.
 //! - [`cli`]: `ctl`, the command-line client, which speaks runc's command line.
 //! - [`autostart`]: how `ctl` starts a paddockd when none answers.
+//! - [`systemd`]: socket activation and `sd_notify` (readiness, status, watchdog).
+//! - [`logging`]: stderr logging, journald-friendly under systemd, reloadable.
 
 pub mod autostart;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod logging;
 pub mod server;
 pub mod signals;
+pub mod systemd;
 
 /// The daemon's socket in a state root.
 pub const SOCKET_NAME: &str = "paddockd.sock";

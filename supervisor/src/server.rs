@@ -1,42 +1,106 @@
 //! The wire server: accepts connections on paddockd's socket, checks the peer, performs the
 //! handshake, and turns each request frame into the supervisor actor's message. Requests on
 //! one connection run concurrently; replies carry their request's id.
+//!
+//! Shutting down goes in phases ([`Phase`]): first no new connection or request is taken
+//! (requests in flight go on), then requests that only wait (for an exit) are answered with
+//! an `Unavailable` error, and paddockd waits for the rest to finish.
 
+use std::io::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use actors::supervisor::Subscribe;
 use actors::Supervisor;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 use wire::api::{Reply, Request, RequestFrame, ServerFrame};
 use wire::async_conn::split;
+use wire::events::Events;
 use wire::handshake::{check_hello, Hello, Welcome};
 use wire::{ApiError, ErrorKind, WireError};
 
 /// How long a client may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: UnixListener,
-    supervisor: Addr<Supervisor>,
-    max_frame: usize,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// Where the server stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Serving.
+    Serving,
+    /// No new connections or requests; those in flight go on.
+    Draining,
+    /// Requests that wait for an exit are ended too.
+    Cancelling,
+}
+
+/// paddockd's hold on its server: moves it through the shutdown phases and counts the
+/// requests in flight.
+#[derive(Clone)]
+pub struct ServerControl {
+    phase: Arc<watch::Sender<Phase>>,
+    in_flight: Arc<watch::Sender<usize>>,
+}
+
+impl Default for ServerControl {
+    fn default() -> Self {
+        Self { phase: Arc::new(watch::Sender::new(Phase::Serving)), in_flight: Arc::new(watch::Sender::new(0)) }
+    }
+}
+
+impl ServerControl {
+    /// Moves to `phase` (never back).
+    pub fn enter(&self, phase: Phase) {
+        self.phase.send_if_modified(|p| {
+            let later = phase > *p;
+            if later {
+                *p = phase;
+            }
+            later
+        });
+    }
+
+    /// Waits until no request is in flight, at most `timeout`; returns how many are left.
+    pub async fn finished(&self, timeout: Duration) -> usize {
+        let mut count = self.in_flight.subscribe();
+        let _ = tokio::time::timeout(timeout, count.wait_for(|n| *n == 0)).await;
+        let left = *count.borrow();
+        left
+    }
+
+    fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Counts a request as in flight until the guard is dropped.
+    fn track(&self) -> InFlight {
+        self.in_flight.send_modify(|n| *n += 1);
+        InFlight(self.in_flight.clone())
+    }
+}
+
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Serves `listener` until the control leaves [`Phase::Serving`].
+pub async fn serve(listener: UnixListener, supervisor: Addr<Supervisor>, max_frame: usize, control: ServerControl) {
+    let mut phase = control.phase.subscribe();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    actix::spawn(handle_connection(stream, supervisor.clone(), max_frame));
+                    actix::spawn(handle_connection(stream, supervisor.clone(), max_frame, control.clone()));
                 }
                 Err(e) => warn!("accept: {e}"),
             },
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-            }
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return,
         }
     }
 }
@@ -52,7 +116,7 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
     }
 }
 
-async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max_frame: usize) {
+async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max_frame: usize, control: ServerControl) {
     let allowed = peer_allowed(&stream);
     let (mut reader, mut writer) = split(stream, max_frame);
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, reader.recv::<Hello>()).await {
@@ -88,10 +152,29 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max
         match reader.recv::<RequestFrame>().await {
             Ok(frame) => {
                 let tx = tx.clone();
+                if control.phase() != Phase::Serving {
+                    let e =
+                        ApiError::new(ErrorKind::Unavailable, "paddockd is shutting down; ask again once it is back");
+                    let _ = tx.send(ServerFrame::Reply { id: frame.id, result: Err(e) });
+                    continue;
+                }
                 let supervisor = supervisor.clone();
+                let control = control.clone();
                 actix::spawn(async move {
+                    let _counted = control.track();
                     let name = frame.request.name();
-                    let result = route(&supervisor, frame.request).await;
+                    let result = if waits_for_exit(&frame.request) {
+                        let mut phase = control.phase.subscribe();
+                        tokio::select! {
+                            result = route(&supervisor, frame.request) => result,
+                            _ = phase.wait_for(|p| *p == Phase::Cancelling) => Err(ApiError::new(
+                                ErrorKind::Unavailable,
+                                "paddockd is shutting down (the container is not affected); wait again once it is back",
+                            )),
+                        }
+                    } else {
+                        route(&supervisor, frame.request).await
+                    };
                     if let Err(e) = &result {
                         debug!(request = name, "failed: {e}");
                     }
@@ -124,5 +207,45 @@ pub async fn route(supervisor: &Addr<Supervisor>, request: Request) -> Result<Re
         Request::Exec(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Executed),
         Request::WaitProcess(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Exit),
         Request::Ps(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Processes),
+        Request::Events(m) => stream_events(supervisor, m).await.map(|()| Reply::Done),
     }
+}
+
+/// Requests that only wait for a process to exit: ended when paddockd shuts down. (Event
+/// streams end when the bus closes.)
+fn waits_for_exit(request: &Request) -> bool {
+    matches!(request, Request::Wait(_) | Request::WaitProcess(_))
+}
+
+/// Writes the events into the request's sink, one JSON line each, until the history is
+/// written (or, when following, until the bus closes or the reader goes away).
+async fn stream_events(supervisor: &Addr<Supervisor>, mut request: Events) -> Result<(), ApiError> {
+    let sink = request.sink.take().ok_or_else(|| ApiError::invalid_argument("events: no descriptor to write to"))?;
+    let subscription = supervisor
+        .send(Subscribe { ids: request.ids, follow: request.follow })
+        .await
+        .map_err(|_| ApiError::internal("the supervisor is not running"))??;
+    // A blocking thread writes, so that a sink of any kind (pipe, file, socket) works and a
+    // slow reader holds up nothing but this thread; the bus's bounded queue protects the rest.
+    tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::new(std::fs::File::from(sink));
+        let mut write = |event: &wire::events::Event| -> std::io::Result<()> {
+            writeln!(out, "{}", event.to_json_line())?;
+            out.flush()
+        };
+        for event in &subscription.history {
+            if write(event).is_err() {
+                return;
+            }
+        }
+        if let Some(mut live) = subscription.live {
+            while let Some(event) = live.blocking_recv() {
+                if write(&event).is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("event writer failed: {e}")))
 }

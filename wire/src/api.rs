@@ -156,6 +156,21 @@ pub struct ContainerState {
     pub gofer: GoferStatus,
     /// How often its gofer was restarted.
     pub gofer_restarts: u32,
+    /// Its restart policy and what it did.
+    pub restart: RestartInfo,
+}
+
+/// A container's restart policy and its record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartInfo {
+    /// The policy, as given: `no`, `on-failure[:N]`, `always`, `unless-stopped`.
+    pub policy: String,
+    /// How often the container was restarted.
+    pub count: u32,
+    /// How its process last exited.
+    pub last_exit: Option<ExitStatus>,
+    /// The policy gave up; the reason.
+    pub gave_up: Option<String>,
 }
 
 impl ContainerState {
@@ -180,6 +195,14 @@ impl ContainerState {
             v["exitStatus"] = serde_json::json!(exit.code());
         }
         v["gofer"] = serde_json::json!({ "status": self.gofer.to_string(), "restarts": self.gofer_restarts });
+        let mut restart = serde_json::json!({ "policy": self.restart.policy, "count": self.restart.count });
+        if let Some(exit) = self.restart.last_exit {
+            restart["lastExit"] = serde_json::json!(exit.code());
+        }
+        if let Some(why) = &self.restart.gave_up {
+            restart["gaveUp"] = serde_json::json!(why);
+        }
+        v["restart"] = restart;
         v
     }
 }
@@ -209,6 +232,19 @@ impl Stdio {
     /// The slots, in wire order.
     pub fn slots(&self) -> Vec<&FdSlot> {
         vec![&self.stdin, &self.stdout, &self.stderr, &self.console]
+    }
+
+    /// Duplicates every descriptor (to give a restarted process the same streams).
+    pub fn try_clone(&self) -> std::io::Result<Stdio> {
+        let dup = |slot: &FdSlot| -> std::io::Result<FdSlot> {
+            Ok(FdSlot::from_option(slot.as_fd().map(|fd| fd.try_clone_to_owned()).transpose()?))
+        };
+        Ok(Stdio {
+            stdin: dup(&self.stdin)?,
+            stdout: dup(&self.stdout)?,
+            stderr: dup(&self.stderr)?,
+            console: dup(&self.console)?,
+        })
     }
 }
 
@@ -424,6 +460,8 @@ pub enum Request {
     WaitProcess(WaitProcess),
     /// See [`Ps`].
     Ps(Ps),
+    /// See [`crate::events::Events`].
+    Events(crate::events::Events),
 }
 
 impl Request {
@@ -442,6 +480,7 @@ impl Request {
             Request::Exec(_) => "exec",
             Request::WaitProcess(_) => "wait-process",
             Request::Ps(_) => "ps",
+            Request::Events(_) => "events",
         }
     }
 }
@@ -453,6 +492,7 @@ impl CarriesFds for Request {
             Request::CopyOut(c) => vec![&mut c.sink],
             Request::CopyIn(c) => vec![&mut c.source],
             Request::Exec(e) => e.stdio.slots_mut(),
+            Request::Events(e) => vec![&mut e.sink],
             _ => Vec::new(),
         }
     }
@@ -462,6 +502,7 @@ impl CarriesFds for Request {
             Request::CopyOut(c) => vec![&c.sink],
             Request::CopyIn(c) => vec![&c.source],
             Request::Exec(e) => e.stdio.slots(),
+            Request::Events(e) => vec![&e.sink],
             _ => Vec::new(),
         }
     }
@@ -469,6 +510,8 @@ impl CarriesFds for Request {
 
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// A reply lives for one request; boxing the state would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// A container's state (create, start, state).
     State(ContainerState),
@@ -504,6 +547,7 @@ impl CarriesFds for RequestFrame {
 
 /// What the server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
 pub enum ServerFrame {
     /// The answer to the request with this id.
     Reply {
@@ -605,6 +649,16 @@ mod tests {
             Request::WaitProcess(WaitProcess { pid: 7, root: true, .. })
         ));
         assert!(matches!(roundtrip_request(Request::Ps(Ps { id: "p".into() })), Request::Ps(p) if p.id == "p"));
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let events = Request::Events(crate::events::Events {
+            ids: vec!["e".into()],
+            follow: true,
+            sink: FdSlot::new(OwnedFd::from(a)),
+        });
+        assert!(matches!(
+            roundtrip_request(events),
+            Request::Events(e) if e.follow && e.ids == ["e"] && matches!(e.sink, FdSlot::Pending)
+        ));
     }
 
     #[test]
@@ -622,6 +676,12 @@ mod tests {
             exit_status: Some(ExitStatus::Signaled(9)),
             gofer: GoferStatus::Failed("too many restarts".into()),
             gofer_restarts: 5,
+            restart: RestartInfo {
+                policy: "on-failure:3".into(),
+                count: 2,
+                last_exit: Some(ExitStatus::Exited(1)),
+                gave_up: None,
+            },
         };
         let replies = vec![
             Ok(Reply::State(state.clone())),

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     Sandbox,
     /// A bug or an unexpected condition inside paddock.
     Internal,
+    /// paddockd is shutting down and no longer serves this request (the containers are
+    /// not affected; ask again once it is back).
+    Unavailable,
 }
 
 /// An error returned by an operation, with a message meant for the user that names the object

@@ -14,6 +14,7 @@
 //!   Rust program can send them to the supervisor actor with no socket in between.
 //! - [`sandbox_proto`] and [`gofer_proto`]: what paddockd says to a sandbox process, and what a
 //!   gofer hands to its sandbox.
+//! - [`events`]: the event bus's records, as `ctl events` prints them.
 //! - [`client`]: a blocking client of paddockd, used by `ctl` and available to any program.
 //!
 //! This crate depends on no other crate of paddock.
@@ -24,6 +25,7 @@ pub mod async_conn;
 pub mod client;
 pub mod conn;
 pub mod error;
+pub mod events;
 pub mod fds;
 pub mod frame;
 pub mod gofer_proto;

@@ -32,6 +32,9 @@ pub struct CreateContainer {
     /// The container's cgroup, one directory per hierarchy: its processes join it, and the
     /// sandbox finds them there.
     pub cgroups: Vec<FdSlot>,
+    /// Run a container whose init exited again (its restart policy), on the mounts the
+    /// sandbox kept for it; `mounts` is then empty.
+    pub again: bool,
 }
 
 /// Runs another process in a container.
@@ -244,6 +247,7 @@ mod tests {
                 },
                 mounts: vec![FdSlot::new(OwnedFd::from(g1)), FdSlot::new(OwnedFd::from(g3))],
                 cgroups: vec![],
+                again: false,
             }),
         };
         tx.send(&req).unwrap();

@@ -19,9 +19,10 @@ use wire::{ApiError, ErrorKind, FdSlot, GoferStatus, Status};
 use super::{now_rfc3339, save, ContainerActor, GoferHandle, Parts};
 use crate::cgroups::{self, Cgroup};
 use crate::config::SupervisorConfig;
+use crate::events::EventBus;
 use crate::gofer::GoferActor;
 use crate::meta::{Meta, MetaStore, ProcessRecord, FORMAT_VERSION};
-use crate::restart::RestartBudget;
+use crate::restart::{RestartBudget, RestartPolicy};
 use crate::sandbox::{Call, Connected, SandboxActor};
 use crate::spec::{self, Placement};
 use crate::status::{self};
@@ -105,6 +106,7 @@ fn new_meta(msg: &Create, spec: oci_spec::runtime::Spec, sandbox_id: &str) -> Re
         sandbox_lost: false,
         gofer_restarts: 0,
         cgroup: Some(cgroup),
+        restart: Default::default(),
     })
 }
 
@@ -112,11 +114,14 @@ fn new_meta(msg: &Create, spec: oci_spec::runtime::Spec, sandbox_id: &str) -> Re
 pub(crate) async fn create(
     config: Arc<SupervisorConfig>,
     store: MetaStore,
+    events: EventBus,
     mut msg: Create,
     joined: Option<Joined>,
 ) -> Result<Addr<ContainerActor>, ApiError> {
     let spec = msg.spec.parse()?;
     spec::validate(&spec)?;
+    RestartPolicy::of(&spec)?;
+    let restart_stdio = ContainerActor::keep_stdio_for_restarts(&spec, &msg.stdio);
     if let Some(process) = spec.process() {
         spec::require_console(process, &msg.stdio)?;
     }
@@ -145,6 +150,7 @@ pub(crate) async fn create(
     let cgroup = parts.cgroups.first().cloned();
     let gofer_status = if parts.gofer.is_some() { GoferStatus::Running } else { GoferStatus::Stopped };
     let pending_stdio = joined.is_some().then(|| std::mem::take(&mut msg.stdio));
+    let restart_budget = RestartBudget::container(config.restart_limits);
     Ok(ContainerActor {
         meta,
         config,
@@ -157,6 +163,10 @@ pub(crate) async fn create(
         waiters: Vec::new(),
         cgroup,
         pending_stdio,
+        events,
+        restart_budget,
+        restart_stdio,
+        oom_kills: 0,
     }
     .start())
 }
@@ -207,7 +217,7 @@ async fn build_root(
         blocking(move || cgroup.open_dirs()).await?
     };
     let host_pid =
-        create_in_sandbox(&sandbox, meta, true, std::mem::take(&mut msg.stdio), sandbox_ends, cgroup_dirs).await?;
+        create_in_sandbox(&sandbox, meta, std::mem::take(&mut msg.stdio), sandbox_ends, cgroup_dirs, false).await?;
     meta.init = Some(procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?);
     meta.status = status::transition(&id, meta.status, Status::Created)?;
     save(store, meta).await?;
@@ -232,10 +242,10 @@ async fn register_sub(store: &MetaStore, meta: &mut Meta, parts: &mut Parts, joi
 pub(super) async fn create_in_sandbox(
     sandbox: &Addr<SandboxActor>,
     meta: &Meta,
-    root: bool,
     stdio: wire::Stdio,
     mounts: Vec<FdSlot>,
     cgroups: Vec<OwnedFd>,
+    again: bool,
 ) -> Result<i32, ApiError> {
     let id = meta.id.clone();
     let reply = sandbox
@@ -243,10 +253,11 @@ pub(super) async fn create_in_sandbox(
             id: id.clone(),
             bundle: meta.bundle.clone(),
             spec: wire::SpecJson::from_spec(&meta.spec)?,
-            root,
+            root: meta.is_root(),
             stdio,
             mounts,
             cgroups: cgroups.into_iter().map(FdSlot::new).collect(),
+            again,
         })))
         .await
         .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of {id:?} went away")))??;

@@ -35,6 +35,7 @@ pub struct SandboxGoingAway;
 impl ContainerActor {
     /// Marks the container stopped by force, if it was not stopped already.
     fn stop_by_force(&mut self) {
+        self.meta.restart.pending = false;
         if self.meta.status != Status::Stopped {
             self.meta.status = Status::Stopped;
             self.meta.exit_status = Some(ExitStatus::Signaled(libc::SIGKILL));

@@ -102,6 +102,7 @@ impl ContainerActor {
                 act.meta.gofer = Some(record);
                 act.meta.gofer_restarts += 1;
                 info!(container = %act.meta.id, pid = record.pid, restarts = act.meta.gofer_restarts, "gofer restarted");
+                act.publish(wire::events::EventKind::GoferRestarted { restarts: act.meta.gofer_restarts });
                 let (store, meta) = (act.store.clone(), act.meta.clone());
                 ctx.spawn(
                     async move {
@@ -147,6 +148,7 @@ impl ContainerActor {
                     self.gofer_budget.period
                 );
                 warn!(container = %self.meta.id, "gofer: {why}");
+                self.publish(wire::events::EventKind::GoferFailed { reason: why.clone() });
                 self.gofer_status = GoferStatus::Failed(why);
                 self.fail_gofer_waiters();
             }

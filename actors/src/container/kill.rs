@@ -13,7 +13,7 @@ use crate::status::{self, Operation};
 impl Handler<Kill> for ContainerActor {
     type Result = ResponseFuture<Result<(), ApiError>>;
 
-    fn handle(&mut self, msg: Kill, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Kill, ctx: &mut Context<Self>) -> Self::Result {
         let id = self.meta.id.clone();
         let op = match (msg.all, msg.pid) {
             (true, _) => Operation::SignalAll,
@@ -26,6 +26,9 @@ impl Handler<Kill> for ContainerActor {
         if nix::sys::signal::Signal::try_from(msg.signal).is_err() {
             let e = ApiError::invalid_argument(format!("{} is not a valid signal number", msg.signal));
             return Box::pin(async move { Err(e) });
+        }
+        if msg.pid.is_none() && Self::is_stop_signal(msg.signal) {
+            self.stopped_by_user(ctx);
         }
         // Nothing of a stopped container whose sandbox is gone (or that never ran) is left.
         if self.meta.status == Status::Stopped && (self.sandbox.is_none() || self.meta.init.is_none()) {

@@ -4,7 +4,10 @@
 //! - [`create`]: a root container (with a sandbox of its own) or a subcontainer (joining one);
 //! - `start`, `kill`, `exec` (and waiting for a process), `ps`, `copy`, `delete`;
 //! - `gofer`: restarting a gofer that died;
-//! - `restore`: taking a container over again after paddockd restarted.
+//! - `restore`: taking a container over again after paddockd restarted;
+//! - `relaunch`: its restart policy: running it again after an exit, with backoff.
+//!
+//! Every change is published on the event bus.
 //!
 //! Operations that change the container (start, kill, delete, the sandbox's notices, a gofer
 //! restart) are atomic: the actor handles nothing else until one is finished and saved.
@@ -17,6 +20,7 @@ mod exec;
 mod gofer;
 mod kill;
 mod ps;
+mod relaunch;
 pub(crate) mod restore;
 mod start;
 
@@ -36,6 +40,7 @@ pub(crate) use restore::restore;
 use crate::blocking;
 use crate::cgroups::Cgroup;
 use crate::config::SupervisorConfig;
+use crate::events::EventBus;
 use crate::gofer::{DestroyGofer, GoferActor, WatchGofer};
 use crate::meta::{Meta, MetaStore};
 use crate::process::ChildProcess;
@@ -57,6 +62,12 @@ pub struct ContainerActor {
     cgroup: Option<Arc<Cgroup>>,
     /// A subcontainer's stdio, held from create until start.
     pending_stdio: Option<Stdio>,
+    events: EventBus,
+    restart_budget: RestartBudget,
+    /// Copies of the caller's stdio for restarts (kept only under a restart policy).
+    restart_stdio: Option<Stdio>,
+    /// OOM kills counted in its cgroup so far.
+    oom_kills: u64,
 }
 
 impl Actor for ContainerActor {
@@ -70,6 +81,7 @@ impl Actor for ContainerActor {
         if let Some(sandbox) = &self.sandbox {
             sandbox.do_send(Listen { id: self.meta.id.clone(), recipient: ctx.address().recipient() });
         }
+        self.resume_restarts(ctx);
     }
 }
 
@@ -170,7 +182,17 @@ fn apply_notice(meta: &mut Meta, notice: SandboxNotice) -> bool {
 }
 
 impl ContainerActor {
+    /// Publishes an event about this container.
+    fn publish(&self, kind: wire::events::EventKind) {
+        self.events.publish(&self.meta.id, &self.meta.sandbox_id, kind);
+    }
+
+    /// Gives the exit status to everyone waiting, once the container stopped for good (no
+    /// restart pending).
     fn wake_waiters(&mut self) {
+        if self.meta.restart.pending {
+            return;
+        }
         if let Some(status) = self.meta.exit_status {
             for w in self.waiters.drain(..) {
                 let _ = w.send(status);
@@ -238,7 +260,9 @@ impl Handler<Wait> for ContainerActor {
     type Result = ResponseFuture<Result<ExitStatus, ApiError>>;
 
     fn handle(&mut self, _: Wait, _: &mut Context<Self>) -> Self::Result {
-        if let (Status::Stopped, Some(status)) = (self.meta.status, self.meta.exit_status) {
+        if let (Status::Stopped, Some(status), false) =
+            (self.meta.status, self.meta.exit_status, self.meta.restart.pending)
+        {
             return Box::pin(async move { Ok(status) });
         }
         let (tx, rx) = oneshot::channel();
@@ -257,7 +281,8 @@ impl Handler<SandboxNotice> for ContainerActor {
         if !apply_notice(&mut self.meta, notice) {
             return AtomicResponse::new(Box::pin(actix::fut::ready(())));
         }
-        let gofer = if notice == SandboxNotice::Lost {
+        let lost = notice == SandboxNotice::Lost;
+        let gofer = if lost {
             warn!(container = %self.meta.id, "the sandbox vanished; the container is stopped");
             self.sandbox = None;
             self.gofer_status = GoferStatus::Stopped;
@@ -265,25 +290,46 @@ impl Handler<SandboxNotice> for ContainerActor {
         } else {
             None
         };
+        // Decided before the save, so that the exit and what follows it are stored together.
+        let next = self.plan_restart(lost);
         let store = self.store.clone();
         let meta = self.meta.clone();
+        let cgroup = self.cgroup.clone();
         let release = self.sandbox_call(SandboxRequest::Release { id: meta.id.clone() });
         AtomicResponse::new(Box::pin(
             async move {
                 if let Some(g) = gofer {
                     let _ = g.addr.send(DestroyGofer).await;
                 }
+                let oom_kills = match cgroup {
+                    Some(cg) => blocking(move || Ok(cg.oom_kills())).await.unwrap_or(0),
+                    None => 0,
+                };
                 if let Err(e) = save(&store, &meta).await {
                     warn!(container = %meta.id, "cannot save the exit status: {e}");
-                    return;
+                    return oom_kills;
                 }
                 // Stored: the sandbox may forget it now.
-                if notice != SandboxNotice::Lost {
+                if !lost {
                     let _ = release.await;
                 }
+                oom_kills
             }
             .into_actor(self)
-            .map(|(), act, _| act.wake_waiters()),
+            .map(move |oom_kills, act, ctx| {
+                if oom_kills > act.oom_kills {
+                    act.oom_kills = oom_kills;
+                    act.publish(wire::events::EventKind::Oom);
+                }
+                if lost {
+                    act.publish(wire::events::EventKind::SandboxLost);
+                }
+                if let Some(status) = act.meta.exit_status {
+                    act.publish(wire::events::EventKind::exited(status));
+                }
+                act.follow_plan(next, ctx);
+                act.wake_waiters();
+            }),
         ))
     }
 }

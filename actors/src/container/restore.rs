@@ -15,10 +15,13 @@ use super::{apply_notice, save, ContainerActor, GoferHandle, Parts};
 use crate::blocking;
 use crate::cgroups::{self, Cgroup};
 use crate::config::SupervisorConfig;
+use crate::events::EventBus;
+use crate::gofer::DestroyGofer;
 use crate::gofer::GoferActor;
 use crate::meta::{Meta, MetaStore};
-use crate::restart::RestartBudget;
+use crate::restart::{RestartBudget, RestartPolicy};
 use crate::sandbox::{SandboxActor, SandboxNotice};
+use wire::events::EventKind;
 
 /// A sandbox as the supervisor found it again.
 pub(crate) struct Found {
@@ -32,11 +35,22 @@ pub(crate) struct Found {
 pub(crate) async fn restore(
     config: Arc<SupervisorConfig>,
     store: MetaStore,
+    events: EventBus,
     mut meta: Meta,
     found: Option<&Found>,
 ) -> Result<Option<Addr<ContainerActor>>, ApiError> {
     let id = meta.id.clone();
     let dir: PathBuf = store.dir(&id);
+    {
+        // Helpers started for this container but never recorded (paddockd died in between).
+        let keep: Vec<i32> = [meta.sandbox, meta.gofer].iter().flatten().map(|r| r.pid).collect();
+        let (sid, sdir) = (id.clone(), dir.clone());
+        let _ = blocking(move || {
+            crate::procfs::kill_stray_helpers(&sid, &sdir, &keep);
+            Ok(())
+        })
+        .await;
+    }
     let gofer = match &meta.gofer {
         Some(record) => GoferActor::reconnect(&config, &id, record, &dir).await.ok().map(GoferHandle::from),
         None => None,
@@ -60,6 +74,7 @@ pub(crate) async fn restore(
         return Ok(None);
     }
     let mut pending_notice = None;
+    let mut lost_while_down = false;
     match found {
         Some(found) => match found.containers.iter().find(|c| c.id == id).map(|c| c.state) {
             Some(ProcessState::Exited(status)) => pending_notice = Some(SandboxNotice::Exited(status)),
@@ -71,10 +86,46 @@ pub(crate) async fn restore(
         None if meta.status != Status::Stopped => {
             // Settle it on disk before anyone can look.
             apply_notice(&mut meta, SandboxNotice::Lost);
+            meta.restart.last_exit = meta.exit_status;
+            meta.restart.pending = false;
+            if RestartPolicy::of(&meta.spec).unwrap_or_default() != RestartPolicy::No {
+                meta.restart.gave_up = Some("its sandbox is gone".into());
+            }
             save(&store, &meta).await?;
+            lost_while_down = true;
         }
         None => {}
     }
+    // Without its sandbox, a gofer serves nobody.
+    let gofer = match (found, gofer) {
+        (None, Some(g)) => {
+            let _ = g.addr.send(DestroyGofer).await;
+            None
+        }
+        (_, g) => g,
+    };
+    // An OOM kill that happened while paddockd was down is reported with the exit.
+    let oom_kills = match (&cgroup, &pending_notice) {
+        (Some(cg), None) => {
+            let cg = cg.clone();
+            blocking(move || Ok(cg.oom_kills())).await.unwrap_or(0)
+        }
+        _ => 0,
+    };
+    if lost_while_down {
+        events.publish(&meta.id, &meta.sandbox_id, EventKind::SandboxLost);
+        if let Some(status) = meta.exit_status {
+            events.publish(&meta.id, &meta.sandbox_id, EventKind::exited(status));
+        }
+        if let Some(reason) = meta.restart.gave_up.clone() {
+            events.publish(
+                &meta.id,
+                &meta.sandbox_id,
+                EventKind::RestartGaveUp { reason, restarts: meta.restart.count },
+            );
+        }
+    }
+    let restart_budget = RestartBudget::container(config.restart_limits);
     info!(container = %id, status = %meta.status, "container restored");
     let gofer_status = if gofer.is_some() { GoferStatus::Running } else { GoferStatus::Stopped };
     let addr = ContainerActor {
@@ -89,6 +140,10 @@ pub(crate) async fn restore(
         waiters: Vec::new(),
         cgroup,
         pending_stdio: None,
+        events,
+        restart_budget,
+        restart_stdio: None,
+        oom_kills,
     }
     .start();
     if let Some(notice) = pending_notice {

@@ -43,6 +43,10 @@ impl ContainerActor {
             // start itself succeeded.
             self.meta.status = status::transition(&self.meta.id, self.meta.status, Status::Running)?;
             info!(container = %self.meta.id, "container started");
+            self.restart_budget.started(std::time::Instant::now());
+            if let Some(init) = self.meta.init {
+                self.publish(wire::events::EventKind::Started { pid: init.pid, restarts: self.meta.restart.count });
+            }
             Ok(self.meta.clone())
         });
         let store = self.store.clone();
@@ -81,7 +85,7 @@ impl ContainerActor {
                     cg.open_dirs()
                 })
                 .await?;
-                let host_pid = create_in_sandbox(&sandbox, &meta, false, stdio, sandbox_ends, dirs).await?;
+                let host_pid = create_in_sandbox(&sandbox, &meta, stdio, sandbox_ends, dirs, false).await?;
                 let record =
                     procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;
                 sandbox

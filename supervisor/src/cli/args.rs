@@ -39,6 +39,10 @@ pub enum Command {
         /// A Unix socket to send the terminal's pty master to (when process.terminal is set).
         #[arg(long)]
         console_socket: Option<PathBuf>,
+        /// Restart policy: no, on-failure[:N], always, unless-stopped (sets the annotation
+        /// dev.paddock.restart).
+        #[arg(long)]
+        restart: Option<String>,
         /// The container's id.
         id: String,
     },
@@ -159,6 +163,18 @@ pub enum Command {
     /// `ctl run --bundle DIR ID` runs a bundle as runc does. `ctl run -- CMD ARGS...` runs CMD
     /// sandboxed on the host's root filesystem under a private in-memory overlay: no bundle or
     /// image needed. With both, CMD replaces the bundle's process arguments.
+    /// Print events as JSON lines: created, started, exited, oom, paused, resumed, deleted,
+    /// restart-scheduled, restart-gave-up, gofer-restarted, gofer-failed, sandbox-lost.
+    ///
+    /// Without --follow, the retained history (kept per container until it is deleted); with
+    /// it, the history and then every new event until interrupted.
+    Events {
+        /// Keep printing new events.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only these containers (ids or unambiguous prefixes); default: all.
+        ids: Vec<String>,
+    },
     Run {
         /// Start the container and return at once.
         #[arg(long, short = 'd')]
@@ -181,6 +197,10 @@ pub enum Command {
         /// A Unix socket to send the terminal's pty master to.
         #[arg(long)]
         console_socket: Option<PathBuf>,
+        /// Restart policy: no, on-failure[:N], always, unless-stopped. A foreground run
+        /// returns once the container stopped for good.
+        #[arg(long)]
+        restart: Option<String>,
         /// The container's id (runc's form: `run --bundle DIR ID`).
         id: Option<String>,
         /// The command to run, after `--`.

@@ -2,6 +2,7 @@
 
 mod args;
 mod copy;
+mod events;
 mod output;
 mod run;
 mod terminal;
@@ -35,13 +36,14 @@ fn connect(root: &Path) -> anyhow::Result<Client> {
 fn execute(args: CtlArgs) -> anyhow::Result<i32> {
     let root = std::path::absolute(&args.root)?;
     match args.command {
-        Command::Create { bundle, pid_file, console_socket, id } => {
+        Command::Create { bundle, pid_file, console_socket, restart, id } => {
             let mut client = connect(&root)?;
             let how = run::CreateOptions {
                 pid_file: pid_file.as_deref(),
                 console_socket: console_socket.as_deref(),
                 detach: true,
                 tty: false,
+                restart: restart.as_deref(),
             };
             run::create(&mut client, &id, Some(&bundle), Vec::new(), how)?;
             Ok(0)
@@ -114,7 +116,8 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             connect(&root)?.delete(&id, force)?;
             Ok(0)
         }
-        Command::Run { detach, rm, name, bundle, pid_file, tty, console_socket, id, command } => {
+        Command::Events { follow, ids } => events::print(&mut connect(&root)?, ids, follow),
+        Command::Run { detach, rm, name, bundle, pid_file, tty, console_socket, restart, id, command } => {
             let id = match (name, id) {
                 (Some(_), Some(_)) => {
                     anyhow::bail!("give the id either with --name or as an argument, not both")
@@ -122,7 +125,10 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
                 (Some(n), None) | (None, Some(n)) => n,
                 (None, None) => run::random_id()?,
             };
-            run::run(&root, run::RunOptions { id, bundle, command, detach, remove: rm, pid_file, tty, console_socket })
+            run::run(
+                &root,
+                run::RunOptions { id, bundle, command, detach, remove: rm, pid_file, tty, console_socket, restart },
+            )
         }
     }
 }

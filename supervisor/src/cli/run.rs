@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub tty: bool,
     /// Where to send the terminal (else a foreground ctl serves it).
     pub console_socket: Option<PathBuf>,
+    /// The restart policy.
+    pub restart: Option<String>,
 }
 
 /// How `create` hands the container its stdio.
@@ -44,6 +46,8 @@ pub struct CreateOptions<'a> {
     pub detach: bool,
     /// Give the process a terminal whatever the spec says.
     pub tty: bool,
+    /// The restart policy (the annotation `dev.paddock.restart`).
+    pub restart: Option<&'a str>,
 }
 
 /// The signals a foreground `ctl run` or `ctl exec` passes on to its process: every one that
@@ -186,6 +190,12 @@ pub fn create(
 ) -> anyhow::Result<(ContainerState, Option<OwnedFd>)> {
     wire::ids::validate_id(id)?;
     let (bundle, mut spec) = build_spec(id, bundle, command)?;
+    if let Some(policy) = how.restart {
+        actors::restart::RestartPolicy::parse(policy)?;
+        let mut annotations = spec.annotations().clone().unwrap_or_default();
+        annotations.insert(actors::restart::RESTART_ANNOTATION.to_string(), policy.to_string());
+        spec.set_annotations(Some(annotations));
+    }
     if how.tty {
         if let Some(process) = spec.process_mut() {
             process.set_terminal(Some(true));
@@ -235,6 +245,7 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
         console_socket: opts.console_socket.as_deref(),
         detach: opts.detach,
         tty: opts.tty,
+        restart: opts.restart.as_deref(),
     };
     let (state, master) = create(&mut client, &opts.id, opts.bundle.as_deref(), opts.command, how)?;
     let id = state.id;
