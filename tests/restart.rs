@@ -74,7 +74,7 @@ fn on_failure_restarts_n_times_with_backoff_then_gives_up() {
         assert!(story[i + 1]["restarts"].as_u64().unwrap() == e["attempt"].as_u64().unwrap());
     }
     assert!(story.iter().filter(|e| e["type"] == "exited").all(|e| e["exitStatus"] == 1));
-    let state = p.state(&id);
+    let state: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["inspect", &id])).unwrap();
     assert_eq!(state["status"], "stopped");
     assert_eq!(state["restart"]["count"], 3);
     assert_eq!(state["restart"]["lastExit"], 1);

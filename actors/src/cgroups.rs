@@ -70,13 +70,19 @@ impl Cgroup {
 
     /// The cgroup's directory in each hierarchy (each mount once).
     pub fn dirs(&self) -> Vec<PathBuf> {
+        self.places().into_iter().filter(|d| d.is_dir()).collect()
+    }
+
+    /// Where the cgroup's directory is or would be in each hierarchy, whether it exists or
+    /// not (a creation cut short leaves it in some hierarchies only, or only its parents).
+    fn places(&self) -> Vec<PathBuf> {
         let mut mounts: Vec<&String> = self.manager.mounts().values().collect();
         if mounts.is_empty() || self.manager.v2() {
             return vec![Path::new(cgroups_rs::fs::hierarchies::UNIFIED_MOUNTPOINT).join(&self.relative)];
         }
         mounts.sort();
         mounts.dedup();
-        mounts.into_iter().map(|m| Path::new(m).join(&self.relative)).filter(|d| d.is_dir()).collect()
+        mounts.into_iter().map(|m| Path::new(m).join(&self.relative)).collect()
     }
 
     /// A descriptor of each directory, for the sandbox.
@@ -138,7 +144,7 @@ impl Cgroup {
     /// Removes the cgroup (it must be empty), and then its parents up to `paddock/` as far
     /// as they are empty.
     pub fn remove(self) -> Result<(), ApiError> {
-        let dirs = self.dirs();
+        let dirs = self.places();
         for dir in &dirs {
             match std::fs::remove_dir(dir) {
                 Ok(()) => {}

@@ -51,7 +51,8 @@ pub enum Command {
         /// The container's id (or an unambiguous prefix).
         id: String,
     },
-    /// Print a container's state as JSON.
+    /// Print a container's state as JSON (with its gofer's and restart policy's record).
+    #[command(alias = "inspect")]
     State {
         /// The container's id (or an unambiguous prefix).
         id: String,
