@@ -181,3 +181,49 @@ fn killing_the_daemon_at_random_points_of_creates_and_deletes_leaves_no_half_con
     let daemon = p.daemon_pid().unwrap();
     assert!(zombie_children(daemon).is_empty());
 }
+
+#[test]
+fn helpers_started_but_never_recorded_are_killed_and_their_cgroups_removed() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique("stray");
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), &id]);
+    let sandbox = meta(&p, &id)["sandbox"]["pid"].as_i64().unwrap() as i32;
+    let gofer = gofer_pid(&id).expect("the gofer");
+    let gone = [pidfd(sandbox).unwrap(), pidfd(gofer).unwrap()];
+    sigkill_daemon(&p);
+    // As if paddockd had died after starting the helpers and before recording them.
+    let path = p.root().join(&id).join("meta.json");
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    m["status"] = "Creating".into();
+    for field in ["sandbox", "gofer", "init"] {
+        m[field] = serde_json::Value::Null;
+    }
+    std::fs::write(&path, m.to_string()).unwrap();
+
+    let list = p.ctl_ok(&["list", "--format", "json"]);
+    assert!(!list.contains(&id), "a half-created container is listed: {list}");
+    for fd in &gone {
+        assert!(
+            wait_pidfd(fd, Duration::from_secs(10)),
+            "a stray helper survived; paddockd.log:\n{}",
+            std::fs::read_to_string(p.root().join("paddockd.log")).unwrap_or_default()
+        );
+    }
+    assert!(!p.root().join(&id).exists());
+    harness::assert_nothing_left(&id);
+    assert!(
+        harness::cgroups_mentioning(&id).is_empty() && !sandbox_cgroup_exists(&id),
+        "the sandbox's cgroup of {id} remains"
+    );
+}
+
+/// Whether the cgroup of a sandbox's own processes is still there in some hierarchy (its name
+/// does not carry the id, so `cgroups_mentioning` finds only its parent).
+fn sandbox_cgroup_exists(id: &str) -> bool {
+    std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|h| h.path().join("paddock").join(id).join("paddockd.sandbox").exists())
+}

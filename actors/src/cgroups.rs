@@ -142,14 +142,17 @@ impl Cgroup {
     }
 
     /// Removes the cgroup (it must be empty), and then its parents up to `paddock/` as far
-    /// as they are empty.
+    /// as they are empty. Every hierarchy is tried; the first failure is returned.
     pub fn remove(self) -> Result<(), ApiError> {
-        let dirs = self.places();
-        for dir in &dirs {
+        let mut failure = None;
+        for dir in &self.places() {
             match std::fs::remove_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(cg_err(format!("removing {}", dir.display()), e)),
+                Err(e) => {
+                    failure.get_or_insert(cg_err(format!("removing {}", dir.display()), e));
+                    continue;
+                }
             }
             // Parents may be shared with other containers: stop at the first that is not empty.
             let mut parent = dir.parent();
@@ -160,6 +163,6 @@ impl Cgroup {
                 parent = p.parent();
             }
         }
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 }

@@ -1,6 +1,6 @@
 //! Facts about processes from `/proc`.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::meta::ProcessRecord;
 
@@ -74,19 +74,46 @@ pub fn stray_helpers(id: &str, state_dir: &std::path::Path, keep: &[i32]) -> Vec
     found
 }
 
-/// Kills the stray helpers of container `id` (see [`stray_helpers`]).
+/// Kills the stray helpers of container `id` (see [`stray_helpers`]) and waits until they are
+/// gone: until then they still populate the cgroups a cleanup is about to remove.
 pub fn kill_stray_helpers(id: &str, state_dir: &std::path::Path, keep: &[i32]) {
     for pid in stray_helpers(id, state_dir, keep) {
         tracing::warn!(container = id, pid, "killing a helper process no record knows");
-        // Not our child any more (its parent died); init reaps it.
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        // Through a pidfd, so the wait below follows this very process; it is not our child
+        // any more (its parent died), so init reaps it.
+        let Some(fd) = rustix::process::Pid::from_raw(pid)
+            .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
+        else {
+            continue;
+        };
+        let _ = rustix::process::pidfd_send_signal(&fd, rustix::process::Signal::KILL);
+        if !wait_exited(fd.as_fd(), std::time::Duration::from_secs(10)) {
+            tracing::warn!(container = id, pid, "a killed helper is still there after 10 s");
+        }
+    }
+}
+
+/// Waits until the process of `pidfd` has exited (a pidfd polls readable then), at most
+/// `timeout`; whether it did.
+pub fn wait_exited(pidfd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [nix::poll::PollFd::new(pidfd, nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Ok(n) if n > 0 => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return false,
+            Ok(_) if left.is_zero() => return false,
+            Ok(_) => continue,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::AsFd;
 
     #[test]
     fn our_own_process() {
