@@ -18,7 +18,11 @@ fn created_running_stopped_deleted() {
     assert_eq!(state["bundle"], bundle.path_str().as_str());
     let pid = state["pid"].as_i64().unwrap() as i32;
     assert!(pid > 0 && process_alive(pid));
-    assert_eq!(std::fs::read_to_string(&pid_file).unwrap().trim(), pid.to_string());
+    // The pid file names the container's monitor (what runc's callers waitpid on), which
+    // lives as long as the container.
+    let monitor: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().expect("a pid without a newline");
+    assert!(process_alive(monitor));
+    let monitor_fd = harness::pidfd(monitor).unwrap();
 
     p.ctl_ok(&["start", &id]);
     let state = p.state(&id);
@@ -34,6 +38,7 @@ fn created_running_stopped_deleted() {
     let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).unwrap();
     assert_eq!(waited["exitStatus"], 137);
     assert_eq!(waited["id"], id.as_str());
+    assert!(harness::wait_pidfd(&monitor_fd, std::time::Duration::from_secs(10)), "the monitor outlived the container");
     let state = p.state(&id);
     assert_eq!(state["status"], "stopped");
     assert_eq!(state["pid"], 0);

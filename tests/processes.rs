@@ -4,8 +4,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use harness::{
-    cgroups_mentioning, eventually, namespace_pid, parent_pid, process_alive, stderr, stdout, unique, wait_pidfd,
-    zombie_children, Bundle, Paddock,
+    cgroups_mentioning, eventually, namespace_pid, parent_pid, process_alive, stderr, stdout, unique, zombie_children,
+    Bundle, Paddock,
 };
 
 /// A started container running `sleep 1000`.
@@ -90,13 +90,21 @@ fn exec_runs_in_created_and_running_containers_with_the_processs_exit_code() {
 #[test]
 fn detached_exec_writes_its_pid_and_wait_pid_collects_its_status_once() {
     let p = Paddock::new();
-    let (bundle, id) = sleeping(&p);
-    let pid_file = bundle.path().join("exec.pid");
-    p.ctl_ok(&["exec", "--detach", "--pid-file", pid_file.to_str().unwrap(), &id, "--", "sleep", "2000"]);
-    let host_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let (_bundle, id) = sleeping(&p);
+    // (Without --pid-file: a pid file names a monitor that collects the status itself.)
+    p.ctl_ok(&["exec", "--detach", &id, "--", "sh", "-c", "echo $$ > /tmp/sleeper.pid; exec sleep 2000"]);
+    let mut ns_text = String::new();
+    assert!(eventually(Duration::from_secs(10), || {
+        ns_text = p.ctl(&["exec", &id, "--", "cat", "/tmp/sleeper.pid"]).stdout.iter().map(|b| *b as char).collect();
+        !ns_text.trim().is_empty()
+    }));
+    let procs: Vec<i32> = serde_json::from_str(&p.ctl_ok(&["ps", "--format", "json", &id])).unwrap();
+    let host_pid = *procs
+        .iter()
+        .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x002000\x00"))
+        .expect("the exec'd sleep");
     assert!(process_alive(host_pid));
-    let cmdline = std::fs::read(format!("/proc/{host_pid}/cmdline")).unwrap();
-    assert_eq!(String::from_utf8_lossy(&cmdline), "sleep\x002000\x00");
+    assert_eq!(namespace_pid(host_pid).unwrap().to_string(), ns_text.trim());
     let ns_pid = namespace_pid(host_pid).unwrap();
     assert_ne!(ns_pid, host_pid, "the exec'd process is not in the container's PID namespace");
 
@@ -114,24 +122,14 @@ fn detached_exec_writes_its_pid_and_wait_pid_collects_its_status_once() {
 
     // A status is kept until collected, however long after the exit: --rootpid names the
     // process in the sandbox's PID namespace.
-    p.ctl_ok(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-        "--",
-        "sh",
-        "-c",
-        "echo $$ > /tmp/exec.pid; exit 6",
-    ]);
-    let host_pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
-    if let Ok(fd) = harness::pidfd(host_pid) {
-        assert!(wait_pidfd(&fd, Duration::from_secs(10)));
-    }
+    p.ctl_ok(&["exec", "--detach", &id, "--", "sh", "-c", "echo $$ > /tmp/exec.pid; exit 6"]);
     // The sandbox reaps it; its status waits for us.
+    assert!(eventually(Duration::from_secs(10), || p
+        .ctl(&["exec", &id, "--", "test", "-s", "/tmp/exec.pid"])
+        .status
+        .success()));
     let sandbox = parent_pid(init_pid(&p, &id)).unwrap();
-    assert!(eventually(Duration::from_secs(10), || !zombie_children(sandbox).contains(&host_pid)));
+    assert!(eventually(Duration::from_secs(10), || zombie_children(sandbox).is_empty()));
     let ns_pid = p.ctl_ok(&["exec", &id, "--", "cat", "/tmp/exec.pid"]).trim().to_string();
     assert_eq!(wait_json(&p, &["wait", "--rootpid", &ns_pid, &id])["exitStatus"], 6);
     assert!(!p.ctl(&["wait", "--rootpid", &ns_pid, &id]).status.success());

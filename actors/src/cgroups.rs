@@ -21,6 +21,14 @@ pub const BASE: &str = "paddock";
 /// The name of the cgroup of a sandbox's own processes (a reserved id, so never a container's).
 pub const SANDBOX_LEAF: &str = "paddockd.sandbox";
 
+/// cgroups-rs errors say little by themselves ("invalid linux resource"): add the cause.
+fn describe(e: cgroups_rs::manager::Error) -> String {
+    match std::error::Error::source(&e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
+}
+
 fn cg_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorKind::Io, format!("cgroup {what}: {e}"))
 }
@@ -33,6 +41,65 @@ pub fn container_path(sandbox_id: &str, container_id: &str) -> String {
 /// The cgroup of a sandbox's own processes.
 pub fn sandbox_path(sandbox_id: &str) -> String {
     format!("{BASE}/{}/{SANDBOX_LEAF}", wire::ids::dir_name(sandbox_id))
+}
+
+/// The cgroup a spec's `cgroupsPath` names, relative to the hierarchies' roots. systemd's
+/// `slice:prefix:name` form (`--systemd-cgroup`, podman's default) is laid out where systemd
+/// would put the unit (`machine.slice/libpod-<id>.scope`); paddock makes the directories
+/// itself rather than asking systemd for a transient unit.
+pub fn spec_path(cgroups_path: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| ApiError::invalid_spec(format!("cgroupsPath {cgroups_path:?}: {why}"));
+    let relative = if cgroups_path.contains(':') {
+        let parts: Vec<&str> = cgroups_path.split(':').collect();
+        let [slice, prefix, name] = parts[..] else {
+            return Err(bad("a systemd cgroupsPath has the form slice:prefix:name"));
+        };
+        if name.is_empty() || [slice, prefix, name].iter().any(|p| p.contains('/')) {
+            return Err(bad("a systemd cgroupsPath has the form slice:prefix:name, without slashes"));
+        }
+        let unit = if name.ends_with(".slice") {
+            name.to_string()
+        } else if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        let parent = expand_slice(if slice.is_empty() { "system.slice" } else { slice }).map_err(|e| bad(&e))?;
+        if parent.is_empty() {
+            unit
+        } else {
+            format!("{parent}/{unit}")
+        }
+    } else {
+        cgroups_path.trim_start_matches('/').to_string()
+    };
+    let parts: Vec<&str> = relative.split('/').collect();
+    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+        return Err(bad("it must be a plain path: no empty, '.' or '..' components"));
+    }
+    Ok(relative)
+}
+
+/// systemd's slice nesting: `a-b-c.slice` lives in `a.slice/a-b.slice/a-b-c.slice`.
+fn expand_slice(slice: &str) -> Result<String, String> {
+    let stem = slice.strip_suffix(".slice").ok_or_else(|| format!("{slice:?} is not a slice name"))?;
+    if stem == "-" {
+        // The root slice.
+        return Ok(String::new());
+    }
+    if stem.is_empty() || stem.starts_with('-') || stem.ends_with('-') || stem.contains("--") {
+        return Err(format!("{slice:?} is not a valid slice name"));
+    }
+    let mut path = Vec::new();
+    let mut prefix = String::new();
+    for part in stem.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push(format!("{prefix}.slice"));
+    }
+    Ok(path.join("/"))
 }
 
 /// One cgroup, in every hierarchy.
@@ -141,6 +208,47 @@ impl Cgroup {
         self.manager.freeze(state).map_err(|e| cg_err(format!("freezer of {}", self.relative), e))
     }
 
+    /// Applies the OCI `linux.resources`: memory, cpu (shares, quota, period, realtime, cpus,
+    /// mems), pids, blockIO, hugepage limits and network classes through cgroups-rs; device
+    /// rules by hand (see [`Cgroup::set_devices`]).
+    pub fn apply(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<(), ApiError> {
+        let mut rest = resources.clone();
+        rest.set_devices(None);
+        let mut manager = FsManager::new(&self.relative).map_err(|e| cg_err(&self.relative, e))?;
+        manager.set(&rest).map_err(|e| cg_err(format!("setting the resources of {}", self.relative), describe(e)))?;
+        if let Some(rules) = resources.devices() {
+            self.set_devices(rules)?;
+        }
+        Ok(())
+    }
+
+    /// Writes device rules, in order, to the v1 devices controller (runc's default devices
+    /// are added by the caller). cgroup v2 polices devices with an eBPF program, which paddock
+    /// does not load yet: there, rules other than "allow all" are refused.
+    pub fn set_devices(&self, rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<(), ApiError> {
+        let dir = match self.manager.v2() {
+            true => None,
+            false => self.manager.mounts().get("devices").map(|m| Path::new(m).join(&self.relative)),
+        };
+        let Some(dir) = dir.filter(|d| d.is_dir()) else {
+            let allows_all = rules.iter().all(|r| r.allow());
+            if allows_all {
+                return Ok(());
+            }
+            return Err(ApiError::new(
+                ErrorKind::Unsupported,
+                "device rules need the v1 devices controller (cgroup v2's eBPF device filter is not supported yet)",
+            ));
+        };
+        for rule in rules {
+            let line = device_rule_line(rule);
+            let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
+            std::fs::write(dir.join(file), &line)
+                .map_err(|e| cg_err(format!("writing {line:?} to {}", dir.join(file).display()), e))?;
+        }
+        Ok(())
+    }
+
     /// Removes the cgroup (it must be empty), and then its parents up to `paddock/` as far
     /// as they are empty. Every hierarchy is tried; the first failure is returned.
     pub fn remove(self) -> Result<(), ApiError> {
@@ -164,5 +272,51 @@ impl Cgroup {
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// A rule as the v1 devices controller reads it: `TYPE MAJOR:MINOR ACCESS`, `*` for "any".
+/// cgroups-rs writes absent numbers as 0 instead of `*`, hence this by hand.
+pub fn device_rule_line(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> String {
+    use oci_spec::runtime::LinuxDeviceType;
+    let typ = match rule.typ().unwrap_or(LinuxDeviceType::A) {
+        LinuxDeviceType::A => "a",
+        LinuxDeviceType::B => "b",
+        LinuxDeviceType::C | LinuxDeviceType::U => "c",
+        LinuxDeviceType::P => "p",
+    };
+    let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());
+    let access = rule.access().clone().unwrap_or_else(|| "rwm".to_string());
+    format!("{typ} {}:{} {access}", num(rule.major()), num(rule.minor()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
+
+    #[test]
+    fn cgroups_paths() {
+        assert_eq!(spec_path("/default/web").unwrap(), "default/web");
+        assert_eq!(spec_path("machine.slice:libpod:abc").unwrap(), "machine.slice/libpod-abc.scope");
+        assert_eq!(spec_path("user-1000.slice:crio:x").unwrap(), "user.slice/user-1000.slice/crio-x.scope");
+        assert_eq!(spec_path(":paddock:x").unwrap(), "system.slice/paddock-x.scope");
+        assert!(spec_path("/a/../b").is_err());
+        assert!(spec_path("a:b").is_err());
+        assert!(spec_path("bad:p:x").is_err());
+    }
+
+    #[test]
+    fn device_rules_use_stars_for_any() {
+        let deny_all = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().unwrap();
+        assert_eq!(device_rule_line(&deny_all), "a *:* rwm");
+        let pts = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(136)
+            .access("rwm")
+            .build()
+            .unwrap();
+        assert_eq!(device_rule_line(&pts), "c 136:* rwm");
     }
 }

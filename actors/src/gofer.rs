@@ -82,6 +82,7 @@ impl GoferActor {
             let listener =
                 wire::sockpath::bind(&socket).map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
             let launched = launch(LaunchSpec {
+                join: Vec::new(),
                 program: &program,
                 args: vec!["--id".into(), gofer_id, "--control-fd".into(), "3".into()],
                 fds: vec![(OwnedFd::from(listener), 3)],

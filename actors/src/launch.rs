@@ -28,6 +28,8 @@ pub struct LaunchSpec<'a> {
     pub fds: Vec<(OwnedFd, RawFd)>,
     /// `CLONE_NEW*` flags.
     pub namespaces: u64,
+    /// Existing namespaces the child enters before it executes: `(descriptor, CLONE_NEW*)`.
+    pub join: Vec<(OwnedFd, i32)>,
     /// The container's state directory, given to the helper as `PADDOCK_STATE_DIR`: with its
     /// `--id`, it tells a later paddockd whose helper a process is.
     pub state_dir: &'a Path,
@@ -93,6 +95,7 @@ pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<Launched> {
         moves.push((high, target));
     }
     let raw_moves: Vec<(RawFd, RawFd)> = moves.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
+    let raw_joins: Vec<(RawFd, i32)> = spec.join.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
 
     let (err_read, err_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
 
@@ -115,7 +118,7 @@ pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<Launched> {
     if ret == 0 {
         // SAFETY: see above; every call here is async-signal-safe and touches only memory
         // that was fully initialized before the clone.
-        unsafe { child(&raw_moves, program.as_ptr(), argv.as_ptr(), envp.as_ptr(), err_write.as_raw_fd()) }
+        unsafe { child(&raw_moves, &raw_joins, program.as_ptr(), argv.as_ptr(), envp.as_ptr(), err_write.as_raw_fd()) }
     }
     if ret < 0 {
         return Err(std::io::Error::last_os_error());
@@ -159,6 +162,7 @@ pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<Launched> {
 /// data.
 unsafe fn child(
     moves: &[(RawFd, RawFd)],
+    joins: &[(RawFd, i32)],
     program: *const libc::c_char,
     argv: *const *const libc::c_char,
     envp: *const *const libc::c_char,
@@ -170,6 +174,12 @@ unsafe fn child(
     // Rust ignores SIGPIPE; the ignored disposition would survive execve.
     libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     libc::setsid();
+    // Before the descriptors move: a move may land on a namespace descriptor's number.
+    for &(fd, nstype) in joins {
+        if libc::setns(fd, nstype) < 0 {
+            fail(err_fd);
+        }
+    }
     for &(from, to) in moves {
         if libc::dup2(from, to) < 0 {
             fail(err_fd);
@@ -189,12 +199,6 @@ unsafe fn fail(err_fd: RawFd) -> ! {
     libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
     libc::_exit(127)
 }
-
-/// The namespaces of a sandbox: PID, mount, UTS, IPC, network. (Not cgroup: the sandbox moves
-/// its containers' processes between cgroups, so it stays in the host's cgroup namespace; each
-/// container gets its own when its spec asks for one.)
-pub const SANDBOX_NAMESPACES: u64 =
-    (libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET) as u64;
 
 /// The namespaces of a gofer: IPC, mount, network, PID, UTS (not cgroup: it is placed in the
 /// sandbox's cgroup from outside, as runsc does).

@@ -10,7 +10,7 @@ use wire::sandbox_proto::{SandboxContainer, SandboxEvent, SandboxReply, SandboxR
 use wire::{ApiError, ErrorKind, ExitStatus};
 
 use crate::config::{SupervisorConfig, SANDBOX_BINARY};
-use crate::launch::{launch, LaunchSpec, SANDBOX_NAMESPACES};
+use crate::launch::{launch, LaunchSpec};
 use crate::meta::ProcessRecord;
 use crate::process::ChildProcess;
 use crate::rpc::RpcClient;
@@ -77,16 +77,32 @@ pub struct Connected {
 
 impl SandboxActor {
     /// Starts a new sandbox for root container `id`, its control socket in `state_dir`.
+    /// `namespaces` (see [`crate::spec::sandbox_namespaces`]): the sandbox's new namespaces
+    /// (PID and mount always; network, UTS, IPC as the spec asks, which is not cgroup: the
+    /// sandbox moves its containers' processes between cgroups, so it stays in the host's
+    /// cgroup namespace) and those it joins by path.
     pub async fn launch(
         config: &SupervisorConfig,
         id: &str,
         state_dir: &Path,
+        namespaces: (u64, Vec<(std::path::PathBuf, i32)>),
     ) -> Result<(Connected, ProcessRecord), ApiError> {
         let program = config.helper(SANDBOX_BINARY)?;
         let socket = state_dir.join(SOCKET_NAME);
         let sandbox_id = id.to_string();
         let dir = state_dir.to_path_buf();
         let (launched, stream) = blocking(move || {
+            let (flags, paths) = namespaces;
+            let mut join = Vec::with_capacity(paths.len());
+            for (path, nstype) in paths {
+                let fd = rustix::fs::open(
+                    &path,
+                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|e| ApiError::invalid_spec(format!("namespace path {}: {e}", path.display())))?;
+                join.push((fd, nstype));
+            }
             let _ = std::fs::remove_file(&socket);
             let listener =
                 wire::sockpath::bind(&socket).map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
@@ -94,7 +110,8 @@ impl SandboxActor {
                 program: &program,
                 args: vec!["--id".into(), sandbox_id, "--control-fd".into(), "3".into()],
                 fds: vec![(OwnedFd::from(listener), 3)],
-                namespaces: SANDBOX_NAMESPACES,
+                namespaces: flags,
+                join,
                 state_dir: &dir,
             })
             .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, MountBuilder,
-    ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceType, LinuxNamespaceBuilder, LinuxNamespaceType,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 use wire::gofer_proto::Overlay;
 use wire::{ApiError, ErrorKind};
@@ -160,19 +160,181 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     }
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {
-            if ns.path().is_some() {
-                return Err(ApiError::new(
-                    ErrorKind::Unsupported,
-                    format!("joining an existing {:?} namespace by path is not supported yet", ns.typ()),
-                ));
+            let joinable =
+                matches!(ns.typ(), LinuxNamespaceType::Network | LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc);
+            if let Some(path) = ns.path() {
+                if !joinable {
+                    return Err(ApiError::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "joining an existing {:?} namespace by path ({}) is not supported: the sandbox has its \
+                             own (only network, uts and ipc namespaces can be joined)",
+                            ns.typ(),
+                            path.display()
+                        ),
+                    ));
+                }
+                if !path.is_absolute() {
+                    return Err(ApiError::invalid_spec(format!("namespace path {} is not absolute", path.display())));
+                }
             }
             if ns.typ() == LinuxNamespaceType::User {
                 return Err(ApiError::new(ErrorKind::Unsupported, "user namespaces are not supported yet"));
             }
         }
+        validate_sysctls(linux)?;
+    }
+    let has_uts = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|ns| ns.typ() == LinuxNamespaceType::Uts));
+    for (field, value) in [("hostname", spec.hostname()), ("domainname", spec.domainname())] {
+        if value.as_deref().is_some_and(|v| !v.is_empty()) && !has_uts {
+            return Err(ApiError::invalid_spec(format!(
+                "{field} is set but the spec has no uts namespace: it would change the host's"
+            )));
+        }
+    }
+    if let Some(profile) = spec.process().as_ref().and_then(|p| p.apparmor_profile().as_ref()) {
+        if !profile.is_empty() && !std::path::Path::new("/sys/kernel/security/apparmor").exists() {
+            return Err(ApiError::new(
+                ErrorKind::Unsupported,
+                format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"),
+            ));
+        }
     }
     overlay_of(spec, Overlay::None)?;
     Ok(())
+}
+
+/// The devices every container may use whatever its rules say (runc's list): mknod of any
+/// node, and null, zero, full, random, urandom, tty, ptmx and the pty slaves.
+const ALWAYS_ALLOWED_DEVICES: [(LinuxDeviceType, Option<i64>, Option<i64>, &str); 10] = [
+    (LinuxDeviceType::C, None, None, "m"),
+    (LinuxDeviceType::B, None, None, "m"),
+    (LinuxDeviceType::C, Some(1), Some(3), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(5), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(7), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(8), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(9), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(0), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(2), "rwm"),
+    (LinuxDeviceType::C, Some(136), None, "rwm"),
+];
+
+/// The cgroup settings of a container: the spec's `linux.resources`, whose device rules (when
+/// it has any) are followed by the devices every container needs and those `linux.devices`
+/// creates, as runc does.
+pub fn container_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
+    let linux = spec.linux().clone().unwrap_or_default();
+    let mut resources = linux.resources().clone().unwrap_or_default();
+    let Some(mut rules) = resources.devices().clone().filter(|r| !r.is_empty()) else {
+        return resources;
+    };
+    let rule = |typ, major, minor, access: &str| {
+        let mut r = oci_spec::runtime::LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    for (typ, major, minor, access) in ALWAYS_ALLOWED_DEVICES {
+        rules.push(rule(typ, major, minor, access));
+    }
+    for dev in linux.devices().as_deref().unwrap_or_default() {
+        rules.push(rule(dev.typ(), Some(dev.major()), Some(dev.minor()), "rwm"));
+    }
+    resources.set_devices(Some(rules));
+    resources
+}
+
+/// Records an update of `linux.resources` in the spec: every field `update` sets replaces the
+/// spec's, objects merged field by field (as `runc update` changes only what it is given).
+pub fn merge_resources(spec: &mut Spec, update: &oci_spec::runtime::LinuxResources) {
+    fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+        match (into, from) {
+            (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                for (k, v) in b {
+                    if !v.is_null() {
+                        merge(a.entry(k).or_insert(serde_json::Value::Null), v);
+                    }
+                }
+            }
+            (slot, v) => *slot = v,
+        }
+    }
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let mut current = serde_json::to_value(linux.resources().clone().unwrap_or_default()).unwrap_or_default();
+    merge(&mut current, serde_json::to_value(update).unwrap_or_default());
+    if let Ok(merged) = serde_json::from_value(current) {
+        linux.set_resources(Some(merged));
+        spec.set_linux(Some(linux));
+    }
+}
+
+/// Checks `linux.sysctl` as runc does: each key must be namespaced, and its namespace must be
+/// the container's own (net.* needs a network namespace; the IPC ones an IPC namespace;
+/// kernel.hostname and kernel.domainname a UTS namespace).
+fn validate_sysctls(linux: &oci_spec::runtime::Linux) -> Result<(), ApiError> {
+    let has = |typ| linux.namespaces().as_deref().unwrap_or_default().iter().any(|n| n.typ() == typ);
+    for key in linux.sysctl().as_ref().map(|m| m.keys().collect::<Vec<_>>()).unwrap_or_default() {
+        if key.is_empty() || key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
+            return Err(ApiError::invalid_spec(format!("linux.sysctl {key:?} is not a sysctl name")));
+        }
+        let ipc = matches!(
+            key.as_str(),
+            "kernel.msgmax"
+                | "kernel.msgmnb"
+                | "kernel.msgmni"
+                | "kernel.sem"
+                | "kernel.shmall"
+                | "kernel.shmmax"
+                | "kernel.shmmni"
+                | "kernel.shm_rmid_forced"
+        ) || key.starts_with("fs.mqueue.");
+        let needs = if ipc {
+            LinuxNamespaceType::Ipc
+        } else if key.starts_with("net.") {
+            LinuxNamespaceType::Network
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            LinuxNamespaceType::Uts
+        } else {
+            return Err(ApiError::invalid_spec(format!(
+                "linux.sysctl {key:?} is not namespaced: setting it would change the host"
+            )));
+        };
+        if !has(needs) {
+            return Err(ApiError::invalid_spec(format!(
+                "linux.sysctl {key:?} needs a {needs:?} namespace of the container's own"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How the sandbox gets its network, UTS and IPC namespaces from the spec: new ones (the
+/// clone flags), joined ones (`(path, CLONE_NEW*)`), or, for a type the spec does not list,
+/// the host's (as runc shares them). PID and mount namespaces are always the sandbox's own.
+pub fn sandbox_namespaces(spec: &Spec) -> (u64, Vec<(PathBuf, i32)>) {
+    let mut flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
+    let mut join = Vec::new();
+    let listed = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    for (typ, flag) in [
+        (LinuxNamespaceType::Network, libc::CLONE_NEWNET),
+        (LinuxNamespaceType::Uts, libc::CLONE_NEWUTS),
+        (LinuxNamespaceType::Ipc, libc::CLONE_NEWIPC),
+    ] {
+        if let Some(ns) = listed.iter().find(|n| n.typ() == typ) {
+            match ns.path() {
+                Some(path) => join.push((path.clone(), flag)),
+                None => flags |= flag as u64,
+            }
+        }
+    }
+    (flags, join)
 }
 
 /// The host path of the root filesystem: `root.path`, relative to the bundle unless absolute.

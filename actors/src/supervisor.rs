@@ -11,7 +11,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{info, warn};
 use wire::api::{
-    CopyIn, CopyOut, Create, Delete, Exec, Executed, GetState, Kill, List, ProcessInfo, Ps, Start, Wait, WaitProcess,
+    CopyIn, CopyOut, Create, Delete, Exec, Executed, GetState, Kill, List, Pause, ProcessInfo, Ps, Resume, Start,
+    Update, Wait, WaitProcess,
 };
 use wire::{ApiError, ContainerState, ErrorKind, ExitStatus};
 
@@ -226,6 +227,9 @@ forward!(CopyIn => ());
 forward!(Exec => Executed);
 forward!(WaitProcess => ExitStatus);
 forward!(Ps => Vec<ProcessInfo>);
+forward!(Pause => ContainerState);
+forward!(Resume => ContainerState);
+forward!(Update => ContainerState);
 
 impl Handler<List> for Supervisor {
     type Result = ResponseFuture<Result<Vec<ContainerState>, ApiError>>;

@@ -2,14 +2,15 @@
 //! container's cgroup and namespaces before it takes on the process's attributes and execs.
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::Process;
-use wire::{ApiError, ErrorKind};
+use wire::ApiError;
 
 use crate::containers::Namespaces;
-use crate::{cgroup, process, sync};
+use crate::{cgroup, process, seccomp, sync};
 
 /// What an exec'd process needs.
 pub struct ExecConfig<'a> {
@@ -29,22 +30,18 @@ pub struct ExecConfig<'a> {
 
 /// Forks the process and returns once it has called `execve` (or failed, in which case it is
 /// reaped before this returns).
+///
+/// The process runs under the container's seccomp filter, as with runc.
 pub fn spawn(config: ExecConfig<'_>) -> Result<Pid, ApiError> {
+    let seccomp = seccomp::of_container(&config.namespaces.mnt).map_err(|e| e.context(&config.what))?;
     let (parent_end, child_end) = sync::pair()?;
     // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
     match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
         ForkResult::Child => {
             drop(parent_end);
-            let code = match setup(&config) {
+            let code = match setup(&config, seccomp.as_ref()) {
                 Ok(plan) => {
-                    let err = plan.exec();
-                    sync::send_error(
-                        &child_end,
-                        &ApiError::new(
-                            ErrorKind::InvalidSpec,
-                            format!("exec {:?}: {err}", plan.path().to_string_lossy()),
-                        ),
-                    );
+                    sync::send_error(&child_end, &plan.exec());
                     127
                 }
                 Err(err) => {
@@ -72,7 +69,7 @@ pub fn spawn(config: ExecConfig<'_>) -> Result<Pid, ApiError> {
     }
 }
 
-fn setup(config: &ExecConfig<'_>) -> Result<process::ExecPlan, ApiError> {
+fn setup(config: &ExecConfig<'_>, seccomp: Option<&Arc<seccomp::Filter>>) -> Result<process::ExecPlan, ApiError> {
     sync::reset_process_state()?;
     cgroup::join(config.cgroups).map_err(|e| ApiError::io("joining the container's cgroup", e))?;
     let ns = config.namespaces;
@@ -87,5 +84,5 @@ fn setup(config: &ExecConfig<'_>) -> Result<process::ExecPlan, ApiError> {
             .map_err(|e| ApiError::io("entering the cgroup namespace", e))?;
     }
     crate::console::connect(config.process.terminal().unwrap_or(false), config.console.as_ref(), &config.stdio)?;
-    process::apply(config.process)
+    process::apply(config.process, seccomp)
 }

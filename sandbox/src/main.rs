@@ -20,6 +20,7 @@ mod init;
 mod net;
 mod process;
 mod sandbox_root;
+mod seccomp;
 mod server;
 mod sync;
 

@@ -5,35 +5,53 @@ use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use caps::{CapSet, Capability, CapsHashSet};
 use oci_spec::runtime::{LinuxCapabilities, PosixRlimitType, Process};
 use wire::{ApiError, ErrorKind};
 
+use crate::seccomp::Filter;
+
 /// The default `PATH` when the spec's environment has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Everything `execve` needs, prepared in advance so that the last steps before it cannot fail
-/// for lack of memory or a bad string.
+/// for lack of memory or a bad string, and allocate nothing under a seccomp filter.
 #[derive(Debug)]
 pub struct ExecPlan {
     path: CString,
-    argv: Vec<CString>,
-    envp: Vec<CString>,
+    /// The strings `argv_ptrs` and `envp_ptrs` point into (their heap buffers do not move).
+    _argv: Vec<CString>,
+    _envp: Vec<CString>,
+    /// NULL-terminated pointer arrays, as `execve` takes them.
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    /// The seccomp filter still to install right before `execve` (with no_new_privs set).
+    seccomp: Option<Arc<Filter>>,
 }
 
 impl ExecPlan {
-    /// Replaces the process image. Returns only on failure.
-    pub fn exec(&self) -> std::io::Error {
-        match nix::unistd::execve(&self.path, &self.argv, &self.envp) {
-            Err(e) => std::io::Error::from(e),
-            Ok(never) => match never {},
-        }
+    fn new(path: CString, argv: Vec<CString>, envp: Vec<CString>, seccomp: Option<Arc<Filter>>) -> Self {
+        let pointers =
+            |strings: &[CString]| strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+        let (argv_ptrs, envp_ptrs) = (pointers(&argv), pointers(&envp));
+        Self { path, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs, seccomp }
     }
 
-    /// The program's path inside the container.
-    pub fn path(&self) -> &CString {
-        &self.path
+    /// Installs the seccomp filter, if one is still due, and replaces the process image.
+    /// Returns only on failure.
+    pub fn exec(&self) -> ApiError {
+        if let Some(filter) = &self.seccomp {
+            if let Err(err) = filter.install() {
+                return ApiError::io("installing the seccomp filter", err);
+            }
+        }
+        // SAFETY: every pointer is into a NUL-terminated string owned by `self` (or the
+        // terminating NULL), and `self` outlives the call; execve only reads them.
+        unsafe { libc::execve(self.path.as_ptr(), self.argv_ptrs.as_ptr(), self.envp_ptrs.as_ptr()) };
+        let err = std::io::Error::last_os_error();
+        ApiError::new(ErrorKind::InvalidSpec, format!("exec {:?}: {err}", self.path.to_string_lossy()))
     }
 }
 
@@ -49,11 +67,24 @@ fn cstring(what: &str, s: impl AsRef<[u8]>) -> Result<CString, ApiError> {
 /// privileges each step needs: limits and the bounding set while still root with every
 /// capability, then the user switch, then the final capability sets, then the working
 /// directory as the final user. Returns what to `execve`.
-pub fn apply(process: &Process) -> Result<ExecPlan, ApiError> {
+///
+/// The container's `seccomp` filter is installed where runc installs it: with
+/// `noNewPrivileges`, by [`ExecPlan::exec`] right before `execve`, so that as few of the
+/// runtime's own system calls as possible run under it; without, the kernel only lets a
+/// process with CAP_SYS_ADMIN install a filter, so it is installed here, before any
+/// capability is dropped, and the remaining steps (user switch, capabilities, chdir, the
+/// start handshake) run under it, as they do under runc.
+pub fn apply(process: &Process, seccomp: Option<&Arc<Filter>>) -> Result<ExecPlan, ApiError> {
     set_rlimits(process)?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| ApiError::io(format!("setting oomScoreAdj {adj}"), e))?;
+    }
+    let no_new_privs = process.no_new_privileges().unwrap_or(false);
+    if let (Some(filter), false) = (seccomp, no_new_privs) {
+        filter.install().map_err(|e| {
+            ApiError::io("installing the seccomp filter (without process.noNewPrivileges it needs CAP_SYS_ADMIN)", e)
+        })?;
     }
     let caps = process.capabilities().as_ref();
     if let Some(caps) = caps {
@@ -65,7 +96,7 @@ pub fn apply(process: &Process) -> Result<ExecPlan, ApiError> {
         // No capabilities object at all: runc leaves the process with none.
         None => set_capabilities(&empty_capabilities())?,
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if no_new_privs {
         nix::sys::prctl::set_no_new_privs().map_err(|e| ApiError::io("setting no_new_privs", e))?;
     }
     let umask = process.user().umask().unwrap_or(0o022);
@@ -82,11 +113,12 @@ pub fn apply(process: &Process) -> Result<ExecPlan, ApiError> {
     }
     let path_var = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     let path = find_program(program, path_var)?;
-    Ok(ExecPlan {
-        path: cstring("process.args[0]", path.as_os_str().as_bytes())?,
-        argv: args.iter().map(|a| cstring("process.args", a)).collect::<Result<_, _>>()?,
-        envp: env.iter().map(|e| cstring("process.env", e)).collect::<Result<_, _>>()?,
-    })
+    Ok(ExecPlan::new(
+        cstring("process.args[0]", path.as_os_str().as_bytes())?,
+        args.iter().map(|a| cstring("process.args", a)).collect::<Result<_, _>>()?,
+        env.iter().map(|e| cstring("process.env", e)).collect::<Result<_, _>>()?,
+        seccomp.filter(|_| no_new_privs).cloned(),
+    ))
 }
 
 fn set_rlimits(process: &Process) -> Result<(), ApiError> {

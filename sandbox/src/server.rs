@@ -211,6 +211,7 @@ impl Server {
             if create.root {
                 set_identity(&spec)?;
             }
+            set_sysctls(&proc, &spec)?;
             let stdio = [create.stdio.stdin.take(), create.stdio.stdout.take(), create.stdio.stderr.take()];
             let console = create.stdio.console.take();
             let waiting = init::spawn(InitConfig {
@@ -386,6 +387,25 @@ fn set_identity(spec: &oci_spec::runtime::Spec) -> Result<(), ApiError> {
             let err = std::io::Error::last_os_error();
             return Err(ApiError::invalid_spec(format!("domainname {domain:?}: {err}")));
         }
+    }
+    Ok(())
+}
+
+/// Writes the spec's `linux.sysctl` (paddockd checked that each belongs to a namespace of the
+/// container's, which it shares with the sandbox) through the sandbox's procfs.
+fn set_sysctls(proc: &OwnedFd, spec: &oci_spec::runtime::Spec) -> Result<(), ApiError> {
+    let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().clone()).unwrap_or_default();
+    for (key, value) in sysctls {
+        let path = format!("sys/{}", key.replace('.', "/"));
+        let file = rustix::fs::openat(
+            proc,
+            path.as_str(),
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| ApiError::invalid_spec(format!("linux.sysctl {key:?}: {e}")))?;
+        rustix::io::write(&file, value.as_bytes())
+            .map_err(|e| ApiError::invalid_spec(format!("linux.sysctl {key:?} = {value:?}: {e}")))?;
     }
     Ok(())
 }

@@ -208,6 +208,9 @@ pub async fn route(supervisor: &Addr<Supervisor>, request: Request) -> Result<Re
         Request::WaitProcess(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Exit),
         Request::Ps(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Processes),
         Request::Events(m) => stream_events(supervisor, m).await.map(|()| Reply::Done),
+        Request::Pause(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
+        Request::Resume(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
+        Request::Update(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
     }
 }
 

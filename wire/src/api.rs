@@ -381,6 +381,37 @@ pub struct Ps {
     pub id: String,
 }
 
+/// Freezes every process of a running container (its freezer cgroup); the status becomes
+/// `paused`.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
+pub struct Pause {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+}
+
+/// Thaws a paused container; the status becomes `running` again.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
+pub struct Resume {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+}
+
+/// Changes a container's cgroup limits, as `runc update`: the fields of the OCI
+/// `linux.resources` that are set replace the container's; the others stay.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
+pub struct Update {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+    /// The OCI `LinuxResources` object, as JSON.
+    pub resources: String,
+}
+
 /// Waits until the container's process has exited and returns how it ended. Answers at once
 /// for a stopped container, as often as asked.
 #[derive(Debug, Serialize, Deserialize)]
@@ -462,6 +493,12 @@ pub enum Request {
     Ps(Ps),
     /// See [`crate::events::Events`].
     Events(crate::events::Events),
+    /// See [`Pause`].
+    Pause(Pause),
+    /// See [`Resume`].
+    Resume(Resume),
+    /// See [`Update`].
+    Update(Update),
 }
 
 impl Request {
@@ -481,6 +518,9 @@ impl Request {
             Request::WaitProcess(_) => "wait-process",
             Request::Ps(_) => "ps",
             Request::Events(_) => "events",
+            Request::Pause(_) => "pause",
+            Request::Resume(_) => "resume",
+            Request::Update(_) => "update",
         }
     }
 }

@@ -12,8 +12,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use crate::api::{
-    ContainerState, CopyIn, CopyOut, Create, Delete, Exec, Executed, ExitStatus, GetState, Kill, List, ProcessInfo, Ps,
-    Reply, Request, RequestFrame, ServerFrame, Start, Wait, WaitProcess,
+    ContainerState, CopyIn, CopyOut, Create, Delete, Exec, Executed, ExitStatus, GetState, Kill, List, Pause,
+    ProcessInfo, Ps, Reply, Request, RequestFrame, Resume, ServerFrame, Start, Update, Wait, WaitProcess,
 };
 use crate::conn::Connection;
 use crate::error::{ApiError, ErrorKind, WireError};
@@ -144,6 +144,30 @@ impl Client {
     pub fn wait(&mut self, id: &str) -> Result<ExitStatus, ApiError> {
         match self.call(Request::Wait(Wait { id: id.into() }))? {
             Reply::Exit(status) => Ok(status),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Freezes a running container.
+    pub fn pause(&mut self, id: &str) -> Result<ContainerState, ApiError> {
+        match self.call(Request::Pause(Pause { id: id.into() }))? {
+            Reply::State(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&mut self, id: &str) -> Result<ContainerState, ApiError> {
+        match self.call(Request::Resume(Resume { id: id.into() }))? {
+            Reply::State(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Changes a container's cgroup limits (`resources`: OCI `LinuxResources` JSON).
+    pub fn update(&mut self, id: &str, resources: String) -> Result<ContainerState, ApiError> {
+        match self.call(Request::Update(Update { id: id.into(), resources }))? {
+            Reply::State(s) => Ok(s),
             other => Err(unexpected(other)),
         }
     }

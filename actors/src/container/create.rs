@@ -74,14 +74,11 @@ pub(super) fn io_sockets(meta: &Meta) -> Result<(Vec<FdSlot>, Vec<FdSlot>), ApiE
     Ok((gofer_ends, sandbox_ends))
 }
 
-/// The container's cgroup: the spec's `cgroupsPath`, or paddock's own place for it.
+/// The container's cgroup: the spec's `cgroupsPath` (a path relative to each hierarchy's
+/// root, or systemd's `slice:prefix:name`), or paddock's own place for it.
 fn cgroup_path(spec: &oci_spec::runtime::Spec, sandbox_id: &str, id: &str) -> Result<String, ApiError> {
     match spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) {
-        Some(path) if path.to_string_lossy().contains(':') => Err(ApiError::new(
-            ErrorKind::Unsupported,
-            format!("cgroupsPath {path:?} is a systemd unit; systemd cgroups are not supported yet"),
-        )),
-        Some(path) if !path.as_os_str().is_empty() => Ok(path.to_string_lossy().trim_start_matches('/').to_string()),
+        Some(path) if !path.as_os_str().is_empty() => cgroups::spec_path(&path.to_string_lossy()),
         _ => Ok(cgroups::container_path(sandbox_id, id)),
     }
 }
@@ -184,14 +181,17 @@ async fn build_root(
     let (cgroup, sandbox_cgroup) =
         blocking(move || Ok((Arc::new(Cgroup::create(&paths.0)?), Arc::new(Cgroup::create(&paths.1)?)))).await?;
     parts.cgroups = vec![cgroup.clone(), sandbox_cgroup.clone()];
+    apply_resources(meta, &cgroup).await?;
 
     let (gofer_ends, sandbox_ends) = io_sockets(meta)?;
     let setup = gofer_setup(config, meta, gofer_ends, Vec::new())?;
     // The gofer and the sandbox do not need each other until the container is created in
     // the sandbox, so they start side by side.
     let state_dir = store.dir(&id);
-    let (gofer, sandbox) =
-        tokio::join!(GoferActor::launch(config, &id, &state_dir, setup), SandboxActor::launch(config, &id, &state_dir));
+    let (gofer, sandbox) = tokio::join!(
+        GoferActor::launch(config, &id, &state_dir, setup),
+        SandboxActor::launch(config, &id, &state_dir, spec::sandbox_namespaces(&meta.spec))
+    );
     let gofer = gofer.map(|launched| {
         meta.gofer = Some(launched.record);
         parts.gofer = Some(GoferHandle::from(launched));
@@ -225,11 +225,20 @@ async fn build_root(
     Ok(())
 }
 
+/// Sets the spec's `linux.resources` (with the devices every container needs) on the
+/// container's cgroup, before any of its processes joins it.
+async fn apply_resources(meta: &Meta, cgroup: &Arc<Cgroup>) -> Result<(), ApiError> {
+    let resources = spec::container_resources(&meta.spec);
+    let cgroup = cgroup.clone();
+    blocking(move || cgroup.apply(&resources)).await
+}
+
 /// A subcontainer: its cgroup now, everything else at start.
 async fn register_sub(store: &MetaStore, meta: &mut Meta, parts: &mut Parts, joined: &Joined) -> Result<(), ApiError> {
     let path = meta.cgroup.clone().unwrap_or_default();
     let cgroup = blocking(move || Cgroup::create(&path).map(Arc::new)).await?;
-    parts.cgroups = vec![cgroup];
+    parts.cgroups = vec![cgroup.clone()];
+    apply_resources(meta, &cgroup).await?;
     meta.sandbox = Some(joined.record);
     meta.status = status::transition(&meta.id, meta.status, Status::Created)?;
     save(store, meta).await?;

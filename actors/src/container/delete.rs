@@ -57,10 +57,15 @@ impl Handler<DeleteContainer> for ContainerActor {
         let in_sandbox = self.meta.init.is_some();
         let sandbox = self.sandbox.take();
         let gofer = self.gofer.take();
+        // Frozen processes cannot die: thaw them first.
+        let thaw = if self.meta.status == Status::Paused { self.cgroup.clone() } else { None };
         let cgroup = self.cgroup.take();
         self.gofer_status = GoferStatus::Stopped;
         self.fail_gofer_waiters();
         let fut = async move {
+            if let Some(cg) = thaw {
+                let _ = blocking(move || cg.set_frozen(false)).await;
+            }
             let mut cgroups: Vec<Arc<Cgroup>> = cgroup.into_iter().collect();
             if is_root {
                 for joined in msg.joined {

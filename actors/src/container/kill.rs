@@ -45,6 +45,19 @@ impl Handler<Kill> for ContainerActor {
         // Not atomic: `kill --all -9` waits for the processes to be gone, which needs the
         // exit notices this actor handles meanwhile.
         let call = self.sandbox_call(SandboxRequest::Signal { id, signal: msg.signal, all: msg.all, pid: msg.pid });
-        Box::pin(async move { call.await.map(drop) })
+        // A frozen process does not die of SIGKILL until it is thawed (cgroup v1): thaw it,
+        // as runc does, once the signal is on its way.
+        let thaw = match (self.meta.status, msg.signal) {
+            (Status::Paused, libc::SIGKILL) => self.cgroup.clone(),
+            _ => None,
+        };
+        Box::pin(async move {
+            let Some(cgroup) = thaw else { return call.await.map(drop) };
+            // Polled in order: the signal request is sent before the thaw starts.
+            let thaw = async move {
+                let _ = crate::blocking(move || cgroup.set_frozen(false)).await;
+            };
+            futures_util::future::join(call, thaw).await.0.map(drop)
+        })
     }
 }

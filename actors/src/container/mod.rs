@@ -3,6 +3,7 @@
 //!
 //! - [`create`]: a root container (with a sandbox of its own) or a subcontainer (joining one);
 //! - `start`, `kill`, `exec` (and waiting for a process), `ps`, `copy`, `delete`;
+//! - `pause`: pause, resume and update (the container's cgroup);
 //! - `gofer`: restarting a gofer that died;
 //! - `restore`: taking a container over again after paddockd restarted;
 //! - `relaunch`: its restart policy: running it again after an exit, with backoff.
@@ -19,6 +20,7 @@ mod delete;
 mod exec;
 mod gofer;
 mod kill;
+mod pause;
 mod ps;
 mod relaunch;
 pub(crate) mod restore;

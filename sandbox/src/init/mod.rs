@@ -11,13 +11,14 @@ mod mounts;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use nix::unistd::{ForkResult, Pid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use rustix::fs::OFlags;
 use wire::{ApiError, ErrorKind};
 
-use crate::{process, sync};
+use crate::{process, seccomp, sync};
 
 /// What the child needs to set up one container.
 pub struct InitConfig<'a> {
@@ -51,13 +52,18 @@ pub struct WaitingInit {
 /// Forks the container's init and waits until it is set up (or failed).
 ///
 /// On failure the child has exited (or is killed) and reaped before this returns.
+///
+/// The container's seccomp profile is compiled first, so that a bad one fails before anything
+/// is set up, and is remembered for the processes exec'd into the container later.
 pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
+    let seccomp =
+        seccomp::for_spec(config.spec).map_err(|e| e.context(format!("container {:?}", config.id)))?.map(Arc::new);
     let (parent_end, child_end) = sync::pair()?;
     // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
     match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
         ForkResult::Child => {
             drop(parent_end);
-            let code = child_main(config, child_end);
+            let code = child_main(config, child_end, seccomp.as_ref());
             // SAFETY: _exit ends the child without running the parent's destructors or atexit
             // handlers twice.
             unsafe { libc::_exit(code) }
@@ -72,6 +78,12 @@ pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
                 got = map_ids(proc, child)
                     .and_then(|()| sync::send(&parent_end, sync::IDS_MAPPED))
                     .and_then(|()| sync::read(parent_end.as_fd()));
+            }
+            // Ready, the child is in its final mount namespace, the key of its profile.
+            if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::READY)) {
+                if let Err(e) = seccomp::remember(proc, child, seccomp) {
+                    got = Err(std::io::Error::new(e.kind(), format!("remembering its seccomp profile: {e}")));
+                }
             }
             match got {
                 Ok(Some(msg)) if msg.first() == Some(&sync::READY) => Ok(WaitingInit { pid: child, sync: parent_end }),
@@ -97,8 +109,8 @@ pub fn start(id: &str, init: &WaitingInit) -> Result<(), ApiError> {
 }
 
 /// The child: set up, report, wait for start, exec.
-fn child_main(config: InitConfig<'_>, sync: OwnedFd) -> i32 {
-    let plan = match setup(&config, &sync) {
+fn child_main(config: InitConfig<'_>, sync: OwnedFd, seccomp: Option<&Arc<seccomp::Filter>>) -> i32 {
+    let plan = match setup(&config, &sync, seccomp) {
         Ok(plan) => plan,
         Err(err) => {
             sync::send_error(&sync, &err);
@@ -112,11 +124,7 @@ fn child_main(config: InitConfig<'_>, sync: OwnedFd) -> i32 {
     if !sync::expect(&sync, sync::START) {
         return 1;
     }
-    let err = plan.exec();
-    sync::send_error(
-        &sync,
-        &ApiError::new(ErrorKind::InvalidSpec, format!("exec {:?}: {err}", plan.path().to_string_lossy())),
-    );
+    sync::send_error(&sync, &plan.exec());
     127
 }
 
@@ -125,11 +133,27 @@ pub fn wants_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
     spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|ns| ns.iter().any(|n| n.typ() == typ))
 }
 
-fn setup(config: &InitConfig<'_>, sync: &OwnedFd) -> Result<process::ExecPlan, ApiError> {
+fn setup(
+    config: &InitConfig<'_>,
+    sync: &OwnedFd,
+    seccomp: Option<&Arc<seccomp::Filter>>,
+) -> Result<process::ExecPlan, ApiError> {
     sync::reset_process_state()?;
     // Into the container's cgroup before anything else, so it accounts for all of it.
     crate::cgroup::join(config.cgroups).map_err(|e| ApiError::io("joining the container's cgroup", e))?;
     let spec = config.spec;
+    let cgroup_paths = {
+        let text =
+            rustix::fs::openat(config.proc, "self/cgroup", OFlags::RDONLY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(std::io::Error::from)
+                .map(std::fs::File::from)
+                .and_then(|mut f| {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut f, &mut text).map(|_| text)
+                })
+                .map_err(|e| ApiError::io("reading the container's cgroups", e))?;
+        mounts::CgroupPaths::parse(&text, wants_namespace(spec, LinuxNamespaceType::Cgroup))
+    };
     if wants_namespace(spec, LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ApiError::io("unshare cgroup namespace", e))?;
@@ -142,7 +166,7 @@ fn setup(config: &InitConfig<'_>, sync: &OwnedFd) -> Result<process::ExecPlan, A
             .map_err(|e| ApiError::io(format!("rootfs {}", config.rootfs.display()), e))?;
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
     let mut binds: VecDeque<PathBuf> = config.binds.iter().cloned().collect();
-    mounts::mount_all(root.as_fd(), spec_mounts, &mut binds)?;
+    mounts::mount_all(root.as_fd(), spec_mounts, &mut binds, &cgroup_paths)?;
     if !spec_mounts.iter().any(|m| m.destination() == std::path::Path::new("/dev") && wire::mounts::is_bind(m)) {
         devices::create_default(root.as_fd())?;
     }
@@ -174,7 +198,7 @@ fn setup(config: &InitConfig<'_>, sync: &OwnedFd) -> Result<process::ExecPlan, A
     // The terminal before the process drops its privileges, as runc does: the pty is opened
     // (and its slave owned) by the container's root.
     crate::console::connect(process.terminal().unwrap_or(false), config.console.as_ref(), &config.stdio)?;
-    process::apply(process)
+    process::apply(process, seccomp)
 }
 
 /// Whether the container's read-only mounts must be locked: it has some, and its process

@@ -18,10 +18,46 @@ fn mount_error(dest: &Path, what: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorKind::InvalidSpec, format!("mount {}: {what}", dest.display()))
 }
 
+/// The container's cgroups, as `/proc/self/cgroup` listed them once the init had joined them
+/// and before it entered a cgroup namespace: `(controllers, path)`, controllers empty for the
+/// v2 hierarchy.
+#[derive(Debug, Default)]
+pub struct CgroupPaths {
+    /// The container's place in each hierarchy.
+    pub entries: Vec<(String, String)>,
+    /// Whether the container has a cgroup namespace of its own (then a fresh cgroup mount
+    /// already shows its cgroup as the root).
+    pub namespaced: bool,
+}
+
+impl CgroupPaths {
+    /// Parses the text of `/proc/self/cgroup`.
+    pub fn parse(text: &str, namespaced: bool) -> Self {
+        let entries = text
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.splitn(3, ':');
+                let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                Some((controllers.to_string(), path.to_string()))
+            })
+            .collect();
+        Self { entries, namespaced }
+    }
+}
+
 /// Performs the spec's mounts, in order, beneath `root`; bind mounts move the gofer's
 /// mounts from where the sandbox staged them (`binds`, in order).
-pub fn mount_all(root: BorrowedFd<'_>, mounts: &[Mount], binds: &mut VecDeque<PathBuf>) -> Result<(), ApiError> {
+pub fn mount_all(
+    root: BorrowedFd<'_>,
+    mounts: &[Mount],
+    binds: &mut VecDeque<PathBuf>,
+    cgroups: &CgroupPaths,
+) -> Result<(), ApiError> {
     for m in mounts {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            mount_cgroups(root, m, cgroups)?;
+            continue;
+        }
         if is_bind(m) {
             let staged =
                 binds.pop_front().ok_or_else(|| mount_error(m.destination(), "the gofer sent no mount for it"))?;
@@ -55,15 +91,8 @@ fn mount_kernel_fs(root: BorrowedFd<'_>, m: &Mount) -> Result<(), ApiError> {
     let dest = m.destination();
     let options = parse_options(m.options().as_deref().unwrap_or_default());
     let fstype = m.typ().as_deref().unwrap_or_default();
-    match fstype {
-        "" => return Err(mount_error(dest, "no filesystem type given")),
-        "cgroup" | "cgroup2" => {
-            return Err(ApiError::new(
-                ErrorKind::Unsupported,
-                format!("mount {}: cgroup mounts are not supported yet", dest.display()),
-            ))
-        }
-        _ => {}
+    if fstype.is_empty() {
+        return Err(mount_error(dest, "no filesystem type given"));
     }
     let target = make_beneath(root, dest, Create::Dir).map_err(|e| mount_error(dest, format!("mount point: {e}")))?;
     let source = m.source().as_ref().and_then(|s| s.to_str());
@@ -73,6 +102,57 @@ fn mount_kernel_fs(root: BorrowedFd<'_>, m: &Mount) -> Result<(), ApiError> {
     if let Some(propagation) = options.propagation {
         sys::set_propagation(fd.as_fd(), false, propagation)
             .map_err(|e| mount_error(dest, format!("propagation: {e}")))?;
+    }
+    Ok(())
+}
+
+/// A cgroup mount: the container's own cgroups, as runc lays them out. With cgroup v1, a
+/// tmpfs at the destination holding one mount per hierarchy (`memory`, `cpu,cpuacct`, with
+/// symlinks for co-mounted controllers); with v2 alone, one cgroup2 mount. Each shows only the
+/// container's cgroup: a cgroup namespace does that by itself, otherwise the container's
+/// subdirectory of a fresh mount is what gets attached.
+fn mount_cgroups(root: BorrowedFd<'_>, m: &Mount, cgroups: &CgroupPaths) -> Result<(), ApiError> {
+    let dest = m.destination();
+    let options = parse_options(m.options().as_deref().unwrap_or_default());
+    let fail = |what: &str, e: std::io::Error| mount_error(dest, format!("{what}: {e}"));
+    let v1: Vec<&(String, String)> = cgroups.entries.iter().filter(|(c, _)| !c.is_empty()).collect();
+    let own_part = |fd: OwnedFd, path: &str| -> std::io::Result<OwnedFd> {
+        if cgroups.namespaced || path == "/" {
+            return Ok(fd);
+        }
+        let inner = open_beneath(fd.as_fd(), Path::new(path), OFlags::PATH | OFlags::DIRECTORY)?;
+        clone_tree(inner.as_fd(), false)
+    };
+    let target = make_beneath(root, dest, Create::Dir).map_err(|e| fail("mount point", e))?;
+    if v1.is_empty() {
+        let path = cgroups.entries.iter().find(|(c, _)| c.is_empty()).map_or("/", |(_, p)| p.as_str());
+        let fd = new_mount("cgroup2", Some("cgroup2"), &[], options.attrs)
+            .and_then(|fd| own_part(fd, path))
+            .map_err(|e| fail("cgroup2", e))?;
+        return attach(fd.as_fd(), target.as_fd()).map_err(|e| fail("attach", e));
+    }
+    let rw = options.attrs & !libc::MOUNT_ATTR_RDONLY;
+    let tmpfs = new_mount("tmpfs", Some("tmpfs"), &["mode=755".to_string()], rw).map_err(|e| fail("tmpfs", e))?;
+    attach(tmpfs.as_fd(), target.as_fd()).map_err(|e| fail("attach", e))?;
+    for (controllers, path) in v1 {
+        let (name, fs_options): (&str, Vec<String>) = match controllers.strip_prefix("name=") {
+            Some(named) => (named, vec!["none".into(), format!("name={named}")]),
+            None => (controllers.as_str(), controllers.split(',').map(String::from).collect()),
+        };
+        let what = format!("cgroup {controllers}");
+        let fd = new_mount("cgroup", Some("cgroup"), &fs_options, options.attrs)
+            .and_then(|fd| own_part(fd, path))
+            .map_err(|e| fail(&what, e))?;
+        let place = make_beneath(tmpfs.as_fd(), Path::new(name), Create::Dir).map_err(|e| fail(&what, e))?;
+        attach(fd.as_fd(), place.as_fd()).map_err(|e| fail(&what, e))?;
+        if controllers.contains(',') {
+            for alias in controllers.split(',') {
+                let _ = rustix::fs::symlinkat(name, tmpfs.as_fd(), alias);
+            }
+        }
+    }
+    if options.attrs & libc::MOUNT_ATTR_RDONLY != 0 {
+        sys::mount_setattr(tmpfs.as_fd(), false, libc::MOUNT_ATTR_RDONLY, 0).map_err(|e| fail("read-only", e))?;
     }
     Ok(())
 }

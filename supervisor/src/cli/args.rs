@@ -6,14 +6,46 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// ctl: run and manage paddock containers. Speaks runc's command line.
 #[derive(Debug, Parser)]
-#[command(name = "ctl", version, about)]
+#[command(name = "ctl", about, disable_version_flag = true, args_override_self = true)]
 pub struct CtlArgs {
     /// The state root; each root has its own paddockd (started on demand).
     #[arg(long, global = true, default_value = crate::DEFAULT_ROOT)]
     pub root: PathBuf,
+    /// Also write errors (and with --debug, what ctl does) to this file, as runc does.
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// The form of the --log file's lines: text (logfmt) or json (`{"level","msg","time"}`).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log what ctl does, not only errors.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Read a cgroupsPath of the form slice:prefix:name as systemd would (accepted for runc
+    /// compatibility: paddock recognises that form whether or not the flag is given).
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// The CRIU binary (runc's flag; paddock does not checkpoint yet).
+    #[arg(long, global = true)]
+    pub criu: Option<PathBuf>,
+    /// runc's rootless mode: true, false or auto (paddock runs as root; accepted for
+    /// compatibility).
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<String>,
+    /// Print the version (and the runtime-spec version).
+    #[arg(long, short = 'v')]
+    pub version: bool,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// The forms of the --log file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `time="…" level=error msg="…"`, as logrus writes.
+    Text,
+    /// One JSON object per line with `level`, `msg` and `time`.
+    Json,
 }
 
 /// Output formats of `list`.
@@ -43,6 +75,8 @@ pub enum Command {
         /// dev.paddock.restart).
         #[arg(long)]
         restart: Option<String>,
+        #[command(flatten)]
+        runc: RuncCreateFlags,
         /// The container's id.
         id: String,
     },
@@ -124,6 +158,21 @@ pub enum Command {
         /// Allocate a terminal.
         #[arg(long, short = 't')]
         tty: bool,
+        /// Additional groups (runc's flag; may repeat).
+        #[arg(long = "additional-gids", short = 'g')]
+        additional_gids: Vec<u32>,
+        /// Set no_new_privileges for the process.
+        #[arg(long)]
+        no_new_privs: bool,
+        /// Add a capability (runc's flag; may repeat).
+        #[arg(long = "cap", short = 'c')]
+        caps: Vec<String>,
+        /// Pass this many more descriptors (3, 4, …) to the process (only 0 is supported).
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
+        /// Exec even in a paused container (refused: a paused container runs nothing).
+        #[arg(long)]
+        ignore_paused: bool,
         /// The container's id (or an unambiguous prefix).
         id: String,
         /// The command and its arguments.
@@ -151,6 +200,44 @@ pub enum Command {
         /// The destination: a local path, `-`, or ID:PATH.
         dst: String,
     },
+    /// Freeze every process of a running container.
+    Pause {
+        /// The container's id (or an unambiguous prefix).
+        id: String,
+    },
+    /// Thaw a paused container.
+    Resume {
+        /// The container's id (or an unambiguous prefix).
+        id: String,
+    },
+    /// Change a container's cgroup limits.
+    ///
+    /// `--resources FILE` (or `-r FILE`, `-` for stdin) gives an OCI `linux.resources` JSON
+    /// object; the other flags set one value each, as runc's.
+    Update(UpdateArgs),
+    /// Save a container's state to disk with CRIU (not supported yet: it fails, saying so).
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a checkpoint (not supported yet: it fails, saying so).
+    Restore(RestoreArgs),
+    /// Write a default config.json (runc's) into the bundle directory.
+    Spec {
+        /// The bundle directory (with the global --rootless: a spec for a rootless
+        /// container, its user namespace mapping the caller's ids).
+        #[arg(long, short = 'b', default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Print what this runtime supports, as the runtime-spec's features document (JSON).
+    Features,
+    /// Internal: the process a detached create's or exec's pid file names (see
+    /// `cli::monitor`).
+    #[command(hide = true, name = "monitor-process")]
+    MonitorProcess {
+        /// The process (a pid in the container's PID namespace) instead of the container.
+        #[arg(long)]
+        pid: Option<i32>,
+        /// The container's id.
+        id: String,
+    },
     /// Delete a container and everything it holds.
     Delete {
         /// Kill the container if it still runs; succeed if it does not exist.
@@ -159,11 +246,6 @@ pub enum Command {
         /// The container's id (or an unambiguous prefix).
         id: String,
     },
-    /// Create and start a container, and (unless detached) wait for it.
-    ///
-    /// `ctl run --bundle DIR ID` runs a bundle as runc does. `ctl run -- CMD ARGS...` runs CMD
-    /// sandboxed on the host's root filesystem under a private in-memory overlay: no bundle or
-    /// image needed. With both, CMD replaces the bundle's process arguments.
     /// Print events as JSON lines: created, started, exited, oom, paused, resumed, deleted,
     /// restart-scheduled, restart-gave-up, gofer-restarted, gofer-failed, sandbox-lost.
     ///
@@ -176,6 +258,11 @@ pub enum Command {
         /// Only these containers (ids or unambiguous prefixes); default: all.
         ids: Vec<String>,
     },
+    /// Create and start a container, and (unless detached) wait for it.
+    ///
+    /// `ctl run --bundle DIR ID` runs a bundle as runc does. `ctl run -- CMD ARGS...` runs CMD
+    /// sandboxed on the host's root filesystem under a private in-memory overlay: no bundle or
+    /// image needed. With both, CMD replaces the bundle's process arguments.
     Run {
         /// Start the container and return at once.
         #[arg(long, short = 'd')]
@@ -202,10 +289,186 @@ pub enum Command {
         /// returns once the container stopped for good.
         #[arg(long)]
         restart: Option<String>,
+        #[command(flatten)]
+        runc: RuncCreateFlags,
         /// The container's id (runc's form: `run --bundle DIR ID`).
         id: Option<String>,
         /// The command to run, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
     },
+}
+
+/// Flags of runc's `create` and `run` that paddock accepts for compatibility.
+#[derive(Debug, clap::Args)]
+pub struct RuncCreateFlags {
+    /// Do not use pivot_root (runc's flag; the sandbox sets up the root its own way).
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a session keyring (runc's flag; containers share the sandbox's keyring).
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass this many more descriptors (3, 4, …) to the container (only 0 is supported).
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+}
+
+/// `ctl update`: runc's flags.
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// An OCI linux.resources JSON file (`-` for stdin).
+    #[arg(long, short = 'r')]
+    pub resources: Option<PathBuf>,
+    /// Memory limit in bytes (suffixes k, m, g accepted).
+    #[arg(long, short = 'm')]
+    pub memory: Option<String>,
+    /// Memory plus swap limit in bytes (-1: unlimited).
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit in bytes.
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Kernel memory limit (ignored by current kernels; accepted).
+    #[arg(long)]
+    pub kernel_memory: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS period in microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CPU CFS quota in microseconds (-1: none).
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// CPUs the container may use (0-3, 0,1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Block IO weight (10-1000).
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    /// The container's id (or an unambiguous prefix).
+    pub id: String,
+}
+
+/// `ctl checkpoint`: runc's flags.
+#[derive(Debug, clap::Args)]
+pub struct CheckpointArgs {
+    /// Where to write the images.
+    #[arg(long)]
+    pub image_path: Option<PathBuf>,
+    /// Where to write CRIU's logs and work files.
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Images of a previous checkpoint to build on.
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the container running after the checkpoint (podman may give it twice).
+    #[arg(long, action = clap::ArgAction::Count)]
+    pub leave_running: u8,
+    /// Allow open TCP connections.
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs.
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Checkpoint file locks.
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Only dump memory pages (pre-dump).
+    #[arg(long)]
+    pub pre_dump: bool,
+    /// How to handle cgroups (soft, full, strict, ignore).
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    /// Handle namespaces that are not the container's own.
+    #[arg(long)]
+    pub empty_ns: Vec<String>,
+    /// Use the kernel's dirty-memory tracking.
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// Use lazy migration.
+    #[arg(long)]
+    pub lazy_pages: bool,
+    /// The status descriptor for lazy pages.
+    #[arg(long)]
+    pub status_fd: Option<i32>,
+    /// The page server address.
+    #[arg(long)]
+    pub page_server: Option<String>,
+    /// The container's id (or an unambiguous prefix).
+    pub id: String,
+}
+
+/// `ctl restore`: runc's flags.
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The bundle directory.
+    #[arg(long, short = 'b', default_value = ".")]
+    pub bundle: PathBuf,
+    /// Where the images are.
+    #[arg(long)]
+    pub image_path: Option<PathBuf>,
+    /// Where to write CRIU's logs and work files.
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Write the container's pid here.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Return once restored.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+    /// A socket to send the terminal to.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Allow open TCP connections.
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs.
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Restore file locks.
+    #[arg(long)]
+    pub file_locks: bool,
+    /// How to handle cgroups.
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    /// Do not use pivot_root.
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not make ctl a child subreaper (runc's flag).
+    #[arg(long)]
+    pub no_subreaper: bool,
+    /// Handle namespaces that are not the container's own.
+    #[arg(long)]
+    pub empty_ns: Vec<String>,
+    /// Automatically deduplicate.
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// Use lazy migration.
+    #[arg(long)]
+    pub lazy_pages: bool,
+    /// The container's id.
+    pub id: String,
+}
+
+impl RuncCreateFlags {
+    /// Refuses what paddock cannot do rather than pretending.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.preserve_fds > 0 {
+            anyhow::bail!("--preserve-fds {}: passing extra descriptors is not supported yet", self.preserve_fds);
+        }
+        Ok(())
+    }
 }

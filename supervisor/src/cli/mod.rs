@@ -3,9 +3,13 @@
 mod args;
 mod copy;
 mod events;
+mod features;
+mod log;
+mod monitor;
 mod output;
 mod run;
 mod terminal;
+mod update;
 
 use std::path::Path;
 
@@ -13,17 +17,21 @@ use anyhow::Context as _;
 use clap::Parser;
 use wire::client::Client;
 
-pub use args::{Command, CtlArgs, Format};
+pub use args::{Command, CtlArgs, Format, LogFormat};
 
 use crate::autostart::connect_or_start;
 
 /// Runs ctl; returns the process exit code.
 pub fn main() -> i32 {
     let args = CtlArgs::parse();
+    let log = log::Log::new(args.log.clone(), args.log_format, args.debug);
+    log.debug(&format!("ctl {}", std::env::args().skip(1).collect::<Vec<_>>().join(" ")));
     match execute(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ctl: {e:#}");
+            let msg = format!("{e:#}");
+            log.error(&msg);
+            eprintln!("ctl: {msg}");
             1
         }
     }
@@ -34,9 +42,20 @@ fn connect(root: &Path) -> anyhow::Result<Client> {
 }
 
 fn execute(args: CtlArgs) -> anyhow::Result<i32> {
+    if args.version {
+        print!("{}", features::version_text());
+        return Ok(0);
+    }
     let root = std::path::absolute(&args.root)?;
-    match args.command {
-        Command::Create { bundle, pid_file, console_socket, restart, id } => {
+    let rootless = args.rootless.as_deref() == Some("true");
+    let Some(command) = args.command else {
+        use clap::CommandFactory;
+        CtlArgs::command().print_help()?;
+        return Ok(2);
+    };
+    match command {
+        Command::Create { bundle, pid_file, console_socket, restart, runc, id } => {
+            runc.check()?;
             let mut client = connect(&root)?;
             let how = run::CreateOptions {
                 pid_file: pid_file.as_deref(),
@@ -44,6 +63,7 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
                 detach: true,
                 tty: false,
                 restart: restart.as_deref(),
+                root: &root,
             };
             run::create(&mut client, &id, Some(&bundle), Vec::new(), how)?;
             Ok(0)
@@ -88,13 +108,33 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             println!("{}", output::wait_json(&full_id, status));
             Ok(0)
         }
-        Command::Exec { detach, pid_file, console_socket, process, env, cwd, user, tty, id, command } => {
+        Command::Exec {
+            detach,
+            pid_file,
+            console_socket,
+            process,
+            env,
+            cwd,
+            user,
+            tty,
+            additional_gids,
+            no_new_privs,
+            caps,
+            preserve_fds,
+            ignore_paused: _,
+            id,
+            command,
+        } => {
+            if preserve_fds > 0 {
+                anyhow::bail!("--preserve-fds {preserve_fds}: passing extra descriptors is not supported yet");
+            }
             let process = match process {
                 Some(path) => {
                     Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
                 }
                 None => None,
             };
+            let process = run::exec_process_overrides(process, &additional_gids, no_new_privs, &caps)?;
             let spec = wire::api::ExecSpec { process, args: command, env, cwd, user, tty };
             run::exec(&root, &id, spec, detach, pid_file.as_deref(), console_socket.as_deref())
         }
@@ -113,11 +153,47 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Delete { force, id } => {
-            connect(&root)?.delete(&id, force)?;
+            match connect(&root)?.delete(&id, force) {
+                // runc: deleting with --force what is not there (any more) succeeds.
+                Err(e) if force && e.kind == wire::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(e.into()),
+                Ok(()) => Ok(0),
+            }
+        }
+        Command::Pause { id } => {
+            connect(&root)?.pause(&id)?;
+            Ok(0)
+        }
+        Command::Resume { id } => {
+            connect(&root)?.resume(&id)?;
+            Ok(0)
+        }
+        Command::Update(update) => {
+            let resources = update::resources_json(&update)?;
+            connect(&root)?.update(&update.id, resources)?;
+            Ok(0)
+        }
+        Command::Checkpoint(c) => anyhow::bail!(
+            "checkpoint of {:?}: checkpointing a sandboxed container (its sandbox, gofer and mounts served over \
+             sockets) with CRIU is not supported yet",
+            c.id
+        ),
+        Command::Restore(r) => anyhow::bail!(
+            "restore of {:?}: restoring from a CRIU checkpoint is not supported yet (paddock cannot checkpoint)",
+            r.id
+        ),
+        Command::Spec { bundle } => {
+            features::write_default_spec(&bundle, rootless)?;
+            Ok(0)
+        }
+        Command::MonitorProcess { pid, id } => Ok(monitor::run(&root, &id, pid)),
+        Command::Features => {
+            println!("{}", features::features_json());
             Ok(0)
         }
         Command::Events { follow, ids } => events::print(&mut connect(&root)?, ids, follow),
-        Command::Run { detach, rm, name, bundle, pid_file, tty, console_socket, restart, id, command } => {
+        Command::Run { detach, rm, name, bundle, pid_file, tty, console_socket, restart, runc, id, command } => {
+            runc.check()?;
             let id = match (name, id) {
                 (Some(_), Some(_)) => {
                     anyhow::bail!("give the id either with --name or as an argument, not both")

@@ -48,12 +48,14 @@ pub struct CreateOptions<'a> {
     pub tty: bool,
     /// The restart policy (the annotation `dev.paddock.restart`).
     pub restart: Option<&'a str>,
+    /// The state root (for the pid file's monitor, see [`super::monitor`]).
+    pub root: &'a Path,
 }
 
 /// The signals a foreground `ctl run` or `ctl exec` passes on to its process: every one that
 /// can be caught, less those that concern ctl itself (SIGCHLD from a daemon it started,
 /// SIGPIPE from its own output) and those that report its own faults.
-fn forwarded_signals() -> Vec<i32> {
+pub(super) fn forwarded_signals() -> Vec<i32> {
     let mut signals = vec![
         libc::SIGHUP,
         libc::SIGINT,
@@ -214,7 +216,15 @@ pub fn create(
         }
     };
     if let Some(path) = how.pid_file {
-        write_pid_file(path, state.pid.unwrap_or(0))?;
+        // Detached, the caller learns of the exit from the pid file's process: a monitor.
+        let written = match how.detach {
+            true => super::monitor::spawn(how.root, &state.id, None).and_then(|pid| write_pid_file(path, pid)),
+            false => write_pid_file(path, state.pid.unwrap_or(0)),
+        };
+        if let Err(e) = written {
+            let _ = client.delete(&state.id, true);
+            return Err(e);
+        }
     }
     Ok((state, master))
 }
@@ -246,6 +256,7 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
         detach: opts.detach,
         tty: opts.tty,
         restart: opts.restart.as_deref(),
+        root,
     };
     let (state, master) = create(&mut client, &opts.id, opts.bundle.as_deref(), opts.command, how)?;
     let id = state.id;
@@ -297,7 +308,8 @@ pub fn exec(
     let started = client.exec(wire::api::Exec { id: full_id.clone(), spec, stdio })?;
     let master = console.take_master()?;
     if let Some(path) = pid_file {
-        write_pid_file(path, started.pid)?;
+        let pid = if detach { super::monitor::spawn(root, &full_id, Some(started.ns_pid))? } else { started.pid };
+        write_pid_file(path, pid)?;
     }
     let Some(signals) = forwarding else {
         return Ok(0);
@@ -315,4 +327,50 @@ pub fn exec(
 /// Whether runc's `exec --process` JSON asks for a terminal.
 fn process_wants_terminal(json: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(json).is_ok_and(|p| p["terminal"] == serde_json::Value::Bool(true))
+}
+
+/// Applies runc's `exec --additional-gids/-g`, `--no-new-privs` and `--cap` to a `--process`
+/// JSON document (they need one: ctl's own exec flags have no form for them).
+pub fn exec_process_overrides(
+    process: Option<String>,
+    gids: &[u32],
+    no_new_privs: bool,
+    caps: &[String],
+) -> anyhow::Result<Option<String>> {
+    if gids.is_empty() && !no_new_privs && caps.is_empty() {
+        return Ok(process);
+    }
+    let Some(text) = process else {
+        anyhow::bail!("--additional-gids, --no-new-privs and --cap are supported with --process FILE only");
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&text).context("the --process file is not JSON")?;
+    let obj = value.as_object_mut().context("the --process file is not a JSON object")?;
+    if !gids.is_empty() {
+        let user = obj.entry("user").or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        let extra = user.as_object_mut().context("process.user is not an object")?;
+        let list = extra.entry("additionalGids").or_insert_with(|| serde_json::json!([]));
+        if let Some(list) = list.as_array_mut() {
+            list.extend(gids.iter().map(|g| serde_json::json!(g)));
+        }
+    }
+    if no_new_privs {
+        obj.insert("noNewPrivileges".into(), serde_json::Value::Bool(true));
+    }
+    if !caps.is_empty() {
+        let sets = obj.entry("capabilities").or_insert_with(|| serde_json::json!({}));
+        let sets = sets.as_object_mut().context("process.capabilities is not an object")?;
+        for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
+            let list = sets.entry(set).or_insert_with(|| serde_json::json!([]));
+            if let Some(list) = list.as_array_mut() {
+                for cap in caps {
+                    let name =
+                        if cap.starts_with("CAP_") { cap.clone() } else { format!("CAP_{}", cap.to_uppercase()) };
+                    if !list.iter().any(|c| c == &serde_json::json!(name)) {
+                        list.push(serde_json::json!(name));
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(value.to_string()))
 }

@@ -1,0 +1,622 @@
+//! The container's seccomp filter (`linux.seccomp` of the OCI spec).
+//!
+//! A profile is compiled with libseccomp the way runc compiles it (actions, errno values,
+//! argument conditions, architectures, flags; system calls unknown to libseccomp are skipped)
+//! into a classic BPF program, in the sandbox and before it forks, so that a bad profile fails
+//! `create` early with an error that names the offending field. The forked child then installs
+//! the finished program with one `seccomp(2)` call that needs no allocation, as late as the
+//! kernel allows (see [`crate::process::apply`]): right before `execve` when the process has
+//! `noNewPrivileges`, otherwise just before it gives up its capabilities, as runc does.
+//!
+//! Processes that `ctl exec` starts get the container's filter too, as with runc. The sandbox
+//! keeps each container's compiled filter for that, keyed by the container's mount namespace
+//! (see [`remember`] and [`of_container`]).
+
+use std::collections::HashSet;
+use std::io::{Read, Seek};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use nix::unistd::Pid;
+use oci_spec::runtime::{
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator, Spec,
+};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use wire::{ApiError, ErrorKind};
+
+/// A system call has at most this many arguments; conditions index them from 0.
+const SYSCALL_MAX_ARGUMENTS: usize = 6;
+
+/// Above this many syscall entries runc asks libseccomp for a binary search tree instead of a
+/// linear list (libseccomp 2.5.4 and older misbehave with the tree and no rules at all).
+const OPTIMIZE_ABOVE: usize = 32;
+
+/// A compiled seccomp filter, ready to install: a few kilobytes at most (the kernel caps a
+/// filter at 4096 instructions), kept by the sandbox for each container that has a profile.
+pub struct Filter {
+    program: Vec<libc::sock_filter>,
+    /// `SECCOMP_FILTER_FLAG_*` bits for `seccomp(2)`.
+    flags: libc::c_ulong,
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter").field("instructions", &self.program.len()).field("flags", &self.flags).finish()
+    }
+}
+
+impl Filter {
+    /// Installs the filter on the calling thread, for good.
+    ///
+    /// It allocates nothing on success, so it can be the last step before `execve` even under
+    /// a profile that denies `brk` or `mmap`. Without `no_new_privs` the kernel requires
+    /// CAP_SYS_ADMIN.
+    pub fn install(&self) -> std::io::Result<()> {
+        let prog = libc::sock_fprog {
+            // compile() checked that the length fits the kernel's limit, far below u16::MAX.
+            len: self.program.len() as libc::c_ushort,
+            filter: self.program.as_ptr().cast_mut(),
+        };
+        // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) reads `prog` and the instructions it points
+        // to, both alive for the duration of the call; it writes nothing of ours.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                self.flags,
+                &prog as *const libc::sock_fprog,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// How many BPF instructions the filter has.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.program.len()
+    }
+}
+
+/// The compiled filter of `spec`'s `linux.seccomp`, if it has one.
+pub fn for_spec(spec: &Spec) -> Result<Option<Filter>, ApiError> {
+    match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => compile(profile).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn spec_error(what: impl std::fmt::Display) -> ApiError {
+    ApiError::invalid_spec(format!("linux.seccomp.{what}"))
+}
+
+fn unsupported(what: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorKind::Unsupported, format!("linux.seccomp.{what}"))
+}
+
+/// Compiles an OCI seccomp profile with runc's semantics:
+///
+/// - `SCMP_ACT_ERRNO` and `SCMP_ACT_TRACE` return `errnoRet` (`defaultErrnoRet` for the
+///   default action), EPERM when it is absent; `errnoRet` on other actions is ignored.
+///   `SCMP_ACT_KILL` is `SCMP_ACT_KILL_THREAD`.
+/// - A rule whose action is the default action is redundant and skipped; so is a system call
+///   name libseccomp does not know (an older libseccomp, or one of another architecture).
+/// - Conditions on distinct arguments must all hold (AND). If any argument has more than one
+///   condition, every condition of the entry becomes a rule of its own (OR), as runc does.
+/// - `SCMP_CMP_MASKED_EQ` matches when `arg & value == valueTwo`.
+/// - Each of `architectures` is added to the filter.
+/// - `SECCOMP_FILTER_FLAG_LOG`, `_SPEC_ALLOW` and `_TSYNC` are passed to `seccomp(2)`.
+///
+/// `SCMP_ACT_NOTIFY` (and so `listenerPath`, `listenerMetadata` and
+/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`) needs a seccomp agent, which paddock does not
+/// support: a profile that uses it is refused rather than run without it.
+pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, ApiError> {
+    let syscalls = profile.syscalls().as_deref().unwrap_or_default();
+    if profile.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(unsupported(format_args!("defaultAction: {NOTIFY_UNSUPPORTED}")));
+    }
+    let default_action = action(profile.default_action(), profile.default_errno_ret())
+        .map_err(|e| spec_error(format_args!("defaultAction: {e}")))?;
+    for (i, call) in syscalls.iter().enumerate() {
+        if call.action() == LinuxSeccompAction::ScmpActNotify {
+            return Err(unsupported(format_args!("syscalls[{i}] ({}): {NOTIFY_UNSUPPORTED}", call.names().join(", "))));
+        }
+    }
+
+    let mut ctx = ScmpFilterContext::new(default_action).map_err(|e| {
+        spec_error(format_args!("defaultAction {}: libseccomp refused it: {e}", profile.default_action()))
+    })?;
+    for (i, arch) in profile.architectures().iter().flatten().enumerate() {
+        let scmp = ScmpArch::from_str(&arch.to_string()).map_err(|_| {
+            spec_error(format_args!("architectures[{i}]: {arch} is not an architecture libseccomp knows"))
+        })?;
+        ctx.add_arch(scmp)
+            .map_err(|e| spec_error(format_args!("architectures[{i}]: libseccomp cannot add {arch}: {e}")))?;
+    }
+    let mut flags: libc::c_ulong = 0;
+    for (i, flag) in profile.flags().iter().flatten().enumerate() {
+        // libseccomp's attribute setters check that the kernel supports the flag, which the
+        // kernel itself would only tell at start.
+        let not_supported = |e: libseccomp::error::SeccompError| {
+            unsupported(format_args!("flags[{i}]: {flag} is not supported by this kernel or libseccomp: {e}"))
+        };
+        match flag {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => {
+                ctx.set_ctl_log(true).map_err(not_supported)?;
+                flags |= libc::SECCOMP_FILTER_FLAG_LOG;
+            }
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => {
+                ctx.set_ctl_ssb(true).map_err(not_supported)?;
+                flags |= libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+            }
+            // The process is single-threaded when it installs the filter, so this changes
+            // nothing; passing it on is still what the profile asked for.
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => flags |= libc::SECCOMP_FILTER_FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
+                return Err(unsupported(format_args!(
+                    "flags[{i}]: {flag} only applies to SCMP_ACT_NOTIFY, and {NOTIFY_UNSUPPORTED}"
+                )))
+            }
+        }
+    }
+    if syscalls.len() > OPTIMIZE_ABOVE {
+        // Only speed: an older libseccomp without the tree still compiles a correct filter.
+        let _ = ctx.set_ctl_optimize(2);
+    }
+
+    for (i, call) in syscalls.iter().enumerate() {
+        let what = |detail: std::fmt::Arguments<'_>| spec_error(format_args!("syscalls[{i}]{detail}"));
+        let rule_action = action(call.action(), call.errno_ret()).map_err(|e| what(format_args!(": {e}")))?;
+        let args = call.args().as_deref().unwrap_or_default();
+        let conditions = args
+            .iter()
+            .enumerate()
+            .map(|(j, arg)| condition(arg).map_err(|e| what(format_args!(".args[{j}]: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut per_index = [0usize; SYSCALL_MAX_ARGUMENTS];
+        for arg in args {
+            per_index[arg.index()] += 1;
+        }
+        let separate_rules = per_index.iter().any(|&n| n > 1);
+        for (k, name) in call.names().iter().enumerate() {
+            if name.is_empty() {
+                return Err(what(format_args!(".names[{k}]: an empty string is not a system call")));
+            }
+            if rule_action == default_action {
+                continue;
+            }
+            let Ok(syscall) = ScmpSyscall::from_name(name) else {
+                continue;
+            };
+            let added = if separate_rules {
+                conditions.iter().try_for_each(|c| ctx.add_rule_conditional(rule_action, syscall, &[*c]).map(drop))
+            } else {
+                ctx.add_rule_conditional(rule_action, syscall, &conditions).map(drop)
+            };
+            added.map_err(|e| what(format_args!(".names[{k}] {name:?}: libseccomp refused the rule: {e}")))?;
+        }
+    }
+    export(&ctx, flags)
+}
+
+/// Why a profile with `SCMP_ACT_NOTIFY` is refused.
+const NOTIFY_UNSUPPORTED: &str = "SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which paddock does not support";
+
+/// The libseccomp action for an OCI action and its `errnoRet`, as runc maps them.
+fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, String> {
+    let errno = || -> Result<u16, String> {
+        match errno_ret {
+            None => Ok(libc::EPERM as u16),
+            Some(n) => u16::try_from(n).map_err(|_| format!("errnoRet {n} is out of range (0-{})", u16::MAX)),
+        }
+    };
+    Ok(match action {
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(i32::from(errno()?)),
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno()?),
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActNotify => return Err(NOTIFY_UNSUPPORTED.to_string()),
+    })
+}
+
+/// The libseccomp comparison for one argument condition.
+fn condition(arg: &LinuxSeccompArg) -> Result<ScmpArgCompare, String> {
+    let index = arg.index();
+    if index >= SYSCALL_MAX_ARGUMENTS {
+        return Err(format!(
+            "index {index} is out of range: a system call has at most {SYSCALL_MAX_ARGUMENTS} arguments (0-{})",
+            SYSCALL_MAX_ARGUMENTS - 1
+        ));
+    }
+    let (op, datum) = match arg.op() {
+        LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
+        LinuxSeccompOperator::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
+        LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
+        // runc passes (value, valueTwo) to libseccomp, whose MASKED_EQ takes the mask first.
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            (ScmpCompareOp::MaskedEqual(arg.value()), arg.value_two().unwrap_or_default())
+        }
+    };
+    // The index is below 6, checked above.
+    Ok(ScmpArgCompare::new(index as u32, op, datum))
+}
+
+/// libseccomp's BPF program for `ctx`, read back through a memfd (libseccomp before 2.6 can
+/// only export to a file descriptor).
+fn export(ctx: &ScmpFilterContext, flags: libc::c_ulong) -> Result<Filter, ApiError> {
+    let memfd = rustix::fs::memfd_create("paddock-seccomp", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| ApiError::io("memfd for the seccomp filter", e))?;
+    ctx.export_bpf(memfd.as_fd()).map_err(|e| ApiError::io("compiling the seccomp filter", e))?;
+    let mut file = std::fs::File::from(memfd);
+    let mut bytes = Vec::new();
+    file.rewind()
+        .and_then(|()| file.read_to_end(&mut bytes))
+        .map_err(|e| ApiError::io("reading the compiled seccomp filter", e))?;
+    let size = std::mem::size_of::<libc::sock_filter>();
+    if bytes.is_empty() || bytes.len() % size != 0 {
+        return Err(ApiError::internal(format!("libseccomp exported a seccomp filter of {} bytes", bytes.len())));
+    }
+    let program: Vec<libc::sock_filter> = bytes
+        .chunks_exact(size)
+        .map(|insn| libc::sock_filter {
+            code: u16::from_ne_bytes([insn[0], insn[1]]),
+            jt: insn[2],
+            jf: insn[3],
+            k: u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]),
+        })
+        .collect();
+    if program.len() > libc::BPF_MAXINSNS as usize {
+        return Err(spec_error(format_args!(
+            "syscalls: the profile compiles to {} BPF instructions, more than the kernel's limit of {}",
+            program.len(),
+            libc::BPF_MAXINSNS
+        )));
+    }
+    Ok(Filter { program, flags })
+}
+
+/// A mount namespace's identity: the device and inode of its nsfs file.
+type NamespaceId = (u64, u64);
+
+/// Each container's filter (`None`: its spec has no profile), keyed by the container's mount
+/// namespace, for the processes `ctl exec` starts in it.
+///
+/// The key is the mount namespace because it is what an exec is handed (every container's
+/// init makes one of its own) and because it cannot be reused while the namespace lives: an
+/// entry is found only for the very container it was made for.
+static BY_NAMESPACE: Mutex<Vec<(NamespaceId, Option<Arc<Filter>>)>> = Mutex::new(Vec::new());
+
+fn namespace_id(stat: rustix::fs::Stat) -> NamespaceId {
+    (stat.st_dev, stat.st_ino)
+}
+
+fn known() -> std::sync::MutexGuard<'static, Vec<(NamespaceId, Option<Arc<Filter>>)>> {
+    // A panic elsewhere leaves the list as valid as it was.
+    BY_NAMESPACE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Remembers `filter` as the filter of the container whose set-up init is `init`, so that
+/// [`of_container`] finds it for the processes exec'd into the container later.
+///
+/// It also forgets the containers whose mount namespace has no process left (one cannot exec
+/// into those), so that a sandbox whose containers come and go (restarts) does not grow.
+pub fn remember(proc: &OwnedFd, init: Pid, filter: Option<Arc<Filter>>) -> std::io::Result<()> {
+    let key = namespace_id(rustix::fs::statat(proc, format!("{init}/ns/mnt").as_str(), AtFlags::empty())?);
+    let live = live_mount_namespaces(proc.as_fd());
+    let mut known = known();
+    // Without the list of live namespaces, keeping every entry is the safe mistake.
+    known.retain(|(ns, _)| *ns != key && live.as_ref().is_none_or(|live| live.contains(ns)));
+    known.push((key, filter));
+    Ok(())
+}
+
+/// The filter of the container whose mount namespace is `mnt`, as [`remember`]ed.
+///
+/// A container the sandbox knows nothing about is an error rather than "no filter": a process
+/// must never escape its container's profile by a bookkeeping slip.
+pub fn of_container(mnt: &OwnedFd) -> Result<Option<Arc<Filter>>, ApiError> {
+    let key = namespace_id(rustix::fs::fstat(mnt).map_err(|e| ApiError::io("stat of the mount namespace", e))?);
+    known().iter().find(|(ns, _)| *ns == key).map(|(_, filter)| filter.clone()).ok_or_else(|| {
+        ApiError::internal("the sandbox has lost the container's seccomp profile; it runs no process without it")
+    })
+}
+
+/// The mount namespaces of the processes in the sandbox's procfs, or `None` if it cannot be
+/// listed.
+fn live_mount_namespaces(proc: BorrowedFd<'_>) -> Option<HashSet<NamespaceId>> {
+    let dir =
+        rustix::fs::openat(proc, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut live = HashSet::new();
+    for entry in rustix::fs::Dir::new(dir).ok()? {
+        let entry = entry.ok()?;
+        let Ok(pid) = entry.file_name().to_str() else { continue };
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // A process that exits meanwhile has no namespace to keep.
+        if let Ok(stat) = rustix::fs::statat(proc, format!("{pid}/ns/mnt").as_str(), AtFlags::empty()) {
+            live.insert(namespace_id(stat));
+        }
+    }
+    Some(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sys::signal::Signal;
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::ForkResult;
+    use serde_json::json;
+
+    use super::*;
+
+    fn profile(value: serde_json::Value) -> LinuxSeccomp {
+        serde_json::from_value(value).expect("a valid OCI seccomp profile")
+    }
+
+    fn compiled(value: serde_json::Value) -> Filter {
+        compile(&profile(value)).expect("the profile compiles")
+    }
+
+    fn refused(value: serde_json::Value) -> ApiError {
+        compile(&profile(value)).expect_err("the profile is refused")
+    }
+
+    /// How a probe ended under a filter.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Outcome {
+        /// The probe returned this errno (0: success).
+        Errno(i32),
+        /// The process was killed by this signal.
+        Killed(Signal),
+    }
+
+    /// Runs `probe` in a forked child under `filter`, with no_new_privs so that no privilege is
+    /// needed. The child makes only async-signal-safe calls: the test harness has threads.
+    fn run_under(filter: &Filter, probe: fn() -> i32) -> Outcome {
+        // SAFETY: the child only calls prctl, seccomp, the probe's raw system call and _exit.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            ForkResult::Child => {
+                // SAFETY: PR_SET_NO_NEW_PRIVS takes no pointers.
+                let code = if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                    200
+                } else if filter.install().is_err() {
+                    201
+                } else {
+                    probe()
+                };
+                // SAFETY: ends the child without running the harness's destructors.
+                unsafe { libc::_exit(code) }
+            }
+            ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
+                WaitStatus::Exited(_, 200) => panic!("the child could not set no_new_privs"),
+                WaitStatus::Exited(_, 201) => panic!("the child could not install the filter"),
+                WaitStatus::Exited(_, code) => Outcome::Errno(code),
+                WaitStatus::Signaled(_, signal, _) => Outcome::Killed(signal),
+                other => panic!("unexpected status {other:?}"),
+            },
+        }
+    }
+
+    /// `getpriority(which, who)` as a raw system call (harmless, two plain arguments): the
+    /// errno it fails with, or 0.
+    fn getpriority(which: libc::c_long, who: libc::c_long) -> i32 {
+        // SAFETY: getpriority takes no pointers.
+        if unsafe { libc::syscall(libc::SYS_getpriority, which, who) } == -1 {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(255)
+        } else {
+            0
+        }
+    }
+
+    fn deny_getpriority(args: serde_json::Value) -> Filter {
+        compiled(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES, "args": args}]
+        }))
+    }
+
+    #[test]
+    fn errno_actions_return_errno_ret_or_eperm() {
+        let filter = compiled(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES}]
+        }));
+        assert_eq!(run_under(&filter, || getpriority(0, 0)), Outcome::Errno(libc::EACCES));
+        let filter = compiled(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}]
+        }));
+        assert_eq!(run_under(&filter, || getpriority(0, 0)), Outcome::Errno(libc::EPERM));
+        // The default action with defaultErrnoRet; the process can still exit.
+        let filter = compiled(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": libc::ENOSYS,
+            "syscalls": [{"names": ["exit", "exit_group"], "action": "SCMP_ACT_ALLOW"}]
+        }));
+        assert_eq!(run_under(&filter, || getpriority(0, 0)), Outcome::Errno(libc::ENOSYS));
+    }
+
+    #[test]
+    fn every_other_action_does_what_it_says() {
+        let with = |action: &str| {
+            compiled(json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["getpriority"], "action": action}]
+            }))
+        };
+        for action in ["SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP"] {
+            assert_eq!(run_under(&with(action), || getpriority(0, 0)), Outcome::Killed(Signal::SIGSYS), "{action}");
+        }
+        // Without a tracer, the kernel fails a traced system call with ENOSYS.
+        assert_eq!(run_under(&with("SCMP_ACT_TRACE"), || getpriority(0, 0)), Outcome::Errno(libc::ENOSYS));
+        assert_eq!(run_under(&with("SCMP_ACT_LOG"), || getpriority(0, 0)), Outcome::Errno(0));
+        let filter = compiled(json!({
+            "defaultAction": "SCMP_ACT_KILL_PROCESS",
+            "syscalls": [{"names": ["exit", "exit_group"], "action": "SCMP_ACT_ALLOW"}]
+        }));
+        assert_eq!(run_under(&filter, || getpriority(0, 0)), Outcome::Killed(Signal::SIGSYS));
+        assert_eq!(run_under(&filter, || 0), Outcome::Errno(0));
+    }
+
+    #[test]
+    fn conditions_on_distinct_arguments_must_all_hold() {
+        let filter = deny_getpriority(json!([
+            {"index": 0, "value": libc::PRIO_PGRP, "op": "SCMP_CMP_EQ"},
+            {"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}
+        ]));
+        assert_eq!(run_under(&filter, || getpriority(libc::PRIO_PGRP as _, 0)), Outcome::Errno(libc::EACCES));
+        assert_eq!(run_under(&filter, || getpriority(libc::PRIO_PROCESS as _, 0)), Outcome::Errno(0));
+        // No such process group: the kernel's own answer, not the filter's.
+        assert_eq!(run_under(&filter, || getpriority(libc::PRIO_PGRP as _, 0x3fff_fff0)), Outcome::Errno(libc::ESRCH));
+    }
+
+    #[test]
+    fn several_conditions_on_one_argument_make_every_condition_a_rule_of_its_own() {
+        let filter = deny_getpriority(json!([
+            {"index": 0, "value": libc::PRIO_PGRP, "op": "SCMP_CMP_EQ"},
+            {"index": 0, "value": libc::PRIO_USER, "op": "SCMP_CMP_EQ"},
+            {"index": 1, "value": 4242, "op": "SCMP_CMP_EQ"}
+        ]));
+        assert_eq!(run_under(&filter, || getpriority(libc::PRIO_PGRP as _, 0)), Outcome::Errno(libc::EACCES));
+        assert_eq!(run_under(&filter, || getpriority(libc::PRIO_USER as _, 0)), Outcome::Errno(libc::EACCES));
+        // As runc: the condition on the other argument is ORed too.
+        assert_eq!(run_under(&filter, || getpriority(libc::PRIO_PROCESS as _, 4242)), Outcome::Errno(libc::EACCES));
+        assert_eq!(run_under(&filter, || getpriority(libc::PRIO_PROCESS as _, 0)), Outcome::Errno(0));
+    }
+
+    #[test]
+    fn comparison_operators() {
+        let denied = |op: &str, value: u64, value_two: Option<u64>, which: fn() -> i32| {
+            let mut arg = json!({"index": 0, "value": value, "op": op});
+            if let Some(two) = value_two {
+                arg["valueTwo"] = json!(two);
+            }
+            run_under(&deny_getpriority(json!([arg])), which) == Outcome::Errno(libc::EACCES)
+        };
+        // PRIO_PROCESS = 0, PRIO_PGRP = 1, PRIO_USER = 2; 3 is invalid (EINVAL when allowed).
+        assert!(denied("SCMP_CMP_NE", 0, None, || getpriority(1, 0)));
+        assert!(!denied("SCMP_CMP_NE", 0, None, || getpriority(0, 0)));
+        assert!(denied("SCMP_CMP_LT", 1, None, || getpriority(0, 0)));
+        assert!(!denied("SCMP_CMP_LT", 1, None, || getpriority(1, 0)));
+        assert!(denied("SCMP_CMP_LE", 1, None, || getpriority(1, 0)));
+        assert!(!denied("SCMP_CMP_LE", 1, None, || getpriority(2, 0)));
+        assert!(denied("SCMP_CMP_GE", 2, None, || getpriority(2, 0)));
+        assert!(!denied("SCMP_CMP_GE", 2, None, || getpriority(1, 0)));
+        assert!(denied("SCMP_CMP_GT", 1, None, || getpriority(2, 0)));
+        assert!(!denied("SCMP_CMP_GT", 1, None, || getpriority(1, 0)));
+        // value is the mask, valueTwo what the masked argument must equal.
+        assert!(denied("SCMP_CMP_MASKED_EQ", 2, Some(2), || getpriority(2, 0)));
+        assert!(denied("SCMP_CMP_MASKED_EQ", 2, Some(2), || getpriority(3, 0)));
+        assert!(!denied("SCMP_CMP_MASKED_EQ", 2, Some(2), || getpriority(1, 0)));
+        assert!(denied("SCMP_CMP_MASKED_EQ", 2, None, || getpriority(1, 0)));
+    }
+
+    #[test]
+    fn unknown_names_and_rules_with_the_default_action_are_skipped() {
+        let filter = compiled(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                {"names": ["no_such_syscall", "exit", "exit_group"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}
+            ]
+        }));
+        assert_eq!(run_under(&filter, || getpriority(0, 0)), Outcome::Errno(libc::EPERM));
+    }
+
+    #[test]
+    fn architectures_and_flags() {
+        let filter = compiled(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_TSYNC"],
+            "syscalls": [{"names": ["getpriority", "socketcall"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::EACCES}]
+        }));
+        assert_eq!(filter.flags, libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_TSYNC);
+        assert_eq!(run_under(&filter, || getpriority(0, 0)), Outcome::Errno(libc::EACCES));
+        let native = compiled(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}
+        ]}));
+        assert!(filter.len() > native.len(), "the other architectures add to the program");
+        let spec_allow =
+            compiled(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_SPEC_ALLOW"]}));
+        assert_eq!(spec_allow.flags, libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW);
+    }
+
+    #[test]
+    fn a_long_profile_compiles_to_a_tree() {
+        let names: Vec<String> = ["read", "write", "openat", "close", "fstat", "mmap", "brk", "exit_group", "exit"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let syscalls: Vec<_> =
+            (0..40).map(|i| json!({"names": [names[i % names.len()].clone()], "action": "SCMP_ACT_ALLOW"})).collect();
+        let filter = compiled(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": syscalls}));
+        assert_eq!(run_under(&filter, || getpriority(0, 0)), Outcome::Errno(libc::EPERM));
+    }
+
+    #[test]
+    fn bad_profiles_are_refused_with_the_field_named() {
+        let err = refused(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [
+                {"names": ["read"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}
+            ],
+            "listenerPath": "/run/agent.sock"
+        }));
+        assert_eq!(err.kind, ErrorKind::Unsupported);
+        assert!(err.message.contains("linux.seccomp.syscalls[1] (mkdir)"), "{}", err.message);
+        assert!(err.message.contains("SCMP_ACT_NOTIFY"), "{}", err.message);
+        let err = refused(json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
+        assert_eq!(err.kind, ErrorKind::Unsupported);
+        assert!(err.message.contains("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY"), "{}", err.message);
+        let err =
+            refused(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}));
+        assert!(
+            err.message.contains("linux.seccomp.flags[0]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"),
+            "{}",
+            err.message
+        );
+        let err = refused(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "args": [
+                {"index": 1, "value": 0, "op": "SCMP_CMP_EQ"},
+                {"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}
+            ]}]
+        }));
+        assert_eq!(err.kind, ErrorKind::InvalidSpec);
+        assert!(err.message.contains("linux.seccomp.syscalls[0].args[1]: index 6 is out of range"), "{}", err.message);
+        let err = refused(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["read", ""], "action": "SCMP_ACT_ERRNO"}]
+        }));
+        assert!(err.message.contains("linux.seccomp.syscalls[0].names[1]"), "{}", err.message);
+        let err = refused(json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 70000
+        }));
+        assert!(err.message.contains("linux.seccomp.defaultAction: errnoRet 70000 is out of range"), "{}", err.message);
+    }
+
+    #[test]
+    fn for_spec_reads_linux_seccomp() {
+        let mut spec = Spec::default();
+        assert!(for_spec(&spec).expect("no profile is fine").is_none());
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_seccomp(Some(profile(json!({"defaultAction": "SCMP_ACT_ALLOW"}))));
+        spec.set_linux(Some(linux));
+        assert!(for_spec(&spec).expect("compiles").is_some());
+    }
+}

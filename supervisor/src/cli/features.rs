@@ -1,0 +1,57 @@
+//! `ctl --version`, `ctl features` (the runtime-spec's features document) and `ctl spec`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+/// The runtime-spec version paddock implements.
+pub const SPEC_VERSION: &str = "1.2.0";
+
+/// `ctl --version`, in runc's shape (podman shows it; scripts grep the first line).
+pub fn version_text() -> String {
+    format!("ctl version {}\nspec: {SPEC_VERSION}\n", env!("CARGO_PKG_VERSION"))
+}
+
+/// What `ctl features` prints: what paddock honours, as the runtime-spec's `features.md`
+/// describes. Only what is honoured is listed.
+pub fn features_json() -> String {
+    let value = serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": [],
+        "mountOptions": [
+            "async", "atime", "bind", "defaults", "dev", "diratime", "exec", "noatime", "nodev",
+            "nodiratime", "noexec", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
+            "relatime", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared",
+            "slave", "strictatime", "suid", "sync", "unbindable"
+        ],
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+            "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
+            "apparmor": { "enabled": false },
+            "selinux": { "enabled": false },
+            "intelRdt": { "enabled": false },
+            "mountExtensions": { "idmap": { "enabled": false } }
+        },
+        "annotations": {
+            "dev.paddock.restart": "no | on-failure[:N] | always | unless-stopped"
+        }
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+/// `ctl spec`: writes runc's default config.json into `bundle` (refusing to overwrite one).
+pub fn write_default_spec(bundle: &Path, rootless: bool) -> anyhow::Result<()> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        anyhow::bail!("{} already exists; remove it first", path.display());
+    }
+    let spec = if rootless {
+        oci_spec::runtime::Spec::rootless(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+    } else {
+        oci_spec::runtime::Spec::default()
+    };
+    let text = serde_json::to_string_pretty(&spec).context("serializing the spec")?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))
+}

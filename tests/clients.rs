@@ -1,0 +1,196 @@
+//! Real clients drive paddock as their OCI runtime: podman (through conmon) and containerd 1.6
+//! (through its runc v2 shim and `ctr`), each in directories of the test's own. Installed by
+//! .ci/run; a missing client fails the test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
+
+use harness::{ctl_path, eventually, stderr, stdout, unique, Bundle};
+
+/// A wrapper script that runs ctl with its own state root (clients call the runtime with
+/// flags of their own; a root of the test's keeps it apart from other tests).
+fn ctl_wrapper(dir: &Path, root: &Path) -> PathBuf {
+    let path = dir.join("ctl");
+    let script = format!("#!/bin/sh\nexec {} --root {} \"$@\"\n", ctl_path().display(), root.display());
+    std::fs::write(&path, script).unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&path).unwrap().permissions(), 0o755);
+    Command::new("chmod").arg("755").arg(&path).status().unwrap();
+    path
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what} failed ({}): {}{}", out.status, stderr(out), stdout(out));
+    stdout(out)
+}
+
+struct Podman {
+    dir: tempfile::TempDir,
+    rootfs: PathBuf,
+    _bundle: Bundle,
+}
+
+impl Podman {
+    fn new() -> Self {
+        let dir = tempfile::Builder::new().prefix("pdk-podman-").tempdir_in("/tmp").unwrap();
+        let bundle = Bundle::busybox(&["true"]);
+        let ctl = ctl_wrapper(dir.path(), &dir.path().join("state"));
+        // containers.conf: no CAP_SYS_RESOURCE here (ulimits), no systemd (cgroupfs), and
+        // ctl listed in runtime_supports_json so podman passes --log-format=json --log.
+        let conf = format!(
+            "[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\nnetns = \"none\"\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\ntmp_dir = \"{tmp}\"\n\
+             runtime = \"ctl\"\nruntime_supports_json = [\"crun\", \"runc\", \"ctl\"]\n\
+             [engine.runtimes]\nctl = [\"{ctl}\"]\n",
+            tmp = dir.path().join("tmp").display(),
+            ctl = ctl.display()
+        );
+        std::fs::write(dir.path().join("containers.conf"), conf).unwrap();
+        Self { rootfs: bundle.rootfs(), dir, _bundle: bundle }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("podman")
+            .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            .arg("--root")
+            .arg(self.dir.path().join("root"))
+            .arg("--runroot")
+            .arg(self.dir.path().join("runroot"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("podman is not installed (apt-get install podman)")
+    }
+}
+
+#[test]
+fn podman_runs_execs_signals_pauses_updates_and_removes_through_ctl() {
+    let pm = Podman::new();
+    let rootfs = pm.rootfs.to_str().unwrap().to_string();
+    let run = pm.cmd(&["run", "--rm", "--rootfs", &rootfs, "sh", "-c", "echo hello from podman; exit 3"]);
+    assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
+    assert_eq!(stdout(&run).trim(), "hello from podman");
+
+    let name = unique("pm");
+    let script = "trap 'echo usr1 >> /tmp/signals' USR1; while :; do sleep 0.1; done";
+    ok(&pm.cmd(&["run", "-d", "--name", &name, "--rootfs", &rootfs, "sh", "-c", script]), "podman run -d");
+    assert_eq!(ok(&pm.cmd(&["exec", &name, "echo", "in exec"]), "exec").trim(), "in exec");
+    assert_eq!(pm.cmd(&["exec", &name, "sh", "-c", "exit 5"]).status.code(), Some(5));
+    ok(&pm.cmd(&["kill", "-s", "USR1", &name]), "kill");
+    assert!(eventually(Duration::from_secs(10), || {
+        stdout(&pm.cmd(&["exec", &name, "cat", "/tmp/signals"])).contains("usr1")
+    }));
+    ok(&pm.cmd(&["pause", &name]), "pause");
+    let inspect = ok(&pm.cmd(&["inspect", "--format", "{{.State.Status}}", &name]), "inspect");
+    assert_eq!(inspect.trim(), "paused");
+    ok(&pm.cmd(&["unpause", &name]), "unpause");
+    ok(&pm.cmd(&["update", "--memory", "100m", &name]), "update");
+    let limit = ok(&pm.cmd(&["exec", &name, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]), "exec cat");
+    assert_eq!(limit.trim(), (100 << 20).to_string());
+    ok(&pm.cmd(&["stop", "-t", "2", &name]), "stop");
+    assert_eq!(ok(&pm.cmd(&["wait", &name]), "wait").trim(), "143");
+    ok(&pm.cmd(&["rm", "-f", &name]), "rm -f");
+    let left = ok(&pm.cmd(&["ps", "-a", "-q"]), "ps");
+    assert!(left.trim().is_empty(), "{left}");
+    // A runtime error reaches the user through the JSON log.
+    let bad = pm.cmd(&["run", "--rm", "--rootfs", &rootfs, "/no/such/program"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("/no/such/program"), "{}", stderr(&bad));
+}
+
+/// A containerd of the test's own: config, state, root and socket in a temporary directory.
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: Child,
+    ctl: PathBuf,
+    _bundle: Bundle,
+    rootfs: PathBuf,
+}
+
+impl Containerd {
+    fn start() -> Self {
+        let dir = tempfile::Builder::new().prefix("pdk-ctd-").tempdir_in("/tmp").unwrap();
+        let d = dir.path().display();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.aufs\", \
+             \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.devmapper\", \
+             \"io.containerd.snapshotter.v1.zfs\"]\n\
+             [grpc]\n  address = \"{d}/containerd.sock\"\n[ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd is not installed (apt-get install containerd)");
+        let ctl = ctl_wrapper(dir.path(), &dir.path().join("paddock"));
+        let bundle = Bundle::busybox(&["true"]);
+        let me = Self { rootfs: bundle.rootfs(), dir, child, ctl, _bundle: bundle };
+        let ready = eventually(Duration::from_secs(20), || me.ctr(&["version"]).status.success());
+        assert!(ready, "containerd did not come up");
+        me
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.dir.path().join("containerd.sock"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ctr")
+    }
+
+    /// `ctr run` with paddock as the runc binary; `extra` flags come before the positionals.
+    fn run(&self, extra: &[&str], id: &str, command: &[&str]) -> Output {
+        let ctl = self.ctl.to_str().unwrap().to_string();
+        let runc_root = self.dir.path().join("runc").display().to_string();
+        let fifo = self.dir.path().join("fifo").display().to_string();
+        let mut args = vec!["run", "--runc-binary", &ctl, "--runc-root", &runc_root, "--fifo-dir", &fifo];
+        args.extend(["--env", "PATH=/bin", "--rootfs"]);
+        args.extend(extra);
+        let rootfs = self.rootfs.to_str().unwrap().to_string();
+        args.push(&rootfs);
+        args.push(id);
+        args.extend(command);
+        self.ctr(&args)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn containerd_runs_tasks_with_exit_codes_exec_pause_and_kill_all_through_ctl() {
+    let ctd = Containerd::start();
+    let out = ctd.run(&["--rm"], &unique("ctd"), &["sh", "-c", "echo hello from containerd; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "hello from containerd");
+
+    let id = unique("ctd");
+    ok(&ctd.run(&["-d"], &id, &["sh", "-c", "sleep 1000 & sleep 1000"]), "ctr run -d");
+    let exec = ctd.ctr(&["task", "exec", "--exec-id", "x1", &id, "sh", "-c", "echo in exec; exit 5"]);
+    assert_eq!(exec.status.code(), Some(5), "{}", stderr(&exec));
+    assert_eq!(stdout(&exec).trim(), "in exec");
+    let ps = ok(&ctd.ctr(&["task", "ps", &id]), "task ps");
+    assert!(ps.lines().count() >= 3, "{ps}");
+    ok(&ctd.ctr(&["task", "pause", &id]), "pause");
+    assert!(ok(&ctd.ctr(&["task", "ls"]), "ls").contains("PAUSED"));
+    ok(&ctd.ctr(&["task", "resume", &id]), "resume");
+    assert!(ok(&ctd.ctr(&["task", "ls"]), "ls").contains("RUNNING"));
+    ok(&ctd.ctr(&["task", "kill", "-a", "-s", "KILL", &id]), "kill -a");
+    assert!(eventually(Duration::from_secs(20), || ok(&ctd.ctr(&["task", "ls"]), "ls").contains("STOPPED")));
+    ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
+    ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
+    harness::assert_nothing_left(&id);
+}

@@ -1,0 +1,145 @@
+//! ctl as runc's command line: the global flags, the log file callers parse, the pid file's
+//! process that a subreaper waits for, and the informational commands.
+
+use harness::{assert_nothing_left, parent_pid, stderr, stdout, unique, Bundle, Paddock};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+/// Makes this test process a child subreaper, as conmon and containerd's shim are.
+fn become_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) }, 0);
+}
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(!text.ends_with('\n'), "containerd's shim refuses a pid file with a newline");
+    text.parse().unwrap()
+}
+
+#[test]
+fn a_subreaper_reaps_the_pid_files_process_with_the_containers_exit_status() {
+    become_subreaper();
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sh", "-c", "read line; exit 7"]);
+    bundle.edit_config(|c| c["process"]["args"] = serde_json::json!(["sleep", "1000"]));
+    let id = unique("reap");
+    let pid_file = bundle.path().join("init.pid");
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), "--pid-file", pid_file.to_str().unwrap(), &id]);
+    let pid = read_pid(&pid_file);
+    assert_eq!(parent_pid(pid), Some(std::process::id() as i32), "the pid file's process is not ours to reap");
+    p.ctl_ok(&["start", &id]);
+    // An exec'd process, detached, as the shim runs `exec --process … --detach --pid-file`.
+    let exec_pid_file = bundle.path().join("exec.pid");
+    let process = bundle.path().join("process.json");
+    std::fs::write(
+        &process,
+        r#"{"args": ["sh", "-c", "exit 3"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]}"#,
+    )
+    .unwrap();
+    p.ctl_ok(&[
+        "exec",
+        "--process",
+        process.to_str().unwrap(),
+        "--detach",
+        "--pid-file",
+        exec_pid_file.to_str().unwrap(),
+        &id,
+    ]);
+    let exec_pid = read_pid(&exec_pid_file);
+    assert_eq!(waitpid(Pid::from_raw(exec_pid), None).unwrap(), WaitStatus::Exited(Pid::from_raw(exec_pid), 3));
+    // A signal sent to the pid file's process goes on to the container.
+    nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(
+        waitpid(Pid::from_raw(pid), None).unwrap(),
+        WaitStatus::Signaled(Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM, false)
+    );
+    let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).unwrap();
+    assert_eq!(waited["exitStatus"], 143);
+    p.ctl_ok(&["delete", &id]);
+
+    // An exit code comes through as the code.
+    let id = unique("reap");
+    bundle.edit_config(|c| c["process"]["args"] = serde_json::json!(["sh", "-c", "exit 7"]));
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), "--pid-file", pid_file.to_str().unwrap(), &id]);
+    let pid = read_pid(&pid_file);
+    assert_eq!(waitpid(Pid::from_raw(pid), None).unwrap(), WaitStatus::Exited(Pid::from_raw(pid), 7));
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn errors_go_to_the_log_file_as_json_lines_and_delete_force_of_a_missing_container_succeeds() {
+    let p = Paddock::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.json");
+    let log_str = log.to_str().unwrap();
+    let out = p.ctl(&["--log", log_str, "--log-format", "json", "delete", "no-such-container"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["level"], "error");
+    assert!(lines[0]["msg"].as_str().unwrap().contains("container \"no-such-container\" does not exist"));
+    assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+
+    // The flags may follow the command, as podman and the shim place them.
+    let ok = p.ctl(&["delete", "--force", "--log", log_str, "--log-format=json", "no-such-container"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), text, "a success logged an error");
+    // A log file is there after any call (the shim reads it).
+    let fresh = dir.path().join("fresh.json");
+    p.ctl_ok(&[
+        "--log",
+        fresh.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "--systemd-cgroup",
+        "--criu",
+        "/usr/sbin/criu",
+        "list",
+    ]);
+    assert!(fresh.exists());
+    // The text form is logfmt.
+    let text_log = dir.path().join("log.txt");
+    let _ = p.ctl(&["--log", text_log.to_str().unwrap(), "kill", "nothing-here", "KILL"]);
+    let line = std::fs::read_to_string(&text_log).unwrap();
+    assert!(line.starts_with("time=\"") && line.contains(" level=error msg=\""), "{line}");
+}
+
+#[test]
+fn version_features_spec_and_checkpoint_answer_as_runc_does() {
+    let p = Paddock::new();
+    let version = p.ctl_ok(&["--version"]);
+    assert!(version.starts_with("ctl version ") && version.contains("\nspec: 1.2.0"), "{version}");
+    let features: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["features"])).unwrap();
+    assert_eq!(features["ociVersionMax"], "1.2.0");
+    assert!(features["linux"]["namespaces"].as_array().unwrap().contains(&"network".into()));
+    assert_eq!(features["linux"]["apparmor"]["enabled"], false);
+
+    // `spec` writes runc's default, which runs once given a root filesystem.
+    let bundle = Bundle::busybox(&["true"]);
+    std::fs::remove_file(bundle.path().join("config.json")).unwrap();
+    let out = p.command().args(["spec", "--bundle", &bundle.path_str()]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = p.ctl(&["spec", "--bundle", &bundle.path_str()]);
+    assert!(!again.status.success() && stderr(&again).contains("already exists"));
+    bundle.edit_config(|c| {
+        c["process"]["terminal"] = false.into();
+        c["process"]["args"] = serde_json::json!(["echo", "from the default spec"]);
+    });
+    let run = p.ctl(&["run", "--bundle", &bundle.path_str(), &unique("spec")]);
+    assert_eq!(stdout(&run).trim(), "from the default spec", "{}", stderr(&run));
+
+    // podman asks for checkpoint's help to learn its flags.
+    let help = p.ctl(&["checkpoint", "--help"]);
+    assert!(help.status.success() && stdout(&help).contains("--leave-running"));
+    let id = unique("ckpt");
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &id, "--", "sleep", "100"]);
+    let ckpt = p.ctl(&["checkpoint", "--leave-running", "--leave-running", "--image-path", "/tmp/x", &id]);
+    assert!(!ckpt.status.success() && stderr(&ckpt).contains("not supported"), "{}", stderr(&ckpt));
+    assert_eq!(p.state(&id)["status"], "running");
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}
