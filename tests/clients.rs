@@ -8,6 +8,14 @@ use std::time::Duration;
 
 use harness::{ctl_path, eventually, stderr, stdout, unique, Bundle};
 
+/// Stops the paddockd of state root `root` (auto-started by the first ctl call, it was adopted
+/// by the client's subreaper — conmon, the shim — which it would otherwise keep alive).
+fn stop_daemon(root: &Path) {
+    if let Some(pid) = std::fs::read_to_string(root.join("paddockd.pid")).ok().and_then(|s| s.trim().parse().ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    }
+}
+
 /// A wrapper script that runs ctl with its own state root (clients call the runtime with
 /// flags of their own; a root of the test's keeps it apart from other tests).
 fn ctl_wrapper(dir: &Path, root: &Path) -> PathBuf {
@@ -60,6 +68,12 @@ impl Podman {
             .stdin(std::process::Stdio::null())
             .output()
             .expect("podman is not installed (apt-get install podman)")
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        stop_daemon(&self.dir.path().join("state"));
     }
 }
 
@@ -165,6 +179,8 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // The shim calls ctl with --root <runc-root>/<namespace>.
+        stop_daemon(&self.dir.path().join("runc").join("default"));
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
