@@ -181,6 +181,11 @@ impl Drop for Containerd {
     fn drop(&mut self) {
         // The shim calls ctl with --root <runc-root>/<namespace>.
         stop_daemon(&self.dir.path().join("runc").join("default"));
+        // ctr's cgroupsPath is /default/<id>: the task's leaf goes with it, the namespace's
+        // parent stays (as with runc) unless removed here, where it is ours.
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join("default"));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
