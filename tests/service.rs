@@ -47,6 +47,8 @@ impl NotifySocket {
 /// on `<root>/paddockd.sock` and starts paddockd on the first connection.
 struct Activated {
     child: Child,
+    /// paddockd's log lines as the relay thread writes them to `activated.log`.
+    log_lines: std::sync::mpsc::Receiver<String>,
 }
 
 impl Activated {
@@ -69,12 +71,28 @@ impl Activated {
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let first = lines.next().expect("systemd-socket-activate said nothing").unwrap();
         assert!(first.starts_with("Listening on"), "{first}");
+        let (tx, log_lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
                 let _ = writeln!(log, "{line}");
+                let _ = tx.send(line);
             }
         });
-        Self { child }
+        Self { child, log_lines }
+    }
+
+    /// Reads paddockd's log until a line contains `want`: the relay thread may lag behind
+    /// what paddockd already said on its notification socket.
+    fn log_until(&self, want: &str) {
+        let mut seen = Vec::new();
+        loop {
+            // A bound on how long a line may take, not a synchronization.
+            match self.log_lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.contains(want) => return,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("paddockd never logged {want:?} ({e}); it logged {seen:#?}"),
+            }
+        }
     }
 
     fn pid(&self) -> i32 {
@@ -99,10 +117,6 @@ impl Drop for Activated {
     }
 }
 
-fn log_of(p: &Paddock) -> String {
-    std::fs::read_to_string(p.root().join("activated.log")).unwrap_or_default()
-}
-
 #[test]
 fn socket_activation_readiness_status_and_watchdog_reach_systemd() {
     let p = Paddock::new();
@@ -112,7 +126,7 @@ fn socket_activation_readiness_status_and_watchdog_reach_systemd() {
     let id = unique("activated");
     p.ctl_detached(&["run", "-d", "--name", &id, "--", "sleep", "100"]);
     assert_eq!(p.daemon_pid(), Some(daemon.pid()), "paddockd runs in place of systemd-socket-activate");
-    assert!(log_of(&p).contains("listening on the socket systemd passed"), "{}", log_of(&p));
+    daemon.log_until("listening on the socket systemd passed");
     let first = notify.until(|l| l == "READY=1");
     assert!(first.iter().any(|m| m.contains("STATUS=")), "{first:?}");
     // The status follows the containers; the watchdog is pinged.
@@ -235,7 +249,7 @@ fn sighup_reloads_the_configuration() {
     std::fs::write(&config, "overlay = \"sideways\"\n").unwrap();
     daemon.signal(Signal::SIGHUP);
     notify.until(|l| l == "READY=1");
-    assert!(log_of(&p).contains("keeping the configuration in use"), "{}", log_of(&p));
+    daemon.log_until("keeping the configuration in use");
     std::fs::write(&config, "overlay = \"root:memory\"\n").unwrap();
     daemon.signal(Signal::SIGHUP);
     let seen = notify.until(|l| l == "READY=1");
