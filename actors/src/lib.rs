@@ -28,6 +28,7 @@ pub mod config;
 pub mod container;
 pub mod events;
 pub mod gofer;
+pub mod hooks;
 pub mod launch;
 pub mod meta;
 pub mod process;

@@ -158,6 +158,7 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     if !process.cwd().is_absolute() {
         return Err(ApiError::invalid_spec(format!("process.cwd {:?} is not an absolute path", process.cwd())));
     }
+    crate::hooks::validate(spec)?;
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {
             let joinable =

@@ -16,6 +16,7 @@ mod cgroup;
 mod console;
 mod containers;
 mod exec;
+mod hooks;
 mod init;
 mod net;
 mod process;

@@ -166,6 +166,14 @@ impl Server {
                 self.containers.release(&id)?;
                 Answer::Now(SandboxReply::Done)
             }
+            SandboxRequest::RunHooks { id, stage, hooks, state } => {
+                let record = self.containers.get(&id)?;
+                if matches!(record.phase, Phase::Exited(_)) {
+                    return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")));
+                }
+                crate::hooks::run(&id, &stage, hooks, &state, &record.namespaces)?;
+                Answer::Now(SandboxReply::Done)
+            }
             SandboxRequest::CloneMounts { id } => Answer::Now(SandboxReply::Mounts(
                 self.containers.clone_mounts(&id)?.into_iter().map(FdSlot::new).collect(),
             )),

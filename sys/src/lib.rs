@@ -4,6 +4,7 @@
 //! beneath a container's root; these are the shared pieces. Where neither nix nor rustix
 //! wraps a call yet (`mount_setattr`), it is made here, once.
 
+pub mod hook;
 pub mod mount;
 pub mod path;
 

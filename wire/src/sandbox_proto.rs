@@ -48,6 +48,22 @@ pub struct ExecProcess {
     pub stdio: Stdio,
 }
 
+/// An OCI hook to run in a container's namespaces (`createContainer`, `startContainer`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HookCall {
+    /// Its path, absolute.
+    pub path: PathBuf,
+    /// The file opened in paddockd's mount namespace, for a hook whose path resolves there
+    /// (`createContainer`); empty when the path resolves in the container's.
+    pub exe: FdSlot,
+    /// Its argv, `args[0]` included (empty: the path alone).
+    pub args: Vec<String>,
+    /// Its whole environment.
+    pub env: Vec<String>,
+    /// How long it may run, in seconds.
+    pub timeout: Option<u64>,
+}
+
 /// A request from paddockd.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum SandboxRequest {
@@ -95,6 +111,18 @@ pub enum SandboxRequest {
         /// The container's id.
         id: String,
     },
+    /// Run hooks, one after the other, in the namespaces of a container whose init is set up;
+    /// the first that fails ends the request with its error.
+    RunHooks {
+        /// The container's id.
+        id: String,
+        /// The hooks' kind (`createContainer`, `startContainer`), for messages.
+        stage: String,
+        /// The hooks, in spec order.
+        hooks: Vec<HookCall>,
+        /// The container's state, as JSON, given to every hook on its stdin.
+        state: String,
+    },
     /// Fresh copies of the container's mounts as its gofer handed them over (the rootfs
     /// first, then the bind mounts), for a restarted gofer.
     CloneMounts {
@@ -113,6 +141,7 @@ impl CarriesFds for SandboxRequest {
                 slots
             }
             SandboxRequest::Exec(e) => e.stdio.slots_mut(),
+            SandboxRequest::RunHooks { hooks, .. } => hooks.iter_mut().map(|h| &mut h.exe).collect(),
             _ => Vec::new(),
         }
     }
@@ -125,6 +154,7 @@ impl CarriesFds for SandboxRequest {
                 slots
             }
             SandboxRequest::Exec(e) => e.stdio.slots(),
+            SandboxRequest::RunHooks { hooks, .. } => hooks.iter().map(|h| &h.exe).collect(),
             _ => Vec::new(),
         }
     }

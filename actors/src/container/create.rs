@@ -21,6 +21,7 @@ use crate::cgroups::{self, Cgroup};
 use crate::config::SupervisorConfig;
 use crate::events::EventBus;
 use crate::gofer::GoferActor;
+use crate::hooks::{self, Stage};
 use crate::meta::{Meta, MetaStore, ProcessRecord, FORMAT_VERSION};
 use crate::restart::{RestartBudget, RestartPolicy};
 use crate::sandbox::{Call, Connected, SandboxActor};
@@ -219,10 +220,20 @@ async fn build_root(
     let host_pid =
         create_in_sandbox(&sandbox, meta, std::mem::take(&mut msg.stdio), sandbox_ends, cgroup_dirs, false).await?;
     meta.init = Some(procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?);
+    create_hooks(&sandbox, meta).await?;
     meta.status = status::transition(&id, meta.status, Status::Created)?;
     save(store, meta).await?;
     info!(container = %id, pid = host_pid, "container created");
     Ok(())
+}
+
+/// The hooks of create, once the container's init is set up and waits: `prestart` and
+/// `createRuntime` here, `createContainer` in the container's namespaces. A failure fails the
+/// create (and the caller destroys what was made).
+pub(super) async fn create_hooks(sandbox: &Addr<SandboxActor>, meta: &Meta) -> Result<(), ApiError> {
+    hooks::run_here(meta, Stage::Prestart).await?;
+    hooks::run_here(meta, Stage::CreateRuntime).await?;
+    hooks::run_in_container(sandbox, meta, Stage::CreateContainer).await
 }
 
 /// Sets the spec's `linux.resources` (with the devices every container needs) on the

@@ -13,6 +13,7 @@ use super::{save, ContainerActor, Parts};
 use crate::blocking;
 use crate::cgroups::{self, Cgroup};
 use crate::gofer::DestroyGofer;
+use crate::hooks::{self, Stage};
 use crate::sandbox::Call;
 use crate::status::{self, Operation};
 
@@ -93,6 +94,18 @@ impl Handler<DeleteContainer> for ContainerActor {
                     let store = act.store.clone();
                     let id = act.meta.id.clone();
                     async move { blocking(move || store.remove(&id)).await }.into_actor(act)
+                })
+                .then(|res, act, _| {
+                    // The poststop hooks: after the container is gone, before delete returns,
+                    // once (the container cannot be deleted again).
+                    let meta = res.is_ok().then(|| act.meta.clone());
+                    async move {
+                        if let Some(meta) = meta {
+                            hooks::run_here_warning_only(&meta, Stage::Poststop).await;
+                        }
+                        res
+                    }
+                    .into_actor(act)
                 })
                 .map(|res, act, ctx| {
                     if res.is_ok() {

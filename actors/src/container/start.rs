@@ -7,10 +7,11 @@ use wire::api::Start;
 use wire::sandbox_proto::SandboxRequest;
 use wire::{ApiError, ContainerState, ErrorKind, GoferStatus, Status};
 
-use super::create::{create_in_sandbox, gofer_setup, io_sockets};
+use super::create::{create_hooks, create_in_sandbox, gofer_setup, io_sockets};
 use super::{save, ContainerActor, GoferHandle};
 use crate::cgroups::{self, Cgroup};
 use crate::gofer::{DestroyGofer, GoferActor, WatchGofer};
+use crate::hooks::{self, Stage};
 use crate::meta::Meta;
 use crate::sandbox::Call;
 use crate::status::{self, Operation};
@@ -27,12 +28,45 @@ impl Handler<Start> for ContainerActor {
         if self.meta.init.is_none() {
             return self.start_subcontainer();
         }
-        let call = self.sandbox_call(SandboxRequest::Start { id });
-        AtomicResponse::new(Box::pin(call.into_actor(self).then(|res, act, _| act.mark_running(res.map(drop)))))
+        let sandbox = self.sandbox.clone();
+        let meta = self.meta.clone();
+        let start = async move {
+            let sandbox = sandbox
+                .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its sandbox is gone")))?;
+            if let Err(e) = hooks::run_in_container(&sandbox, &meta, Stage::StartContainer).await {
+                // As the spec says: the container is stopped (its exit comes as usual).
+                let kill = SandboxRequest::Signal { id: id.clone(), signal: libc::SIGKILL, all: true, pid: None };
+                let _ = sandbox.send(Call(kill)).await;
+                return Err(e);
+            }
+            sandbox
+                .send(Call(SandboxRequest::Start { id: id.clone() }))
+                .await
+                .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of container {id:?} went away")))?
+                .map(drop)
+        };
+        AtomicResponse::new(Box::pin(
+            start.into_actor(self).then(|res, act, _| act.mark_running(res)).then(|res, act, _| act.poststart(res)),
+        ))
     }
 }
 
 impl ContainerActor {
+    /// After a successful start, the poststart hooks (their failures are warnings).
+    fn poststart(
+        &mut self,
+        started: Result<ContainerState, ApiError>,
+    ) -> impl ActorFuture<Self, Output = Result<ContainerState, ApiError>> {
+        let meta = started.is_ok().then(|| self.meta.clone());
+        async move {
+            if let Some(meta) = meta {
+                hooks::run_here_warning_only(&meta, Stage::Poststart).await;
+            }
+            started
+        }
+        .into_actor(self)
+    }
+
     /// After the sandbox started the process: Running, saved.
     fn mark_running(
         &mut self,
@@ -86,13 +120,26 @@ impl ContainerActor {
                 })
                 .await?;
                 let host_pid = create_in_sandbox(&sandbox, &meta, stdio, sandbox_ends, dirs, false).await?;
-                let record =
-                    procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;
-                sandbox
-                    .send(Call(SandboxRequest::Start { id: id.clone() }))
-                    .await
-                    .map_err(|_| ApiError::new(ErrorKind::Sandbox, "the sandbox went away"))??;
-                Ok(record)
+                let hooked = async {
+                    let record =
+                        procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;
+                    // A subcontainer's create hooks come now, when its init exists (as in
+                    // runsc, create only registered it).
+                    let meta = Meta { init: Some(record), ..meta.clone() };
+                    create_hooks(&sandbox, &meta).await?;
+                    hooks::run_in_container(&sandbox, &meta, Stage::StartContainer).await?;
+                    sandbox
+                        .send(Call(SandboxRequest::Start { id: id.clone() }))
+                        .await
+                        .map_err(|_| ApiError::new(ErrorKind::Sandbox, "the sandbox went away"))??;
+                    Ok(record)
+                }
+                .await;
+                if hooked.is_err() {
+                    // Its init goes, so that a later start begins afresh.
+                    let _ = sandbox.send(Call(SandboxRequest::Destroy { id: id.clone() })).await;
+                }
+                hooked
             }
             .await;
             match started {
@@ -103,16 +150,20 @@ impl ContainerActor {
                 }
             }
         };
-        AtomicResponse::new(Box::pin(fut.into_actor(self).then(|res, act, ctx| {
-            let res = res.map(|(launched, record)| {
-                launched.addr.do_send(WatchGofer(ctx.address().recipient()));
-                act.meta.gofer = Some(launched.record);
-                act.meta.init = Some(record);
-                act.gofer = Some(GoferHandle::from(launched));
-                act.gofer_status = GoferStatus::Running;
-                act.gofer_budget.started(std::time::Instant::now());
-            });
-            act.mark_running(res)
-        })))
+        AtomicResponse::new(Box::pin(
+            fut.into_actor(self)
+                .then(|res, act, ctx| {
+                    let res = res.map(|(launched, record)| {
+                        launched.addr.do_send(WatchGofer(ctx.address().recipient()));
+                        act.meta.gofer = Some(launched.record);
+                        act.meta.init = Some(record);
+                        act.gofer = Some(GoferHandle::from(launched));
+                        act.gofer_status = GoferStatus::Running;
+                        act.gofer_budget.started(std::time::Instant::now());
+                    });
+                    act.mark_running(res)
+                })
+                .then(|res, act, _| act.poststart(res)),
+        ))
     }
 }

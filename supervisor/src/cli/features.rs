@@ -18,7 +18,7 @@ pub fn features_json() -> String {
     let value = serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
-        "hooks": [],
+        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
         "mountOptions": [
             "async", "atime", "bind", "defaults", "dev", "diratime", "exec", "noatime", "nodev",
             "nodiratime", "noexec", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
