@@ -74,6 +74,11 @@ impl Podman {
 impl Drop for Podman {
     fn drop(&mut self) {
         stop_daemon(&self.dir.path().join("state"));
+        // conmon runs `podman container cleanup` after a container exits, which mounts the
+        // storage's overlay home again: wait for those to finish, then unmount it.
+        let dir = self.dir.path().display().to_string();
+        eventually(Duration::from_secs(20), || harness::processes_mentioning(&dir).is_empty());
+        let _ = nix::mount::umount2(&self.dir.path().join("root/overlay"), nix::mount::MntFlags::MNT_DETACH);
     }
 }
 
@@ -84,12 +89,19 @@ fn podman_runs_execs_signals_pauses_updates_and_removes_through_ctl() {
     let run = pm.cmd(&["run", "--rm", "--rootfs", &rootfs, "sh", "-c", "echo hello from podman; exit 3"]);
     assert_eq!(run.status.code(), Some(3), "{}", stderr(&run));
     assert_eq!(stdout(&run).trim(), "hello from podman");
+    // With -t the container's stdio is a terminal (conmon holds the pty master ctl sent).
+    let tty = pm.cmd(&["run", "--rm", "-t", "--rootfs", &rootfs, "sh", "-c", "tty; stty size; exit 4"]);
+    assert_eq!(tty.status.code(), Some(4), "{}", stderr(&tty));
+    assert!(stdout(&tty).starts_with("/dev/pts/"), "{}", stdout(&tty));
 
     let name = unique("pm");
     let script = "trap 'echo usr1 >> /tmp/signals' USR1; while :; do sleep 0.1; done";
     ok(&pm.cmd(&["run", "-d", "--name", &name, "--rootfs", &rootfs, "sh", "-c", script]), "podman run -d");
     assert_eq!(ok(&pm.cmd(&["exec", &name, "echo", "in exec"]), "exec").trim(), "in exec");
     assert_eq!(pm.cmd(&["exec", &name, "sh", "-c", "exit 5"]).status.code(), Some(5));
+    let tty = pm.cmd(&["exec", "-t", &name, "sh", "-c", "tty; exit 6"]);
+    assert_eq!(tty.status.code(), Some(6), "{}", stderr(&tty));
+    assert!(stdout(&tty).starts_with("/dev/pts/"), "{}", stdout(&tty));
     ok(&pm.cmd(&["kill", "-s", "USR1", &name]), "kill");
     assert!(eventually(Duration::from_secs(10), || {
         stdout(&pm.cmd(&["exec", &name, "cat", "/tmp/signals"])).contains("usr1")
@@ -161,13 +173,36 @@ impl Containerd {
             .expect("ctr")
     }
 
-    /// `ctr run` with paddock as the runc binary; `extra` flags come before the positionals.
-    fn run(&self, extra: &[&str], id: &str, command: &[&str]) -> Output {
-        let ctl = self.ctl.to_str().unwrap().to_string();
+    /// `ctr` on a terminal of its own (`-t` needs one), through util-linux's `script`, which
+    /// returns ctr's exit code.
+    fn ctr_on_a_terminal(&self, args: &[&str]) -> Output {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut line = format!("ctr --address {}", quote(&self.dir.path().join("containerd.sock").to_string_lossy()));
+        for a in args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("script (util-linux)")
+    }
+
+    /// `ctr run`'s flags that make paddock the runc binary, up to `--rootfs`.
+    fn run_flags(&self) -> Vec<String> {
+        let ctl = self.ctl.display().to_string();
         let runc_root = self.dir.path().join("runc").display().to_string();
         let fifo = self.dir.path().join("fifo").display().to_string();
-        let mut args = vec!["run", "--runc-binary", &ctl, "--runc-root", &runc_root, "--fifo-dir", &fifo];
-        args.extend(["--env", "PATH=/bin", "--rootfs"]);
+        let flags = ["--runc-binary", &ctl, "--runc-root", &runc_root, "--fifo-dir", &fifo, "--env", "PATH=/bin"];
+        flags.into_iter().chain(["--rootfs"]).map(String::from).collect()
+    }
+
+    /// `ctr run` with paddock as the runc binary; `extra` flags come before the positionals.
+    fn run(&self, extra: &[&str], id: &str, command: &[&str]) -> Output {
+        let flags = self.run_flags();
+        let mut args: Vec<&str> = vec!["run"];
+        args.extend(flags.iter().map(String::as_str));
         args.extend(extra);
         let rootfs = self.rootfs.to_str().unwrap().to_string();
         args.push(&rootfs);
@@ -197,12 +232,23 @@ fn containerd_runs_tasks_with_exit_codes_exec_pause_and_kill_all_through_ctl() {
     let out = ctd.run(&["--rm"], &unique("ctd"), &["sh", "-c", "echo hello from containerd; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "hello from containerd");
+    let mut args = vec!["run".to_string()];
+    args.extend(ctd.run_flags());
+    let tty_id = unique("ctdtty");
+    args.extend(["-t", "--rm", ctd.rootfs.to_str().unwrap(), &tty_id, "sh", "-c", "tty; exit 4"].map(String::from));
+    let tty = ctd.ctr_on_a_terminal(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(tty.status.code(), Some(4), "{}{}", stderr(&tty), stdout(&tty));
+    assert!(stdout(&tty).contains("/dev/pts/"), "{}", stdout(&tty));
 
     let id = unique("ctd");
     ok(&ctd.run(&["-d"], &id, &["sh", "-c", "sleep 1000 & sleep 1000"]), "ctr run -d");
     let exec = ctd.ctr(&["task", "exec", "--exec-id", "x1", &id, "sh", "-c", "echo in exec; exit 5"]);
     assert_eq!(exec.status.code(), Some(5), "{}", stderr(&exec));
     assert_eq!(stdout(&exec).trim(), "in exec");
+    // With -t, the shim holds the pty master ctl sent over its console socket.
+    let tty = ctd.ctr_on_a_terminal(&["task", "exec", "-t", "--exec-id", "x2", &id, "sh", "-c", "tty; exit 6"]);
+    assert_eq!(tty.status.code(), Some(6), "{}{}", stderr(&tty), stdout(&tty));
+    assert!(stdout(&tty).contains("/dev/pts/"), "{}", stdout(&tty));
     let ps = ok(&ctd.ctr(&["task", "ps", &id]), "task ps");
     assert!(ps.lines().count() >= 3, "{ps}");
     ok(&ctd.ctr(&["task", "pause", &id]), "pause");

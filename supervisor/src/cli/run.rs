@@ -144,8 +144,14 @@ pub fn random_id() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// ctl's own standard descriptors, duplicated (those that are open).
-fn own_stdio() -> Stdio {
+/// ctl's own standard descriptors, duplicated (those that are open), for a process without a
+/// terminal. A process with one gets none of them, as with runc: its terminal is its stdio,
+/// and a container that waits for start must not hold the caller's pipes open (containerd's
+/// shim reads `create`'s output until end-of-file).
+fn own_stdio(terminal: bool) -> Stdio {
+    if terminal {
+        return Stdio::default();
+    }
     let dup = |fd: std::os::fd::BorrowedFd<'_>| -> FdSlot { FdSlot::from_option(fd.try_clone_to_owned().ok()) };
     Stdio {
         stdin: dup(std::io::stdin().as_fd()),
@@ -205,7 +211,7 @@ pub fn create(
     }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let mut console = Console::prepare(terminal, how.console_socket, how.detach)?;
-    let mut stdio = own_stdio();
+    let mut stdio = own_stdio(terminal);
     stdio.console = std::mem::take(&mut console.slot);
     let state = client.create(Create { id: id.to_string(), bundle, spec: SpecJson::from_spec(&spec)?, stdio })?;
     let master = match console.take_master() {
@@ -303,7 +309,7 @@ pub fn exec(
     let terminal = spec.tty || spec.process.as_deref().is_some_and(process_wants_terminal);
     let mut console = Console::prepare(terminal, console_socket, detach)?;
     let forwarding = if detach { None } else { Some(Forwarder::listen()?) };
-    let mut stdio = own_stdio();
+    let mut stdio = own_stdio(terminal);
     stdio.console = std::mem::take(&mut console.slot);
     let started = client.exec(wire::api::Exec { id: full_id.clone(), spec, stdio })?;
     let master = console.take_master()?;
