@@ -258,3 +258,96 @@ fn sysctls_are_set_in_the_containers_namespaces_and_host_wide_ones_are_refused()
     assert!(!out.status.success() && stderr(&out).contains("uts namespace"), "{}", stderr(&out));
     assert_nothing_left(&id);
 }
+
+/// Host ids the user-namespace tests map the container's onto.
+const MAPPED_BASE: u32 = 200_000;
+
+/// A bundle whose container has a user namespace mapping its ids 0..65536 onto
+/// `MAPPED_BASE`.., its rootfs owned by the mapped root.
+fn user_ns_bundle(args: &[&str]) -> Bundle {
+    let bundle = Bundle::busybox(args);
+    let owner = format!("{MAPPED_BASE}:{MAPPED_BASE}");
+    let chown = Command::new("chown").args(["-R", "-h", &owner]).arg(bundle.rootfs()).status().unwrap();
+    assert!(chown.success());
+    bundle.edit_config(|c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": MAPPED_BASE, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    });
+    bundle
+}
+
+fn status_field(pid: i64, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("no {field} in {status}"));
+    line.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn a_user_namespace_maps_the_containers_ids_onto_the_hosts() {
+    let p = Paddock::new();
+    let bundle = user_ns_bundle(&["sleep", "1000"]);
+    // A host directory of the host's root: root in the container is not root there.
+    let host_dir = tempfile::Builder::new().prefix("pdk-userns-").tempdir_in("/tmp").unwrap();
+    std::fs::set_permissions(host_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    bundle.add_bind(&host_dir.path().to_string_lossy(), "/hostdir", &["rw"]);
+    let id = unique("userns");
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    let pid = p.state(&id)["pid"].as_i64().unwrap();
+    // The host sees the container's root as the mapped id.
+    assert_eq!(status_field(pid, "Uid:"), MAPPED_BASE.to_string());
+    assert_eq!(status_field(pid, "Gid:"), MAPPED_BASE.to_string());
+    let inside = |cmd: &str| p.ctl_ok(&["exec", &id, "--", "sh", "-c", cmd]).trim().to_string();
+    assert_eq!(inside("id -u; id -g"), "0\n0");
+    let map: Vec<String> = inside("cat /proc/self/uid_map").split_whitespace().map(String::from).collect();
+    assert_eq!(map, ["0", &MAPPED_BASE.to_string(), "65536"]);
+    // Its files, owned by the mapped root on the host, are root's inside.
+    assert_eq!(inside("stat -c %u:%g /bin/busybox"), "0:0");
+    assert_eq!(inside("touch /tmp/mine && stat -c %u /tmp/mine"), "0");
+    // The host root's directory is out of its reach (without the user namespace, its
+    // CAP_DAC_OVERRIDE would let it write there).
+    let write = p.ctl(&["exec", &id, "--", "touch", "/hostdir/x"]);
+    assert!(!write.status.success(), "the container's root wrote into a host root's directory");
+    assert!(!host_dir.path().join("x").exists());
+    // exec'd processes are in the same user namespace.
+    assert_eq!(p.ctl_ok(&["exec", "--user", "1000:1000", &id, "--", "id", "-u"]).trim(), "1000");
+    let exec_ns = inside("readlink /proc/self/ns/user");
+    assert_eq!(exec_ns, std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap().to_string_lossy());
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn a_user_namespace_process_user_is_mapped_and_user_ns_mistakes_are_refused() {
+    let p = Paddock::new();
+    let bundle = user_ns_bundle(&["sleep", "1000"]);
+    bundle.edit_config(|c| c["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000}));
+    let id = unique("usernsu");
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    let pid = p.state(&id)["pid"].as_i64().unwrap();
+    assert_eq!(status_field(pid, "Uid:"), (MAPPED_BASE + 1000).to_string());
+    assert_eq!(p.ctl_ok(&["exec", &id, "--", "id", "-u"]).trim(), "1000");
+    p.ctl_ok(&["delete", "--force", &id]);
+
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), want: &str| {
+        let bundle = user_ns_bundle(&["true"]);
+        bundle.edit_config(edit);
+        let id = unique("usernsbad");
+        let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+        assert!(!out.status.success() && stderr(&out).contains(want), "{}", stderr(&out));
+        assert_nothing_left(&id);
+    };
+    refused(&|c| c["linux"]["uidMappings"] = serde_json::json!([]), "uidMappings");
+    refused(
+        &|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "user");
+        },
+        "without a user namespace",
+    );
+    refused(
+        &|c| c["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 4294967295u32, "size": 10}]),
+        "gidMappings[0]",
+    );
+}

@@ -145,6 +145,33 @@ pub fn require_console(process: &oci_spec::runtime::Process, stdio: &wire::Stdio
     Ok(())
 }
 
+/// A user namespace needs uid and gid mappings (each within 32 bits, none empty), and
+/// mappings need a user namespace, as runc checks.
+fn validate_id_mappings(linux: &oci_spec::runtime::Linux) -> Result<(), ApiError> {
+    let user_ns = linux.namespaces().as_deref().unwrap_or_default().iter().any(|n| n.typ() == LinuxNamespaceType::User);
+    for (name, maps) in [("uidMappings", linux.uid_mappings()), ("gidMappings", linux.gid_mappings())] {
+        let maps = maps.as_deref().unwrap_or_default();
+        if user_ns && maps.is_empty() {
+            return Err(ApiError::invalid_spec(format!("a user namespace needs linux.{name}")));
+        }
+        if !user_ns && !maps.is_empty() {
+            return Err(ApiError::invalid_spec(format!("linux.{name} without a user namespace in linux.namespaces")));
+        }
+        for (i, m) in maps.iter().enumerate() {
+            let fits = |start: u32| u64::from(start) + u64::from(m.size()) <= 1 << 32;
+            if m.size() == 0 || !fits(m.container_id()) || !fits(m.host_id()) {
+                return Err(ApiError::invalid_spec(format!(
+                    "linux.{name}[{i}] (containerID {}, hostID {}, size {}) is empty or beyond 32 bits",
+                    m.container_id(),
+                    m.host_id(),
+                    m.size()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks what must hold before anything is started.
 pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     let root = spec.root().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
@@ -179,10 +206,8 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
                     return Err(ApiError::invalid_spec(format!("namespace path {} is not absolute", path.display())));
                 }
             }
-            if ns.typ() == LinuxNamespaceType::User {
-                return Err(ApiError::new(ErrorKind::Unsupported, "user namespaces are not supported yet"));
-            }
         }
+        validate_id_mappings(linux)?;
         validate_sysctls(linux)?;
     }
     let has_uts = spec

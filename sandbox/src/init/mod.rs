@@ -58,6 +58,7 @@ pub struct WaitingInit {
 pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
     let seccomp =
         seccomp::for_spec(config.spec).map_err(|e| e.context(format!("container {:?}", config.id)))?.map(Arc::new);
+    let maps = IdMaps::of(config.spec);
     let (parent_end, child_end) = sync::pair()?;
     // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
     match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
@@ -75,7 +76,7 @@ pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
             let what = format!("container {id:?}");
             let mut got = sync::read(parent_end.as_fd());
             if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::MAP_IDS)) {
-                got = map_ids(proc, child)
+                got = map_ids(proc, child, &maps)
                     .and_then(|()| sync::send(&parent_end, sync::IDS_MAPPED))
                     .and_then(|()| sync::read(parent_end.as_fd()));
             }
@@ -191,8 +192,8 @@ fn setup(
         mounts::readonly_paths(slash.as_fd(), linux.readonly_paths().as_deref().unwrap_or_default())?;
     }
     drop(slash);
-    if needs_locking(spec) {
-        lock_mounts(sync)?;
+    if wants_namespace(spec, LinuxNamespaceType::User) || needs_locking(spec) {
+        enter_user_namespace(sync)?;
     }
 
     // The terminal before the process drops its privileges, as runc does: the pty is opened
@@ -219,16 +220,23 @@ fn needs_locking(spec: &Spec) -> bool {
     (readonly_root || readonly_bind) && may_admin
 }
 
-/// Locks every mount's flags (read-only above all) against the container.
+/// Enters a new user namespace (with a new mount namespace), whose id maps the sandbox
+/// writes: the spec's `uidMappings`/`gidMappings` for a container that asks for a user
+/// namespace, or 1:1 onto the host's ids to lock the mounts of one that does not.
 ///
-/// The kernel locks a mount's flags when its mount namespace is copied into one owned by a
+/// Everything that needs the host's privileges (the mounts, devices, pivot_root, cgroup
+/// namespace) is done by then, in the sandbox's user namespace; what follows (identity,
+/// capabilities, seccomp, exec) happens inside the new one. The mounts end up locked, as for
+/// an unprivileged container of runc: the container's root cannot unmount or remount them.
+///
+/// Locking, for a container without a user namespace: the kernel locks a mount's flags when its mount namespace is copied into one owned by a
 /// less privileged user namespace. So the container enters a new user namespace, mapped 1:1
 /// onto the host's ids (the container's root stays uid 0 for files), together with a new
 /// mount namespace: its capabilities now count only in that user namespace, and
 /// `mount -o remount,rw` of a locked mount fails even with CAP_SYS_ADMIN. Only a process with
 /// CAP_SETUID in the parent namespace may write a full map, which the container's process no
 /// longer is once it has unshared: the sandbox writes the maps for it.
-fn lock_mounts(sync: &OwnedFd) -> Result<(), ApiError> {
+fn enter_user_namespace(sync: &OwnedFd) -> Result<(), ApiError> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER | nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| ApiError::io("unshare user and mount namespaces", e))?;
     sync::send(sync, sync::MAP_IDS).map_err(|e| ApiError::io("sync", e))?;
@@ -239,17 +247,44 @@ fn lock_mounts(sync: &OwnedFd) -> Result<(), ApiError> {
     }
 }
 
-/// The sandbox's side of [`lock_mounts`]: maps every id of the child's new user namespace onto
-/// the same id outside.
-fn map_ids(proc: &OwnedFd, child: Pid) -> std::io::Result<()> {
-    for map in ["uid_map", "gid_map"] {
-        let file = rustix::fs::openat(
+/// The id maps of a container's user namespace, as `/proc/PID/{uid,gid}_map` take them.
+struct IdMaps {
+    uid: String,
+    gid: String,
+}
+
+impl IdMaps {
+    /// The spec's mappings when it asks for a user namespace; otherwise every id onto itself.
+    fn of(spec: &Spec) -> Self {
+        let lines = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            maps.as_deref()
+                .unwrap_or_default()
+                .iter()
+                .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+                .collect::<String>()
+        };
+        match spec.linux().as_ref() {
+            Some(linux) if wants_namespace(spec, LinuxNamespaceType::User) => {
+                Self { uid: lines(linux.uid_mappings()), gid: lines(linux.gid_mappings()) }
+            }
+            _ => Self { uid: "0 0 4294967295\n".into(), gid: "0 0 4294967295\n".into() },
+        }
+    }
+}
+
+/// The sandbox's side of [`enter_user_namespace`]: writes the child's id maps.
+fn map_ids(proc: &OwnedFd, child: Pid, maps: &IdMaps) -> std::io::Result<()> {
+    for (file, map) in [("uid_map", &maps.uid), ("gid_map", &maps.gid)] {
+        let fd = rustix::fs::openat(
             proc,
-            format!("{child}/{map}").as_str(),
+            format!("{child}/{file}").as_str(),
             OFlags::WRONLY | OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-        rustix::io::write(&file, b"0 0 4294967295\n")?;
+        // One write: the kernel takes a map whole or not at all.
+        rustix::io::write(&fd, map.as_bytes()).map_err(|e| {
+            std::io::Error::new(std::io::Error::from(e).kind(), format!("writing {file} {:?}: {e}", map.trim()))
+        })?;
     }
     Ok(())
 }
