@@ -143,3 +143,67 @@ fn version_features_spec_and_checkpoint_answer_as_runc_does() {
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }
+
+/// `command` with `files` as its descriptors 3, 4, … (as conmon hands socket-activation
+/// sockets to runc).
+fn with_fds(mut command: std::process::Command, files: Vec<std::fs::File>) -> std::process::Output {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    // SAFETY: between fork and exec only dup2 (async-signal-safe) on descriptors that are open.
+    unsafe {
+        command.pre_exec(move || {
+            // Sources above the targets first, so no dup2 overwrites one still needed.
+            let high: Vec<i32> = raw.iter().map(|fd| libc::fcntl(*fd, libc::F_DUPFD, 100)).collect();
+            for (i, fd) in high.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    drop(files);
+    out
+}
+
+#[test]
+fn preserve_fds_hands_the_callers_descriptors_3_and_up_to_the_container() {
+    let p = Paddock::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| std::fs::File::create(dir.path().join(name)).unwrap();
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let bundle = Bundle::busybox(&["sh", "-c", "echo three >&3; echo four >&4; ls /proc/self/fd"]);
+    let id = unique("fds");
+    let mut run = p.command();
+    run.args(["run", "--preserve-fds", "2", "--bundle", &bundle.path_str(), &id]);
+    let out = with_fds(run, vec![file("a"), file("b")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!((read("a"), read("b")), ("three\n".to_string(), "four\n".to_string()));
+    // Exactly 0–4 (and ls's own directory descriptor): nothing of ctl's or the sandbox's.
+    let fds: Vec<String> = stdout(&out).split_whitespace().map(String::from).collect();
+    assert_eq!(fds[..5], ["0", "1", "2", "3", "4"], "{fds:?}");
+    assert!(fds.len() <= 6, "descriptors leaked into the container: {fds:?}");
+    p.ctl_ok(&["delete", &id]);
+
+    // exec passes them too.
+    let id = unique("fdsexec");
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id, "--", "sleep", "1000"]);
+    let mut exec = p.command();
+    exec.args(["exec", "--preserve-fds", "1", &id, "--", "sh", "-c", "echo from exec >&3"]);
+    let out = with_fds(exec, vec![file("c")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read("c"), "from exec\n");
+    p.ctl_ok(&["delete", "--force", &id]);
+
+    // A descriptor that is not open is named, and nothing is made.
+    let id = unique("fdsbad");
+    let mut bad = p.command();
+    bad.args(["run", "--preserve-fds", "3", "--bundle", &bundle.path_str(), &id]);
+    let out = with_fds(bad, vec![file("d")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("descriptor 4 is not open"), "{}", stderr(&out));
+    assert!(!p.ids().contains(&id));
+    assert_nothing_left(&id);
+}

@@ -40,12 +40,7 @@ async fn run(root: std::path::PathBuf) -> Result<i32, Box<dyn std::error::Error>
             id: id.clone(),
             bundle: Default::default(),
             spec: SpecJson::from_spec(&spec)?,
-            stdio: Stdio {
-                stdin: FdSlot::Empty,
-                stdout: FdSlot::new(stdout),
-                stderr: FdSlot::new(stderr),
-                console: FdSlot::Empty,
-            },
+            stdio: Stdio { stdout: FdSlot::new(stdout), stderr: FdSlot::new(stderr), ..Stdio::default() },
         })
         .await??;
     eprintln!("created {} (pid {:?})", created.id, created.pid);

@@ -180,10 +180,16 @@ unsafe fn child(
             fail(err_fd);
         }
     }
+    let mut top = 2;
     for &(from, to) in moves {
         if libc::dup2(from, to) < 0 {
             fail(err_fd);
         }
+        top = top.max(to);
+    }
+    // Only the planned descriptors reach the helper, whatever else paddockd has inheritable.
+    if sys::cloexec_from(top + 1).is_err() {
+        fail(err_fd);
     }
     libc::execve(program, argv, envp);
     fail(err_fd)

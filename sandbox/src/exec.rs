@@ -26,6 +26,8 @@ pub struct ExecConfig<'a> {
     pub stdio: [Option<OwnedFd>; 3],
     /// The caller's console socket, for a process with a terminal.
     pub console: Option<OwnedFd>,
+    /// Descriptors to become the process's 3, 4, … (`--preserve-fds`).
+    pub extra: Vec<OwnedFd>,
 }
 
 /// Forks the process and returns once it has called `execve` (or failed, in which case it is
@@ -40,10 +42,16 @@ pub fn spawn(config: ExecConfig<'_>) -> Result<Pid, ApiError> {
         ForkResult::Child => {
             drop(parent_end);
             let code = match setup(&config, seccomp.as_ref()) {
-                Ok(plan) => {
-                    sync::send_error(&child_end, &plan.exec());
-                    127
-                }
+                Ok(plan) => match sync::place_extra_fds(&config.extra, child_end) {
+                    Ok(sync) => {
+                        sync::send_error(&sync, &plan.exec());
+                        127
+                    }
+                    Err((sync, err)) => {
+                        sync::send_error(&sync, &err);
+                        1
+                    }
+                },
                 Err(err) => {
                     sync::send_error(&child_end, &err);
                     1
@@ -54,8 +62,8 @@ pub fn spawn(config: ExecConfig<'_>) -> Result<Pid, ApiError> {
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            let ExecConfig { what, stdio, console, .. } = config;
-            drop((stdio, console));
+            let ExecConfig { what, stdio, console, extra, .. } = config;
+            drop((stdio, console, extra));
             match sync::read(parent_end.as_fd()) {
                 Ok(None) => Ok(child),
                 other => {

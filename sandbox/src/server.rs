@@ -222,12 +222,14 @@ impl Server {
             set_sysctls(&proc, &spec)?;
             let stdio = [create.stdio.stdin.take(), create.stdio.stdout.take(), create.stdio.stderr.take()];
             let console = create.stdio.console.take();
+            let extra = extra_fds(&mut create.stdio)?;
             let waiting = init::spawn(InitConfig {
                 id: &id,
                 spec: &spec,
                 rootfs: staged.rootfs.clone(),
                 stdio,
                 console,
+                extra,
                 binds: staged.binds.clone(),
                 cgroups: &cgroups,
                 proc: &proc,
@@ -265,6 +267,7 @@ impl Server {
         }
         let stdio = [request.stdio.stdin.take(), request.stdio.stdout.take(), request.stdio.stderr.take()];
         let console = request.stdio.console.take();
+        let extra = extra_fds(&mut request.stdio)?;
         let pid = exec::spawn(ExecConfig {
             what: format!("exec in container {id:?}"),
             process: &process,
@@ -272,6 +275,7 @@ impl Server {
             namespaces: &record.namespaces,
             stdio,
             console,
+            extra,
         })?;
         self.containers.add_exec(&id, pid);
         Ok(SandboxReply::Executed { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd_of(pid)) })
@@ -359,6 +363,19 @@ impl Server {
         }
         self.deferred = still;
     }
+}
+
+/// The descriptors to pass on as fds 3, 4, … (every one must have arrived).
+fn extra_fds(stdio: &mut wire::Stdio) -> Result<Vec<OwnedFd>, ApiError> {
+    stdio
+        .extra
+        .iter_mut()
+        .enumerate()
+        .map(|(i, slot)| {
+            slot.take()
+                .ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("extra descriptor {} is missing", 3 + i)))
+        })
+        .collect()
 }
 
 fn pidfd_of(pid: Pid) -> Option<OwnedFd> {

@@ -139,3 +139,46 @@ pub fn connect_stdio(stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// Marks every descriptor from 3 up close-on-exec, then places `extra` at descriptors 3, 4, …
+/// of the calling child (inherited across `execve`), as runc's `--preserve-fds` does, first moving `sync` above them so it survives for the exec's
+/// verdict; returns `sync` (perhaps renumbered). Whatever else the child held on those numbers
+/// is replaced: after this only the exec follows.
+pub fn place_extra_fds(extra: &[OwnedFd], sync: OwnedFd) -> Result<OwnedFd, (OwnedFd, ApiError)> {
+    let top = 3 + extra.len() as i32;
+    // Nothing else of the sandbox's goes through execve, whatever it left inheritable.
+    if let Err(e) = sys::cloexec_from(3) {
+        return Err((sync, ApiError::io("marking descriptors close-on-exec", e)));
+    }
+    if extra.is_empty() {
+        return Ok(sync);
+    }
+    let sync = if sync.as_raw_fd() < top {
+        match rustix::io::fcntl_dupfd_cloexec(&sync, top) {
+            // The old number is closed now, before it may receive a preserved descriptor.
+            Ok(moved) => {
+                drop(sync);
+                moved
+            }
+            Err(e) => return Err((sync, ApiError::io("moving the sync socket", e))),
+        }
+    } else {
+        sync
+    };
+    // Every source above the range first, so that no dup2 overwrites one still to be placed.
+    let mut high = Vec::with_capacity(extra.len());
+    for fd in extra {
+        match rustix::io::fcntl_dupfd_cloexec(fd, top) {
+            Ok(copy) => high.push(copy),
+            Err(e) => return Err((sync, ApiError::io("duplicating a preserved descriptor", e))),
+        }
+    }
+    for (i, fd) in high.iter().enumerate() {
+        // SAFETY: dup2 onto 3+i replaces that number, which after this point nothing of ours
+        // uses (only execve follows); the copy is not close-on-exec, so the program gets it.
+        if unsafe { libc::dup2(fd.as_raw_fd(), 3 + i as i32) } < 0 {
+            return Err((sync, ApiError::io("placing a preserved descriptor", std::io::Error::last_os_error())));
+        }
+    }
+    Ok(sync)
+}

@@ -100,7 +100,9 @@ fn start_daemon(root: &Path) -> anyhow::Result<()> {
             } else if libc::dup2(ready_raw, READY_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
+            // paddockd gets only its readiness pipe of the caller's descriptors: it outlives
+            // the caller, and passes nothing on to containers that it did not mean to.
+            sys::cloexec_from(READY_FD + 1)
         });
     }
     let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;

@@ -346,6 +346,10 @@ impl Child<'_> {
                 self.fail();
             }
         }
+        // Only stdio (and the file to run) reach the hook.
+        if crate::cloexec_from(if self.by_fd { EXE_FD + 1 } else { EXE_FD }).is_err() {
+            self.fail();
+        }
         if self.by_fd {
             libc::syscall(libc::SYS_execveat, EXE_FD, self.path, self.argv, self.envp, libc::AT_EMPTY_PATH);
         } else {

@@ -221,17 +221,24 @@ pub struct Stdio {
     /// stdio is the pty.
     #[serde(default)]
     pub console: FdSlot,
+    /// More descriptors, to become fds 3, 4, … of the process (runc's `--preserve-fds`).
+    #[serde(default)]
+    pub extra: Vec<FdSlot>,
 }
 
 impl Stdio {
     /// The slots, in wire order.
     pub fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        vec![&mut self.stdin, &mut self.stdout, &mut self.stderr, &mut self.console]
+        let mut slots = vec![&mut self.stdin, &mut self.stdout, &mut self.stderr, &mut self.console];
+        slots.extend(self.extra.iter_mut());
+        slots
     }
 
     /// The slots, in wire order.
     pub fn slots(&self) -> Vec<&FdSlot> {
-        vec![&self.stdin, &self.stdout, &self.stderr, &self.console]
+        let mut slots = vec![&self.stdin, &self.stdout, &self.stderr, &self.console];
+        slots.extend(self.extra.iter());
+        slots
     }
 
     /// Duplicates every descriptor (to give a restarted process the same streams).
@@ -244,6 +251,7 @@ impl Stdio {
             stdout: dup(&self.stdout)?,
             stderr: dup(&self.stderr)?,
             console: dup(&self.console)?,
+            extra: self.extra.iter().map(dup).collect::<std::io::Result<_>>()?,
         })
     }
 }
@@ -629,6 +637,7 @@ mod tests {
                 stdout: FdSlot::new(OwnedFd::from(a)),
                 stderr: FdSlot::Empty,
                 console: FdSlot::Empty,
+                extra: Vec::new(),
             },
         });
         match roundtrip_request(create) {

@@ -274,6 +274,7 @@ mod tests {
                     stdout: FdSlot::Empty,
                     stderr: FdSlot::new(OwnedFd::from(w1)),
                     console: FdSlot::Empty,
+                    extra: Vec::new(),
                 },
                 mounts: vec![FdSlot::new(OwnedFd::from(g1)), FdSlot::new(OwnedFd::from(g3))],
                 cgroups: vec![],

@@ -32,6 +32,8 @@ pub struct InitConfig<'a> {
     pub stdio: [Option<OwnedFd>; 3],
     /// The caller's console socket, for a process with a terminal.
     pub console: Option<OwnedFd>,
+    /// Descriptors to become the process's 3, 4, … (`--preserve-fds`).
+    pub extra: Vec<OwnedFd>,
     /// Where the sandbox staged the gofer's bind mounts, in spec order.
     pub binds: Vec<PathBuf>,
     /// The container's cgroup directories.
@@ -71,8 +73,8 @@ pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
         }
         ForkResult::Parent { child } => {
             drop(child_end);
-            let InitConfig { id, stdio, console, proc, .. } = config;
-            drop((stdio, console));
+            let InitConfig { id, stdio, console, extra, proc, .. } = config;
+            drop((stdio, console, extra));
             let what = format!("container {id:?}");
             let mut got = sync::read(parent_end.as_fd());
             if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::MAP_IDS)) {
@@ -125,6 +127,13 @@ fn child_main(config: InitConfig<'_>, sync: OwnedFd, seccomp: Option<&Arc<seccom
     if !sync::expect(&sync, sync::START) {
         return 1;
     }
+    let sync = match sync::place_extra_fds(&config.extra, sync) {
+        Ok(sync) => sync,
+        Err((sync, err)) => {
+            sync::send_error(&sync, &err);
+            return 1;
+        }
+    };
     sync::send_error(&sync, &plan.exec());
     127
 }

@@ -308,7 +308,7 @@ pub struct RuncCreateFlags {
     /// Do not create a session keyring (runc's flag; containers share the sandbox's keyring).
     #[arg(long)]
     pub no_new_keyring: bool,
-    /// Pass this many more descriptors (3, 4, …) to the container (only 0 is supported).
+    /// Pass this many more descriptors (3, 4, …) of ctl's to the container's process.
     #[arg(long, default_value_t = 0)]
     pub preserve_fds: u32,
 }
@@ -463,12 +463,14 @@ pub struct RestoreArgs {
     pub id: String,
 }
 
-impl RuncCreateFlags {
-    /// Refuses what paddock cannot do rather than pretending.
-    pub fn check(&self) -> anyhow::Result<()> {
-        if self.preserve_fds > 0 {
-            anyhow::bail!("--preserve-fds {}: passing extra descriptors is not supported yet", self.preserve_fds);
+impl CtlArgs {
+    /// How many descriptors (3, 4, …) the command passes on to a container's process
+    /// (`--preserve-fds`).
+    pub fn preserved_fds(&self) -> u32 {
+        match &self.command {
+            Some(Command::Create { runc, .. }) | Some(Command::Run { runc, .. }) => runc.preserve_fds,
+            Some(Command::Exec { preserve_fds, .. }) => *preserve_fds,
+            _ => 0,
         }
-        Ok(())
     }
 }

@@ -24,9 +24,11 @@ use crate::autostart::connect_or_start;
 /// Runs ctl; returns the process exit code.
 pub fn main() -> i32 {
     let args = CtlArgs::parse();
+    // Before ctl opens anything of its own (the log, the connection) on those numbers.
+    let preserved = run::preserve_fds(args.preserved_fds());
     let log = log::Log::new(args.log.clone(), args.log_format, args.debug);
     log.debug(&format!("ctl {}", std::env::args().skip(1).collect::<Vec<_>>().join(" ")));
-    match execute(args) {
+    match preserved.and_then(|()| execute(args)) {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{e:#}");
@@ -54,8 +56,7 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
         return Ok(2);
     };
     match command {
-        Command::Create { bundle, pid_file, console_socket, restart, runc, id } => {
-            runc.check()?;
+        Command::Create { bundle, pid_file, console_socket, restart, runc: _, id } => {
             let mut client = connect(&root)?;
             let how = run::CreateOptions {
                 pid_file: pid_file.as_deref(),
@@ -120,14 +121,11 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             additional_gids,
             no_new_privs,
             caps,
-            preserve_fds,
+            preserve_fds: _,
             ignore_paused: _,
             id,
             command,
         } => {
-            if preserve_fds > 0 {
-                anyhow::bail!("--preserve-fds {preserve_fds}: passing extra descriptors is not supported yet");
-            }
             let process = match process {
                 Some(path) => {
                     Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?)
@@ -192,8 +190,7 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Events { follow, ids } => events::print(&mut connect(&root)?, ids, follow),
-        Command::Run { detach, rm, name, bundle, pid_file, tty, console_socket, restart, runc, id, command } => {
-            runc.check()?;
+        Command::Run { detach, rm, name, bundle, pid_file, tty, console_socket, restart, runc: _, id, command } => {
             let id = match (name, id) {
                 (Some(_), Some(_)) => {
                     anyhow::bail!("give the id either with --name or as an argument, not both")

@@ -144,13 +144,35 @@ pub fn random_id() -> anyhow::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The descriptors `--preserve-fds` passes on, taken at ctl's start.
+static PRESERVED: std::sync::Mutex<Vec<std::os::fd::OwnedFd>> = std::sync::Mutex::new(Vec::new());
+
+/// Takes ctl's descriptors 3 … 3+count-1 for the container's process (runc's
+/// `--preserve-fds`); call before ctl opens anything of its own. Each must be open.
+pub fn preserve_fds(count: u32) -> anyhow::Result<()> {
+    let mut taken = Vec::with_capacity(count as usize);
+    for fd in 3..3 + count as i32 {
+        // SAFETY: only duplicated (to a close-on-exec copy above the range), never closed or
+        // owned here; a number that is not open fails the duplication.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let copy = rustix::io::fcntl_dupfd_cloexec(borrowed, 3 + count as i32)
+            .map_err(|e| anyhow::anyhow!("--preserve-fds {count}: descriptor {fd} is not open ({e})"))?;
+        taken.push(copy);
+    }
+    *PRESERVED.lock().unwrap_or_else(|p| p.into_inner()) = taken;
+    Ok(())
+}
+
 /// ctl's own standard descriptors, duplicated (those that are open), for a process without a
-/// terminal. A process with one gets none of them, as with runc: its terminal is its stdio,
-/// and a container that waits for start must not hold the caller's pipes open (containerd's
-/// shim reads `create`'s output until end-of-file).
+/// terminal, and the descriptors of `--preserve-fds`. A process with a terminal gets none of
+/// the three, as with runc: its terminal is its stdio, and a container that waits for start
+/// must not hold the caller's pipes open (containerd's shim reads `create`'s output until
+/// end-of-file).
 fn own_stdio(terminal: bool) -> Stdio {
+    let extra = std::mem::take(&mut *PRESERVED.lock().unwrap_or_else(|p| p.into_inner()));
+    let extra = extra.into_iter().map(FdSlot::new).collect();
     if terminal {
-        return Stdio::default();
+        return Stdio { extra, ..Stdio::default() };
     }
     let dup = |fd: std::os::fd::BorrowedFd<'_>| -> FdSlot { FdSlot::from_option(fd.try_clone_to_owned().ok()) };
     Stdio {
@@ -158,6 +180,7 @@ fn own_stdio(terminal: bool) -> Stdio {
         stdout: dup(std::io::stdout().as_fd()),
         stderr: dup(std::io::stderr().as_fd()),
         console: FdSlot::Empty,
+        extra,
     }
 }
 
