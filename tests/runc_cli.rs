@@ -207,3 +207,40 @@ fn preserve_fds_hands_the_callers_descriptors_3_and_up_to_the_container() {
     assert!(!p.ids().contains(&id));
     assert_nothing_left(&id);
 }
+
+#[test]
+fn sigkill_sent_to_a_pid_files_monitor_kills_the_process_it_stands_for() {
+    become_subreaper();
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique("killmon");
+    let pid_file = bundle.path().join("init.pid");
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), "--pid-file", pid_file.to_str().unwrap(), &id]);
+    // containerd's shim kills an exec'd process by sending the signal to its pid file's pid.
+    let marker = format!("sleep {}", 5000 + std::process::id() % 1000);
+    let exec_pid_file = bundle.path().join("exec.pid");
+    let exec_pid_file = exec_pid_file.to_str().unwrap();
+    let mut exec = vec!["exec", "--detach", "--pid-file", exec_pid_file, &id, "--"];
+    exec.extend(marker.split(' '));
+    p.ctl_ok(&exec);
+    assert_eq!(harness::processes_mentioning(&marker).len(), 1);
+    let exec_monitor = Pid::from_raw(read_pid(std::path::Path::new(exec_pid_file)));
+    nix::sys::signal::kill(exec_monitor, nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(
+        waitpid(exec_monitor, None).unwrap(),
+        WaitStatus::Signaled(exec_monitor, nix::sys::signal::Signal::SIGKILL, false)
+    );
+    assert!(
+        harness::eventually(std::time::Duration::from_secs(10), || harness::processes_mentioning(&marker).is_empty()),
+        "the exec'd process outlived its monitor's SIGKILL"
+    );
+    assert_eq!(p.state(&id)["status"], "running", "only the exec'd process was meant");
+    // The same for the container's own monitor.
+    let monitor = Pid::from_raw(read_pid(&pid_file));
+    nix::sys::signal::kill(monitor, nix::sys::signal::Signal::SIGKILL).unwrap();
+    waitpid(monitor, None).unwrap();
+    let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).unwrap();
+    assert_eq!(waited["exitStatus"], 137);
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+}

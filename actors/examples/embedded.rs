@@ -45,7 +45,7 @@ async fn run(root: std::path::PathBuf) -> Result<i32, Box<dyn std::error::Error>
         .await??;
     eprintln!("created {} (pid {:?})", created.id, created.pid);
     supervisor.send(Start { id: id.clone() }).await??;
-    let status = supervisor.send(Wait { id: id.clone() }).await??;
+    let status = supervisor.send(Wait { id: id.clone(), kill_on_hangup: false }).await??;
     supervisor.send(Delete { id, force: false }).await??;
     Ok(status.code())
 }

@@ -139,6 +139,8 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max
         return;
     }
 
+    // Becomes true when the client hangs up: waits it made with `kill_on_hangup` then kill.
+    let (hangup_tx, hangup) = tokio::sync::watch::channel(false);
     let (tx, mut rx) = mpsc::unbounded_channel::<ServerFrame>();
     actix::spawn(async move {
         while let Some(frame) = rx.recv().await {
@@ -160,17 +162,26 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max
                 }
                 let supervisor = supervisor.clone();
                 let control = control.clone();
+                let mut hangup = hangup.clone();
                 actix::spawn(async move {
                     let _counted = control.track();
                     let name = frame.request.name();
                     let result = if waits_for_exit(&frame.request) {
                         let mut phase = control.phase.subscribe();
+                        let on_hangup = kill_on_hangup(&frame.request);
                         tokio::select! {
                             result = route(&supervisor, frame.request) => result,
                             _ = phase.wait_for(|p| *p == Phase::Cancelling) => Err(ApiError::new(
                                 ErrorKind::Unavailable,
                                 "paddockd is shutting down (the container is not affected); wait again once it is back",
                             )),
+                            Ok(_) = hangup.wait_for(|closed| *closed), if on_hangup.is_some() => {
+                                if let Some(kill) = on_hangup {
+                                    debug!(container = %kill.id, pid = ?kill.pid, "the waiter hung up: killing what it stood for");
+                                    let _ = route(&supervisor, Request::Kill(kill)).await;
+                                }
+                                Err(ApiError::new(ErrorKind::Unavailable, "the waiter hung up"))
+                            }
                         }
                     } else {
                         route(&supervisor, frame.request).await
@@ -181,10 +192,14 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max
                     let _ = tx.send(ServerFrame::Reply { id: frame.id, result });
                 });
             }
-            Err(WireError::Closed) => return,
+            Err(WireError::Closed) => {
+                let _ = hangup_tx.send(true);
+                return;
+            }
             Err(e) => {
                 // A broken frame: say why and hang up, since the stream cannot be trusted.
                 let _ = tx.send(ServerFrame::Fatal(ApiError::new(ErrorKind::Protocol, e.to_string())));
+                let _ = hangup_tx.send(true);
                 return;
             }
         }
@@ -211,6 +226,16 @@ pub async fn route(supervisor: &Addr<Supervisor>, request: Request) -> Result<Re
         Request::Pause(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
         Request::Resume(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
         Request::Update(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
+    }
+}
+
+/// The SIGKILL a wait with `kill_on_hangup` asks for if its caller hangs up first.
+fn kill_on_hangup(request: &Request) -> Option<wire::api::Kill> {
+    let kill = |id: &str, pid| wire::api::Kill { id: id.to_string(), signal: libc::SIGKILL, all: false, pid };
+    match request {
+        Request::Wait(w) if w.kill_on_hangup => Some(kill(&w.id, None)),
+        Request::WaitProcess(w) if w.kill_on_hangup && !w.root => Some(kill(&w.id, Some(w.pid))),
+        _ => None,
     }
 }
 

@@ -363,6 +363,10 @@ pub struct WaitProcess {
     pub pid: i32,
     /// Any process of the container's sandbox, not only of the container.
     pub root: bool,
+    /// Kill the process (SIGKILL) if the caller hangs up before it has exited: the caller
+    /// stands for it (a pid file's monitor, which cannot pass SIGKILL on).
+    #[serde(default)]
+    pub kill_on_hangup: bool,
 }
 
 /// One process of a container, as `ps` lists it.
@@ -428,6 +432,10 @@ pub struct Update {
 pub struct Wait {
     /// A full id or an unambiguous prefix.
     pub id: String,
+    /// Kill the container's process (SIGKILL) if the caller hangs up before it has exited:
+    /// the caller stands for it (a pid file's monitor, which cannot pass SIGKILL on).
+    #[serde(default)]
+    pub kill_on_hangup: bool,
 }
 
 /// Deletes a container: stops what is left of it, frees its resources and removes its state.
@@ -660,7 +668,7 @@ mod tests {
             roundtrip_request(Request::Kill(Kill { id: "k".into(), signal: 9, all: true, pid: Some(4) })),
             Request::Kill(Kill { signal: 9, all: true, pid: Some(4), .. })
         ));
-        assert!(matches!(roundtrip_request(Request::Wait(Wait { id: "w".into() })), Request::Wait(w) if w.id == "w"));
+        assert!(matches!(roundtrip_request(Request::Wait(Wait { id: "w".into(), kill_on_hangup: false })), Request::Wait(w) if w.id == "w"));
         assert!(matches!(
             roundtrip_request(Request::Delete(Delete { id: "d".into(), force: true })),
             Request::Delete(Delete { force: true, .. })
@@ -694,7 +702,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            roundtrip_request(Request::WaitProcess(WaitProcess { id: "w".into(), pid: 7, root: true })),
+            roundtrip_request(Request::WaitProcess(WaitProcess { id: "w".into(), pid: 7, root: true, kill_on_hangup: true })),
             Request::WaitProcess(WaitProcess { pid: 7, root: true, .. })
         ));
         assert!(matches!(roundtrip_request(Request::Ps(Ps { id: "p".into() })), Request::Ps(p) if p.id == "p"));

@@ -76,9 +76,15 @@ impl Client {
 
     /// Sends one request and waits for its reply.
     pub fn call(&mut self, request: Request) -> Result<Reply, ApiError> {
+        self.call_then(request, || {})
+    }
+
+    /// Sends one request, calls `sent` once it is written, and waits for its reply.
+    pub fn call_then(&mut self, request: Request, sent: impl FnOnce()) -> Result<Reply, ApiError> {
         let id = self.next_id;
         self.next_id += 1;
         self.conn.send(&RequestFrame { id, request })?;
+        sent();
         loop {
             match self.conn.recv::<ServerFrame>()? {
                 ServerFrame::Reply { id: got, result } if got == id => return result,
@@ -126,7 +132,13 @@ impl Client {
 
     /// Waits for one process and collects its exit status.
     pub fn wait_process(&mut self, id: &str, pid: i32, root: bool) -> Result<ExitStatus, ApiError> {
-        match self.call(Request::WaitProcess(WaitProcess { id: id.into(), pid, root }))? {
+        self.wait_process_with(WaitProcess { id: id.into(), pid, root, kill_on_hangup: false }, || {})
+    }
+
+    /// Waits for one process as `request` says (see [`WaitProcess::kill_on_hangup`]); calls
+    /// `sent` once the request is on its way.
+    pub fn wait_process_with(&mut self, request: WaitProcess, sent: impl FnOnce()) -> Result<ExitStatus, ApiError> {
+        match self.call_then(Request::WaitProcess(request), sent)? {
             Reply::Exit(status) => Ok(status),
             other => Err(unexpected(other)),
         }
@@ -142,7 +154,13 @@ impl Client {
 
     /// Waits for a container's process to exit.
     pub fn wait(&mut self, id: &str) -> Result<ExitStatus, ApiError> {
-        match self.call(Request::Wait(Wait { id: id.into() }))? {
+        self.wait_with(Wait { id: id.into(), kill_on_hangup: false }, || {})
+    }
+
+    /// Waits for a container as `request` says (see [`Wait::kill_on_hangup`]); calls `sent`
+    /// once the request is on its way.
+    pub fn wait_with(&mut self, request: Wait, sent: impl FnOnce()) -> Result<ExitStatus, ApiError> {
+        match self.call_then(Request::Wait(request), sent)? {
             Reply::Exit(status) => Ok(status),
             other => Err(unexpected(other)),
         }

@@ -235,6 +235,9 @@ pub enum Command {
         /// The process (a pid in the container's PID namespace) instead of the container.
         #[arg(long)]
         pid: Option<i32>,
+        /// A descriptor to close once the wait is with paddockd (the spawning ctl waits for it).
+        #[arg(long)]
+        ready_fd: Option<i32>,
         /// The container's id.
         id: String,
     },

@@ -184,7 +184,7 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             features::write_default_spec(&bundle, rootless)?;
             Ok(0)
         }
-        Command::MonitorProcess { pid, id } => Ok(monitor::run(&root, &id, pid)),
+        Command::MonitorProcess { pid, ready_fd, id } => Ok(monitor::run(&root, &id, pid, ready_fd)),
         Command::Features => {
             println!("{}", features::features_json());
             Ok(0)
