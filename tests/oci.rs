@@ -351,3 +351,29 @@ fn a_user_namespace_process_user_is_mapped_and_user_ns_mistakes_are_refused() {
         "gidMappings[0]",
     );
 }
+
+#[test]
+fn root_fs_propagation_is_set_on_the_containers_root() {
+    let p = Paddock::new();
+    let root_line = |propagation: Option<&str>| {
+        let bundle = Bundle::busybox(&["sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"]);
+        if let Some(propagation) = propagation {
+            bundle.edit_config(|c| c["linux"]["rootfsPropagation"] = propagation.into());
+        }
+        let id = unique("prop");
+        let out = p.ctl(&["run", "--rm", "--bundle", &bundle.path_str(), &id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert!(root_line(Some("shared")).contains(" shared:"), "{}", root_line(Some("shared")));
+    assert!(root_line(Some("runbindable")).contains(" unbindable"), "{}", root_line(Some("runbindable")));
+    let private = root_line(None);
+    assert!(!private.contains("shared:") && !private.contains("unbindable"), "{private}");
+
+    let bundle = Bundle::busybox(&["true"]);
+    bundle.edit_config(|c| c["linux"]["rootfsPropagation"] = "sideways".into());
+    let id = unique("prop");
+    let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+    assert!(!out.status.success() && stderr(&out).contains("rootfsPropagation"), "{}", stderr(&out));
+    assert_nothing_left(&id);
+}

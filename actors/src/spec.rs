@@ -208,6 +208,14 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
             }
         }
         validate_id_mappings(linux)?;
+        if let Some(propagation) = linux.rootfs_propagation() {
+            if wire::mounts::propagation_of(propagation).is_none() {
+                return Err(ApiError::invalid_spec(format!(
+                    "linux.rootfsPropagation {propagation:?} is not one of private, shared, slave, unbindable (or \
+                     their r- forms)"
+                )));
+            }
+        }
         validate_sysctls(linux)?;
     }
     let has_uts = spec

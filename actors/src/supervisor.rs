@@ -403,7 +403,9 @@ impl Handler<StopAll> for Supervisor {
                 let (id, addr) = (id.clone(), addr.clone());
                 async move {
                     let _ = addr.send(Kill { id: id.clone(), signal: libc::SIGTERM, all: false, pid: None }).await;
-                    let waited = tokio::time::timeout(msg.timeout, addr.send(Wait { id: id.clone(), kill_on_hangup: false })).await;
+                    let waited =
+                        tokio::time::timeout(msg.timeout, addr.send(Wait { id: id.clone(), kill_on_hangup: false }))
+                            .await;
                     if waited.is_err() {
                         warn!(container = %id, "did not stop within {:?}; killing it", msg.timeout);
                         let _ = addr.send(Kill { id, signal: libc::SIGKILL, all: true, pid: None }).await;

@@ -668,7 +668,9 @@ mod tests {
             roundtrip_request(Request::Kill(Kill { id: "k".into(), signal: 9, all: true, pid: Some(4) })),
             Request::Kill(Kill { signal: 9, all: true, pid: Some(4), .. })
         ));
-        assert!(matches!(roundtrip_request(Request::Wait(Wait { id: "w".into(), kill_on_hangup: false })), Request::Wait(w) if w.id == "w"));
+        assert!(
+            matches!(roundtrip_request(Request::Wait(Wait { id: "w".into(), kill_on_hangup: false })), Request::Wait(w) if w.id == "w")
+        );
         assert!(matches!(
             roundtrip_request(Request::Delete(Delete { id: "d".into(), force: true })),
             Request::Delete(Delete { force: true, .. })
@@ -702,7 +704,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            roundtrip_request(Request::WaitProcess(WaitProcess { id: "w".into(), pid: 7, root: true, kill_on_hangup: true })),
+            roundtrip_request(Request::WaitProcess(WaitProcess {
+                id: "w".into(),
+                pid: 7,
+                root: true,
+                kill_on_hangup: true
+            })),
             Request::WaitProcess(WaitProcess { pid: 7, root: true, .. })
         ));
         assert!(matches!(roundtrip_request(Request::Ps(Ps { id: "p".into() })), Request::Ps(p) if p.id == "p"));

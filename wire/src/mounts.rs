@@ -23,6 +23,20 @@ pub struct MountOptions {
 
 const ATIME_MASK: u64 = libc::MOUNT_ATTR__ATIME;
 
+/// The propagation type a name stands for (`shared`, `rslave`, …) and whether it applies
+/// recursively (the `r` forms), as in `linux.rootfsPropagation`.
+pub fn propagation_of(name: &str) -> Option<(u64, bool)> {
+    let recursive = name.starts_with('r');
+    let flag = match name.strip_prefix('r').unwrap_or(name) {
+        "private" => libc::MS_PRIVATE,
+        "shared" => libc::MS_SHARED,
+        "slave" => libc::MS_SLAVE,
+        "unbindable" => libc::MS_UNBINDABLE,
+        _ => return None,
+    };
+    Some((flag, recursive))
+}
+
 /// Sorts mount(8)-style options.
 pub fn parse_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
     let mut o = MountOptions::default();

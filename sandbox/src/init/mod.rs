@@ -200,6 +200,14 @@ fn setup(
         mounts::mask_paths(slash.as_fd(), linux.masked_paths().as_deref().unwrap_or_default())?;
         mounts::readonly_paths(slash.as_fd(), linux.readonly_paths().as_deref().unwrap_or_default())?;
     }
+    // Last: a detached mount cannot be attached beneath a shared one (the masks are).
+    if let Some(propagation) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
+        let (flag, recursive) = wire::mounts::propagation_of(propagation).ok_or_else(|| {
+            ApiError::invalid_spec(format!("linux.rootfsPropagation {propagation:?} is not a propagation"))
+        })?;
+        sys::set_propagation(slash.as_fd(), recursive, flag)
+            .map_err(|e| ApiError::io(format!("setting the root's propagation to {propagation}"), e))?;
+    }
     drop(slash);
     if wants_namespace(spec, LinuxNamespaceType::User) || needs_locking(spec) {
         enter_user_namespace(sync)?;
