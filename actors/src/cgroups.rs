@@ -222,22 +222,24 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Writes device rules, in order, to the v1 devices controller (runc's default devices
-    /// are added by the caller). cgroup v2 polices devices with an eBPF program, which paddock
-    /// does not load yet: there, rules other than "allow all" are refused.
+    /// Sets device rules, in order (runc's default devices are added by the caller): written
+    /// to the v1 devices controller, or, on cgroup v2, compiled into an eBPF device filter
+    /// attached to the container's cgroup ([`crate::device_filter`]).
     pub fn set_devices(&self, rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<(), ApiError> {
-        let dir = match self.manager.v2() {
-            true => None,
-            false => self.manager.mounts().get("devices").map(|m| Path::new(m).join(&self.relative)),
-        };
+        if self.manager.v2() {
+            let dir = Path::new(cgroups_rs::fs::hierarchies::UNIFIED_MOUNTPOINT).join(&self.relative);
+            let fd = std::fs::File::open(&dir).map_err(|e| cg_err(format!("opening {}", dir.display()), e))?;
+            return crate::device_filter::apply(std::os::fd::AsFd::as_fd(&fd), rules)
+                .map_err(|e| cg_err(format!("device rules of {}", dir.display()), e));
+        }
+        let dir = self.manager.mounts().get("devices").map(|m| Path::new(m).join(&self.relative));
         let Some(dir) = dir.filter(|d| d.is_dir()) else {
-            let allows_all = rules.iter().all(|r| r.allow());
-            if allows_all {
+            if rules.iter().all(|r| r.allow()) {
                 return Ok(());
             }
             return Err(ApiError::new(
                 ErrorKind::Unsupported,
-                "device rules need the v1 devices controller (cgroup v2's eBPF device filter is not supported yet)",
+                "device rules need the devices controller, which this host's cgroup v1 does not mount",
             ));
         };
         for rule in rules {
