@@ -377,3 +377,19 @@ fn root_fs_propagation_is_set_on_the_containers_root() {
     assert!(!out.status.success() && stderr(&out).contains("rootfsPropagation"), "{}", stderr(&out));
     assert_nothing_left(&id);
 }
+
+#[test]
+fn a_containers_processes_get_no_descriptor_of_the_sandboxs_or_ctls() {
+    let p = Paddock::new();
+    // What ls lists: 0-2 and its own directory descriptor, nothing of the sandbox's (its
+    // control socket above all) or of ctl's.
+    let fds = |out: String| -> Vec<String> { out.split_whitespace().map(String::from).collect() };
+    let bundle = Bundle::busybox(&["ls", "/proc/self/fd"]);
+    let id = unique("fdleak");
+    assert_eq!(fds(p.ctl_ok(&["run", "--bundle", &bundle.path_str(), &id])), ["0", "1", "2", "3"]);
+    p.ctl_ok(&["delete", &id]);
+    let id = unique("fdleak");
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id, "--", "sleep", "1000"]);
+    assert_eq!(fds(p.ctl_ok(&["exec", &id, "--", "ls", "/proc/self/fd"])), ["0", "1", "2", "3"]);
+    p.ctl_ok(&["delete", "--force", &id]);
+}

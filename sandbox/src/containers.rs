@@ -74,6 +74,8 @@ pub struct Record {
     pub cgroups: Vec<OwnedFd>,
     /// Its namespaces (taken once its init was set up).
     pub namespaces: Namespaces,
+    /// Its seccomp filter (`None`: its spec has none), for the processes exec'd into it.
+    pub seccomp: Option<std::sync::Arc<crate::seccomp::Filter>>,
 }
 
 /// A process started by exec, and its exit status once it has one.

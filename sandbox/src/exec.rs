@@ -22,6 +22,8 @@ pub struct ExecConfig<'a> {
     pub cgroups: &'a [OwnedFd],
     /// The container's namespaces.
     pub namespaces: &'a Namespaces,
+    /// The container's seccomp filter.
+    pub seccomp: Option<Arc<seccomp::Filter>>,
     /// The caller's stdio.
     pub stdio: [Option<OwnedFd>; 3],
     /// The caller's console socket, for a process with a terminal.
@@ -35,7 +37,7 @@ pub struct ExecConfig<'a> {
 ///
 /// The process runs under the container's seccomp filter, as with runc.
 pub fn spawn(config: ExecConfig<'_>) -> Result<Pid, ApiError> {
-    let seccomp = seccomp::of_container(&config.namespaces.mnt).map_err(|e| e.context(&config.what))?;
+    let seccomp = config.seccomp.clone();
     let (parent_end, child_end) = sync::pair()?;
     // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
     match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {

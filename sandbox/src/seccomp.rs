@@ -9,21 +9,16 @@
 //! `noNewPrivileges`, otherwise just before it gives up its capabilities, as runc does.
 //!
 //! Processes that `ctl exec` starts get the container's filter too, as with runc. The sandbox
-//! keeps each container's compiled filter for that, keyed by the container's mount namespace
-//! (see [`remember`] and [`of_container`]).
+//! keeps each container's compiled filter for that, in the container's record.
 
-use std::collections::HashSet;
 use std::io::{Read, Seek};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
-use nix::unistd::Pid;
 use oci_spec::runtime::{
     LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator, Spec,
 };
-use rustix::fs::{AtFlags, Mode, OFlags};
 use wire::{ApiError, ErrorKind};
 
 /// A system call has at most this many arguments; conditions index them from 0.
@@ -284,72 +279,6 @@ fn export(ctx: &ScmpFilterContext, flags: libc::c_ulong) -> Result<Filter, ApiEr
         )));
     }
     Ok(Filter { program, flags })
-}
-
-/// A mount namespace's identity: the device and inode of its nsfs file.
-type NamespaceId = (u64, u64);
-
-/// Each container's filter (`None`: its spec has no profile), keyed by the container's mount
-/// namespace, for the processes `ctl exec` starts in it.
-///
-/// The key is the mount namespace because it is what an exec is handed (every container's
-/// init makes one of its own) and because it cannot be reused while the namespace lives: an
-/// entry is found only for the very container it was made for.
-static BY_NAMESPACE: Mutex<Vec<(NamespaceId, Option<Arc<Filter>>)>> = Mutex::new(Vec::new());
-
-fn namespace_id(stat: rustix::fs::Stat) -> NamespaceId {
-    (stat.st_dev, stat.st_ino)
-}
-
-fn known() -> std::sync::MutexGuard<'static, Vec<(NamespaceId, Option<Arc<Filter>>)>> {
-    // A panic elsewhere leaves the list as valid as it was.
-    BY_NAMESPACE.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Remembers `filter` as the filter of the container whose set-up init is `init`, so that
-/// [`of_container`] finds it for the processes exec'd into the container later.
-///
-/// It also forgets the containers whose mount namespace has no process left (one cannot exec
-/// into those), so that a sandbox whose containers come and go (restarts) does not grow.
-pub fn remember(proc: &OwnedFd, init: Pid, filter: Option<Arc<Filter>>) -> std::io::Result<()> {
-    let key = namespace_id(rustix::fs::statat(proc, format!("{init}/ns/mnt").as_str(), AtFlags::empty())?);
-    let live = live_mount_namespaces(proc.as_fd());
-    let mut known = known();
-    // Without the list of live namespaces, keeping every entry is the safe mistake.
-    known.retain(|(ns, _)| *ns != key && live.as_ref().is_none_or(|live| live.contains(ns)));
-    known.push((key, filter));
-    Ok(())
-}
-
-/// The filter of the container whose mount namespace is `mnt`, as [`remember`]ed.
-///
-/// A container the sandbox knows nothing about is an error rather than "no filter": a process
-/// must never escape its container's profile by a bookkeeping slip.
-pub fn of_container(mnt: &OwnedFd) -> Result<Option<Arc<Filter>>, ApiError> {
-    let key = namespace_id(rustix::fs::fstat(mnt).map_err(|e| ApiError::io("stat of the mount namespace", e))?);
-    known().iter().find(|(ns, _)| *ns == key).map(|(_, filter)| filter.clone()).ok_or_else(|| {
-        ApiError::internal("the sandbox has lost the container's seccomp profile; it runs no process without it")
-    })
-}
-
-/// The mount namespaces of the processes in the sandbox's procfs, or `None` if it cannot be
-/// listed.
-fn live_mount_namespaces(proc: BorrowedFd<'_>) -> Option<HashSet<NamespaceId>> {
-    let dir =
-        rustix::fs::openat(proc, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
-    let mut live = HashSet::new();
-    for entry in rustix::fs::Dir::new(dir).ok()? {
-        let entry = entry.ok()?;
-        let Ok(pid) = entry.file_name().to_str() else { continue };
-        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        // A process that exits meanwhile has no namespace to keep.
-        if let Ok(stat) = rustix::fs::statat(proc, format!("{pid}/ns/mnt").as_str(), AtFlags::empty()) {
-            live.insert(namespace_id(stat));
-        }
-    }
-    Some(live)
 }
 
 #[cfg(test)]

@@ -252,8 +252,11 @@ impl Server {
         };
         let pid = waiting.pid;
         let pidfd = pidfd_of(pid);
-        self.containers
-            .insert(id, Record { pid, phase: Phase::Created(waiting), staged, released: false, cgroups, namespaces });
+        let seccomp = waiting.seccomp.clone();
+        self.containers.insert(
+            id,
+            Record { pid, phase: Phase::Created(waiting), staged, released: false, cgroups, namespaces, seccomp },
+        );
         Ok(SandboxReply::Created { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd) })
     }
 
@@ -273,6 +276,7 @@ impl Server {
             process: &process,
             cgroups: &record.cgroups,
             namespaces: &record.namespaces,
+            seccomp: record.seccomp.clone(),
             stdio,
             console,
             extra,

@@ -49,6 +49,9 @@ pub struct WaitingInit {
     pub pid: Pid,
     /// The sandbox's end of the sync pair.
     pub sync: OwnedFd,
+    /// The container's seccomp filter (`None`: its spec has none), for the processes exec'd
+    /// into it later.
+    pub seccomp: Option<Arc<seccomp::Filter>>,
 }
 
 /// Forks the container's init and waits until it is set up (or failed).
@@ -56,7 +59,7 @@ pub struct WaitingInit {
 /// On failure the child has exited (or is killed) and reaped before this returns.
 ///
 /// The container's seccomp profile is compiled first, so that a bad one fails before anything
-/// is set up, and is remembered for the processes exec'd into the container later.
+/// is set up; the waiting init carries it for the processes exec'd into the container later.
 pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
     let seccomp =
         seccomp::for_spec(config.spec).map_err(|e| e.context(format!("container {:?}", config.id)))?.map(Arc::new);
@@ -82,14 +85,10 @@ pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
                     .and_then(|()| sync::send(&parent_end, sync::IDS_MAPPED))
                     .and_then(|()| sync::read(parent_end.as_fd()));
             }
-            // Ready, the child is in its final mount namespace, the key of its profile.
-            if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::READY)) {
-                if let Err(e) = seccomp::remember(proc, child, seccomp) {
-                    got = Err(std::io::Error::new(e.kind(), format!("remembering its seccomp profile: {e}")));
-                }
-            }
             match got {
-                Ok(Some(msg)) if msg.first() == Some(&sync::READY) => Ok(WaitingInit { pid: child, sync: parent_end }),
+                Ok(Some(msg)) if msg.first() == Some(&sync::READY) => {
+                    Ok(WaitingInit { pid: child, sync: parent_end, seccomp })
+                }
                 other => {
                     let err = sync::failure(&what, "setting up", other);
                     let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
