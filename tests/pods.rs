@@ -168,3 +168,47 @@ fn a_subcontainer_runs_once_started_and_waits_and_execs_like_any_container() {
     let out = p.ctl(&["exec", &pod, "--", "echo", "alive"]);
     assert_eq!(stdout(&out), "alive\n", "{}", stderr(&out));
 }
+
+#[test]
+fn a_member_whose_spec_names_the_pods_namespaces_by_path_shares_the_sandboxs() {
+    // containerd's CRI plugin writes a member's spec with its pod's namespaces as paths
+    // (/proc/<pause pid>/ns/…): the member shares the sandbox's namespaces either way.
+    let p = Paddock::new();
+    let pod = unique("crins");
+    let root = member("root", "1010");
+    root.annotate("io.kubernetes.cri.container-type", "sandbox");
+    create_and_start(&p, &root, &pod);
+    let pause = p.state(&pod)["pid"].as_i64().unwrap();
+    let member_id = unique("crins-m");
+    let bundle = member("m", "1011");
+    containerd_member(&bundle, &pod);
+    bundle.edit_config(|c| {
+        c["linux"]["namespaces"] = serde_json::json!([
+            {"type": "pid", "path": format!("/proc/{pause}/ns/pid")},
+            {"type": "ipc", "path": format!("/proc/{pause}/ns/ipc")},
+            {"type": "uts", "path": format!("/proc/{pause}/ns/uts")},
+            {"type": "network", "path": format!("/proc/{pause}/ns/net")},
+            {"type": "mount"},
+        ])
+    });
+    create_and_start(&p, &bundle, &member_id);
+    let ps = exec(&p, &member_id, "ps -o args");
+    assert!(ps.contains("sleep 1010"), "the member does not share the pod's PID namespace:\n{ps}");
+    for ns in ["pid", "net", "ipc", "uts"] {
+        let inside = exec(&p, &member_id, &format!("readlink /proc/self/ns/{ns}"));
+        let host = std::fs::read_link(format!("/proc/{pause}/ns/{ns}")).unwrap();
+        assert_eq!(inside.trim(), host.to_string_lossy(), "{ns}");
+    }
+    // A root container still cannot join another PID namespace.
+    let lone = Bundle::busybox(&["true"]);
+    lone.edit_config(|c| {
+        c["linux"]["namespaces"] = serde_json::json!([{"type": "pid", "path": format!("/proc/{pause}/ns/pid")}, {"type": "mount"}])
+    });
+    let lone_id = unique("crins-lone");
+    let out = p.ctl(&["run", "--bundle", &lone.path_str(), &lone_id]);
+    assert!(!out.status.success() && stderr(&out).contains("pid"), "{}", stderr(&out));
+    assert_nothing_left(&lone_id);
+    p.ctl_ok(&["delete", "--force", &pod]);
+    p.ctl_ok(&["delete", "--force", &member_id]);
+    assert_nothing_left(&member_id);
+}

@@ -172,8 +172,10 @@ fn validate_id_mappings(linux: &oci_spec::runtime::Linux) -> Result<(), ApiError
     Ok(())
 }
 
-/// Checks what must hold before anything is started.
-pub fn validate(spec: &Spec) -> Result<(), ApiError> {
+/// Checks what must hold before anything is started. A container that joins a sandbox
+/// (`in_pod`) shares the sandbox's PID, network, IPC and UTS namespaces whatever paths its spec
+/// gives for them (CRI points them at the pod's own, as runsc ignores them).
+pub fn validate(spec: &Spec, in_pod: bool) -> Result<(), ApiError> {
     let root = spec.root().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
     if root.path().as_os_str().is_empty() {
         return Err(ApiError::invalid_spec("root.path is empty"));
@@ -189,7 +191,8 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {
             let joinable =
-                matches!(ns.typ(), LinuxNamespaceType::Network | LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc);
+                matches!(ns.typ(), LinuxNamespaceType::Network | LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc)
+                    || (in_pod && ns.typ() == LinuxNamespaceType::Pid);
             if let Some(path) = ns.path() {
                 if !joinable {
                     return Err(ApiError::new(
@@ -509,7 +512,7 @@ mod tests {
     #[test]
     fn embedded_default_is_valid_and_overlaid() {
         let spec = embedded_default("abc", vec!["true".into()]).unwrap();
-        validate(&spec).unwrap();
+        validate(&spec, false).unwrap();
         assert_eq!(overlay_of(&spec, Overlay::None).unwrap(), Overlay::RootMemory { size: None });
         assert_eq!(rootfs_path(Path::new(""), &spec).unwrap(), PathBuf::from("/"));
         assert_eq!(spec.hostname().as_deref(), Some("abc"));
@@ -537,13 +540,13 @@ mod tests {
     fn invalid_specs_are_refused_with_reasons() {
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.process_mut().as_mut().unwrap().set_args(Some(vec![]));
-        assert!(validate(&spec).unwrap_err().message.contains("process.args"));
+        assert!(validate(&spec, false).unwrap_err().message.contains("process.args"));
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.set_root(None);
-        assert!(validate(&spec).unwrap_err().message.contains("no root"));
+        assert!(validate(&spec, false).unwrap_err().message.contains("no root"));
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.process_mut().as_mut().unwrap().set_cwd("rel".into());
-        assert!(validate(&spec).unwrap_err().message.contains("cwd"));
+        assert!(validate(&spec, false).unwrap_err().message.contains("cwd"));
     }
 
     #[test]

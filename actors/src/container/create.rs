@@ -117,7 +117,7 @@ pub(crate) async fn create(
     joined: Option<Joined>,
 ) -> Result<Addr<ContainerActor>, ApiError> {
     let spec = msg.spec.parse()?;
-    spec::validate(&spec)?;
+    spec::validate(&spec, joined.is_some())?;
     RestartPolicy::of(&spec)?;
     let restart_stdio = ContainerActor::keep_stdio_for_restarts(&spec, &msg.stdio);
     if let Some(process) = spec.process() {
