@@ -11,7 +11,7 @@ use wire::sandbox_proto::{SandboxReply, SandboxRequest};
 use wire::{ApiError, ErrorKind, GoferStatus};
 
 use super::create::gofer_setup;
-use super::{save, ContainerActor};
+use super::ContainerActor;
 use crate::gofer::{GoferActor, GoferCall, GoferDied, WatchGofer};
 use crate::sandbox::Call;
 use crate::status::{self, Operation};
@@ -103,15 +103,7 @@ impl ContainerActor {
                 act.meta.gofer_restarts += 1;
                 info!(container = %act.meta.id, pid = record.pid, restarts = act.meta.gofer_restarts, "gofer restarted");
                 act.publish(wire::events::EventKind::GoferRestarted { restarts: act.meta.gofer_restarts });
-                let (store, meta) = (act.store.clone(), act.meta.clone());
-                ctx.spawn(
-                    async move {
-                        if let Err(e) = save(&store, &meta).await {
-                            warn!(container = %meta.id, "cannot save after restarting the gofer: {e}");
-                        }
-                    }
-                    .into_actor(act),
-                );
+                act.save_later(ctx);
             }
             Err(e) => {
                 warn!(container = %act.meta.id, "restarting the gofer failed: {e}");
