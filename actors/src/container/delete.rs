@@ -13,7 +13,7 @@ use super::{save, ContainerActor, Parts};
 use crate::blocking;
 use crate::cgroups::{self, Cgroup};
 use crate::gofer::DestroyGofer;
-use crate::hooks::{self, Stage};
+use crate::hooks::Stage;
 use crate::sandbox::Call;
 use crate::status::{self, Operation};
 
@@ -95,18 +95,9 @@ impl Handler<DeleteContainer> for ContainerActor {
                     let id = act.meta.id.clone();
                     async move { blocking(move || store.remove(&id)).await }.into_actor(act)
                 })
-                .then(|res, act, _| {
-                    // The poststop hooks: after the container is gone, before delete returns,
-                    // once (the container cannot be deleted again).
-                    let meta = res.is_ok().then(|| act.meta.clone());
-                    async move {
-                        if let Some(meta) = meta {
-                            hooks::run_here_warning_only(&meta, Stage::Poststop).await;
-                        }
-                        res
-                    }
-                    .into_actor(act)
-                })
+                // The poststop hooks: after the container is gone, before delete returns, once
+                // (the container cannot be deleted again).
+                .then(|res, act, _| act.after_success_hooks(Stage::Poststop, res))
                 .map(|res, act, ctx| {
                     if res.is_ok() {
                         info!(container = %act.meta.id, "container deleted");

@@ -206,6 +206,23 @@ impl ContainerActor {
         self.meta.state(self.gofer_status.clone())
     }
 
+    /// Once `result` is in: when it succeeded, the warning-only hooks of `stage` (poststart,
+    /// poststop) run before it is handed back.
+    fn after_success_hooks<T: 'static>(
+        &self,
+        stage: crate::hooks::Stage,
+        result: Result<T, ApiError>,
+    ) -> impl ActorFuture<Self, Output = Result<T, ApiError>> {
+        let meta = result.is_ok().then(|| self.meta.clone());
+        async move {
+            if let Some(meta) = meta {
+                crate::hooks::run_here_warning_only(&meta, stage).await;
+            }
+            result
+        }
+        .into_actor(self)
+    }
+
     fn sandbox_call(
         &self,
         request: SandboxRequest,

@@ -46,27 +46,12 @@ impl Handler<Start> for ContainerActor {
                 .map(drop)
         };
         AtomicResponse::new(Box::pin(
-            start.into_actor(self).then(|res, act, _| act.mark_running(res)).then(|res, act, _| act.poststart(res)),
+            start.into_actor(self).then(|res, act, _| act.mark_running(res)).then(|res, act, _| act.after_success_hooks(Stage::Poststart, res)),
         ))
     }
 }
 
 impl ContainerActor {
-    /// After a successful start, the poststart hooks (their failures are warnings).
-    fn poststart(
-        &mut self,
-        started: Result<ContainerState, ApiError>,
-    ) -> impl ActorFuture<Self, Output = Result<ContainerState, ApiError>> {
-        let meta = started.is_ok().then(|| self.meta.clone());
-        async move {
-            if let Some(meta) = meta {
-                hooks::run_here_warning_only(&meta, Stage::Poststart).await;
-            }
-            started
-        }
-        .into_actor(self)
-    }
-
     /// After the sandbox started the process: Running, saved.
     fn mark_running(
         &mut self,
@@ -163,7 +148,7 @@ impl ContainerActor {
                     });
                     act.mark_running(res)
                 })
-                .then(|res, act, _| act.poststart(res)),
+                .then(|res, act, _| act.after_success_hooks(Stage::Poststart, res)),
         ))
     }
 }
