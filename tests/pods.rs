@@ -202,7 +202,8 @@ fn a_member_whose_spec_names_the_pods_namespaces_by_path_shares_the_sandboxs() {
     // A root container still cannot join another PID namespace.
     let lone = Bundle::busybox(&["true"]);
     lone.edit_config(|c| {
-        c["linux"]["namespaces"] = serde_json::json!([{"type": "pid", "path": format!("/proc/{pause}/ns/pid")}, {"type": "mount"}])
+        c["linux"]["namespaces"] =
+            serde_json::json!([{"type": "pid", "path": format!("/proc/{pause}/ns/pid")}, {"type": "mount"}])
     });
     let lone_id = unique("crins-lone");
     let out = p.ctl(&["run", "--bundle", &lone.path_str(), &lone_id]);

@@ -46,7 +46,10 @@ impl Handler<Start> for ContainerActor {
                 .map(drop)
         };
         AtomicResponse::new(Box::pin(
-            start.into_actor(self).then(|res, act, _| act.mark_running(res)).then(|res, act, _| act.after_success_hooks(Stage::Poststart, res)),
+            start
+                .into_actor(self)
+                .then(|res, act, _| act.mark_running(res))
+                .then(|res, act, _| act.after_success_hooks(Stage::Poststart, res)),
         ))
     }
 }
