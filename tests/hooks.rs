@@ -297,3 +297,19 @@ fn a_subcontainer_runs_its_create_and_start_hooks_when_it_starts() {
     assert_nothing_left(&sub);
     assert_nothing_left(&pod);
 }
+
+#[test]
+fn poststop_runs_after_a_create_that_failed() {
+    let p = Paddock::new();
+    let hooked = HookedBundle::new(&["true"]);
+    hooked.set_hooks(json!({
+        "createRuntime": [hooked.logging_hook("createRuntime", Where::Host), shell_hook("exit 9", None)],
+        "poststop": [hooked.logging_hook("poststop", Where::Host)],
+    }));
+    let id = unique("undo");
+    let out = p.ctl(&["create", "--bundle", &hooked.bundle.path_str(), &id]);
+    assert!(!out.status.success() && stderr(&out).contains("exit status 9"), "{}", stderr(&out));
+    // What createRuntime set up, poststop can undo (as runc's destroy runs it).
+    assert_eq!(hooked.stages(), ["createRuntime", "poststop"]);
+    assert_nothing_left(&id);
+}

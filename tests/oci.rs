@@ -288,6 +288,13 @@ fn status_field(pid: i64, field: &str) -> String {
 fn a_user_namespace_maps_the_containers_ids_onto_the_hosts() {
     let p = Paddock::new();
     let bundle = user_ns_bundle(&["sleep", "1000"]);
+    // With a cgroup namespace (made before the user namespace: exec must enter it first), and
+    // an oomScoreAdj (set before the user namespace: lowering it needs the host's
+    // CAP_SYS_RESOURCE, which these test machines lack, so it is raised here).
+    bundle.edit_config(|c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "cgroup"}));
+        c["process"]["oomScoreAdj"] = 200.into();
+    });
     // A host directory of the host's root: root in the container is not root there.
     let host_dir = tempfile::Builder::new().prefix("pdk-userns-").tempdir_in("/tmp").unwrap();
     std::fs::set_permissions(host_dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -298,6 +305,7 @@ fn a_user_namespace_maps_the_containers_ids_onto_the_hosts() {
     // The host sees the container's root as the mapped id.
     assert_eq!(status_field(pid, "Uid:"), MAPPED_BASE.to_string());
     assert_eq!(status_field(pid, "Gid:"), MAPPED_BASE.to_string());
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj")).unwrap().trim(), "200");
     let inside = |cmd: &str| p.ctl_ok(&["exec", &id, "--", "sh", "-c", cmd]).trim().to_string();
     assert_eq!(inside("id -u; id -g"), "0\n0");
     let map: Vec<String> = inside("cat /proc/self/uid_map").split_whitespace().map(String::from).collect();
@@ -305,6 +313,9 @@ fn a_user_namespace_maps_the_containers_ids_onto_the_hosts() {
     // Its files, owned by the mapped root on the host, are root's inside.
     assert_eq!(inside("stat -c %u:%g /bin/busybox"), "0:0");
     assert_eq!(inside("touch /tmp/mine && stat -c %u /tmp/mine"), "0");
+    // The filesystems mounted for it (tmpfs /dev, /dev/shm) are its root's, and writable.
+    assert_eq!(inside("stat -c %u:%g /dev /dev/shm"), "0:0\n0:0");
+    assert_eq!(inside("mkdir /dev/mine && stat -c %u /dev/mine"), "0");
     // The host root's directory is out of its reach (without the user namespace, its
     // CAP_DAC_OVERRIDE would let it write there).
     let write = p.ctl(&["exec", &id, "--", "touch", "/hostdir/x"]);

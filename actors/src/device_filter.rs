@@ -147,28 +147,32 @@ fn put_u64(attr: &mut [u8], offset: usize, value: u64) {
     attr[offset..offset + 8].copy_from_slice(&value.to_ne_bytes());
 }
 
-/// Loads the program for `rules`; the kernel's verifier log is in the error if it refuses.
+/// Loads the program for `rules`. Without a verifier log first (a log too small for a long
+/// program would itself fail the load); if the kernel refuses, again with one, for the error.
 fn load(rules: &[LinuxDeviceCgroup]) -> std::io::Result<OwnedFd> {
     let prog = program(rules);
     let license = c"Apache-2.0";
-    let mut log = vec![0u8; 64 * 1024];
-    let mut attr = [0u8; 128];
-    put_u32(&mut attr, 0, BPF_PROG_TYPE_CGROUP_DEVICE);
-    put_u32(&mut attr, 4, prog.len() as u32);
-    put_u64(&mut attr, 8, prog.as_ptr() as u64);
-    put_u64(&mut attr, 16, license.as_ptr() as u64);
-    put_u32(&mut attr, 24, 1); // log_level
-    put_u32(&mut attr, 28, log.len() as u32);
-    put_u64(&mut attr, 32, log.as_mut_ptr() as u64);
-    match bpf(BPF_PROG_LOAD, &mut attr) {
-        // SAFETY: BPF_PROG_LOAD returned a new descriptor that we now own.
-        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
-        Err(e) => {
-            let end = log.iter().position(|b| *b == 0).unwrap_or(0);
-            let verifier = String::from_utf8_lossy(&log[..end]).trim().to_string();
-            Err(std::io::Error::new(e.kind(), format!("loading the device filter: {e}: {verifier}")))
+    let try_load = |log: Option<&mut [u8]>| {
+        let mut attr = [0u8; 128];
+        put_u32(&mut attr, 0, BPF_PROG_TYPE_CGROUP_DEVICE);
+        put_u32(&mut attr, 4, prog.len() as u32);
+        put_u64(&mut attr, 8, prog.as_ptr() as u64);
+        put_u64(&mut attr, 16, license.as_ptr() as u64);
+        if let Some(log) = log {
+            put_u32(&mut attr, 24, 1); // log_level
+            put_u32(&mut attr, 28, log.len() as u32);
+            put_u64(&mut attr, 32, log.as_mut_ptr() as u64);
         }
-    }
+        // SAFETY: BPF_PROG_LOAD returns a new descriptor that we then own.
+        bpf(BPF_PROG_LOAD, &mut attr).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    };
+    try_load(None).or_else(|e| {
+        let mut log = vec![0u8; 1 << 20];
+        let retried = try_load(Some(&mut log));
+        let end = log.iter().position(|b| *b == 0).unwrap_or(0);
+        let verifier = String::from_utf8_lossy(&log[..end]).trim().to_string();
+        retried.map_err(|_| std::io::Error::new(e.kind(), format!("loading the device filter: {e}: {verifier}")))
+    })
 }
 
 /// The ids of the device programs attached to `cgroup`.

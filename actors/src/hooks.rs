@@ -121,8 +121,13 @@ fn state_json(meta: &Meta, stage: Stage) -> String {
     state.to_oci_json().to_string()
 }
 
+/// How long a hook without a `timeout` may run. The spec lets such a hook run forever, but a
+/// hung hook would hold its container's operations (and, for the hooks the sandbox runs, its
+/// whole pod) with it; this bound is far above what any hook takes.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
 fn timeout_of(hook: &Hook) -> Option<Duration> {
-    hook.timeout().and_then(|t| u64::try_from(t).ok()).map(Duration::from_secs)
+    Some(hook.timeout().and_then(|t| u64::try_from(t).ok()).map_or(DEFAULT_TIMEOUT, Duration::from_secs))
 }
 
 fn failure(meta: &Meta, stage: Stage, i: usize, hook: &Hook, e: impl std::fmt::Display) -> ApiError {
@@ -203,6 +208,7 @@ fn run_one(
     let pid = running.pid;
     let result = running.wait();
     crate::process::forget(pid);
+    crate::process::reap_orphans_if_on();
     result.map_err(|e| failure(meta, stage, i, hook, e))
 }
 

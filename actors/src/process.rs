@@ -64,9 +64,7 @@ impl ChildProcess {
             };
             forget(pid);
             let _ = tx.send(Some(ended));
-            if REAP_ORPHANS.load(std::sync::atomic::Ordering::Relaxed) {
-                reap_orphans();
-            }
+            reap_orphans_if_on();
         });
         Ok(Self { pid, pidfd: Arc::new(pidfd), ended: rx })
     }
@@ -116,6 +114,14 @@ impl ChildProcess {
     pub async fn kill(&self) -> Ended {
         let _ = self.signal(libc::SIGKILL);
         self.ended().await
+    }
+}
+
+/// Runs [`reap_orphans`] if paddockd turned the orphan reaper on: after reaping a watched
+/// child, since the reaper stops at the first watched zombie it meets.
+pub(crate) fn reap_orphans_if_on() {
+    if REAP_ORPHANS.load(std::sync::atomic::Ordering::Relaxed) {
+        reap_orphans();
     }
 }
 

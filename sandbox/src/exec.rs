@@ -24,6 +24,8 @@ pub struct ExecConfig<'a> {
     pub namespaces: &'a Namespaces,
     /// The container's seccomp filter.
     pub seccomp: Option<Arc<seccomp::Filter>>,
+    /// The sandbox's procfs.
+    pub proc: &'a OwnedFd,
     /// The caller's stdio.
     pub stdio: [Option<OwnedFd>; 3],
     /// The caller's console socket, for a process with a terminal.
@@ -83,16 +85,19 @@ fn setup(config: &ExecConfig<'_>, seccomp: Option<&Arc<seccomp::Filter>>) -> Res
     sync::reset_process_state()?;
     cgroup::join(config.cgroups).map_err(|e| ApiError::io("joining the container's cgroup", e))?;
     let ns = config.namespaces;
-    // The user namespace first: entering the others needs capabilities in it.
+    process::apply_limits(config.process, config.proc)?;
+    // The cgroup namespace first: the init made it before it entered its user namespace, so
+    // it belongs to the sandbox's, where we still hold our capabilities. Then the user
+    // namespace: entering the mount namespace needs capabilities in it.
+    if let Some(cgroup) = &ns.cgroup {
+        nix::sched::setns(cgroup, CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| ApiError::io("entering the cgroup namespace", e))?;
+    }
     if let Some(user) = &ns.user {
         nix::sched::setns(user, CloneFlags::CLONE_NEWUSER)
             .map_err(|e| ApiError::io("entering the user namespace", e))?;
     }
     nix::sched::setns(&ns.mnt, CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("entering the mount namespace", e))?;
-    if let Some(cgroup) = &ns.cgroup {
-        nix::sched::setns(cgroup, CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| ApiError::io("entering the cgroup namespace", e))?;
-    }
     crate::console::connect(config.process.terminal().unwrap_or(false), config.console.as_ref(), &config.stdio)?;
     process::apply(config.process, seccomp)
 }

@@ -14,15 +14,15 @@ use crate::containers::Namespaces;
 
 /// Runs `hooks` in order, each with `state` on its stdin; the first failure is the error.
 pub fn run(id: &str, stage: &str, hooks: Vec<HookCall>, state: &str, ns: &Namespaces) -> Result<(), ApiError> {
-    // The user namespace first: entering the others needs capabilities in it.
+    // In the order exec enters them (see crate::exec): cgroup, user, mount.
     let mut join = Vec::new();
+    if let Some(cgroup) = &ns.cgroup {
+        join.push((cgroup, CloneFlags::CLONE_NEWCGROUP.bits()));
+    }
     if let Some(user) = &ns.user {
         join.push((user, CloneFlags::CLONE_NEWUSER.bits()));
     }
     join.push((&ns.mnt, CloneFlags::CLONE_NEWNS.bits()));
-    if let Some(cgroup) = &ns.cgroup {
-        join.push((cgroup, CloneFlags::CLONE_NEWCGROUP.bits()));
-    }
     let place = sys::hook::Place { join, cwd: Some(Path::new("/")) };
     for (i, mut call) in hooks.into_iter().enumerate() {
         let path = call.path.clone();

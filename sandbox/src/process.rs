@@ -75,11 +75,9 @@ fn cstring(what: &str, s: impl AsRef<[u8]>) -> Result<CString, ApiError> {
 /// capability is dropped, and the remaining steps (user switch, capabilities, chdir, the
 /// start handshake) run under it, as they do under runc.
 pub fn apply(process: &Process, seccomp: Option<&Arc<Filter>>) -> Result<ExecPlan, ApiError> {
-    set_rlimits(process)?;
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
-            .map_err(|e| ApiError::io(format!("setting oomScoreAdj {adj}"), e))?;
-    }
+    // Nothing of the sandbox's goes through execve, whatever it left inheritable; done here,
+    // before the filter, which may not allow close_range.
+    sys::cloexec_from(3).map_err(|e| ApiError::io("marking descriptors close-on-exec", e))?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
     if let (Some(filter), false) = (seccomp, no_new_privs) {
         filter.install().map_err(|e| {
@@ -119,6 +117,27 @@ pub fn apply(process: &Process, seccomp: Option<&Arc<Filter>>) -> Result<ExecPla
         env.iter().map(|e| cstring("process.env", e)).collect::<Result<_, _>>()?,
         seccomp.filter(|_| no_new_privs).cloned(),
     ))
+}
+
+/// The process's rlimits and oomScoreAdj: raising a hard limit or lowering the score needs
+/// CAP_SYS_RESOURCE in the host's user namespace, so this comes before the process enters the
+/// container's user namespace (if it has one).
+/// `proc` is the sandbox's procfs, which the caller (in the sandbox's PID namespace) sees
+/// itself in, whatever mount namespace it is in.
+pub fn apply_limits(process: &Process, proc: &std::os::fd::OwnedFd) -> Result<(), ApiError> {
+    set_rlimits(process)?;
+    if let Some(adj) = process.oom_score_adj() {
+        let err = |e: std::io::Error| ApiError::io(format!("setting oomScoreAdj {adj}"), e);
+        let file = rustix::fs::openat(
+            proc,
+            "self/oom_score_adj",
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| err(e.into()))?;
+        rustix::io::write(&file, adj.to_string().as_bytes()).map_err(|e| err(e.into()))?;
+    }
+    Ok(())
 }
 
 fn set_rlimits(process: &Process) -> Result<(), ApiError> {

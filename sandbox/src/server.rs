@@ -264,6 +264,7 @@ impl Server {
         let id = request.id.clone();
         let process: oci_spec::runtime::Process = serde_json::from_str(&request.process)
             .map_err(|e| ApiError::invalid_spec(format!("invalid OCI process for exec: {e}")))?;
+        let proc = self.proc()?;
         let record = self.containers.get(&id)?;
         if matches!(record.phase, Phase::Exited(_)) {
             return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")));
@@ -277,6 +278,7 @@ impl Server {
             cgroups: &record.cgroups,
             namespaces: &record.namespaces,
             seccomp: record.seccomp.clone(),
+            proc,
             stdio,
             console,
             extra,

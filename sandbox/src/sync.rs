@@ -140,16 +140,13 @@ pub fn connect_stdio(stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Marks every descriptor from 3 up close-on-exec, then places `extra` at descriptors 3, 4, …
-/// of the calling child (inherited across `execve`), as runc's `--preserve-fds` does, first moving `sync` above them so it survives for the exec's
+/// Places `extra` at descriptors 3, 4, … of the calling child (inherited across `execve`; every
+/// other descriptor from 3 up is close-on-exec by then, see [`crate::process::apply`]), as
+/// runc's `--preserve-fds` does, first moving `sync` above them so it survives for the exec's
 /// verdict; returns `sync` (perhaps renumbered). Whatever else the child held on those numbers
 /// is replaced: after this only the exec follows.
 pub fn place_extra_fds(extra: &[OwnedFd], sync: OwnedFd) -> Result<OwnedFd, (OwnedFd, ApiError)> {
     let top = 3 + extra.len() as i32;
-    // Nothing else of the sandbox's goes through execve, whatever it left inheritable.
-    if let Err(e) = sys::cloexec_from(3) {
-        return Err((sync, ApiError::io("marking descriptors close-on-exec", e)));
-    }
     if extra.is_empty() {
         return Ok(sync);
     }

@@ -169,7 +169,11 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max
                     let result = if waits_for_exit(&frame.request) {
                         let mut phase = control.phase.subscribe();
                         let on_hangup = kill_on_hangup(&frame.request);
+                        // Biased: a wait that has its answer wins over a hangup at the same
+                        // moment, so a process that already ended is never killed (its pid may
+                        // be reused).
                         tokio::select! {
+                            biased;
                             result = route(&supervisor, frame.request) => result,
                             _ = phase.wait_for(|p| *p == Phase::Cancelling) => Err(ApiError::new(
                                 ErrorKind::Unavailable,

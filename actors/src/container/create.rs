@@ -143,6 +143,10 @@ pub(crate) async fn create(
         warn!(container = %id, "create failed: {e}");
         parts.destroy().await;
         let _ = blocking(move || store.remove(&id)).await;
+        // As runc's destroy after a failed create: the poststop hooks, warnings only.
+        if joined.is_none() {
+            hooks::run_here_warning_only(&meta, Stage::Poststop).await;
+        }
         return Err(e);
     }
     let cgroup = parts.cgroups.first().cloned();

@@ -124,8 +124,10 @@ impl ContainerActor {
                 }
                 .await;
                 if hooked.is_err() {
-                    // Its init goes, so that a later start begins afresh.
+                    // Its init goes, so that a later start begins afresh; then, as after a
+                    // failed create, the poststop hooks.
                     let _ = sandbox.send(Call(SandboxRequest::Destroy { id: id.clone() })).await;
+                    hooks::run_here_warning_only(&meta, Stage::Poststop).await;
                 }
                 hooked
             }

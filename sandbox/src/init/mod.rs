@@ -175,7 +175,7 @@ fn setup(
             .map_err(|e| ApiError::io(format!("rootfs {}", config.rootfs.display()), e))?;
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
     let mut binds: VecDeque<PathBuf> = config.binds.iter().cloned().collect();
-    mounts::mount_all(root.as_fd(), spec_mounts, &mut binds, &cgroup_paths)?;
+    mounts::mount_all(root.as_fd(), spec_mounts, &mut binds, &cgroup_paths, mounts::Owners::of(spec).as_ref())?;
     if !spec_mounts.iter().any(|m| m.destination() == std::path::Path::new("/dev") && wire::mounts::is_bind(m)) {
         devices::create_default(root.as_fd())?;
     }
@@ -199,17 +199,23 @@ fn setup(
         mounts::mask_paths(slash.as_fd(), linux.masked_paths().as_deref().unwrap_or_default())?;
         mounts::readonly_paths(slash.as_fd(), linux.readonly_paths().as_deref().unwrap_or_default())?;
     }
-    // Last: a detached mount cannot be attached beneath a shared one (the masks are).
+    drop(slash);
+    process::apply_limits(process, config.proc)?;
+    if wants_namespace(spec, LinuxNamespaceType::User) || needs_locking(spec) {
+        enter_user_namespace(sync)?;
+    }
+    // After the user namespace: copying the mount namespace into a less privileged one turns
+    // shared mounts into slaves. And after the masks: a detached mount cannot be attached
+    // beneath a shared one.
     if let Some(propagation) = spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
         let (flag, recursive) = wire::mounts::propagation_of(propagation).ok_or_else(|| {
             ApiError::invalid_spec(format!("linux.rootfsPropagation {propagation:?} is not a propagation"))
         })?;
+        let slash =
+            rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(|e| ApiError::io("open /", e))?;
         sys::set_propagation(slash.as_fd(), recursive, flag)
             .map_err(|e| ApiError::io(format!("setting the root's propagation to {propagation}"), e))?;
-    }
-    drop(slash);
-    if wants_namespace(spec, LinuxNamespaceType::User) || needs_locking(spec) {
-        enter_user_namespace(sync)?;
     }
 
     // The terminal before the process drops its privileges, as runc does: the pty is opened

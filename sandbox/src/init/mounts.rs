@@ -45,6 +45,71 @@ impl CgroupPaths {
     }
 }
 
+/// A user-namespaced container's id mappings, so that the filesystems the sandbox mounts for
+/// it (in the host's user namespace) belong to the ids the container sees: a tmpfs's root to
+/// the container's root, and `uid=`/`gid=` options read as the container's ids, as they would
+/// be had the container mounted them itself (as runc's do).
+pub struct Owners {
+    uids: Vec<(u32, u32, u32)>,
+    gids: Vec<(u32, u32, u32)>,
+}
+
+impl Owners {
+    /// The mappings of `spec`, if it gives the container a user namespace.
+    pub fn of(spec: &oci_spec::runtime::Spec) -> Option<Self> {
+        let linux = spec.linux().as_ref()?;
+        let user_ns = linux
+            .namespaces()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User);
+        if !user_ns {
+            return None;
+        }
+        let maps = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+            m.as_deref().unwrap_or_default().iter().map(|m| (m.container_id(), m.host_id(), m.size())).collect()
+        };
+        Some(Self { uids: maps(linux.uid_mappings()), gids: maps(linux.gid_mappings()) })
+    }
+
+    fn host(maps: &[(u32, u32, u32)], id: u32) -> Option<u32> {
+        maps.iter()
+            .find(|(c, _, size)| id >= *c && u64::from(id) < u64::from(*c) + u64::from(*size))
+            .map(|(c, h, _)| h + (id - c))
+    }
+
+    /// `data` with its `uid=`/`gid=` translated to host ids, and a tmpfs given the container's
+    /// root as owner when it names none.
+    fn translate(&self, fstype: &str, data: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = data
+            .iter()
+            .map(|opt| {
+                let translated = match opt.split_once('=') {
+                    Some(("uid", v)) => {
+                        v.parse().ok().and_then(|id| Self::host(&self.uids, id)).map(|h| format!("uid={h}"))
+                    }
+                    Some(("gid", v)) => {
+                        v.parse().ok().and_then(|id| Self::host(&self.gids, id)).map(|h| format!("gid={h}"))
+                    }
+                    _ => None,
+                };
+                translated.unwrap_or_else(|| opt.clone())
+            })
+            .collect();
+        if fstype == "tmpfs" {
+            for (key, maps) in [("uid", &self.uids), ("gid", &self.gids)] {
+                if !data.iter().any(|o| o.starts_with(&format!("{key}="))) {
+                    if let Some(root) = Self::host(maps, 0) {
+                        out.push(format!("{key}={root}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Performs the spec's mounts, in order, beneath `root`; bind mounts move the gofer's
 /// mounts from where the sandbox staged them (`binds`, in order).
 pub fn mount_all(
@@ -52,6 +117,7 @@ pub fn mount_all(
     mounts: &[Mount],
     binds: &mut VecDeque<PathBuf>,
     cgroups: &CgroupPaths,
+    owners: Option<&Owners>,
 ) -> Result<(), ApiError> {
     for m in mounts {
         if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
@@ -65,7 +131,7 @@ pub fn mount_all(
                 .map_err(|e| mount_error(m.destination(), format!("staged mount: {e}")))?;
             attach_bind(root, m, &fd)?;
         } else {
-            mount_kernel_fs(root, m)?;
+            mount_kernel_fs(root, m, owners)?;
         }
     }
     Ok(())
@@ -87,7 +153,7 @@ fn attach_bind(root: BorrowedFd<'_>, m: &Mount, fd: &OwnedFd) -> Result<(), ApiE
     Ok(())
 }
 
-fn mount_kernel_fs(root: BorrowedFd<'_>, m: &Mount) -> Result<(), ApiError> {
+fn mount_kernel_fs(root: BorrowedFd<'_>, m: &Mount, owners: Option<&Owners>) -> Result<(), ApiError> {
     let dest = m.destination();
     let options = parse_options(m.options().as_deref().unwrap_or_default());
     let fstype = m.typ().as_deref().unwrap_or_default();
@@ -96,8 +162,9 @@ fn mount_kernel_fs(root: BorrowedFd<'_>, m: &Mount) -> Result<(), ApiError> {
     }
     let target = make_beneath(root, dest, Create::Dir).map_err(|e| mount_error(dest, format!("mount point: {e}")))?;
     let source = m.source().as_ref().and_then(|s| s.to_str());
-    let fd = new_mount(fstype, source, &options.data, options.attrs)
-        .map_err(|e| mount_error(dest, format!("{fstype}: {e}")))?;
+    let data = owners.map_or_else(|| options.data.clone(), |o| o.translate(fstype, &options.data));
+    let fd =
+        new_mount(fstype, source, &data, options.attrs).map_err(|e| mount_error(dest, format!("{fstype}: {e}")))?;
     attach(fd.as_fd(), target.as_fd()).map_err(|e| mount_error(dest, format!("attach: {e}")))?;
     if let Some(propagation) = options.propagation {
         sys::set_propagation(fd.as_fd(), false, propagation)

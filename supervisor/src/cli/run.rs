@@ -150,6 +150,11 @@ static PRESERVED: std::sync::Mutex<Vec<std::os::fd::OwnedFd>> = std::sync::Mutex
 /// Takes ctl's descriptors 3 … 3+count-1 for the container's process (runc's
 /// `--preserve-fds`); call before ctl opens anything of its own. Each must be open.
 pub fn preserve_fds(count: u32) -> anyhow::Result<()> {
+    // One request carries them all, beside the three standard streams and the console socket.
+    const MOST: u32 = wire::fds::MAX_FDS_PER_FRAME as u32 - 4;
+    if count > MOST {
+        anyhow::bail!("--preserve-fds {count}: at most {MOST} descriptors can be passed on");
+    }
     let mut taken = Vec::with_capacity(count as usize);
     for fd in 3..3 + count as i32 {
         // SAFETY: only duplicated (to a close-on-exec copy above the range), never closed or
