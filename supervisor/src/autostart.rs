@@ -90,19 +90,13 @@ fn start_daemon(root: &Path) -> anyhow::Result<()> {
         .stdout(log.try_clone()?)
         .stderr(log);
     // SAFETY: ctl is single-threaded here; the closure only calls async-signal-safe
-    // functions (setsid, dup2, fcntl).
+    // functions (setsid, dup2, fcntl, close_range).
     unsafe {
         command.pre_exec(move || {
             libc::setsid();
-            if ready_raw == READY_FD {
-                let flags = libc::fcntl(READY_FD, libc::F_GETFD);
-                libc::fcntl(READY_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            } else if libc::dup2(ready_raw, READY_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
             // paddockd gets only its readiness pipe of the caller's descriptors: it outlives
             // the caller, and passes nothing on to containers that it did not mean to.
-            sys::cloexec_from(READY_FD + 1)
+            sys::inherit_only(ready_raw, READY_FD)
         });
     }
     let mut child = command.spawn().with_context(|| format!("starting {}", binary.display()))?;

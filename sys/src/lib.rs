@@ -25,3 +25,23 @@ pub fn cloexec_from(first: i32) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+/// Makes `fd` the calling process's descriptor `target`, inheritable, and every descriptor
+/// above `target` close-on-exec: a child about to execute keeps stdio and this one only.
+/// Async-signal-safe: for the child side of a fork (`pre_exec`).
+pub fn inherit_only(fd: i32, target: i32) -> std::io::Result<()> {
+    // SAFETY: fcntl and dup2 on descriptor numbers only; dup2 onto `target` replaces whatever
+    // the child had there, which is what is asked.
+    unsafe {
+        if fd == target {
+            // dup2 onto itself would leave it close-on-exec.
+            let flags = libc::fcntl(target, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(target, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        } else if libc::dup2(fd, target) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    cloexec_from(target + 1)
+}

@@ -45,16 +45,7 @@ pub fn spawn(root: &Path, id: &str, pid: Option<i32>) -> anyhow::Result<i32> {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
     // SAFETY: only async-signal-safe calls (dup2, fcntl, close_range) between fork and exec.
     unsafe {
-        cmd.pre_exec(move || {
-            if ready_raw == READY_FD {
-                // dup2 onto itself would leave it close-on-exec.
-                let flags = libc::fcntl(READY_FD, libc::F_GETFD);
-                libc::fcntl(READY_FD, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            } else if libc::dup2(ready_raw, READY_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            sys::cloexec_from(READY_FD + 1)
-        });
+        cmd.pre_exec(move || sys::inherit_only(ready_raw, READY_FD));
     }
     let child = cmd.spawn()?;
     drop(ready_write);
