@@ -256,7 +256,7 @@ impl Cgroup {
     pub fn remove(self) -> Result<(), ApiError> {
         let mut failure = None;
         for dir in &self.places() {
-            match std::fs::remove_dir(dir) {
+            match remove_dir_once_idle(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -267,13 +267,29 @@ impl Cgroup {
             // Parents may be shared with other containers: stop at the first that is not empty.
             let mut parent = dir.parent();
             while let Some(p) = parent {
-                if !p.components().any(|c| c.as_os_str() == BASE) || std::fs::remove_dir(p).is_err() {
+                if !p.components().any(|c| c.as_os_str() == BASE) || remove_dir_once_idle(p).is_err() {
                     break;
                 }
                 parent = p.parent();
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Removes a cgroup directory. EBUSY can be passing: a child cgroup removed a moment ago goes
+/// offline asynchronously in the kernel, and a process killed a moment ago may not have left
+/// yet. So it is retried for a short while; anything else (ENOTEMPTY: a parent shared with
+/// other containers) is returned at once.
+fn remove_dir_once_idle(dir: &Path) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
+        }
     }
 }
 
