@@ -256,7 +256,8 @@ impl Cgroup {
     pub fn remove(self) -> Result<(), ApiError> {
         let mut failure = None;
         for dir in &self.places() {
-            match remove_dir_once_idle(dir) {
+            // The leaf at once: EBUSY there means processes are still in it.
+            match std::fs::remove_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -277,16 +278,24 @@ impl Cgroup {
     }
 }
 
-/// Removes a cgroup directory. EBUSY can be passing: a child cgroup removed a moment ago goes
-/// offline asynchronously in the kernel, and a process killed a moment ago may not have left
-/// yet. So it is retried for a short while; anything else (ENOTEMPTY: a parent shared with
-/// other containers) is returned at once.
+/// Removes a parent cgroup directory whose child was just removed. The kernel answers EBUSY
+/// for a cgroup with children, and also, for a moment, for one whose last child was just
+/// removed (the child goes offline asynchronously): only the latter (no child directory
+/// left) is retried, for a short while.
 fn remove_dir_once_idle(dir: &Path) -> std::io::Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    let has_children = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .map_or(true, |entries| entries.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
     loop {
         match std::fs::remove_dir(dir) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline
+                    && !has_children(dir) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(2));
             }
             other => return other,
         }
