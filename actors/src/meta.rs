@@ -2,8 +2,9 @@
 //!
 //! Every change is saved at once and atomically: a temporary file is written and fsynced,
 //! renamed over `meta.json`, and the directory is fsynced. A crash at any instant leaves the
-//! old or the new file, never a torn one. A directory without `meta.json` is a container
-//! that was never fully created or was half deleted: it does not exist, and is cleaned up.
+//! old or the new file, never a torn one. A container's directory appears whole (made under a
+//! reserved name and renamed into place) and disappears at once (renamed to a reserved name,
+//! then deleted), so a directory under a container's name always holds its `meta.json`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -19,6 +20,10 @@ pub const META_FILE: &str = "meta.json";
 /// The lock file's name.
 pub const LOCK_FILE: &str = "meta.lock";
 const TEMP_FILE: &str = "meta.json.tmp";
+/// Where a container's directory is made before it is renamed into place.
+const STAGING_PREFIX: &str = "paddockd.new.";
+/// Where a container's directory goes before it is deleted.
+const TRASH_PREFIX: &str = "paddockd.trash.";
 /// The version of the metadata format written by this build.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -157,28 +162,63 @@ impl MetaStore {
 
     /// Creates the container's directory and its first metadata. Fails with
     /// [`ErrorKind::AlreadyExists`] if a container of that id exists on disk.
+    ///
+    /// The directory is made whole under a reserved name (lock file and `meta.json` inside)
+    /// and renamed into place, so a crash at any instant leaves either no directory of that
+    /// id or a complete one; a reserved leftover is emptied by [`MetaStore::load_all`].
     pub fn create(&self, meta: &Meta) -> Result<(), ApiError> {
         let dir = self.dir(&meta.id);
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if dir.join(META_FILE).exists() {
-                    return Err(ApiError::new(
-                        ErrorKind::AlreadyExists,
-                        format!("container {} already exists", wire::ids::show_id(&meta.id)),
-                    ));
+        if dir.join(META_FILE).exists() {
+            return Err(already_exists(&meta.id));
+        }
+        let staging = self.reserved_path(STAGING_PREFIX, &meta.id);
+        std::fs::DirBuilder::new().mode(0o700).create(&staging).map_err(|e| io_err("mkdir", &staging, e))?;
+        let staged = self.write_meta(&staging, meta).and_then(|()| self.move_into_place(&staging, &dir, &meta.id));
+        if staged.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        staged
+    }
+
+    /// Renames a staged directory to the container's name. A directory of that name without
+    /// `meta.json` is a leftover of an older build's crash and is replaced.
+    fn move_into_place(&self, staging: &Path, dir: &Path, id: &str) -> Result<(), ApiError> {
+        for _ in 0..2 {
+            match std::fs::rename(staging, dir) {
+                Ok(()) => return sync_dir(&self.root),
+                // rename(2) replaces only an empty directory: a non-empty one is either a
+                // container (someone else won the race) or a leftover.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
+                    if dir.join(META_FILE).exists() {
+                        return Err(already_exists(id));
+                    }
+                    self.discard(dir)?;
                 }
-                // Leftovers of a create or delete that crashed half-way: not a container.
-                std::fs::remove_dir_all(&dir).map_err(|e| io_err("removing leftovers", &dir, e))?;
-                std::fs::DirBuilder::new().mode(0o700).create(&dir).map_err(|e| io_err("mkdir", &dir, e))?;
+                Err(e) => return Err(io_err("renaming into place", dir, e)),
             }
-            Err(e) => return Err(io_err("mkdir", &dir, e)),
         }
-        if let Err(e) = self.save(meta) {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e);
+        Err(already_exists(id))
+    }
+
+    /// A path in the state root that [`MetaStore::load_all`] never takes for a container.
+    fn reserved_path(&self, prefix: &str, id: &str) -> PathBuf {
+        static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.root.join(format!("{prefix}{}.{}.{n}", wire::ids::dir_name(id), std::process::id()))
+    }
+
+    /// Takes a directory out of the container namespace at once (one rename, made durable)
+    /// and then deletes it; a crash before the deletion leaves a reserved name that the next
+    /// [`MetaStore::load_all`] empties.
+    fn discard(&self, dir: &Path) -> Result<(), ApiError> {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let trash = self.reserved_path(TRASH_PREFIX, &name);
+        match std::fs::rename(dir, &trash) {
+            Ok(()) => sync_dir(&self.root)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("removing", dir, e)),
         }
-        Ok(())
+        std::fs::remove_dir_all(&trash).map_err(|e| io_err("removing", &trash, e))
     }
 
     fn lock_file(&self, dir: &Path) -> Result<fd_lock::RwLock<File>, ApiError> {
@@ -196,8 +236,11 @@ impl MetaStore {
 
     /// Saves `meta` atomically (temp file, fsync, rename, fsync of the directory).
     pub fn save(&self, meta: &Meta) -> Result<(), ApiError> {
-        let dir = self.dir(&meta.id);
-        let mut lock = self.lock_file(&dir)?;
+        self.write_meta(&self.dir(&meta.id), meta)
+    }
+
+    fn write_meta(&self, dir: &Path, meta: &Meta) -> Result<(), ApiError> {
+        let mut lock = self.lock_file(dir)?;
         let _guard = lock.write().map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
         let json =
             serde_json::to_vec_pretty(meta).map_err(|e| ApiError::internal(format!("encoding metadata: {e}")))?;
@@ -214,7 +257,7 @@ impl MetaStore {
         drop(file);
         let path = dir.join(META_FILE);
         std::fs::rename(&tmp, &path).map_err(|e| io_err("renaming over", &path, e))?;
-        sync_dir(&dir)
+        sync_dir(dir)
     }
 
     /// Loads the metadata in a container directory.
@@ -242,7 +285,17 @@ impl MetaStore {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with(wire::ids::RESERVED_PREFIX) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            if name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX) {
+                // A create or delete that crashed half-way: never a container.
+                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                    errors.push(io_err("removing leftovers", &entry.path(), e));
+                }
+                continue;
+            }
+            if name.starts_with(wire::ids::RESERVED_PREFIX) {
                 continue;
             }
             let dir = entry.path();
@@ -259,22 +312,15 @@ impl MetaStore {
         (metas, errors)
     }
 
-    /// Removes a container's metadata: `meta.json` goes first (and that is durable), so a
-    /// crash part-way leaves a directory that is not a container; the rest follows.
+    /// Removes a container's metadata: its directory is renamed to a reserved name first (one
+    /// durable step: the container is gone), then deleted.
     pub fn remove(&self, id: &str) -> Result<(), ApiError> {
-        let dir = self.dir(id);
-        let path = dir.join(META_FILE);
-        match std::fs::remove_file(&path) {
-            Ok(()) => sync_dir(&dir)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("removing", &path, e)),
-        }
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("removing", &dir, e)),
-        }
+        self.discard(&self.dir(id))
     }
+}
+
+fn already_exists(id: &str) -> ApiError {
+    ApiError::new(ErrorKind::AlreadyExists, format!("container {} already exists", wire::ids::show_id(id)))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ApiError> {
@@ -341,7 +387,37 @@ mod tests {
         assert!(!root.path().join("half").exists());
         // A create over leftovers works.
         std::fs::create_dir(root.path().join("again")).unwrap();
+        std::fs::write(root.path().join("again").join(LOCK_FILE), b"").unwrap();
         store.create(&meta("again")).unwrap();
+        assert_eq!(store.load_dir(&store.dir("again")).unwrap().id, "again");
+    }
+
+    #[test]
+    fn a_create_or_delete_cut_short_leaves_only_reserved_names() {
+        let root = tempfile::tempdir().unwrap();
+        let store = MetaStore::new(root.path());
+        // A crash before the rename into place, and one after the rename to the trash.
+        for prefix in [STAGING_PREFIX, TRASH_PREFIX] {
+            let dir = store.reserved_path(prefix, "cut");
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join(META_FILE), b"{}").unwrap();
+        }
+        store.create(&meta("kept")).unwrap();
+        store.remove("kept").unwrap();
+        store.create(&meta("kept")).unwrap();
+        let names = || -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(root.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names().len(), 3, "{:?}", names());
+        let (all, errs) = store.load_all();
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(all.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["kept"]);
+        assert_eq!(names(), ["kept"]);
     }
 
     #[test]
