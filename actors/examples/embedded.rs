@@ -41,6 +41,7 @@ async fn run(root: std::path::PathBuf) -> Result<i32, Box<dyn std::error::Error>
             bundle: Default::default(),
             spec: SpecJson::from_spec(&spec)?,
             stdio: Stdio { stdout: FdSlot::new(stdout), stderr: FdSlot::new(stderr), ..Stdio::default() },
+            restore: None,
         })
         .await??;
     eprintln!("created {} (pid {:?})", created.id, created.pid);

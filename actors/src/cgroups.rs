@@ -202,6 +202,12 @@ impl Cgroup {
             .unwrap_or(0)
     }
 
+    /// The directory whose freezer controls the cgroup (v1's `freezer` hierarchy, or the v2
+    /// cgroup), if there is one.
+    pub fn freezer_dir(&self) -> Option<PathBuf> {
+        self.dirs().into_iter().find(|d| d.join("freezer.state").exists() || d.join("cgroup.freeze").exists())
+    }
+
     /// Freezes or thaws every process in it.
     pub fn set_frozen(&self, frozen: bool) -> Result<(), ApiError> {
         let state = if frozen { cgroups_rs::FreezerState::Frozen } else { cgroups_rs::FreezerState::Thawed };

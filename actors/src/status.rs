@@ -101,7 +101,9 @@ impl Operation {
             Operation::SignalProcess => &[Running],
             Operation::Pause => &[Running],
             Operation::Resume => &[Paused],
-            Operation::Checkpoint => &[Created, Running, Paused],
+            // CRIU dumps the user's processes: a created container has none yet (its init is
+            // paddock's own code, waiting for start).
+            Operation::Checkpoint => &[Running, Paused],
             Operation::Processes => &[Running, Paused],
             Operation::Events => &[Created, Running, Paused],
             Operation::Delete => &[Created, Stopped],
@@ -197,7 +199,7 @@ mod tests {
                 Operation::SignalProcess => vec![Running],
                 Operation::Pause => vec![Running],
                 Operation::Resume => vec![Paused],
-                Operation::Checkpoint => vec![Created, Running, Paused],
+                Operation::Checkpoint => vec![Running, Paused],
                 Operation::Processes => vec![Running, Paused],
                 Operation::Events => vec![Created, Running, Paused],
                 Operation::Delete => vec![Created, Stopped],

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{info, warn};
 use wire::api::{
-    CopyIn, CopyOut, Create, Delete, Exec, Executed, GetState, Kill, List, Pause, ProcessInfo, Ps, Resume, Start,
-    Update, Wait, WaitProcess,
+    Checkpoint, CopyIn, CopyOut, Create, Delete, Exec, Executed, GetState, Kill, List, Pause, ProcessInfo, Ps, Resume,
+    Start, Update, Wait, WaitProcess,
 };
 use wire::{ApiError, ContainerState, ErrorKind, ExitStatus};
 
@@ -230,6 +230,7 @@ forward!(Ps => Vec<ProcessInfo>);
 forward!(Pause => ContainerState);
 forward!(Resume => ContainerState);
 forward!(Update => ContainerState);
+forward!(Checkpoint => ContainerState);
 
 impl Handler<List> for Supervisor {
     type Result = ResponseFuture<Result<Vec<ContainerState>, ApiError>>;

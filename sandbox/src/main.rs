@@ -20,6 +20,7 @@ mod hooks;
 mod init;
 mod net;
 mod process;
+mod restore;
 mod sandbox_root;
 mod seccomp;
 mod server;

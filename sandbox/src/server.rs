@@ -21,8 +21,8 @@ use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use crate::containers::{Containers, Namespaces, Phase, Reaped, Record};
 use crate::exec::{self, ExecConfig};
-use crate::init::{self, InitConfig};
-use crate::{cgroup, sandbox_root};
+use crate::init::{self, InitConfig, WaitingInit};
+use crate::{cgroup, sandbox_root, seccomp};
 
 /// How long a gofer may take to hand over a mount.
 const GOFER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -221,6 +221,25 @@ impl Server {
             }
             set_sysctls(&proc, &spec)?;
             let stdio = [create.stdio.stdin.take(), create.stdio.stdout.take(), create.stdio.stderr.take()];
+            if let Some(plan) = create.restore.take() {
+                let pid = crate::restore::restore(crate::restore::RestoreConfig {
+                    id: &id,
+                    rootfs: &staged.rootfs,
+                    stdio,
+                    cgroups: &cgroups,
+                    proc: &proc,
+                    plan,
+                })?;
+                let seccomp = seccomp::for_spec(&spec)?.map(std::sync::Arc::new);
+                return match Namespaces::of(&proc, pid) {
+                    Ok(ns) => Ok(Launched::Running(pid, ns, seccomp)),
+                    Err(e) => {
+                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                        let _ = waitpid(pid, None);
+                        Err(ApiError::io(format!("container {id:?}: opening its namespaces"), e))
+                    }
+                };
+            }
             let console = create.stdio.console.take();
             let extra = extra_fds(&mut create.stdio)?;
             let waiting = init::spawn(InitConfig {
@@ -235,7 +254,7 @@ impl Server {
                 proc: &proc,
             })?;
             match Namespaces::of(&proc, waiting.pid) {
-                Ok(ns) => Ok((waiting, ns)),
+                Ok(ns) => Ok(Launched::Waiting(waiting, ns)),
                 Err(e) => {
                     let _ = nix::sys::signal::kill(waiting.pid, Signal::SIGKILL);
                     let _ = waitpid(waiting.pid, None);
@@ -243,20 +262,16 @@ impl Server {
                 }
             }
         })();
-        let (waiting, namespaces) = match result {
-            Ok(w) => w,
+        let (pid, namespaces, seccomp, phase) = match result {
+            Ok(Launched::Waiting(waiting, ns)) => (waiting.pid, ns, waiting.seccomp.clone(), Phase::Created(waiting)),
+            Ok(Launched::Running(pid, ns, seccomp)) => (pid, ns, seccomp, Phase::Running),
             Err(e) => {
                 sandbox_root::unstage(&staged);
                 return Err(e);
             }
         };
-        let pid = waiting.pid;
         let pidfd = pidfd_of(pid);
-        let seccomp = waiting.seccomp.clone();
-        self.containers.insert(
-            id,
-            Record { pid, phase: Phase::Created(waiting), staged, released: false, cgroups, namespaces, seccomp },
-        );
+        self.containers.insert(id, Record { pid, phase, staged, released: false, cgroups, namespaces, seccomp });
         Ok(SandboxReply::Created { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd) })
     }
 
@@ -382,6 +397,14 @@ fn extra_fds(stdio: &mut wire::Stdio) -> Result<Vec<OwnedFd>, ApiError> {
                 .ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("extra descriptor {} is missing", 3 + i)))
         })
         .collect()
+}
+
+/// A container's first process, as create leaves it.
+enum Launched {
+    /// Its init, set up and waiting for start.
+    Waiting(WaitingInit, Namespaces),
+    /// Its processes restored from a checkpoint, running.
+    Running(Pid, Namespaces, Option<std::sync::Arc<crate::seccomp::Filter>>),
 }
 
 fn pidfd_of(pid: Pid) -> Option<OwnedFd> {

@@ -230,6 +230,7 @@ pub async fn route(supervisor: &Addr<Supervisor>, request: Request) -> Result<Re
         Request::Pause(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
         Request::Resume(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
         Request::Update(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
+        Request::Checkpoint(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
     }
 }
 

@@ -270,6 +270,43 @@ pub struct Create {
     pub spec: SpecJson,
     /// The caller's stdio for the container's process.
     pub stdio: Stdio,
+    /// Restore the container's processes from a checkpoint instead of starting its process:
+    /// it is running once create returns.
+    #[serde(default)]
+    pub restore: Option<RestoreFrom>,
+}
+
+/// Where a restored container's checkpoint is, and how to read it (`ctl restore`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestoreFrom {
+    /// The checkpoint's image directory (absolute).
+    pub image_path: PathBuf,
+    /// Where CRIU writes its log and work files (absolute); the image directory if `None`.
+    pub work_path: Option<PathBuf>,
+    /// CRIU options the caller asked for (`--tcp-established`, `--file-locks`, ...).
+    pub criu_options: Vec<String>,
+    /// The CRIU program (`criu` from paddockd's `PATH` if `None`).
+    pub criu: Option<PathBuf>,
+}
+
+/// Checkpoints a running container's processes with CRIU (`ctl checkpoint`): they are
+/// dumped to `image_path` and, unless `leave_running`, killed, so the container stops.
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "actix", derive(actix::Message))]
+#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
+pub struct Checkpoint {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+    /// The image directory (absolute); created if missing, and must not hold a checkpoint.
+    pub image_path: PathBuf,
+    /// Where CRIU writes its log and work files (absolute); the image directory if `None`.
+    pub work_path: Option<PathBuf>,
+    /// Keep the container running after the dump.
+    pub leave_running: bool,
+    /// CRIU options the caller asked for (`--tcp-established`, `--file-locks`, ...).
+    pub criu_options: Vec<String>,
+    /// The CRIU program (`criu` from paddockd's `PATH` if `None`).
+    pub criu: Option<PathBuf>,
 }
 
 /// Starts the user's program in a created container.
@@ -515,6 +552,8 @@ pub enum Request {
     Resume(Resume),
     /// See [`Update`].
     Update(Update),
+    /// See [`Checkpoint`].
+    Checkpoint(Checkpoint),
 }
 
 impl Request {
@@ -537,6 +576,7 @@ impl Request {
             Request::Pause(_) => "pause",
             Request::Resume(_) => "resume",
             Request::Update(_) => "update",
+            Request::Checkpoint(_) => "checkpoint",
         }
     }
 }
@@ -647,6 +687,7 @@ mod tests {
                 console: FdSlot::Empty,
                 extra: Vec::new(),
             },
+            restore: Some(RestoreFrom { image_path: "/img".into(), ..Default::default() }),
         });
         match roundtrip_request(create) {
             Request::Create(c) => {
@@ -654,6 +695,7 @@ mod tests {
                 assert_eq!(c.spec, spec);
                 assert!(matches!(c.stdio.stdout, FdSlot::Pending));
                 assert!(matches!(c.stdio.stdin, FdSlot::Empty));
+                assert_eq!(c.restore.unwrap().image_path, PathBuf::from("/img"));
             }
             other => panic!("{other:?}"),
         }

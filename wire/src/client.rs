@@ -12,8 +12,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 
 use crate::api::{
-    ContainerState, CopyIn, CopyOut, Create, Delete, Exec, Executed, ExitStatus, GetState, Kill, List, Pause,
-    ProcessInfo, Ps, Reply, Request, RequestFrame, Resume, ServerFrame, Start, Update, Wait, WaitProcess,
+    Checkpoint, ContainerState, CopyIn, CopyOut, Create, Delete, Exec, Executed, ExitStatus, GetState, Kill, List,
+    Pause, ProcessInfo, Ps, Reply, Request, RequestFrame, Resume, ServerFrame, Start, Update, Wait, WaitProcess,
 };
 use crate::conn::Connection;
 use crate::error::{ApiError, ErrorKind, WireError};
@@ -185,6 +185,14 @@ impl Client {
     /// Changes a container's cgroup limits (`resources`: OCI `LinuxResources` JSON).
     pub fn update(&mut self, id: &str, resources: String) -> Result<ContainerState, ApiError> {
         match self.call(Request::Update(Update { id: id.into(), resources }))? {
+            Reply::State(s) => Ok(s),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Checkpoints a running container with CRIU.
+    pub fn checkpoint(&mut self, checkpoint: Checkpoint) -> Result<ContainerState, ApiError> {
+        match self.call(Request::Checkpoint(checkpoint))? {
             Reply::State(s) => Ok(s),
             other => Err(unexpected(other)),
         }

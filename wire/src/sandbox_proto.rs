@@ -35,6 +35,35 @@ pub struct CreateContainer {
     /// Run a container whose init exited again (its restart policy), on the mounts the
     /// sandbox kept for it; `mounts` is then empty.
     pub again: bool,
+    /// Restore the container's processes with CRIU instead of forking its init.
+    pub restore: Option<RestoreInSandbox>,
+}
+
+/// How the sandbox runs CRIU to restore a container's processes into itself.
+///
+/// CRIU runs as a child of the sandbox, in the sandbox's PID, network, UTS and IPC
+/// namespaces (which the restored processes share) but in a private copy of the host's mount
+/// namespace (where CRIU, the images and the logs are) and the host's cgroup namespace. With
+/// `--restore-sibling` the restored init becomes the sandbox's own child.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RestoreInSandbox {
+    /// The CRIU program, a host path.
+    pub criu: PathBuf,
+    /// CRIU's arguments (`restore`, the image, work and log options, ...); the sandbox adds
+    /// the root, the namespaces and the inherited descriptors.
+    pub args: Vec<String>,
+    /// A directory in the host's tree (empty, paddockd's) where the container's root is
+    /// attached for CRIU's `--root`.
+    pub root_mountpoint: PathBuf,
+    /// For each of stdin, stdout and stderr: CRIU's key for the descriptor the checkpoint
+    /// had there, which the caller's descriptor replaces (`None`: nothing to replace).
+    pub stdio_keys: Vec<Option<String>>,
+    /// The restored init's pid in the sandbox's PID namespace (as dumped).
+    pub init_pid: i32,
+    /// paddockd's mount namespace (the host's).
+    pub host_mnt: FdSlot,
+    /// paddockd's cgroup namespace (the host's).
+    pub host_cgroup: FdSlot,
 }
 
 /// Runs another process in a container.
@@ -138,6 +167,9 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots_mut();
                 slots.extend(c.mounts.iter_mut());
                 slots.extend(c.cgroups.iter_mut());
+                if let Some(r) = c.restore.as_mut() {
+                    slots.extend([&mut r.host_mnt, &mut r.host_cgroup]);
+                }
                 slots
             }
             SandboxRequest::Exec(e) => e.stdio.slots_mut(),
@@ -151,6 +183,9 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots();
                 slots.extend(c.mounts.iter());
                 slots.extend(c.cgroups.iter());
+                if let Some(r) = c.restore.as_ref() {
+                    slots.extend([&r.host_mnt, &r.host_cgroup]);
+                }
                 slots
             }
             SandboxRequest::Exec(e) => e.stdio.slots(),
@@ -279,6 +314,7 @@ mod tests {
                 mounts: vec![FdSlot::new(OwnedFd::from(g1)), FdSlot::new(OwnedFd::from(g3))],
                 cgroups: vec![],
                 again: false,
+                restore: None,
             }),
         };
         tx.send(&req).unwrap();

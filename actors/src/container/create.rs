@@ -7,13 +7,14 @@
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tracing::{info, warn};
-use wire::api::Create;
+use wire::api::{Create, RestoreFrom};
 use wire::gofer_proto::GoferSetup;
-use wire::sandbox_proto::{CreateContainer, SandboxReply, SandboxRequest};
+use wire::sandbox_proto::{CreateContainer, RestoreInSandbox, SandboxReply, SandboxRequest};
 use wire::{ApiError, ErrorKind, FdSlot, GoferStatus, Status};
 
 use super::{now_rfc3339, save, ContainerActor, GoferHandle, Parts};
@@ -127,6 +128,13 @@ pub(crate) async fn create(
         return Err(ApiError::invalid_argument(format!("bundle {} is not an absolute path", msg.bundle.display())));
     }
     spec::overlay_of(&spec, config.default_overlay)?;
+    if let Some(from) = &msg.restore {
+        restorable(&msg.id, &spec, joined.is_some())?;
+        // Before anything is made: a checkpoint that is not there fails at once.
+        let image = from.image_path.clone();
+        blocking(move || crate::criu::read_record(&image).map(drop)).await?;
+        crate::criu::program(from.criu.as_deref())?;
+    }
     let sandbox_id = joined.as_ref().map_or(msg.id.clone(), |j| j.sandbox_id.clone());
     let mut meta = new_meta(&msg, spec, &sandbox_id)?;
     {
@@ -221,14 +229,101 @@ async fn build_root(
         let cgroup = cgroup.clone();
         blocking(move || cgroup.open_dirs()).await?
     };
-    let host_pid =
-        create_in_sandbox(&sandbox, meta, std::mem::take(&mut msg.stdio), sandbox_ends, cgroup_dirs, false).await?;
+    let restore = match msg.restore.take() {
+        Some(from) => {
+            let (meta, state_dir) = (meta.clone(), state_dir.clone());
+            Some(blocking(move || restore_in_sandbox(&meta, &from, &state_dir)).await?)
+        }
+        None => None,
+    };
+    let restore_log = restore.as_ref().map(|r| r.work.join(crate::criu::RESTORE_LOG));
+    let restoring = restore.is_some();
+    let created = create_in_sandbox(
+        &sandbox,
+        meta,
+        std::mem::take(&mut msg.stdio),
+        sandbox_ends,
+        cgroup_dirs,
+        false,
+        restore.map(|r| r.request),
+    )
+    .await;
+    let host_pid = match (created, restore_log) {
+        (Ok(pid), _) => pid,
+        (Err(e), Some(log)) => return Err(crate::criu::failure("restore", &log, &e.message)),
+        (Err(e), None) => return Err(e),
+    };
     meta.init = Some(procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?);
+    if restoring {
+        // Restored processes run at once: the container never waits for start, and its
+        // create and start hooks ran when it was first created.
+        meta.status = status::transition(&id, meta.status, Status::Created)?;
+        meta.status = status::transition(&id, meta.status, Status::Running)?;
+        save(store, meta).await?;
+        info!(container = %id, pid = host_pid, "container restored");
+        return Ok(());
+    }
     create_hooks(&sandbox, meta).await?;
     meta.status = status::transition(&id, meta.status, Status::Created)?;
     save(store, meta).await?;
     info!(container = %id, pid = host_pid, "container created");
     Ok(())
+}
+
+/// Refuses what a restore cannot bring back yet.
+fn restorable(id: &str, spec: &oci_spec::runtime::Spec, joins: bool) -> Result<(), ApiError> {
+    let unsupported = |what: &str| {
+        Err(ApiError::new(ErrorKind::Unsupported, format!("restore of {id:?}: {what} cannot be restored yet")))
+    };
+    if joins {
+        return unsupported("a container of a pod (restoring into an existing sandbox)");
+    }
+    if spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
+        return unsupported("a container with a terminal");
+    }
+    if !wire::mounts::bind_mounts(spec.mounts().as_deref().unwrap_or_default()).is_empty() {
+        return unsupported("a container with bind mounts");
+    }
+    Ok(())
+}
+
+/// A restore's request to the sandbox, and CRIU's work directory.
+struct PlannedRestore {
+    request: RestoreInSandbox,
+    work: PathBuf,
+}
+
+/// Reads the checkpoint's record and prepares what the sandbox needs to run CRIU.
+fn restore_in_sandbox(meta: &Meta, from: &RestoreFrom, state_dir: &Path) -> Result<PlannedRestore, ApiError> {
+    for path in [Some(&from.image_path), from.work_path.as_ref()].into_iter().flatten() {
+        if !path.is_absolute() {
+            return Err(ApiError::invalid_argument(format!("{} is not an absolute path", path.display())));
+        }
+    }
+    let record = crate::criu::read_record(&from.image_path)?;
+    let work = from.work_path.clone().unwrap_or_else(|| from.image_path.clone());
+    std::fs::create_dir_all(&work).map_err(|e| ApiError::io(format!("mkdir {}", work.display()), e))?;
+    let root_mountpoint = state_dir.join("criu-root");
+    match std::fs::create_dir(&root_mountpoint) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(ApiError::io(format!("mkdir {}", root_mountpoint.display()), e))
+        }
+        _ => {}
+    }
+    let namespace = |ns: &str| -> Result<FdSlot, ApiError> {
+        let path = format!("/proc/self/ns/{ns}");
+        std::fs::File::open(&path).map(|f| FdSlot::new(OwnedFd::from(f))).map_err(|e| ApiError::io(path, e))
+    };
+    let request = RestoreInSandbox {
+        criu: crate::criu::program(from.criu.as_deref())?,
+        args: crate::criu::restore_args(&from.image_path, &work, meta.cgroup.as_deref(), &from.criu_options),
+        root_mountpoint,
+        stdio_keys: record.stdio,
+        init_pid: record.init_pid,
+        host_mnt: namespace("mnt")?,
+        host_cgroup: namespace("cgroup")?,
+    };
+    Ok(PlannedRestore { request, work })
 }
 
 /// The hooks of create, once the container's init is set up and waits: `prestart` and
@@ -270,6 +365,7 @@ pub(super) async fn create_in_sandbox(
     mounts: Vec<FdSlot>,
     cgroups: Vec<OwnedFd>,
     again: bool,
+    restore: Option<RestoreInSandbox>,
 ) -> Result<i32, ApiError> {
     let id = meta.id.clone();
     let reply = sandbox
@@ -282,6 +378,7 @@ pub(super) async fn create_in_sandbox(
             mounts,
             cgroups: cgroups.into_iter().map(FdSlot::new).collect(),
             again,
+            restore,
         })))
         .await
         .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of {id:?} went away")))??;

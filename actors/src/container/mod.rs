@@ -4,6 +4,7 @@
 //! - [`create`]: a root container (with a sandbox of its own) or a subcontainer (joining one);
 //! - `start`, `kill`, `exec` (and waiting for a process), `ps`, `copy`, `delete`;
 //! - `pause`: pause, resume and update (the container's cgroup);
+//! - `checkpoint`: dumping its processes with CRIU;
 //! - `gofer`: restarting a gofer that died;
 //! - `restore`: taking a container over again after paddockd restarted;
 //! - `relaunch`: its restart policy: running it again after an exit, with backoff.
@@ -14,6 +15,7 @@
 //! restart) are atomic: the actor handles nothing else until one is finished and saved.
 //! Waits, copies and execs only register or forward, so they never hold up the others.
 
+mod checkpoint;
 mod copy;
 pub(crate) mod create;
 mod delete;

@@ -187,7 +187,7 @@ impl Handler<RestartNow> for ContainerActor {
             let sandbox = sandbox.ok_or_else(gone)?;
             let cgroup = cgroup.ok_or_else(|| ApiError::internal(format!("container {id:?} has no cgroup")))?;
             let dirs = blocking(move || cgroup.open_dirs()).await?;
-            let host_pid = create_in_sandbox(&sandbox, &meta, stdio, Vec::new(), dirs, true).await?;
+            let host_pid = create_in_sandbox(&sandbox, &meta, stdio, Vec::new(), dirs, true, None).await?;
             let record = procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;
             sandbox.send(Call(SandboxRequest::Start { id: id.clone() })).await.map_err(|_| gone())??;
             Ok::<_, ApiError>(record)

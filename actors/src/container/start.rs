@@ -107,7 +107,7 @@ impl ContainerActor {
                     cg.open_dirs()
                 })
                 .await?;
-                let host_pid = create_in_sandbox(&sandbox, &meta, stdio, sandbox_ends, dirs, false).await?;
+                let host_pid = create_in_sandbox(&sandbox, &meta, stdio, sandbox_ends, dirs, false, None).await?;
                 let hooked = async {
                     let record =
                         procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;

@@ -24,7 +24,7 @@ pub struct CtlArgs {
     /// compatibility: paddock recognises that form whether or not the flag is given).
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
-    /// The CRIU binary (runc's flag; paddock does not checkpoint yet).
+    /// The CRIU binary for checkpoint and restore (`criu` from paddockd's PATH by default).
     #[arg(long, global = true)]
     pub criu: Option<PathBuf>,
     /// runc's rootless mode: true, false or auto (paddock runs as root; accepted for
@@ -215,9 +215,9 @@ pub enum Command {
     /// `--resources FILE` (or `-r FILE`, `-` for stdin) gives an OCI `linux.resources` JSON
     /// object; the other flags set one value each, as runc's.
     Update(UpdateArgs),
-    /// Save a container's state to disk with CRIU (not supported yet: it fails, saying so).
+    /// Save a running container's processes to disk with CRIU.
     Checkpoint(CheckpointArgs),
-    /// Restore a container from a checkpoint (not supported yet: it fails, saying so).
+    /// Create a container from its bundle with its processes restored from a checkpoint.
     Restore(RestoreArgs),
     /// Write a default config.json (runc's) into the bundle directory.
     Spec {

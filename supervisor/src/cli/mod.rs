@@ -1,6 +1,7 @@
 //! ctl: the command-line client.
 
 mod args;
+mod checkpoint;
 mod copy;
 mod events;
 mod features;
@@ -65,6 +66,7 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
                 tty: false,
                 restart: restart.as_deref(),
                 root: &root,
+                restore: None,
             };
             run::create(&mut client, &id, Some(&bundle), Vec::new(), how)?;
             Ok(0)
@@ -171,15 +173,8 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             connect(&root)?.update(&update.id, resources)?;
             Ok(0)
         }
-        Command::Checkpoint(c) => anyhow::bail!(
-            "checkpoint of {:?}: checkpointing a sandboxed container (its sandbox, gofer and mounts served over \
-             sockets) with CRIU is not supported yet",
-            c.id
-        ),
-        Command::Restore(r) => anyhow::bail!(
-            "restore of {:?}: restoring from a CRIU checkpoint is not supported yet (paddock cannot checkpoint)",
-            r.id
-        ),
+        Command::Checkpoint(c) => checkpoint::checkpoint(&root, args.criu.as_deref(), c),
+        Command::Restore(r) => checkpoint::restore(&root, args.criu.as_deref(), r),
         Command::Spec { bundle } => {
             features::write_default_spec(&bundle, rootless)?;
             Ok(0)
@@ -200,7 +195,18 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             };
             run::run(
                 &root,
-                run::RunOptions { id, bundle, command, detach, remove: rm, pid_file, tty, console_socket, restart },
+                run::RunOptions {
+                    id,
+                    bundle,
+                    command,
+                    detach,
+                    remove: rm,
+                    pid_file,
+                    tty,
+                    console_socket,
+                    restart,
+                    restore: None,
+                },
             )
         }
     }

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use wire::api::Create;
+use wire::api::{Create, RestoreFrom};
 use wire::client::Client;
 use wire::{ContainerState, FdSlot, SpecJson, Stdio};
 
@@ -33,6 +33,9 @@ pub struct RunOptions {
     pub console_socket: Option<PathBuf>,
     /// The restart policy.
     pub restart: Option<String>,
+    /// Restore the container's processes from a checkpoint instead of starting its process
+    /// (`ctl restore`).
+    pub restore: Option<RestoreFrom>,
 }
 
 /// How `create` hands the container its stdio.
@@ -50,6 +53,8 @@ pub struct CreateOptions<'a> {
     pub restart: Option<&'a str>,
     /// The state root (for the pid file's monitor, see [`super::monitor`]).
     pub root: &'a Path,
+    /// Restore from a checkpoint (the container is running once created).
+    pub restore: Option<&'a RestoreFrom>,
 }
 
 /// The signals a foreground `ctl run` or `ctl exec` passes on to its process: every one that
@@ -241,7 +246,13 @@ pub fn create(
     let mut console = Console::prepare(terminal, how.console_socket, how.detach)?;
     let mut stdio = own_stdio(terminal);
     stdio.console = std::mem::take(&mut console.slot);
-    let state = client.create(Create { id: id.to_string(), bundle, spec: SpecJson::from_spec(&spec)?, stdio })?;
+    let state = client.create(Create {
+        id: id.to_string(),
+        bundle,
+        spec: SpecJson::from_spec(&spec)?,
+        stdio,
+        restore: how.restore.cloned(),
+    })?;
     let master = match console.take_master() {
         Ok(master) => master,
         Err(e) => {
@@ -291,6 +302,7 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
         tty: opts.tty,
         restart: opts.restart.as_deref(),
         root,
+        restore: opts.restore.as_ref(),
     };
     let (state, master) = create(&mut client, &opts.id, opts.bundle.as_deref(), opts.command, how)?;
     let id = state.id;
@@ -301,7 +313,8 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
-    if let Err(e) = client.start(&id) {
+    let started = if opts.restore.is_some() { Ok(()) } else { client.start(&id).map(drop) };
+    if let Err(e) = started {
         // As runc's run: a container that cannot start is not left behind.
         let _ = client.delete(&id, true);
         return Err(e.into());

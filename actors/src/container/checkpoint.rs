@@ -1,0 +1,114 @@
+//! Checkpointing a container with CRIU (`ctl checkpoint`, runc's `checkpoint`): see
+//! [`crate::criu`] for how the sandbox's layout is dumped.
+
+use actix::prelude::*;
+use tracing::info;
+use wire::api::{Checkpoint, GetState, Wait};
+use wire::{ApiError, ContainerState, ErrorKind, Status};
+
+use super::ContainerActor;
+use crate::criu::{self, Dump};
+use crate::status::{self, Operation};
+
+impl Handler<Checkpoint> for ContainerActor {
+    type Result = ResponseFuture<Result<ContainerState, ApiError>>;
+
+    fn handle(&mut self, msg: Checkpoint, ctx: &mut Context<Self>) -> Self::Result {
+        let planned = self.plan_dump(&msg);
+        let dump = match planned {
+            Ok(dump) => dump,
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        if !msg.leave_running {
+            // The dump ends the container's processes: no restart policy brings them back.
+            self.stopped_by_user(ctx);
+        }
+        let thaw = (self.meta.status == Status::Paused && !msg.leave_running).then(|| self.cgroup.clone()).flatten();
+        let addr = ctx.address();
+        let id = self.meta.id.clone();
+        // Not atomic: the container's exit, which a dump without --leave-running causes, is
+        // a notice this actor handles meanwhile.
+        Box::pin(async move {
+            let taken = {
+                let dump = dump.clone();
+                crate::blocking(move || criu::dump(&dump)).await
+            };
+            if let Some(cgroup) = thaw {
+                // A frozen process dies of CRIU's SIGKILL only once thawed (cgroup v1).
+                let _ = crate::blocking(move || cgroup.set_frozen(false)).await;
+            }
+            taken?;
+            info!(container = %id, image = %dump.image.display(), leave_running = dump.leave_running, "checkpointed");
+            if !dump.leave_running {
+                // As runc: the container is stopped once checkpoint returns.
+                let gone = || ApiError::not_found(format!("container {id:?} is gone"));
+                let _ = addr.send(Wait { id: id.clone(), kill_on_hangup: false }).await.map_err(|_| gone())?;
+            }
+            addr.send(GetState { id: id.clone() }).await.map_err(|_| ApiError::not_found(id.clone()))?
+        })
+    }
+}
+
+impl ContainerActor {
+    /// What to dump, once the container is found fit for it.
+    fn plan_dump(&self, msg: &Checkpoint) -> Result<Dump, ApiError> {
+        let id = &self.meta.id;
+        status::require(id, Operation::Checkpoint, self.meta.status)?;
+        for path in [Some(&msg.image_path), msg.work_path.as_ref()].into_iter().flatten() {
+            if !path.is_absolute() {
+                return Err(ApiError::invalid_argument(format!("{} is not an absolute path", path.display())));
+            }
+        }
+        let init = self.meta.init.ok_or_else(|| {
+            ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} has no process to checkpoint"))
+        })?;
+        if self.meta.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
+            return Err(ApiError::new(
+                ErrorKind::Unsupported,
+                format!("container {id:?} has a terminal: checkpointing a terminal is not supported yet"),
+            ));
+        }
+        if !wire::mounts::bind_mounts(self.meta.spec.mounts().as_deref().unwrap_or_default()).is_empty() {
+            return Err(ApiError::new(
+                ErrorKind::Unsupported,
+                format!("container {id:?} has bind mounts: checkpointing them is not supported yet"),
+            ));
+        }
+        let cgroup = self.cgroup.as_ref();
+        if let Some(stray) =
+            cgroup.map(|c| c.procs()).unwrap_or_default().into_iter().find(|p| !descends_from(*p, init.pid))
+        {
+            return Err(ApiError::new(
+                ErrorKind::InvalidStatus,
+                format!(
+                    "container {id:?} has process {stray} outside its init's tree (an exec'd process): CRIU dumps one \
+                     process tree; wait for it to end first"
+                ),
+            ));
+        }
+        Ok(Dump {
+            criu: criu::program(msg.criu.as_deref())?,
+            id: id.clone(),
+            init: init.pid,
+            image: msg.image_path.clone(),
+            work: msg.work_path.clone().unwrap_or_else(|| msg.image_path.clone()),
+            leave_running: msg.leave_running,
+            freezer: cgroup.and_then(|c| c.freezer_dir()),
+            options: msg.criu_options.clone(),
+        })
+    }
+}
+
+/// Whether host process `pid` is `ancestor` or one of its descendants.
+fn descends_from(mut pid: i32, ancestor: i32) -> bool {
+    for _ in 0..4096 {
+        if pid == ancestor {
+            return true;
+        }
+        match crate::procfs::parent(pid) {
+            Some(parent) if parent > 0 => pid = parent,
+            _ => return false,
+        }
+    }
+    false
+}

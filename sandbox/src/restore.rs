@@ -1,0 +1,228 @@
+//! Restoring a container's processes with CRIU, as children of this sandbox.
+//!
+//! The sandbox forks a child that stays in the sandbox's PID, network, UTS and IPC namespaces
+//! but enters a private copy of the host's mount namespace (where CRIU, its images and logs
+//! are) and the host's cgroup namespace, attaches a copy of the container's staged root where
+//! CRIU expects it, mounts a procfs of the sandbox's PID namespace, and executes CRIU. With
+//! `--restore-sibling`, CRIU forks the restored init as the sandbox's child: the sandbox reaps
+//! it as any container's init.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+use nix::sched::CloneFlags;
+use nix::unistd::{ForkResult, Pid};
+use rustix::fs::{Mode, OFlags};
+use wire::sandbox_proto::RestoreInSandbox;
+use wire::{ApiError, ErrorKind};
+
+/// Where the restored processes' standard descriptors and the PID namespace are placed in
+/// CRIU's process (its own 0–2 stay the sandbox's).
+const FIRST_PLACED_FD: RawFd = 3;
+/// How far below `pid_max` the restoring processes take their pids, so that they never take
+/// one the checkpoint needs (CRIU gives restored processes their old pids).
+const PID_HEADROOM: u64 = 1024;
+
+/// What the child needs.
+pub struct RestoreConfig<'a> {
+    /// The container's id, for messages.
+    pub id: &'a str,
+    /// Where the container's root is attached in the sandbox.
+    pub rootfs: &'a Path,
+    /// The caller's stdio, replacing the checkpoint's.
+    pub stdio: [Option<OwnedFd>; 3],
+    /// The container's cgroup directories (CRIU and the restored processes join them).
+    pub cgroups: &'a [OwnedFd],
+    /// The sandbox's procfs.
+    pub proc: &'a OwnedFd,
+    /// paddockd's plan.
+    pub plan: RestoreInSandbox,
+}
+
+/// Runs CRIU and returns the restored init's pid once CRIU has finished.
+pub fn restore(mut config: RestoreConfig<'_>) -> Result<Pid, ApiError> {
+    let what = format!("restore of container {:?}", config.id);
+    let root = {
+        let place = rustix::fs::open(config.rootfs, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| ApiError::io(format!("open {}", config.rootfs.display()), e))?;
+        sys::clone_tree(place.as_fd(), true).map_err(|e| ApiError::io("copying the container's root", e))?
+    };
+    let host_mnt = config.plan.host_mnt.take().ok_or_else(|| missing("the host's mount namespace"))?;
+    let host_cgroup = config.plan.host_cgroup.take().ok_or_else(|| missing("the host's cgroup namespace"))?;
+    let argv = criu_argv(&config)?;
+    let mountpoint = CString::new(config.plan.root_mountpoint.as_os_str().as_encoded_bytes())
+        .map_err(|_| ApiError::invalid_argument("the root mount point has a NUL byte"))?;
+    move_next_pid_up(config.proc)?;
+    let (errors_in, errors_out) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ApiError::io("pipe", e))?;
+    // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
+    match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
+        ForkResult::Child => {
+            drop(errors_in);
+            let err = child(&config, &root, &host_mnt, &host_cgroup, &mountpoint, &argv);
+            let _ = rustix::io::write(&errors_out, err.as_bytes());
+            // SAFETY: _exit ends the child without running the parent's destructors.
+            unsafe { libc::_exit(127) }
+        }
+        ForkResult::Parent { child } => {
+            drop(errors_out);
+            drop((root, host_mnt, host_cgroup));
+            config.stdio = [None, None, None];
+            let mut message = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(errors_in), &mut message);
+            let status = nix::sys::wait::waitpid(child, None).map_err(|e| ApiError::io("waiting for CRIU", e))?;
+            if !message.is_empty() {
+                return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: {message}")));
+            }
+            match status {
+                nix::sys::wait::WaitStatus::Exited(_, 0) => {}
+                other => return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: CRIU ended with {other:?}"))),
+            }
+            let pid = Pid::from_raw(config.plan.init_pid);
+            if parent_of(config.proc, pid) != Some(1) {
+                return Err(ApiError::new(
+                    ErrorKind::Sandbox,
+                    format!("{what}: CRIU succeeded but process {pid} is not the sandbox's child"),
+                ));
+            }
+            Ok(pid)
+        }
+    }
+}
+
+fn missing(what: &str) -> ApiError {
+    ApiError::new(ErrorKind::Protocol, format!("restore without {what}"))
+}
+
+/// CRIU's full command line: paddockd's part, then the root, the namespaces the restored
+/// processes share with the sandbox, and the descriptors that replace the checkpoint's.
+fn criu_argv(config: &RestoreConfig<'_>) -> Result<Vec<CString>, ApiError> {
+    let plan = &config.plan;
+    let mut args: Vec<String> = vec![plan.criu.display().to_string()];
+    args.extend(plan.args.iter().cloned());
+    args.extend(["--root".into(), plan.root_mountpoint.display().to_string()]);
+    for ns in ["uts", "ipc"] {
+        args.extend(["--join-ns".into(), format!("{ns}:/proc/1/ns/{ns}")]);
+    }
+    let mut next = FIRST_PLACED_FD;
+    for (fd, key) in config.stdio.iter().zip(plan.stdio_keys.iter()) {
+        if let (Some(_), Some(key)) = (fd, key) {
+            args.extend(["--inherit-fd".into(), format!("fd[{next}]:{key}")]);
+        }
+        next += 1;
+    }
+    for key in SANDBOX_NAMESPACES.map(|(_, key)| key) {
+        args.extend(["--inherit-fd".into(), format!("fd[{next}]:{key}")]);
+        next += 1;
+    }
+    args.into_iter()
+        .map(|a| CString::new(a).map_err(|_| ApiError::invalid_argument("a CRIU argument has a NUL byte")))
+        .collect()
+}
+
+/// The sandbox's namespaces a checkpoint marks external, with paddockd's keys for them (see
+/// `actors::criu`), in the order their descriptors follow the standard ones.
+const SANDBOX_NAMESPACES: [(&str, &str); 2] = [("/proc/1/ns/pid", "extRootPidNS"), ("/proc/1/ns/net", "extRootNetNS")];
+
+/// Moves the PID namespace's next pid near its end, so that CRIU and its helpers do not take
+/// the low pids a checkpoint's processes had (a fresh sandbox would give CRIU pid 2, its
+/// init's).
+fn move_next_pid_up(proc: &OwnedFd) -> Result<(), ApiError> {
+    let read = |file: &str| -> Result<String, ApiError> {
+        let fd = rustix::fs::openat(proc, file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| ApiError::io(file, e))?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).map_err(|e| ApiError::io(file, e))?;
+        Ok(text)
+    };
+    let max: u64 = read("sys/kernel/pid_max")?.trim().parse().unwrap_or(32768);
+    let last = max.saturating_sub(PID_HEADROOM).max(1);
+    let fd = rustix::fs::openat(proc, "sys/kernel/ns_last_pid", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| ApiError::io("sys/kernel/ns_last_pid", e))?;
+    rustix::io::write(&fd, last.to_string().as_bytes()).map_err(|e| ApiError::io("writing ns_last_pid", e))?;
+    Ok(())
+}
+
+/// The parent of `pid` in the sandbox's PID namespace.
+fn parent_of(proc: &OwnedFd, pid: Pid) -> Option<i32> {
+    let fd = rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .ok()?;
+    let mut stat = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut stat).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The child: namespaces, root, procfs, descriptors, then CRIU. Returns only on failure.
+fn child(
+    config: &RestoreConfig<'_>,
+    root: &OwnedFd,
+    host_mnt: &OwnedFd,
+    host_cgroup: &OwnedFd,
+    mountpoint: &CString,
+    argv: &[CString],
+) -> String {
+    match prepare(config, root, host_mnt, host_cgroup, mountpoint) {
+        Ok(()) => {}
+        Err(e) => return e,
+    }
+    let Err(e) = nix::unistd::execv(&argv[0], argv);
+    format!("executing {}: {e} (is CRIU 4.1 or later installed?)", argv[0].to_string_lossy())
+}
+
+fn prepare(
+    config: &RestoreConfig<'_>,
+    root: &OwnedFd,
+    host_mnt: &OwnedFd,
+    host_cgroup: &OwnedFd,
+    mountpoint: &CString,
+) -> Result<(), String> {
+    crate::cgroup::join(config.cgroups).map_err(|e| format!("joining the container's cgroup: {e}"))?;
+    nix::sched::setns(host_cgroup, CloneFlags::CLONE_NEWCGROUP)
+        .map_err(|e| format!("entering the host's cgroup namespace: {e}"))?;
+    nix::sched::setns(host_mnt, CloneFlags::CLONE_NEWNS).map_err(|e| format!("entering the host's mounts: {e}"))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mount namespace: {e}"))?;
+    let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
+    nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
+        .map_err(|e| format!("making the mounts private: {e}"))?;
+    let place = rustix::fs::open(mountpoint.as_c_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("open {}: {e}", mountpoint.to_string_lossy()))?;
+    sys::attach(root.as_fd(), place.as_fd()).map_err(|e| format!("attaching the container's root: {e}"))?;
+    let hidden = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC;
+    nix::mount::mount(Some("proc"), "/proc", Some("proc"), hidden, None::<&str>)
+        .map_err(|e| format!("mounting the sandbox's procfs: {e}"))?;
+    let mut namespaces = Vec::new();
+    for (path, _) in SANDBOX_NAMESPACES {
+        namespaces.push(
+            rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| format!("open the sandbox's namespace {path}: {e}"))?,
+        );
+    }
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    // Out of the way first (a source may sit where another is to go), then into place.
+    let mut sources: Vec<Option<OwnedFd>> = Vec::new();
+    for fd in
+        config.stdio.iter().map(|f| f.as_ref().map(|f| f.as_fd())).chain(namespaces.iter().map(|n| Some(n.as_fd())))
+    {
+        sources.push(
+            fd.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 1000))
+                .transpose()
+                .map_err(|e| format!("duplicating a descriptor: {e}"))?,
+        );
+    }
+    for (i, fd) in sources.iter().enumerate() {
+        let target = FIRST_PLACED_FD + i as RawFd;
+        match fd {
+            // SAFETY: dup2 onto a number this process means to replace.
+            Some(fd) if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 => {
+                return Err(format!("placing a descriptor: {}", std::io::Error::last_os_error()));
+            }
+            Some(_) => {}
+            // SAFETY: whatever the sandbox had there is not for CRIU.
+            None => unsafe {
+                libc::close(target);
+            },
+        }
+    }
+    sys::cloexec_from(FIRST_PLACED_FD + sources.len() as RawFd).map_err(|e| format!("close_range: {e}"))
+}

@@ -1,0 +1,225 @@
+//! checkpoint and restore with CRIU (runc's command line): a container's processes carried
+//! over with their memory, tmpfs contents and descriptors; refusals that leave nothing made.
+//!
+//! CRIU 4.1 or later must be installed (`.ci/install-criu`); these tests fail without it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use harness::{
+    assert_nothing_left, eventually, namespace_pid, parent_pid, process_alive, stderr, stdout, unique, Bundle, Paddock,
+};
+
+/// A process whose count lives in its shell's memory: printed and written to the tmpfs
+/// `/tmp/count` ten times a second. A process started afresh would count from 1 again.
+const COUNTER: &str = "i=0; while :; do i=$((i+1)); echo $i; echo $i > /tmp/count; usleep 100000; done";
+
+fn counter_bundle() -> Bundle {
+    Bundle::busybox(&["sh", "-c", COUNTER])
+}
+
+/// Runs `ctl` with `args` detached, its stdout appended to `out` (stdin on /dev/null), and
+/// requires success.
+fn detached_with_stdout(p: &Paddock, args: &[&str], out: &std::path::Path) {
+    // Opened for appending, as a log is: CRIU checks that a file it hands back has the size it
+    // had at the checkpoint unless it is written that way.
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(out).unwrap();
+    let errors = tempfile::tempfile().unwrap();
+    let status =
+        p.command().args(args).stdin(Stdio::null()).stdout(file).stderr(errors.try_clone().unwrap()).status().unwrap();
+    let mut message = String::new();
+    let mut errors = errors;
+    std::io::Seek::rewind(&mut errors).unwrap();
+    std::io::Read::read_to_string(&mut errors, &mut message).unwrap();
+    assert!(status.success(), "ctl {args:?} failed: {status}: {message}");
+}
+
+/// The numbers a counter printed to `file`.
+fn counts(file: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(file).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// The count the container wrote to its `/tmp/count` (read by an exec that has ended when
+/// this returns).
+fn count_inside(p: &Paddock, id: &str) -> u64 {
+    p.ctl_ok(&["exec", id, "--", "cat", "/tmp/count"]).trim().parse().unwrap_or(0)
+}
+
+fn init_pid(p: &Paddock, id: &str) -> i32 {
+    p.state(id)["pid"].as_i64().unwrap() as i32
+}
+
+#[test]
+fn a_checkpointed_container_stops_and_its_restore_carries_on_counting_into_the_new_stdout() {
+    let p = Paddock::new();
+    let bundle = counter_bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let (image, work) = (dir.path().join("image"), dir.path().join("work"));
+    let (before, after) = (dir.path().join("before.out"), dir.path().join("after.out"));
+    let id = unique("ckpt");
+    detached_with_stdout(&p, &["run", "-d", "--bundle", &bundle.path_str(), &id], &before);
+    assert!(eventually(Duration::from_secs(10), || counts(&before).len() >= 5), "the counter does not count");
+    let old_pid = init_pid(&p, &id);
+
+    let out = p.ctl(&[
+        "checkpoint",
+        "--image-path",
+        &image.display().to_string(),
+        "--work-path",
+        &work.display().to_string(),
+        &id,
+    ]);
+    assert!(out.status.success(), "checkpoint failed: {}", stderr(&out));
+    // As with runc: once checkpoint returns, the container is stopped and its process gone.
+    assert_eq!(p.state(&id)["status"], "stopped");
+    assert!(!process_alive(old_pid));
+    assert!(image.join("paddock-checkpoint.json").is_file() && work.join("dump.log").is_file());
+    let last = *counts(&before).last().unwrap();
+    p.ctl_ok(&["delete", &id]);
+
+    detached_with_stdout(
+        &p,
+        &[
+            "restore",
+            "-d",
+            "--bundle",
+            &bundle.path_str(),
+            "--image-path",
+            &image.display().to_string(),
+            "--work-path",
+            &work.display().to_string(),
+            &id,
+        ],
+        &after,
+    );
+    assert_eq!(p.state(&id)["status"], "running");
+    let pid = init_pid(&p, &id);
+    // The restored init is the new sandbox's child, with its old pid in the sandbox.
+    assert_eq!(namespace_pid(pid), Some(2));
+    let sandbox = parent_pid(pid).unwrap();
+    assert_eq!(namespace_pid(sandbox), Some(1));
+    // It goes on from its own memory, and writes to the restoring caller's stdout.
+    assert!(eventually(Duration::from_secs(10), || counts(&after).len() >= 3), "no output after the restore");
+    let resumed = counts(&after);
+    assert!(resumed[0] > last, "restarted instead of restored: {} after {last}", resumed[0]);
+    assert!(resumed.windows(2).all(|w| w[1] == w[0] + 1), "{resumed:?}");
+    // Its tmpfs came back with it, and exec, kill and wait work as for any container.
+    assert!(count_inside(&p, &id) >= resumed[0]);
+    p.ctl_ok(&["kill", &id, "KILL"]);
+    let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).unwrap();
+    assert_eq!(waited["exitStatus"], 137, "{waited}");
+    assert!(!process_alive(pid));
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn leave_running_keeps_the_container_and_its_image_restores_beside_it_under_another_id() {
+    let p = Paddock::new();
+    let bundle = counter_bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image");
+    let (original, copy) = (unique("ckpt-orig"), unique("ckpt-copy"));
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &original]);
+    // Far enough that a counter started afresh could not have caught up by the checks below.
+    assert!(eventually(Duration::from_secs(20), || count_inside(&p, &original) >= 30));
+    let pid = init_pid(&p, &original);
+    let before = count_inside(&p, &original);
+
+    // podman passes --leave-running twice.
+    p.ctl_ok(&[
+        "checkpoint",
+        "--leave-running",
+        "--leave-running",
+        "--image-path",
+        &image.display().to_string(),
+        &original,
+    ]);
+    assert_eq!(p.state(&original)["status"], "running");
+    assert_eq!(init_pid(&p, &original), pid);
+    assert!(process_alive(pid));
+
+    p.ctl_detached(&[
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle.path_str(),
+        "--image-path",
+        &image.display().to_string(),
+        &copy,
+    ]);
+    let copy_pid = init_pid(&p, &copy);
+    assert_ne!(copy_pid, pid);
+    // Its own cgroup, not the original's.
+    let cgroups = std::fs::read_to_string(format!("/proc/{copy_pid}/cgroup")).unwrap();
+    assert!(cgroups.contains(&format!("/{copy}/{copy}")), "{cgroups}");
+    let resumed = count_inside(&p, &copy);
+    assert!(resumed >= before, "the copy restarted instead of going on: {resumed} after {before}");
+    // Both go on.
+    let (a, b) = (count_inside(&p, &original), count_inside(&p, &copy));
+    assert!(eventually(Duration::from_secs(10), || count_inside(&p, &original) > a && count_inside(&p, &copy) > b));
+    for id in [&original, &copy] {
+        p.ctl_ok(&["delete", "--force", id]);
+        assert_nothing_left(id);
+    }
+}
+
+#[test]
+fn checkpoint_and_restore_refuse_what_they_cannot_do_and_leave_nothing() {
+    let p = Paddock::new();
+    let bundle = counter_bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image").display().to_string();
+
+    // A created container has no process of the user's yet.
+    let created = unique("ckpt-created");
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), &created]);
+    let out = p.ctl(&["checkpoint", "--image-path", &image, &created]);
+    assert!(!out.status.success() && stderr(&out).contains("created"), "{}", stderr(&out));
+    assert_eq!(p.state(&created)["status"], "created");
+    p.ctl_ok(&["delete", &created]);
+
+    // An exec'd process is a second process tree: refused, and the container keeps running.
+    let busy = unique("ckpt-busy");
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &busy]);
+    p.ctl_detached(&["exec", "-d", &busy, "--", "sleep", "1000"]);
+    let out = p.ctl(&["checkpoint", "--image-path", &image, &busy]);
+    assert!(!out.status.success() && stderr(&out).contains("exec'd process"), "{}", stderr(&out));
+    assert_eq!(p.state(&busy)["status"], "running");
+    assert!(!std::path::Path::new(&image).join("paddock-checkpoint.json").exists());
+
+    // An image directory that already holds a checkpoint is not overwritten.
+    let single = unique("ckpt-single");
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &single]);
+    let first = dir.path().join("first").display().to_string();
+    p.ctl_ok(&["checkpoint", "--leave-running", "--image-path", &first, &single]);
+    let out = p.ctl(&["checkpoint", "--image-path", &first, &single]);
+    assert!(!out.status.success() && stderr(&out).contains("already holds a checkpoint"), "{}", stderr(&out));
+    assert_eq!(p.state(&single)["status"], "running");
+
+    // A restore from a directory without a checkpoint: a clear error, no container.
+    let ghost = unique("ckpt-ghost");
+    let empty = tempfile::tempdir().unwrap();
+    let out = p.ctl(&[
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle.path_str(),
+        "--image-path",
+        &empty.path().display().to_string(),
+        &ghost,
+    ]);
+    assert!(!out.status.success() && stderr(&out).contains("paddock-checkpoint.json"), "{}", stderr(&out));
+    assert!(!p.ids().contains(&ghost));
+    assert_nothing_left(&ghost);
+
+    // Flags paddock cannot honour are named.
+    let out = p.ctl(&["checkpoint", "--pre-dump", "--image-path", &image, &single]);
+    assert!(!out.status.success() && stderr(&out).contains("--pre-dump"), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+
+    for id in [&busy, &single] {
+        p.ctl_ok(&["delete", "--force", id]);
+        assert_nothing_left(id);
+    }
+}
