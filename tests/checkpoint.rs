@@ -223,3 +223,36 @@ fn checkpoint_and_restore_refuse_what_they_cannot_do_and_leave_nothing() {
         assert_nothing_left(id);
     }
 }
+
+#[test]
+fn bind_mounts_are_bound_again_from_the_host_on_restore() {
+    let p = Paddock::new();
+    let host = tempfile::tempdir().unwrap();
+    let data = host.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let greeting = host.path().join("greeting");
+    std::fs::write(&greeting, "hello from the host\n").unwrap();
+    let bundle =
+        Bundle::busybox(&["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /data/count; usleep 100000; done"]);
+    bundle.add_bind(&data.display().to_string(), "/data", &["rbind", "rw"]);
+    bundle.add_bind(&greeting.display().to_string(), "/etc/greeting", &["bind", "ro"]);
+    let host_count = || std::fs::read_to_string(data.join("count")).ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let image = host.path().join("image").display().to_string();
+    let id = unique("ckpt-bind");
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    assert!(eventually(Duration::from_secs(10), || host_count().is_some_and(|n| n >= 5)));
+
+    p.ctl_ok(&["checkpoint", "--image-path", &image, &id]);
+    let at_checkpoint = host_count().unwrap();
+    p.ctl_ok(&["delete", &id]);
+    p.ctl_detached(&["restore", "-d", "--bundle", &bundle.path_str(), "--image-path", &image, &id]);
+
+    // The restored process writes on into the host's directory, from where it was.
+    assert!(eventually(Duration::from_secs(10), || host_count().is_some_and(|n| n > at_checkpoint + 2)));
+    assert_eq!(p.ctl_ok(&["exec", &id, "--", "cat", "/etc/greeting"]), "hello from the host\n");
+    let out = p.ctl(&["exec", &id, "--", "sh", "-c", "echo changed > /etc/greeting"]);
+    assert!(!out.status.success(), "the read-only bind came back writable");
+    assert_eq!(std::fs::read_to_string(&greeting).unwrap(), "hello from the host\n");
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}

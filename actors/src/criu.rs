@@ -91,6 +91,8 @@ pub struct Dump {
     pub leave_running: bool,
     /// The container's freezer directory, for a consistent snapshot of its processes.
     pub freezer: Option<PathBuf>,
+    /// The destinations of the container's bind mounts (their sources are the host's).
+    pub binds: Vec<PathBuf>,
     /// The caller's extra CRIU options.
     pub options: Vec<String>,
 }
@@ -199,6 +201,12 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
     args.extend(["--external".into(), format!("pid[{}]:{PID_NS_KEY}", namespace_inode(pid, "pid")?)]);
     args.extend(["--external".into(), format!("net[{}]:{NET_NS_KEY}", namespace_inode(pid, "net")?)]);
     args.extend(["--manage-cgroups=soft".into()]);
+    for destination in &dump.binds {
+        // Not the container's to save: CRIU records the mount point under a key (its path, as
+        // runc does) and the restore names the host path to bind there again.
+        let key = bind_key(destination)?;
+        args.extend(["--external".into(), format!("mnt[{key}]:{key}")]);
+    }
     if let Some(freezer) = &dump.freezer {
         args.extend(["--freeze-cgroup".into(), freezer.display().to_string()]);
     }
@@ -223,9 +231,28 @@ pub fn read_record(image: &Path) -> Result<CheckpointRecord, ApiError> {
     serde_json::from_slice(&bytes).map_err(|e| io_err(format!("parsing {}", path.display()), e))
 }
 
+/// The key a bind mount at `destination` has in a checkpoint: its path, which CRIU's option
+/// syntax must be able to carry.
+fn bind_key(destination: &Path) -> Result<String, ApiError> {
+    let key = destination.display().to_string();
+    if key.contains([']', ':', '[']) || !destination.is_absolute() {
+        return Err(ApiError::new(
+            ErrorKind::Unsupported,
+            format!("the bind mount at {key:?} cannot be named to CRIU (an absolute path without ':', '[' or ']')"),
+        ));
+    }
+    Ok(key)
+}
+
 /// CRIU's arguments for a restore, up to what only the sandbox knows (root, namespaces,
-/// descriptors).
-pub fn restore_args(image: &Path, work: &Path, cgroup: Option<&str>, options: &[String]) -> Vec<String> {
+/// descriptors). `binds` are the container's bind mounts: destination and host source.
+pub fn restore_args(
+    image: &Path,
+    work: &Path,
+    cgroup: Option<&str>,
+    binds: &[(PathBuf, PathBuf)],
+    options: &[String],
+) -> Result<Vec<String>, ApiError> {
     let mut args: Vec<String> = vec![
         "restore".into(),
         "--images-dir".into(),
@@ -245,8 +272,11 @@ pub fn restore_args(image: &Path, work: &Path, cgroup: Option<&str>, options: &[
             args.extend(["--cgroup-root".into(), root]);
         }
     }
+    for (destination, source) in binds {
+        args.extend(["--external".into(), format!("mnt[{}]:{}", bind_key(destination)?, source.display())]);
+    }
     args.extend(options.iter().cloned());
-    args
+    Ok(args)
 }
 
 /// CRIU's `--cgroup-root` values that put the restored processes in the container's cgroup:

@@ -68,12 +68,6 @@ impl ContainerActor {
                 format!("container {id:?} has a terminal: checkpointing a terminal is not supported yet"),
             ));
         }
-        if !wire::mounts::bind_mounts(self.meta.spec.mounts().as_deref().unwrap_or_default()).is_empty() {
-            return Err(ApiError::new(
-                ErrorKind::Unsupported,
-                format!("container {id:?} has bind mounts: checkpointing them is not supported yet"),
-            ));
-        }
         let cgroup = self.cgroup.as_ref();
         if let Some(stray) =
             cgroup.map(|c| c.procs()).unwrap_or_default().into_iter().find(|p| !descends_from(*p, init.pid))
@@ -94,6 +88,10 @@ impl ContainerActor {
             work: msg.work_path.clone().unwrap_or_else(|| msg.image_path.clone()),
             leave_running: msg.leave_running,
             freezer: cgroup.and_then(|c| c.freezer_dir()),
+            binds: wire::mounts::bind_mounts(self.meta.spec.mounts().as_deref().unwrap_or_default())
+                .into_iter()
+                .map(|b| b.destination)
+                .collect(),
             options: msg.criu_options.clone(),
         })
     }

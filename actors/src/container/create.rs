@@ -281,9 +281,6 @@ fn restorable(id: &str, spec: &oci_spec::runtime::Spec, joins: bool) -> Result<(
     if spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
         return unsupported("a container with a terminal");
     }
-    if !wire::mounts::bind_mounts(spec.mounts().as_deref().unwrap_or_default()).is_empty() {
-        return unsupported("a container with bind mounts");
-    }
     Ok(())
 }
 
@@ -291,6 +288,26 @@ fn restorable(id: &str, spec: &oci_spec::runtime::Spec, joins: bool) -> Result<(
 struct PlannedRestore {
     request: RestoreInSandbox,
     work: PathBuf,
+}
+
+/// The container's bind mounts: destination, and source on the host (relative sources are
+/// the bundle's, as the gofer reads them; one that climbs out with `..` is refused).
+fn bind_sources(meta: &Meta) -> Result<Vec<(PathBuf, PathBuf)>, ApiError> {
+    wire::mounts::bind_mounts(meta.spec.mounts().as_deref().unwrap_or_default())
+        .into_iter()
+        .map(|b| {
+            if b.source.is_absolute() {
+                return Ok((b.destination, b.source));
+            }
+            if b.source.components().any(|c| c == std::path::Component::ParentDir) {
+                return Err(ApiError::invalid_spec(format!(
+                    "restore: the bind source {} leads out of the bundle",
+                    b.source.display()
+                )));
+            }
+            Ok((b.destination, meta.bundle.join(b.source)))
+        })
+        .collect()
 }
 
 /// Reads the checkpoint's record and prepares what the sandbox needs to run CRIU.
@@ -316,7 +333,13 @@ fn restore_in_sandbox(meta: &Meta, from: &RestoreFrom, state_dir: &Path) -> Resu
     };
     let request = RestoreInSandbox {
         criu: crate::criu::program(from.criu.as_deref())?,
-        args: crate::criu::restore_args(&from.image_path, &work, meta.cgroup.as_deref(), &from.criu_options),
+        args: crate::criu::restore_args(
+            &from.image_path,
+            &work,
+            meta.cgroup.as_deref(),
+            &bind_sources(meta)?,
+            &from.criu_options,
+        )?,
         root_mountpoint,
         stdio_keys: record.stdio,
         init_pid: record.init_pid,
