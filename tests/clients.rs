@@ -124,6 +124,37 @@ fn podman_runs_execs_signals_pauses_updates_and_removes_through_ctl() {
     assert!(stderr(&bad).contains("/no/such/program"), "{}", stderr(&bad));
 }
 
+#[test]
+fn podman_checkpoints_and_restores_a_container_through_ctl() {
+    let pm = Podman::new();
+    let rootfs = pm.rootfs.to_str().unwrap().to_string();
+    let name = unique("pm-ckpt");
+    let counter = "i=0; while :; do i=$((i+1)); echo $i; usleep 100000; done";
+    ok(&pm.cmd(&["run", "-d", "--name", &name, "--rootfs", &rootfs, "sh", "-c", counter]), "podman run -d");
+    let logged =
+        || -> Vec<u64> { stdout(&pm.cmd(&["logs", &name])).lines().filter_map(|l| l.trim().parse().ok()).collect() };
+    assert!(eventually(Duration::from_secs(10), || logged().len() >= 5), "the counter does not count");
+
+    // podman calls `ctl checkpoint --image-path … --work-path … ID`, then `ctl delete`.
+    ok(&pm.cmd(&["container", "checkpoint", &name]), "podman container checkpoint");
+    let status = ok(&pm.cmd(&["inspect", "--format", "{{.State.Status}}", &name]), "inspect");
+    assert_eq!(status.trim(), "exited");
+    let at_checkpoint = logged().len();
+
+    // And conmon calls `ctl restore --bundle … --pid-file … --detach --image-path … ID`.
+    ok(&pm.cmd(&["container", "restore", &name]), "podman container restore");
+    let status = ok(&pm.cmd(&["inspect", "--format", "{{.State.Status}}", &name]), "inspect");
+    assert_eq!(status.trim(), "running");
+    assert!(eventually(Duration::from_secs(10), || logged().len() >= at_checkpoint + 5), "no output after restore");
+    // One count after the other: the restored process went on from its memory.
+    let counts = logged();
+    assert!(counts.windows(2).all(|w| w[1] == w[0] + 1), "{counts:?}");
+    assert_eq!(ok(&pm.cmd(&["exec", &name, "echo", "in exec"]), "exec").trim(), "in exec");
+    ok(&pm.cmd(&["rm", "-f", &name]), "rm -f");
+    let left = ok(&pm.cmd(&["ps", "-a", "-q"]), "ps");
+    assert!(left.trim().is_empty(), "{left}");
+}
+
 /// A containerd of the test's own: config, state, root and socket in a temporary directory.
 struct Containerd {
     dir: tempfile::TempDir,

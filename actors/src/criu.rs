@@ -72,6 +72,45 @@ pub struct CheckpointRecord {
     pub init_pid: i32,
     /// CRIU's key of each standard descriptor of the init (`None`: nothing to replace).
     pub stdio: Vec<Option<String>>,
+    /// The container's cgroup v1 mounts, marked external (it has no cgroup namespace): where
+    /// each is in the container, and its hierarchy's controllers.
+    #[serde(default)]
+    pub cgroup_mounts: Vec<CgroupMount>,
+}
+
+/// A cgroup v1 hierarchy mounted in a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupMount {
+    /// Where it is mounted in the container.
+    pub mountpoint: String,
+    /// Its controllers (`cpu`, `name=systemd`, ...), as the mount's options name them.
+    pub controllers: Vec<String>,
+}
+
+/// The cgroup v1 mounts in a `mountinfo` text.
+fn cgroup_mounts_in(mountinfo: &str) -> Vec<CgroupMount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (before, after) = line.split_once(" - ")?;
+            let mountpoint = before.split_whitespace().nth(4)?;
+            let mut after = after.split_whitespace();
+            if after.next()? != "cgroup" {
+                return None;
+            }
+            let options = after.nth(1)?;
+            let mut controllers: Vec<String> =
+                options.split(',').filter(|o| !matches!(*o, "rw" | "ro")).map(String::from).collect();
+            controllers.sort();
+            Some(CgroupMount { mountpoint: mountpoint.to_string(), controllers })
+        })
+        .collect()
+}
+
+/// Where the host mounts the hierarchy of `mount`'s controllers.
+fn host_hierarchy(mount: &CgroupMount) -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    cgroup_mounts_in(&mountinfo).into_iter().find(|m| m.controllers == mount.controllers).map(|m| m.mountpoint.into())
 }
 
 /// A checkpoint to take.
@@ -93,6 +132,9 @@ pub struct Dump {
     pub freezer: Option<PathBuf>,
     /// The destinations of the container's bind mounts (their sources are the host's).
     pub binds: Vec<PathBuf>,
+    /// The container has a cgroup namespace of its own (else its cgroup mounts show host
+    /// paths, which CRIU cannot restore by itself).
+    pub cgroup_namespace: bool,
     /// The caller's extra CRIU options.
     pub options: Vec<String>,
 }
@@ -187,7 +229,12 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
     }
     let pid = dump.init;
     let own_mounts = mount_ids(pid)?;
-    let mut record = CheckpointRecord { id: dump.id.clone(), init_pid: inner_pid(pid)?, stdio: Vec::new() };
+    let mut record = CheckpointRecord {
+        id: dump.id.clone(),
+        init_pid: inner_pid(pid)?,
+        stdio: Vec::new(),
+        cgroup_mounts: Vec::new(),
+    };
     let mut args: Vec<String> = vec!["dump".into(), "--tree".into(), pid.to_string()];
     for fd in 0..3 {
         let key = descriptor_key(pid, fd, &own_mounts)?;
@@ -201,6 +248,18 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
     args.extend(["--external".into(), format!("pid[{}]:{PID_NS_KEY}", namespace_inode(pid, "pid")?)]);
     args.extend(["--external".into(), format!("net[{}]:{NET_NS_KEY}", namespace_inode(pid, "net")?)]);
     args.extend(["--manage-cgroups=soft".into()]);
+    if !dump.cgroup_namespace {
+        // Without a cgroup namespace the container's cgroup mounts are subdirectories of the
+        // host's hierarchies: external, and bound again from the new container's cgroup on
+        // restore (runc does the same).
+        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+            .map_err(|e| io_err(format!("reading /proc/{pid}/mountinfo"), e))?;
+        record.cgroup_mounts = cgroup_mounts_in(&mountinfo);
+        for mount in &record.cgroup_mounts {
+            let key = bind_key(Path::new(&mount.mountpoint))?;
+            args.extend(["--external".into(), format!("mnt[{key}]:{key}")]);
+        }
+    }
     for destination in &dump.binds {
         // Not the container's to save: CRIU records the mount point under a key (its path, as
         // runc does) and the restore names the host path to bind there again.
@@ -251,6 +310,7 @@ pub fn restore_args(
     work: &Path,
     cgroup: Option<&str>,
     binds: &[(PathBuf, PathBuf)],
+    record: &CheckpointRecord,
     options: &[String],
 ) -> Result<Vec<String>, ApiError> {
     let mut args: Vec<String> = vec![
@@ -274,6 +334,19 @@ pub fn restore_args(
     }
     for (destination, source) in binds {
         args.extend(["--external".into(), format!("mnt[{}]:{}", bind_key(destination)?, source.display())]);
+    }
+    for mount in &record.cgroup_mounts {
+        let hierarchy = host_hierarchy(mount).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the checkpoint's cgroup hierarchy {} is not mounted on this host",
+                    mount.controllers.join(",")
+                ),
+            )
+        })?;
+        let source = hierarchy.join(cgroup.unwrap_or_default().trim_start_matches('/'));
+        args.extend(["--external".into(), format!("mnt[{}]:{}", mount.mountpoint, source.display())]);
     }
     args.extend(options.iter().cloned());
     Ok(args)
@@ -376,6 +449,28 @@ mod tests {
         assert!(err.message.contains("Can't lookup mount=24") && err.message.contains("Dumping FAILED"), "{err}");
         assert!(!err.message.contains("RLIMIT"), "{err}");
         assert!(err.message.contains(&log.display().to_string()));
+    }
+
+    #[test]
+    fn cgroup_mounts_are_read_from_mountinfo() {
+        let mountinfo = "60 57 0:48 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs rw,mode=755\n\
+            62 60 0:37 /libpod/x /sys/fs/cgroup/systemd ro,nosuid - cgroup cgroup rw,name=systemd\n\
+            73 60 0:29 /libpod/x /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpuacct,cpu\n\
+            41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        let mounts = cgroup_mounts_in(mountinfo);
+        assert_eq!(
+            mounts,
+            [
+                CgroupMount { mountpoint: "/sys/fs/cgroup/systemd".into(), controllers: vec!["name=systemd".into()] },
+                CgroupMount {
+                    mountpoint: "/sys/fs/cgroup/cpu,cpuacct".into(),
+                    controllers: vec!["cpu".into(), "cpuacct".into()]
+                },
+            ]
+        );
+        // This host mounts its memory hierarchy somewhere.
+        let memory = CgroupMount { mountpoint: String::new(), controllers: vec!["memory".into()] };
+        assert!(host_hierarchy(&memory).is_some_and(|p| p.join("memory.limit_in_bytes").exists() || p.is_dir()));
     }
 
     #[test]

@@ -92,6 +92,13 @@ impl ContainerActor {
                 .into_iter()
                 .map(|b| b.destination)
                 .collect(),
+            cgroup_namespace: self
+                .meta
+                .spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.namespaces().as_ref())
+                .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)),
             options: msg.criu_options.clone(),
         })
     }
