@@ -7,7 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use harness::{
-    assert_nothing_left, eventually, namespace_pid, parent_pid, process_alive, stderr, stdout, unique, Bundle, Paddock,
+    assert_nothing_left, capture, eventually, namespace_pid, parent_pid, process_alive, stderr, stdout, unique, Bundle,
+    Paddock,
 };
 
 /// A process whose count lives in its shell's memory: printed and written to the tmpfs
@@ -212,6 +213,37 @@ fn checkpoint_and_restore_refuse_what_they_cannot_do_and_leave_nothing() {
     assert!(!out.status.success() && stderr(&out).contains("paddock-checkpoint.json"), "{}", stderr(&out));
     assert!(!p.ids().contains(&ghost));
     assert_nothing_left(&ghost);
+
+    // CRIU itself fails (the output file it should hand back changed size, and was not
+    // opened for appending): the error says why, and the new container is gone entirely.
+    let truncating = unique("ckpt-trunc");
+    let output = dir.path().join("plain.out");
+    let file = std::fs::File::create(&output).unwrap();
+    let status = p
+        .command()
+        .args(["run", "-d", "--bundle", &bundle.path_str(), &truncating])
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(eventually(Duration::from_secs(10), || counts(&output).len() >= 3));
+    let plain_image = dir.path().join("plain-image").display().to_string();
+    p.ctl_ok(&["checkpoint", "--image-path", &plain_image, &truncating]);
+    p.ctl_ok(&["delete", &truncating]);
+    let out = capture(p.command().args([
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle.path_str(),
+        "--image-path",
+        &plain_image,
+        &truncating,
+    ]));
+    assert!(!out.status.success() && stderr(&out).contains("opened for appending"), "{}", stderr(&out));
+    assert!(!p.ids().contains(&truncating));
+    assert_nothing_left(&truncating);
 
     // Flags paddock cannot honour are named.
     let out = p.ctl(&["checkpoint", "--pre-dump", "--image-path", &image, &single]);
