@@ -359,6 +359,26 @@ pub struct UpdateArgs {
     pub id: String,
 }
 
+/// The flags runc's checkpoint and restore both pass on to CRIU.
+#[derive(Debug, clap::Args)]
+pub struct CriuFlags {
+    /// Allow open TCP connections.
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets.
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs.
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Checkpoint or restore file locks.
+    #[arg(long)]
+    pub file_locks: bool,
+    /// How to handle cgroups (soft, full, strict, ignore).
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+}
+
 /// `ctl checkpoint`: runc's flags.
 #[derive(Debug, clap::Args)]
 pub struct CheckpointArgs {
@@ -374,24 +394,12 @@ pub struct CheckpointArgs {
     /// Leave the container running after the checkpoint (podman may give it twice).
     #[arg(long, action = clap::ArgAction::Count)]
     pub leave_running: u8,
-    /// Allow open TCP connections.
-    #[arg(long)]
-    pub tcp_established: bool,
-    /// Allow external unix sockets.
-    #[arg(long)]
-    pub ext_unix_sk: bool,
-    /// Allow shell jobs.
-    #[arg(long)]
-    pub shell_job: bool,
-    /// Checkpoint file locks.
-    #[arg(long)]
-    pub file_locks: bool,
+    /// The CRIU options of runc's checkpoint and restore.
+    #[command(flatten)]
+    pub criu: CriuFlags,
     /// Only dump memory pages (pre-dump).
     #[arg(long)]
     pub pre_dump: bool,
-    /// How to handle cgroups (soft, full, strict, ignore).
-    #[arg(long)]
-    pub manage_cgroups_mode: Option<String>,
     /// Handle namespaces that are not the container's own.
     #[arg(long)]
     pub empty_ns: Vec<String>,
@@ -432,21 +440,9 @@ pub struct RestoreArgs {
     /// A socket to send the terminal to.
     #[arg(long)]
     pub console_socket: Option<PathBuf>,
-    /// Allow open TCP connections.
-    #[arg(long)]
-    pub tcp_established: bool,
-    /// Allow external unix sockets.
-    #[arg(long)]
-    pub ext_unix_sk: bool,
-    /// Allow shell jobs.
-    #[arg(long)]
-    pub shell_job: bool,
-    /// Restore file locks.
-    #[arg(long)]
-    pub file_locks: bool,
-    /// How to handle cgroups.
-    #[arg(long)]
-    pub manage_cgroups_mode: Option<String>,
+    /// The CRIU options of runc's checkpoint and restore.
+    #[command(flatten)]
+    pub criu: CriuFlags,
     /// Do not use pivot_root.
     #[arg(long)]
     pub no_pivot: bool,

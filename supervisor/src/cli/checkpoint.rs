@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use wire::api::{Checkpoint, RestoreFrom};
 
-use super::args::{CheckpointArgs, RestoreArgs};
+use super::args::{CheckpointArgs, CriuFlags, RestoreArgs};
 use super::run;
 
 /// runc's default image directory: `checkpoint` in the current directory.
@@ -14,29 +14,25 @@ fn absolute(path: Option<&Path>) -> anyhow::Result<Option<PathBuf>> {
     Ok(path.map(std::path::absolute).transpose()?)
 }
 
-/// The CRIU options that a flag turns on; the rest CRIU does by paddock's rules.
-fn criu_options(tcp: bool, ext_unix: bool, shell_job: bool, file_locks: bool, cgroups: Option<&str>) -> Vec<String> {
+/// The CRIU options that the flags turn on (after checking them); the rest CRIU does by
+/// paddock's rules.
+fn criu_options(flags: &CriuFlags) -> anyhow::Result<Vec<String>> {
     let mut options: Vec<String> = [
-        (tcp, "--tcp-established"),
-        (ext_unix, "--ext-unix-sk"),
-        (shell_job, "--shell-job"),
-        (file_locks, "--file-locks"),
+        (flags.tcp_established, "--tcp-established"),
+        (flags.ext_unix_sk, "--ext-unix-sk"),
+        (flags.shell_job, "--shell-job"),
+        (flags.file_locks, "--file-locks"),
     ]
     .into_iter()
     .filter(|(on, _)| *on)
     .map(|(_, flag)| flag.to_string())
     .collect();
-    if let Some(mode) = cgroups {
-        options.push(format!("--manage-cgroups={mode}"));
-    }
-    options
-}
-
-fn check_cgroup_mode(mode: Option<&str>) -> anyhow::Result<()> {
-    match mode {
-        None | Some("soft" | "full" | "strict" | "ignore") => Ok(()),
+    match flags.manage_cgroups_mode.as_deref() {
+        None => {}
+        Some(mode @ ("soft" | "full" | "strict" | "ignore")) => options.push(format!("--manage-cgroups={mode}")),
         Some(other) => anyhow::bail!("--manage-cgroups-mode {other:?}: expected soft, full, strict or ignore"),
     }
+    Ok(options)
 }
 
 /// `ctl checkpoint`.
@@ -50,7 +46,6 @@ pub fn checkpoint(root: &Path, criu: Option<&Path>, args: CheckpointArgs) -> any
     ] {
         anyhow::ensure!(!given, "checkpoint {flag}: incremental and lazy checkpoints are not supported");
     }
-    check_cgroup_mode(args.manage_cgroups_mode.as_deref())?;
     let image_path = std::path::absolute(args.image_path.as_deref().unwrap_or(Path::new(DEFAULT_IMAGE_DIR)))?;
     let request = Checkpoint {
         id: args.id,
@@ -58,13 +53,7 @@ pub fn checkpoint(root: &Path, criu: Option<&Path>, args: CheckpointArgs) -> any
         work_path: absolute(args.work_path.as_deref())?,
         // podman may give the flag twice; any count means yes.
         leave_running: args.leave_running > 0,
-        criu_options: criu_options(
-            args.tcp_established,
-            args.ext_unix_sk,
-            args.shell_job,
-            args.file_locks,
-            args.manage_cgroups_mode.as_deref(),
-        ),
+        criu_options: criu_options(&args.criu)?,
         criu: absolute(criu)?,
     };
     super::connect(root)?.checkpoint(request)?;
@@ -75,18 +64,11 @@ pub fn checkpoint(root: &Path, criu: Option<&Path>, args: CheckpointArgs) -> any
 /// unless detached waits for it as `ctl run` does.
 pub fn restore(root: &Path, criu: Option<&Path>, args: RestoreArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(!args.lazy_pages, "restore --lazy-pages: lazy restores are not supported");
-    check_cgroup_mode(args.manage_cgroups_mode.as_deref())?;
     let image_path = std::path::absolute(args.image_path.as_deref().unwrap_or(Path::new(DEFAULT_IMAGE_DIR)))?;
     let from = RestoreFrom {
         image_path,
         work_path: absolute(args.work_path.as_deref())?,
-        criu_options: criu_options(
-            args.tcp_established,
-            args.ext_unix_sk,
-            args.shell_job,
-            args.file_locks,
-            args.manage_cgroups_mode.as_deref(),
-        ),
+        criu_options: criu_options(&args.criu)?,
         criu: absolute(criu)?,
     };
     run::run(
