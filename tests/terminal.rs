@@ -207,3 +207,47 @@ fn with_a_tty_signals_go_to_the_foreground_process_group() {
     assert!(seen.contains("trapped") && seen.contains("survived 143"), "{seen:?}");
     assert_eq!(ctl.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_container_with_a_terminal_is_checkpointed_and_restored_onto_a_new_one() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sh", "-c", "i=0; while :; do i=$((i+1)); echo n$i.; usleep 100000; done"]);
+    bundle.edit_config(|c| c["process"]["terminal"] = true.into());
+    let image = tempfile::tempdir().unwrap();
+    let image_path = image.path().join("image").display().to_string();
+    let id = unique("tty-ckpt");
+    let console = ConsoleSocket::new();
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), "--console-socket", console.path(), &id]);
+    let (mut master, _) = console.master();
+    p.ctl_ok(&["start", &id]);
+    let mut before = read_until(&mut master, "n5.");
+    p.ctl_ok(&["checkpoint", "--image-path", &image_path, &id]);
+    // All it printed until the checkpoint ended it (the terminal hangs up).
+    before += &read_until(&mut master, "never printed");
+    let last: u64 = before.rsplit("n").find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
+    p.ctl_ok(&["delete", &id]);
+
+    // Detached without a console socket, there is nothing to give the terminal to.
+    let out = p.ctl(&["restore", "-d", "--bundle", &bundle.path_str(), "--image-path", &image_path, &id]);
+    assert!(!out.status.success() && stderr(&out).contains("--console-socket"), "{}", stderr(&out));
+    assert_nothing_left(&id);
+
+    let console = ConsoleSocket::new();
+    p.ctl_ok(&[
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle.path_str(),
+        "--image-path",
+        &image_path,
+        "--console-socket",
+        console.path(),
+        &id,
+    ]);
+    let (mut master, _) = console.master();
+    let after = read_until(&mut master, &format!("n{}.", last + 3));
+    let first: u64 = after.split('n').find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
+    assert_eq!(first, last + 1, "the restored process did not go on counting on its new terminal: {after:?}");
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}

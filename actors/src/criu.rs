@@ -190,6 +190,14 @@ fn descriptor_key(pid: i32, fd: i32, own_mounts: &[u64]) -> Result<Option<(Strin
             ),
         ));
     }
+    let stat = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .map_err(|e| io_err(format!("stat of descriptor {fd} of process {pid}"), e))?;
+    if is_pty_slave(&stat) {
+        // The container's terminal: its master is the caller's. CRIU knows a tty by its device
+        // numbers; the restore hands it the slave of a new pty whose master goes to the
+        // restoring caller.
+        return Ok(Some((format!("tty[{:x}:{:x}]", stat.rdev(), stat.dev()), true)));
+    }
     let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
         .map_err(|e| io_err(format!("reading /proc/{pid}/fdinfo/{fd}"), e))?;
     let mount: u64 = info
@@ -201,11 +209,19 @@ fn descriptor_key(pid: i32, fd: i32, own_mounts: &[u64]) -> Result<Option<(Strin
         // Opened inside the container: CRIU dumps and reopens it by itself.
         return Ok(None);
     }
-    let inode = std::fs::metadata(format!("/proc/{pid}/fd/{fd}"))
-        .map(|m| m.ino())
-        .map_err(|e| io_err(format!("stat of descriptor {fd} of process {pid}"), e))?;
     // CRIU's format: hexadecimal mount id and inode.
-    Ok(Some((format!("file[{mount:x}:{inode:x}]"), true)))
+    Ok(Some((format!("file[{mount:x}:{:x}]", stat.ino()), true)))
+}
+
+/// Whether a file is the slave side of a Unix 98 pty (device majors 136 to 143).
+fn is_pty_slave(stat: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    stat.file_type().is_char_device() && (136..=143).contains(&libc::major(stat.rdev()))
+}
+
+/// Whether a checkpoint's descriptor key names a terminal.
+pub fn is_tty_key(key: &str) -> bool {
+    key.starts_with("tty[")
 }
 
 /// The mount ids of process `pid`'s mount namespace.
@@ -239,7 +255,10 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
     for fd in 0..3 {
         let key = descriptor_key(pid, fd, &own_mounts)?;
         if let Some((key, true)) = &key {
-            args.extend(["--external".into(), key.clone()]);
+            // A terminal is usually all three: named once.
+            if !record.stdio.contains(&Some(key.clone())) {
+                args.extend(["--external".into(), key.clone()]);
+            }
         }
         record.stdio.push(key.map(|(k, _)| k));
     }

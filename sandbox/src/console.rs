@@ -46,6 +46,11 @@ impl Pty {
         Ok(())
     }
 
+    /// The slave side.
+    pub fn slave(&self) -> BorrowedFd<'_> {
+        self.slave.as_fd()
+    }
+
     /// Makes the slave the calling process's controlling terminal (it must lead a session
     /// without one) and its stdin, stdout and stderr. The master is closed here.
     pub fn attach(self) -> Result<(), ApiError> {

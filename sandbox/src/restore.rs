@@ -32,6 +32,9 @@ pub struct RestoreConfig<'a> {
     pub rootfs: &'a Path,
     /// The caller's stdio, replacing the checkpoint's.
     pub stdio: [Option<OwnedFd>; 3],
+    /// The caller's console socket: a checkpoint whose process had a terminal gets a new
+    /// pty, whose master goes there.
+    pub console: Option<OwnedFd>,
     /// The container's cgroup directories (CRIU and the restored processes join them).
     pub cgroups: &'a [OwnedFd],
     /// The sandbox's procfs.
@@ -69,6 +72,7 @@ pub fn restore(mut config: RestoreConfig<'_>) -> Result<Pid, ApiError> {
             drop(errors_out);
             drop((root, host_mnt, host_cgroup));
             config.stdio = [None, None, None];
+            config.console = None;
             let mut message = String::new();
             let _ = std::io::Read::read_to_string(&mut std::fs::File::from(errors_in), &mut message);
             let status = nix::sys::wait::waitpid(child, None).map_err(|e| ApiError::io("waiting for CRIU", e))?;
@@ -106,8 +110,9 @@ fn criu_argv(config: &RestoreConfig<'_>) -> Result<Vec<CString>, ApiError> {
         args.extend(["--join-ns".into(), format!("{ns}:/proc/1/ns/{ns}")]);
     }
     let mut next = FIRST_PLACED_FD;
-    for (fd, key) in config.stdio.iter().zip(plan.stdio_keys.iter()) {
-        if let (Some(_), Some(key)) = (fd, key) {
+    for (i, source) in descriptor_plan(config)?.iter().enumerate() {
+        if let Placed::Caller(_) | Placed::Terminal = source {
+            let key = plan.stdio_keys[i].as_deref().unwrap_or_default();
             args.extend(["--inherit-fd".into(), format!("fd[{next}]:{key}")]);
         }
         next += 1;
@@ -119,6 +124,41 @@ fn criu_argv(config: &RestoreConfig<'_>) -> Result<Vec<CString>, ApiError> {
     args.into_iter()
         .map(|a| CString::new(a).map_err(|_| ApiError::invalid_argument("a CRIU argument has a NUL byte")))
         .collect()
+}
+
+/// What CRIU's process gets at 3, 4 and 5, for each of the checkpoint's stdin, stdout and
+/// stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placed {
+    /// The caller's descriptor of that number.
+    Caller(usize),
+    /// The slave of the new terminal (once, for the first descriptor that was the terminal).
+    Terminal,
+    /// Nothing: the checkpoint had nothing to replace there, or the caller gave nothing.
+    Nothing,
+}
+
+/// Which descriptor replaces each of the checkpoint's standard descriptors.
+fn descriptor_plan(config: &RestoreConfig<'_>) -> Result<[Placed; 3], ApiError> {
+    let keys = &config.plan.stdio_keys;
+    let mut plan = [Placed::Nothing; 3];
+    for (i, place) in plan.iter_mut().enumerate() {
+        let Some(key) = keys.get(i).and_then(|k| k.as_deref()) else { continue };
+        if key.starts_with("tty[") {
+            if config.console.is_none() {
+                return Err(ApiError::invalid_argument(
+                    "the checkpoint's process had a terminal: restore it with a console socket (or in the foreground)",
+                ));
+            }
+            // One key, one inherited descriptor: CRIU gives it to every descriptor of that tty.
+            if !keys[..i].iter().any(|k| k.as_deref() == Some(key)) {
+                *place = Placed::Terminal;
+            }
+        } else if config.stdio[i].is_some() {
+            *place = Placed::Caller(i);
+        }
+    }
+    Ok(plan)
 }
 
 /// The sandbox's namespaces a checkpoint marks external, with paddockd's keys for them (see
@@ -199,11 +239,25 @@ fn prepare(
         );
     }
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    let placed = descriptor_plan(config).map_err(|e| e.message)?;
+    // A terminal for the restored process: opened here, in the host's devpts (the container's
+    // is CRIU's to restore), its master sent to the caller.
+    let terminal = match (placed.contains(&Placed::Terminal), config.console.as_ref()) {
+        (true, Some(console)) => {
+            let pty = crate::console::open().map_err(|e| e.message)?;
+            pty.send_master(console.as_fd()).map_err(|e| e.message)?;
+            Some(pty)
+        }
+        _ => None,
+    };
+    let stdio_sources = placed.map(|p| match p {
+        Placed::Caller(i) => config.stdio[i].as_ref().map(|f| f.as_fd()),
+        Placed::Terminal => terminal.as_ref().map(|t| t.slave()),
+        Placed::Nothing => None,
+    });
     // Out of the way first (a source may sit where another is to go), then into place.
     let mut sources: Vec<Option<OwnedFd>> = Vec::new();
-    for fd in
-        config.stdio.iter().map(|f| f.as_ref().map(|f| f.as_fd())).chain(namespaces.iter().map(|n| Some(n.as_fd())))
-    {
+    for fd in stdio_sources.into_iter().chain(namespaces.iter().map(|n| Some(n.as_fd()))) {
         sources.push(
             fd.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 1000))
                 .transpose()

@@ -226,6 +226,7 @@ impl Server {
                     id: &id,
                     rootfs: &staged.rootfs,
                     stdio,
+                    console: create.stdio.console.take(),
                     cgroups: &cgroups,
                     proc: &proc,
                     plan,

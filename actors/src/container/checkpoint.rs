@@ -62,12 +62,6 @@ impl ContainerActor {
         let init = self.meta.init.ok_or_else(|| {
             ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} has no process to checkpoint"))
         })?;
-        if self.meta.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
-            return Err(ApiError::new(
-                ErrorKind::Unsupported,
-                format!("container {id:?} has a terminal: checkpointing a terminal is not supported yet"),
-            ));
-        }
         let cgroup = self.cgroup.as_ref();
         if let Some(stray) =
             cgroup.map(|c| c.procs()).unwrap_or_default().into_iter().find(|p| !descends_from(*p, init.pid))

@@ -129,7 +129,7 @@ pub(crate) async fn create(
     }
     spec::overlay_of(&spec, config.default_overlay)?;
     if let Some(from) = &msg.restore {
-        restorable(&msg.id, &spec, joined.is_some())?;
+        restorable(&msg.id, joined.is_some())?;
         // Before anything is made: a checkpoint that is not there fails at once.
         let image = from.image_path.clone();
         blocking(move || crate::criu::read_record(&image).map(drop)).await?;
@@ -271,15 +271,12 @@ async fn build_root(
 }
 
 /// Refuses what a restore cannot bring back yet.
-fn restorable(id: &str, spec: &oci_spec::runtime::Spec, joins: bool) -> Result<(), ApiError> {
+fn restorable(id: &str, joins: bool) -> Result<(), ApiError> {
     let unsupported = |what: &str| {
         Err(ApiError::new(ErrorKind::Unsupported, format!("restore of {id:?}: {what} cannot be restored yet")))
     };
     if joins {
         return unsupported("a container of a pod (restoring into an existing sandbox)");
-    }
-    if spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) {
-        return unsupported("a container with a terminal");
     }
     Ok(())
 }
