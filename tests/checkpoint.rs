@@ -176,7 +176,7 @@ fn checkpoint_and_restore_refuse_what_they_cannot_do_and_leave_nothing() {
     let created = unique("ckpt-created");
     p.ctl_ok(&["create", "--bundle", &bundle.path_str(), &created]);
     let out = p.ctl(&["checkpoint", "--image-path", &image, &created]);
-    assert!(!out.status.success() && stderr(&out).contains("created"), "{}", stderr(&out));
+    assert!(!out.status.success() && stderr(&out).contains("in status created"), "{}", stderr(&out));
     assert_eq!(p.state(&created)["status"], "created");
     p.ctl_ok(&["delete", &created]);
 
@@ -285,6 +285,39 @@ fn bind_mounts_are_bound_again_from_the_host_on_restore() {
     let out = p.ctl(&["exec", &id, "--", "sh", "-c", "echo changed > /etc/greeting"]);
     assert!(!out.status.success(), "the read-only bind came back writable");
     assert_eq!(std::fs::read_to_string(&greeting).unwrap(), "hello from the host\n");
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn a_failed_checkpoint_changes_nothing() {
+    let p = Paddock::new();
+    let bundle = counter_bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let id = unique("ckpt-fail");
+    p.ctl_detached(&["run", "-d", "--restart", "always", "--bundle", &bundle.path_str(), &id]);
+    p.ctl_ok(&["pause", &id]);
+    // A CRIU that fails at once.
+    let image = dir.path().join("image").display().to_string();
+    let out = p.ctl(&["--criu", "/bin/false", "checkpoint", "--image-path", &image, &id]);
+    assert!(!out.status.success() && stderr(&out).contains("checkpoint failed"), "{}", stderr(&out));
+    // Still paused (not thawed behind its status's back), and its restart policy still on.
+    assert_eq!(p.state(&id)["status"], "paused");
+    let freezer = std::fs::read_to_string(format!("/sys/fs/cgroup/freezer/paddock/{id}/{id}/freezer.state"));
+    if let Ok(state) = freezer {
+        assert_eq!(state.trim(), "FROZEN");
+    }
+    p.ctl_ok(&["resume", &id]);
+    let pid = init_pid(&p, &id);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let state = p.state(&id);
+            state["restart"]["count"] == 1 && state["status"] == "running"
+        }),
+        "the restart policy did not bring it back: {}",
+        p.state(&id)
+    );
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }

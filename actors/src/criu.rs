@@ -28,10 +28,7 @@ pub const CHECKPOINT_FILE: &str = "paddock-checkpoint.json";
 pub const DUMP_LOG: &str = "dump.log";
 /// CRIU's log of a restore, in the work directory.
 pub const RESTORE_LOG: &str = "restore.log";
-/// The key of the sandbox's PID namespace in a checkpoint (runc's name for it).
-pub const PID_NS_KEY: &str = "extRootPidNS";
-/// The key of the sandbox's network namespace in a checkpoint (runc's name for it).
-pub const NET_NS_KEY: &str = "extRootNetNS";
+pub use wire::sandbox_proto::{NET_NS_KEY, PID_NS_KEY};
 /// The CRIU program used when none is named.
 pub const DEFAULT_CRIU: &str = "criu";
 
@@ -39,8 +36,12 @@ pub const DEFAULT_CRIU: &str = "criu";
 /// `PATH` or in the system's sbin directories (a service's `PATH` often lacks them).
 pub fn program(given: Option<&Path>) -> Result<PathBuf, ApiError> {
     let name = given.unwrap_or(Path::new(DEFAULT_CRIU));
-    if name.components().count() > 1 || name.is_absolute() {
+    if name.is_absolute() {
         return Ok(name.to_path_buf());
+    }
+    if name.components().count() > 1 {
+        // Relative to which directory? paddockd's and the sandbox's differ from the caller's.
+        return Err(ApiError::invalid_argument(format!("--criu {}: give an absolute path", name.display())));
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
@@ -120,8 +121,8 @@ pub struct Dump {
     pub criu: PathBuf,
     /// The container's id.
     pub id: String,
-    /// Its init's host pid.
-    pub init: i32,
+    /// Its init (host pid and start time).
+    pub init: crate::meta::ProcessRecord,
     /// The image directory.
     pub image: PathBuf,
     /// The work directory (logs).
@@ -243,7 +244,12 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
             format!("{} already holds a checkpoint; give an empty --image-path", dump.image.display()),
         ));
     }
-    let pid = dump.init;
+    let pid = dump.init.pid;
+    // The pid names the process tree CRIU dumps and, without --leave-running, kills: it must
+    // still be the container's init, not a process that took its pid since.
+    if crate::procfs::start_time(pid).ok() != Some(dump.init.start_time) {
+        return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {:?}: its process has ended", dump.id)));
+    }
     let own_mounts = mount_ids(pid)?;
     let mut record = CheckpointRecord {
         id: dump.id.clone(),
@@ -306,12 +312,53 @@ pub fn read_record(image: &Path) -> Result<CheckpointRecord, ApiError> {
         let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
         ApiError::new(kind, format!("{} holds no paddock checkpoint ({}: {e})", image.display(), path.display()))
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| io_err(format!("parsing {}", path.display()), e))
+    let record: CheckpointRecord =
+        serde_json::from_slice(&bytes).map_err(|e| io_err(format!("parsing {}", path.display()), e))?;
+    // What the record says goes to CRIU's command line: only what paddock itself writes.
+    let well_formed = |key: &str| {
+        ["pipe:[", "file[", "tty["].iter().any(|p| key.starts_with(p))
+            && key.ends_with(']')
+            && key.chars().all(|c| c.is_ascii_alphanumeric() || "[]:".contains(c))
+    };
+    let bad = if record.stdio.len() != 3 {
+        Some(format!("{} standard descriptors instead of 3", record.stdio.len()))
+    } else if let Some(key) = record.stdio.iter().flatten().find(|k| !well_formed(k)) {
+        Some(format!("the descriptor key {key:?}"))
+    } else if record.init_pid < 1 {
+        Some(format!("the pid {}", record.init_pid))
+    } else {
+        None
+    };
+    match bad {
+        Some(what) => {
+            Err(ApiError::invalid_argument(format!("{}: not a paddock checkpoint record ({what})", path.display())))
+        }
+        None => Ok(record),
+    }
+}
+
+/// The CRIU options the API lets a caller add (runc's flags that map to them); anything else
+/// (another `--tree`, action scripts) is refused.
+pub fn check_options(options: &[String]) -> Result<(), ApiError> {
+    const ALLOWED: [&str; 8] = [
+        "--tcp-established",
+        "--ext-unix-sk",
+        "--shell-job",
+        "--file-locks",
+        "--manage-cgroups=soft",
+        "--manage-cgroups=full",
+        "--manage-cgroups=strict",
+        "--manage-cgroups=ignore",
+    ];
+    match options.iter().find(|o| !ALLOWED.contains(&o.as_str())) {
+        Some(o) => Err(ApiError::invalid_argument(format!("CRIU option {o:?} is not one paddock passes on"))),
+        None => Ok(()),
+    }
 }
 
 /// The key a bind mount at `destination` has in a checkpoint: its path, which CRIU's option
 /// syntax must be able to carry.
-fn bind_key(destination: &Path) -> Result<String, ApiError> {
+pub fn bind_key(destination: &Path) -> Result<String, ApiError> {
     let key = destination.display().to_string();
     if key.contains([']', ':', '[']) || !destination.is_absolute() {
         return Err(ApiError::new(
@@ -323,12 +370,11 @@ fn bind_key(destination: &Path) -> Result<String, ApiError> {
 }
 
 /// CRIU's arguments for a restore, up to what only the sandbox knows (root, namespaces,
-/// descriptors). `binds` are the container's bind mounts: destination and host source.
+/// descriptors, bind mounts).
 pub fn restore_args(
     image: &Path,
     work: &Path,
     cgroup: Option<&str>,
-    binds: &[(PathBuf, PathBuf)],
     record: &CheckpointRecord,
     options: &[String],
 ) -> Result<Vec<String>, ApiError> {
@@ -351,9 +397,6 @@ pub fn restore_args(
             args.extend(["--cgroup-root".into(), root]);
         }
     }
-    for (destination, source) in binds {
-        args.extend(["--external".into(), format!("mnt[{}]:{}", bind_key(destination)?, source.display())]);
-    }
     for mount in &record.cgroup_mounts {
         let hierarchy = host_hierarchy(mount).ok_or_else(|| {
             ApiError::new(
@@ -365,7 +408,8 @@ pub fn restore_args(
             )
         })?;
         let source = hierarchy.join(cgroup.unwrap_or_default().trim_start_matches('/'));
-        args.extend(["--external".into(), format!("mnt[{}]:{}", mount.mountpoint, source.display())]);
+        let key = bind_key(Path::new(&mount.mountpoint))?;
+        args.extend(["--external".into(), format!("mnt[{key}]:{}", source.display())]);
     }
     args.extend(options.iter().cloned());
     Ok(args)
@@ -429,7 +473,7 @@ fn run(criu: &Path, args: &[String], image: &Path, work: &Path, log: &str, what:
 
 /// An error for a failed CRIU run: the log's error lines (the last few), or CRIU's output.
 pub fn failure(what: &str, log: &Path, output: &str) -> ApiError {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let text = std::fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let errors: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("Error (") && !l.contains("RLIMIT_NOFILE"))
@@ -487,9 +531,14 @@ mod tests {
                 },
             ]
         );
-        // This host mounts its memory hierarchy somewhere.
-        let memory = CgroupMount { mountpoint: String::new(), controllers: vec!["memory".into()] };
-        assert!(host_hierarchy(&memory).is_some_and(|p| p.join("memory.limit_in_bytes").exists() || p.is_dir()));
+        // Each v1 hierarchy this host mounts is found again by its controllers (none on a host
+        // with cgroup v2 only).
+        let own = cgroup_mounts_in(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        for mount in own {
+            let found = host_hierarchy(&CgroupMount { mountpoint: String::new(), ..mount.clone() });
+            assert_eq!(found, Some(PathBuf::from(&mount.mountpoint)));
+        }
+        assert_eq!(host_hierarchy(&CgroupMount { mountpoint: String::new(), controllers: vec!["nope".into()] }), None);
     }
 
     #[test]
@@ -500,6 +549,31 @@ mod tests {
             ["name=systemd:/paddock/c/c", "memory:/paddock/c/c", "cpu,cpuacct:/paddock/c/c"]
         );
         assert_eq!(cgroup_roots("0::/init.scope\n", "/paddock/c/c"), ["/paddock/c/c"]);
+    }
+
+    #[test]
+    fn a_record_that_paddock_did_not_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |json: &str| std::fs::write(dir.path().join(CHECKPOINT_FILE), json).unwrap();
+        write(r#"{"id":"c","initPid":2,"stdio":["pipe:[12]",null,"file[1b:3]"]}"#);
+        assert_eq!(read_record(dir.path()).unwrap().stdio.len(), 3);
+        for bad in [
+            r#"{"id":"c","initPid":2,"stdio":["pipe:[12]"]}"#,
+            r#"{"id":"c","initPid":2,"stdio":["--action-script=/x",null,null]}"#,
+            r#"{"id":"c","initPid":0,"stdio":[null,null,null]}"#,
+            r#"{"id":"c""#,
+        ] {
+            write(bad);
+            let err = read_record(dir.path()).unwrap_err();
+            assert!(err.message.contains(CHECKPOINT_FILE), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn only_runcs_options_reach_criu() {
+        assert!(check_options(&["--file-locks".into(), "--manage-cgroups=soft".into()]).is_ok());
+        let err = check_options(&["--tree".into()]).unwrap_err();
+        assert!(err.message.contains("--tree"), "{err}");
     }
 
     #[test]

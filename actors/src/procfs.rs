@@ -20,10 +20,12 @@ pub fn start_time(pid: i32) -> std::io::Result<u64> {
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed stat"))
 }
 
-/// The parent of `pid` (field 4 of `/proc/<pid>/stat`), if the process exists.
+/// The parent of `pid` (field 4 of `/proc/<pid>/stat`), if the process exists. Read as bytes:
+/// the command name before it need not be UTF-8.
 pub fn parent(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
+    std::str::from_utf8(after).ok()?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The pid, in our PID namespace, of the process a pidfd refers to (`-1` once it has been

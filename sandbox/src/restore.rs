@@ -30,6 +30,8 @@ pub struct RestoreConfig<'a> {
     pub id: &'a str,
     /// Where the container's root is attached in the sandbox.
     pub rootfs: &'a Path,
+    /// Where the container's bind mounts are attached in the sandbox, in spec order.
+    pub binds: &'a [std::path::PathBuf],
     /// The caller's stdio, replacing the checkpoint's.
     pub stdio: [Option<OwnedFd>; 3],
     /// The caller's console socket: a checkpoint whose process had a terminal gets a new
@@ -46,16 +48,29 @@ pub struct RestoreConfig<'a> {
 /// Runs CRIU and returns the restored init's pid once CRIU has finished.
 pub fn restore(mut config: RestoreConfig<'_>) -> Result<Pid, ApiError> {
     let what = format!("restore of container {:?}", config.id);
-    let root = {
-        let place = rustix::fs::open(config.rootfs, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| ApiError::io(format!("open {}", config.rootfs.display()), e))?;
-        sys::clone_tree(place.as_fd(), true).map_err(|e| ApiError::io("copying the container's root", e))?
+    let copy = |place: &Path| -> Result<OwnedFd, ApiError> {
+        let fd = rustix::fs::open(place, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| ApiError::io(format!("open {}", place.display()), e))?;
+        sys::clone_tree(fd.as_fd(), true).map_err(|e| ApiError::io(format!("copying {}", place.display()), e))
     };
+    let root = copy(config.rootfs)?;
+    if config.binds.len() != config.plan.bind_keys.len() {
+        return Err(ApiError::new(
+            ErrorKind::Protocol,
+            format!("{} bind mounts staged, {} to restore", config.binds.len(), config.plan.bind_keys.len()),
+        ));
+    }
+    // The binds as the gofer opened them (beneath the bundle, symlinks resolved safely), not
+    // their host paths again.
+    let binds = config.binds.iter().map(|b| copy(b)).collect::<Result<Vec<_>, _>>()?;
     let host_mnt = config.plan.host_mnt.take().ok_or_else(|| missing("the host's mount namespace"))?;
     let host_cgroup = config.plan.host_cgroup.take().ok_or_else(|| missing("the host's cgroup namespace"))?;
     let argv = criu_argv(&config)?;
-    let mountpoint = CString::new(config.plan.root_mountpoint.as_os_str().as_encoded_bytes())
-        .map_err(|_| ApiError::invalid_argument("the root mount point has a NUL byte"))?;
+    let c_path = |path: &Path| {
+        CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| ApiError::invalid_argument(format!("{} has a NUL byte", path.display())))
+    };
+    let mountpoints = (c_path(&config.plan.root_mountpoint)?, c_path(&config.plan.binds_mountpoint)?);
     move_next_pid_up(config.proc)?;
     let (errors_in, errors_out) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ApiError::io("pipe", e))?;
@@ -63,19 +78,22 @@ pub fn restore(mut config: RestoreConfig<'_>) -> Result<Pid, ApiError> {
     match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
         ForkResult::Child => {
             drop(errors_in);
-            let err = child(&config, &root, &host_mnt, &host_cgroup, &mountpoint, &argv);
+            // Above the numbers CRIU's descriptors are placed at.
+            let errors_out = rustix::io::fcntl_dupfd_cloexec(&errors_out, 1000).unwrap_or(errors_out);
+            let trees = Trees { root: &root, binds: &binds };
+            let err = child(&config, &trees, &host_mnt, &host_cgroup, &mountpoints, &argv);
             let _ = rustix::io::write(&errors_out, err.as_bytes());
             // SAFETY: _exit ends the child without running the parent's destructors.
             unsafe { libc::_exit(127) }
         }
         ForkResult::Parent { child } => {
             drop(errors_out);
-            drop((root, host_mnt, host_cgroup));
+            drop((root, binds, host_mnt, host_cgroup));
             config.stdio = [None, None, None];
             config.console = None;
             let mut message = String::new();
             let _ = std::io::Read::read_to_string(&mut std::fs::File::from(errors_in), &mut message);
-            let status = nix::sys::wait::waitpid(child, None).map_err(|e| ApiError::io("waiting for CRIU", e))?;
+            let status = wait_for_criu(child)?;
             if !message.is_empty() {
                 return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: {message}")));
             }
@@ -95,6 +113,35 @@ pub fn restore(mut config: RestoreConfig<'_>) -> Result<Pid, ApiError> {
     }
 }
 
+/// How long CRIU may take before it is killed: the sandbox serves nothing else meanwhile.
+const CRIU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Waits for CRIU to end (killing it after [`CRIU_TIMEOUT`]) and reaps it.
+fn wait_for_criu(child: Pid) -> Result<nix::sys::wait::WaitStatus, ApiError> {
+    let pidfd = rustix::process::Pid::from_raw(child.as_raw())
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
+    if let Some(pidfd) = pidfd {
+        let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let timeout =
+            nix::poll::PollTimeout::try_from(CRIU_TIMEOUT.as_millis() as i32).unwrap_or(nix::poll::PollTimeout::MAX);
+        if matches!(nix::poll::poll(&mut fds, timeout), Ok(0)) {
+            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(child, None);
+            return Err(ApiError::new(
+                ErrorKind::Sandbox,
+                format!("CRIU did not finish within {} s and was killed", CRIU_TIMEOUT.as_secs()),
+            ));
+        }
+    }
+    nix::sys::wait::waitpid(child, None).map_err(|e| ApiError::io("waiting for CRIU", e))
+}
+
+/// The detached copies of the container's mounts CRIU restores on.
+struct Trees<'a> {
+    root: &'a OwnedFd,
+    binds: &'a [OwnedFd],
+}
+
 fn missing(what: &str) -> ApiError {
     ApiError::new(ErrorKind::Protocol, format!("restore without {what}"))
 }
@@ -110,9 +157,13 @@ fn criu_argv(config: &RestoreConfig<'_>) -> Result<Vec<CString>, ApiError> {
         args.extend(["--join-ns".into(), format!("{ns}:/proc/1/ns/{ns}")]);
     }
     let mut next = FIRST_PLACED_FD;
+    for (i, mountpoint) in plan.bind_keys.iter().enumerate() {
+        let place = plan.binds_mountpoint.join(i.to_string());
+        args.extend(["--external".into(), format!("mnt[{mountpoint}]:{}", place.display())]);
+    }
     for (i, source) in descriptor_plan(config)?.iter().enumerate() {
         if let Placed::Caller(_) | Placed::Terminal = source {
-            let key = plan.stdio_keys[i].as_deref().unwrap_or_default();
+            let key = plan.stdio_keys.get(i).and_then(|k| k.as_deref()).unwrap_or_default();
             args.extend(["--inherit-fd".into(), format!("fd[{next}]:{key}")]);
         }
         next += 1;
@@ -161,9 +212,10 @@ fn descriptor_plan(config: &RestoreConfig<'_>) -> Result<[Placed; 3], ApiError> 
     Ok(plan)
 }
 
-/// The sandbox's namespaces a checkpoint marks external, with paddockd's keys for them (see
-/// `actors::criu`), in the order their descriptors follow the standard ones.
-const SANDBOX_NAMESPACES: [(&str, &str); 2] = [("/proc/1/ns/pid", "extRootPidNS"), ("/proc/1/ns/net", "extRootNetNS")];
+/// The sandbox's namespaces a checkpoint marks external, with their keys, in the order their
+/// descriptors follow the standard ones.
+const SANDBOX_NAMESPACES: [(&str, &str); 2] =
+    [("/proc/1/ns/pid", wire::sandbox_proto::PID_NS_KEY), ("/proc/1/ns/net", wire::sandbox_proto::NET_NS_KEY)];
 
 /// Moves the PID namespace's next pid near its end, so that CRIU and its helpers do not take
 /// the low pids a checkpoint's processes had (a fresh sandbox would give CRIU pid 2, its
@@ -184,25 +236,63 @@ fn move_next_pid_up(proc: &OwnedFd) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The parent of `pid` in the sandbox's PID namespace.
+/// Attaches the bind mounts' copies at `<place>/0`, `<place>/1`, ... on a private tmpfs.
+fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), String> {
+    if binds.is_empty() {
+        return Ok(());
+    }
+    let tmpfs = sys::new_mount("tmpfs", Some("paddock-criu-binds"), &["mode=0700".to_string()], 0)
+        .map_err(|e| format!("a tmpfs for the bind mounts: {e}"))?;
+    let dir = rustix::fs::open(place.as_c_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("open {}: {e}", place.to_string_lossy()))?;
+    sys::attach(tmpfs.as_fd(), dir.as_fd()).map_err(|e| format!("attaching the binds' tmpfs: {e}"))?;
+    let dir = rustix::fs::open(place.as_c_str(), OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("open {}: {e}", place.to_string_lossy()))?;
+    for (i, bind) in binds.iter().enumerate() {
+        let name = i.to_string();
+        let is_dir = rustix::fs::fstat(bind)
+            .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+            .map_err(|e| format!("fstat of bind {i}: {e}"))?;
+        let made = if is_dir {
+            rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o700))
+        } else {
+            rustix::fs::openat(
+                &dir,
+                name.as_str(),
+                OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map(drop)
+        };
+        made.map_err(|e| format!("a mount point for bind {i}: {e}"))?;
+        let target = rustix::fs::openat(&dir, name.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| format!("open the mount point of bind {i}: {e}"))?;
+        sys::attach(bind.as_fd(), target.as_fd()).map_err(|e| format!("attaching bind {i}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The parent of `pid` in the sandbox's PID namespace (read as bytes: a command name need not
+/// be UTF-8).
 fn parent_of(proc: &OwnedFd, pid: Pid) -> Option<i32> {
     let fd = rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .ok()?;
-    let mut stat = String::new();
-    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut stat).ok()?;
-    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+    let mut stat = Vec::new();
+    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut stat).ok()?;
+    let after = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
+    std::str::from_utf8(after).ok()?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The child: namespaces, root, procfs, descriptors, then CRIU. Returns only on failure.
 fn child(
     config: &RestoreConfig<'_>,
-    root: &OwnedFd,
+    trees: &Trees<'_>,
     host_mnt: &OwnedFd,
     host_cgroup: &OwnedFd,
-    mountpoint: &CString,
+    mountpoints: &(CString, CString),
     argv: &[CString],
 ) -> String {
-    match prepare(config, root, host_mnt, host_cgroup, mountpoint) {
+    match prepare(config, trees, host_mnt, host_cgroup, mountpoints) {
         Ok(()) => {}
         Err(e) => return e,
     }
@@ -210,13 +300,18 @@ fn child(
     format!("executing {}: {e} (is CRIU 4.1 or later installed?)", argv[0].to_string_lossy())
 }
 
+/// Everything of the child before CRIU executes: a clean signal state and session, the
+/// container's cgroup, the host's cgroup and (a private copy of its) mount namespace, the
+/// container's trees attached where CRIU is told to find them, a procfs of the sandbox's PID
+/// namespace, and the descriptors placed.
 fn prepare(
     config: &RestoreConfig<'_>,
-    root: &OwnedFd,
+    trees: &Trees<'_>,
     host_mnt: &OwnedFd,
     host_cgroup: &OwnedFd,
-    mountpoint: &CString,
+    mountpoints: &(CString, CString),
 ) -> Result<(), String> {
+    crate::sync::reset_process_state().map_err(|e| e.message)?;
     crate::cgroup::join(config.cgroups).map_err(|e| format!("joining the container's cgroup: {e}"))?;
     nix::sched::setns(host_cgroup, CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("entering the host's cgroup namespace: {e}"))?;
@@ -225,9 +320,11 @@ fn prepare(
     let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
     nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
         .map_err(|e| format!("making the mounts private: {e}"))?;
-    let place = rustix::fs::open(mountpoint.as_c_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| format!("open {}: {e}", mountpoint.to_string_lossy()))?;
-    sys::attach(root.as_fd(), place.as_fd()).map_err(|e| format!("attaching the container's root: {e}"))?;
+    let (root_place, binds_place) = mountpoints;
+    let place = rustix::fs::open(root_place.as_c_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("open {}: {e}", root_place.to_string_lossy()))?;
+    sys::attach(trees.root.as_fd(), place.as_fd()).map_err(|e| format!("attaching the container's root: {e}"))?;
+    attach_binds(trees.binds, binds_place)?;
     let hidden = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC;
     nix::mount::mount(Some("proc"), "/proc", Some("proc"), hidden, None::<&str>)
         .map_err(|e| format!("mounting the sandbox's procfs: {e}"))?;

@@ -225,6 +225,7 @@ impl Server {
                 let pid = crate::restore::restore(crate::restore::RestoreConfig {
                     id: &id,
                     rootfs: &staged.rootfs,
+                    binds: &staged.binds,
                     stdio,
                     console: create.stdio.console.take(),
                     cgroups: &cgroups,

@@ -39,6 +39,11 @@ pub struct CreateContainer {
     pub restore: Option<RestoreInSandbox>,
 }
 
+/// The key of the sandbox's PID namespace in a checkpoint (runc's name for it).
+pub const PID_NS_KEY: &str = "extRootPidNS";
+/// The key of the sandbox's network namespace in a checkpoint (runc's name for it).
+pub const NET_NS_KEY: &str = "extRootNetNS";
+
 /// How the sandbox runs CRIU to restore a container's processes into itself.
 ///
 /// CRIU runs as a child of the sandbox, in the sandbox's PID, network, UTS and IPC
@@ -55,6 +60,11 @@ pub struct RestoreInSandbox {
     /// A directory in the host's tree (empty, paddockd's) where the container's root is
     /// attached for CRIU's `--root`.
     pub root_mountpoint: PathBuf,
+    /// A directory in the host's tree (empty, paddockd's) under which the container's bind
+    /// mounts, as the sandbox holds them from the gofer, are attached for CRIU.
+    pub binds_mountpoint: PathBuf,
+    /// The destinations of the container's bind mounts, in spec order: CRIU's keys for them.
+    pub bind_keys: Vec<String>,
     /// For each of stdin, stdout and stderr: CRIU's key for the descriptor the checkpoint
     /// had there, which the caller's descriptor replaces (`None`: nothing to replace).
     pub stdio_keys: Vec<Option<String>>,

@@ -11,49 +11,70 @@ use crate::criu::{self, Dump};
 use crate::status::{self, Operation};
 
 impl Handler<Checkpoint> for ContainerActor {
-    type Result = ResponseFuture<Result<ContainerState, ApiError>>;
+    type Result = ResponseActFuture<Self, Result<ContainerState, ApiError>>;
 
     fn handle(&mut self, msg: Checkpoint, ctx: &mut Context<Self>) -> Self::Result {
-        let planned = self.plan_dump(&msg);
-        let dump = match planned {
+        let dump = match self.plan_dump(&msg) {
             Ok(dump) => dump,
-            Err(e) => return Box::pin(async move { Err(e) }),
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
-        if !msg.leave_running {
-            // The dump ends the container's processes: no restart policy brings them back.
-            self.stopped_by_user(ctx);
-        }
+        self.checkpointing = true;
         let thaw = (self.meta.status == Status::Paused && !msg.leave_running).then(|| self.cgroup.clone()).flatten();
         let addr = ctx.address();
         let id = self.meta.id.clone();
         // Not atomic: the container's exit, which a dump without --leave-running causes, is
-        // a notice this actor handles meanwhile.
-        Box::pin(async move {
-            let taken = {
-                let dump = dump.clone();
-                crate::blocking(move || criu::dump(&dump)).await
-            };
-            if let Some(cgroup) = thaw {
-                // A frozen process dies of CRIU's SIGKILL only once thawed (cgroup v1).
-                let _ = crate::blocking(move || cgroup.set_frozen(false)).await;
+        // a notice this actor handles meanwhile (the flag keeps the restart policy out of it).
+        let taken = {
+            let dump = dump.clone();
+            async move {
+                let taken = crate::blocking(move || criu::dump(&dump)).await;
+                if let (Ok(_), Some(cgroup)) = (&taken, thaw) {
+                    // A frozen process dies of CRIU's SIGKILL only once thawed (cgroup v1).
+                    let _ = crate::blocking(move || cgroup.set_frozen(false)).await;
+                }
+                taken
             }
-            taken?;
-            info!(container = %id, image = %dump.image.display(), leave_running = dump.leave_running, "checkpointed");
-            if !dump.leave_running {
-                // As runc: the container is stopped once checkpoint returns.
-                let gone = || ApiError::not_found(format!("container {id:?} is gone"));
-                let _ = addr.send(Wait { id: id.clone(), kill_on_hangup: false }).await.map_err(|_| gone())?;
+        };
+        Box::pin(taken.into_actor(self).then(move |taken, act, ctx| {
+            act.checkpointing = false;
+            if taken.is_ok() && !dump.leave_running {
+                // Its processes are gone for good: no restart policy brings them back.
+                act.stopped_by_user(ctx);
             }
-            addr.send(GetState { id: id.clone() }).await.map_err(|_| ApiError::not_found(id.clone()))?
-        })
+            async move {
+                taken?;
+                info!(container = %id, image = %dump.image.display(), leave_running = dump.leave_running, "checkpointed");
+                if !dump.leave_running {
+                    // As runc: the container is stopped once checkpoint returns.
+                    let gone = || ApiError::not_found(format!("container {id:?} is gone"));
+                    let _ = addr.send(Wait { id: id.clone(), kill_on_hangup: false }).await.map_err(|_| gone())?;
+                }
+                addr.send(GetState { id: id.clone() }).await.map_err(|_| ApiError::not_found(id.clone()))?
+            }
+            .into_actor(act)
+        }))
     }
 }
 
 impl ContainerActor {
+    /// An error while a checkpoint is being taken, for the operations that would change what
+    /// it dumps.
+    pub(super) fn refuse_while_checkpointing(&self) -> Result<(), ApiError> {
+        if self.checkpointing {
+            return Err(ApiError::new(
+                ErrorKind::InvalidStatus,
+                format!("container {:?} is being checkpointed; try again when that is done", self.meta.id),
+            ));
+        }
+        Ok(())
+    }
+
     /// What to dump, once the container is found fit for it.
     fn plan_dump(&self, msg: &Checkpoint) -> Result<Dump, ApiError> {
         let id = &self.meta.id;
+        self.refuse_while_checkpointing()?;
         status::require(id, Operation::Checkpoint, self.meta.status)?;
+        criu::check_options(&msg.criu_options)?;
         for path in [Some(&msg.image_path), msg.work_path.as_ref()].into_iter().flatten() {
             if !path.is_absolute() {
                 return Err(ApiError::invalid_argument(format!("{} is not an absolute path", path.display())));
@@ -77,7 +98,7 @@ impl ContainerActor {
         Ok(Dump {
             criu: criu::program(msg.criu.as_deref())?,
             id: id.clone(),
-            init: init.pid,
+            init,
             image: msg.image_path.clone(),
             work: msg.work_path.clone().unwrap_or_else(|| msg.image_path.clone()),
             leave_running: msg.leave_running,

@@ -129,8 +129,8 @@ pub(crate) async fn create(
     }
     spec::overlay_of(&spec, config.default_overlay)?;
     if let Some(from) = &msg.restore {
-        restorable(&msg.id, joined.is_some())?;
-        // Before anything is made: a checkpoint that is not there fails at once.
+        // Before anything is made: what cannot be restored fails at once.
+        restorable(&msg.id, joined.is_some(), from)?;
         let image = from.image_path.clone();
         blocking(move || crate::criu::read_record(&image).map(drop)).await?;
         crate::criu::program(from.criu.as_deref())?;
@@ -177,6 +177,7 @@ pub(crate) async fn create(
         restart_budget,
         restart_stdio,
         oom_kills: 0,
+        checkpointing: false,
     }
     .start())
 }
@@ -250,8 +251,12 @@ async fn build_root(
     .await;
     let host_pid = match (created, restore_log) {
         (Ok(pid), _) => pid,
-        (Err(e), Some(log)) => return Err(crate::criu::failure("restore", &log, &e.message)),
-        (Err(e), None) => return Err(e),
+        // CRIU ran and failed: its log says why.
+        (Err(e), Some(log)) if e.kind == ErrorKind::Sandbox && e.message.contains("CRIU") => {
+            let explained = blocking(move || Ok(crate::criu::failure("restore", &log, &e.message))).await?;
+            return Err(explained);
+        }
+        (Err(e), _) => return Err(e),
     };
     meta.init = Some(procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?);
     if restoring {
@@ -270,15 +275,22 @@ async fn build_root(
     Ok(())
 }
 
-/// Refuses what a restore cannot bring back yet.
-fn restorable(id: &str, joins: bool) -> Result<(), ApiError> {
-    let unsupported = |what: &str| {
-        Err(ApiError::new(ErrorKind::Unsupported, format!("restore of {id:?}: {what} cannot be restored yet")))
-    };
+/// Refuses what a restore cannot bring back yet, and what it is not given right.
+fn restorable(id: &str, joins: bool, from: &RestoreFrom) -> Result<(), ApiError> {
     if joins {
-        return unsupported("a container of a pod (restoring into an existing sandbox)");
+        return Err(ApiError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "restore of {id:?}: a container of a pod (restoring into an existing sandbox) cannot be restored yet"
+            ),
+        ));
     }
-    Ok(())
+    for path in [Some(&from.image_path), from.work_path.as_ref()].into_iter().flatten() {
+        if !path.is_absolute() {
+            return Err(ApiError::invalid_argument(format!("{} is not an absolute path", path.display())));
+        }
+    }
+    crate::criu::check_options(&from.criu_options)
 }
 
 /// A restore's request to the sandbox, and CRIU's work directory.
@@ -287,58 +299,36 @@ struct PlannedRestore {
     work: PathBuf,
 }
 
-/// The container's bind mounts: destination, and source on the host (relative sources are
-/// the bundle's, as the gofer reads them; one that climbs out with `..` is refused).
-fn bind_sources(meta: &Meta) -> Result<Vec<(PathBuf, PathBuf)>, ApiError> {
-    wire::mounts::bind_mounts(meta.spec.mounts().as_deref().unwrap_or_default())
-        .into_iter()
-        .map(|b| {
-            if b.source.is_absolute() {
-                return Ok((b.destination, b.source));
-            }
-            if b.source.components().any(|c| c == std::path::Component::ParentDir) {
-                return Err(ApiError::invalid_spec(format!(
-                    "restore: the bind source {} leads out of the bundle",
-                    b.source.display()
-                )));
-            }
-            Ok((b.destination, meta.bundle.join(b.source)))
-        })
-        .collect()
-}
-
 /// Reads the checkpoint's record and prepares what the sandbox needs to run CRIU.
 fn restore_in_sandbox(meta: &Meta, from: &RestoreFrom, state_dir: &Path) -> Result<PlannedRestore, ApiError> {
-    for path in [Some(&from.image_path), from.work_path.as_ref()].into_iter().flatten() {
-        if !path.is_absolute() {
-            return Err(ApiError::invalid_argument(format!("{} is not an absolute path", path.display())));
-        }
-    }
     let record = crate::criu::read_record(&from.image_path)?;
     let work = from.work_path.clone().unwrap_or_else(|| from.image_path.clone());
     std::fs::create_dir_all(&work).map_err(|e| ApiError::io(format!("mkdir {}", work.display()), e))?;
-    let root_mountpoint = state_dir.join("criu-root");
-    match std::fs::create_dir(&root_mountpoint) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            return Err(ApiError::io(format!("mkdir {}", root_mountpoint.display()), e))
+    // A log of an earlier restore in the same work directory must not be taken for this one's.
+    let _ = std::fs::remove_file(work.join(crate::criu::RESTORE_LOG));
+    let (root_mountpoint, binds_mountpoint) = (state_dir.join("criu-root"), state_dir.join("criu-binds"));
+    for dir in [&root_mountpoint, &binds_mountpoint] {
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(ApiError::io(format!("mkdir {}", dir.display()), e))
+            }
+            _ => {}
         }
-        _ => {}
     }
+    let bind_keys = wire::mounts::bind_mounts(meta.spec.mounts().as_deref().unwrap_or_default())
+        .iter()
+        .map(|b| crate::criu::bind_key(&b.destination))
+        .collect::<Result<Vec<_>, _>>()?;
     let namespace = |ns: &str| -> Result<FdSlot, ApiError> {
         let path = format!("/proc/self/ns/{ns}");
         std::fs::File::open(&path).map(|f| FdSlot::new(OwnedFd::from(f))).map_err(|e| ApiError::io(path, e))
     };
     let request = RestoreInSandbox {
         criu: crate::criu::program(from.criu.as_deref())?,
-        args: crate::criu::restore_args(
-            &from.image_path,
-            &work,
-            meta.cgroup.as_deref(),
-            &bind_sources(meta)?,
-            &record,
-            &from.criu_options,
-        )?,
+        args: crate::criu::restore_args(&from.image_path, &work, meta.cgroup.as_deref(), &record, &from.criu_options)?,
         root_mountpoint,
+        binds_mountpoint,
+        bind_keys,
         stdio_keys: record.stdio.clone(),
         init_pid: record.init_pid,
         host_mnt: namespace("mnt")?,

@@ -72,6 +72,9 @@ pub struct ContainerActor {
     restart_stdio: Option<Stdio>,
     /// OOM kills counted in its cgroup so far.
     oom_kills: u64,
+    /// A checkpoint is being taken: the exit it causes is no reason to restart, and pause,
+    /// resume, update and another checkpoint wait their turn (they are refused).
+    checkpointing: bool,
 }
 
 impl Actor for ContainerActor {

@@ -29,7 +29,9 @@ impl ContainerActor {
         } else {
             (Operation::Resume, Status::Running, EventKind::Resumed)
         };
-        let checked = status::require(&self.meta.id, op, self.meta.status)
+        let checked = self
+            .refuse_while_checkpointing()
+            .and_then(|()| status::require(&self.meta.id, op, self.meta.status))
             .and_then(|()| self.cgroup_for(if frozen { "freeze" } else { "thaw" }));
         let cgroup = match checked {
             Ok(cgroup) => cgroup,
@@ -81,6 +83,7 @@ impl Handler<Update> for ContainerActor {
         let parsed = serde_json::from_str::<oci_spec::runtime::LinuxResources>(&msg.resources)
             .map_err(|e| ApiError::invalid_argument(format!("the resources are not valid OCI linux.resources: {e}")));
         let checked = parsed.and_then(|r| {
+            self.refuse_while_checkpointing()?;
             if !matches!(self.meta.status, Status::Created | Status::Running | Status::Paused) {
                 return Err(ApiError::new(
                     ErrorKind::InvalidStatus,

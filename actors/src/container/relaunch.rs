@@ -68,7 +68,11 @@ impl ContainerActor {
         let decision = match policy {
             RestartPolicy::No => Err(NoRestart::NotWanted),
             _ if lost => Err(NoRestart::GaveUp("its sandbox is gone".into())),
-            _ => policy.after_exit(status, self.meta.restart.stopped_by_user, self.meta.restart.count),
+            _ => policy.after_exit(
+                status,
+                self.meta.restart.stopped_by_user || self.checkpointing,
+                self.meta.restart.count,
+            ),
         };
         let plan = match decision {
             Ok(()) => self.budget_plan(),

@@ -144,6 +144,7 @@ pub(crate) async fn restore(
         restart_budget,
         restart_stdio: None,
         oom_kills,
+        checkpointing: false,
     }
     .start();
     if let Some(notice) = pending_notice {
