@@ -230,7 +230,7 @@ impl Server {
                     console: create.stdio.console.take(),
                     cgroups: &cgroups,
                     proc: &proc,
-                    plan,
+                    plan: *plan,
                 })?;
                 let seccomp = seccomp::for_spec(&spec)?.map(std::sync::Arc::new);
                 return match Namespaces::of(&proc, pid) {

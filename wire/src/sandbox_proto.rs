@@ -36,7 +36,7 @@ pub struct CreateContainer {
     /// sandbox kept for it; `mounts` is then empty.
     pub again: bool,
     /// Restore the container's processes with CRIU instead of forking its init.
-    pub restore: Option<RestoreInSandbox>,
+    pub restore: Option<Box<RestoreInSandbox>>,
 }
 
 /// The key of the sandbox's PID namespace in a checkpoint (runc's name for it).

@@ -246,7 +246,7 @@ async fn build_root(
         sandbox_ends,
         cgroup_dirs,
         false,
-        restore.map(|r| r.request),
+        restore.map(|r| Box::new(r.request)),
     )
     .await;
     let host_pid = match (created, restore_log) {
@@ -376,7 +376,7 @@ pub(super) async fn create_in_sandbox(
     mounts: Vec<FdSlot>,
     cgroups: Vec<OwnedFd>,
     again: bool,
-    restore: Option<RestoreInSandbox>,
+    restore: Option<Box<RestoreInSandbox>>,
 ) -> Result<i32, ApiError> {
     let id = meta.id.clone();
     let reply = sandbox
