@@ -102,13 +102,13 @@ async fn restore_all(
                 SandboxActor::reconnect(&config, &sandbox_id, &record, &dir)
                     .await
                     .ok()
-                    .map(|c| container::restore::Found { addr: c.addr, containers: c.containers })
+                    .map(|c| container::recover::Found { addr: c.addr, containers: c.containers })
             }
             None => None,
         };
         for meta in metas {
             let id = meta.id.clone();
-            match container::restore(config.clone(), store.clone(), events.clone(), meta, found.as_ref()).await {
+            match container::recover(config.clone(), store.clone(), events.clone(), meta, found.as_ref()).await {
                 Ok(Some(addr)) => restored.push((id, sandbox_id.clone(), addr)),
                 Ok(None) => {}
                 Err(e) => warn!(container = %id, "cannot restore: {e}"),

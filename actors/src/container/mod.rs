@@ -6,7 +6,7 @@
 //! - `pause`: pause, resume and update (the container's cgroup);
 //! - `checkpoint`: dumping its processes with CRIU;
 //! - `gofer`: restarting a gofer that died;
-//! - `restore`: taking a container over again after paddockd restarted;
+//! - `recover`: taking a container over again after paddockd restarted;
 //! - `relaunch`: its restart policy: running it again after an exit, with backoff.
 //!
 //! Every change is published on the event bus.
@@ -24,8 +24,8 @@ mod gofer;
 mod kill;
 mod pause;
 mod ps;
+pub(crate) mod recover;
 mod relaunch;
-pub(crate) mod restore;
 mod start;
 
 use std::sync::Arc;
@@ -39,7 +39,7 @@ use wire::{ApiError, ContainerState, ErrorKind, ExitStatus, GoferStatus, Status,
 
 pub(crate) use create::create;
 pub use delete::{DeleteContainer, SandboxGoingAway};
-pub(crate) use restore::restore;
+pub(crate) use recover::recover;
 
 use crate::blocking;
 use crate::cgroups::Cgroup;

@@ -31,8 +31,8 @@ pub(crate) struct Found {
     pub containers: Vec<SandboxContainer>,
 }
 
-/// Restores one container of a sandbox that was `found` again (or not).
-pub(crate) async fn restore(
+/// Takes over one container of a sandbox that was `found` again (or not).
+pub(crate) async fn recover(
     config: Arc<SupervisorConfig>,
     store: MetaStore,
     events: EventBus,
@@ -124,6 +124,12 @@ pub(crate) async fn restore(
                 EventKind::RestartGaveUp { reason, restarts: meta.restart.count },
             );
         }
+    }
+    if let (Status::Running, Some(cg)) = (meta.status, &cgroup) {
+        // A checkpoint cut short with paddockd (CRIU killed with it) leaves the freezer frozen
+        // behind a running status: thaw it. Writing THAWED to a thawed cgroup changes nothing.
+        let cg = cg.clone();
+        let _ = blocking(move || cg.set_frozen(false)).await;
     }
     let restart_budget = RestartBudget::container(config.restart_limits);
     info!(container = %id, status = %meta.status, "container restored");
