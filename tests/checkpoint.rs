@@ -321,3 +321,34 @@ fn a_failed_checkpoint_changes_nothing() {
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }
+
+#[test]
+fn restore_runs_the_runtime_hooks_of_create_and_fails_with_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Paddock::new();
+    let bundle = counter_bundle();
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log) = (dir.path().join("hook.sh"), dir.path().join("hooks.log"));
+    std::fs::write(&script, "#!/bin/sh\necho \"$1\" >> \"$2\"\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hook = |stage: &str| serde_json::json!([{ "path": script.display().to_string(), "args": ["hook", stage, log.display().to_string()] }]);
+    bundle.edit_config(|c| {
+        c["hooks"] = serde_json::json!({ "prestart": hook("prestart"), "createRuntime": hook("createRuntime") })
+    });
+    let image = dir.path().join("image").display().to_string();
+    let id = unique("ckpt-hooks");
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    p.ctl_ok(&["checkpoint", "--image-path", &image, &id]);
+    p.ctl_ok(&["delete", &id]);
+    p.ctl_detached(&["restore", "-d", "--bundle", &bundle.path_str(), "--image-path", &image, &id]);
+    let ran = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(ran, "prestart\ncreateRuntime\nprestart\ncreateRuntime\n");
+    p.ctl_ok(&["delete", "--force", &id]);
+
+    // A hook that fails fails the restore, and the restored processes go with it.
+    bundle.edit_config(|c| c["hooks"]["createRuntime"] = serde_json::json!([{ "path": "/bin/false" }]));
+    let out = p.ctl(&["restore", "-d", "--bundle", &bundle.path_str(), "--image-path", &image, &id]);
+    assert!(!out.status.success() && stderr(&out).contains("createRuntime"), "{}", stderr(&out));
+    assert!(!p.ids().contains(&id));
+    assert_nothing_left(&id);
+}

@@ -260,8 +260,12 @@ async fn build_root(
     };
     meta.init = Some(procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?);
     if restoring {
-        // Restored processes run at once: the container never waits for start, and its
-        // create and start hooks ran when it was first created.
+        // As runc's restore: the runtime-namespace hooks of create run (a network hook sets up
+        // the new sandbox's network) once the processes exist; a failure fails the restore.
+        // The container-namespace and start hooks ran in the checkpointed container's life.
+        hooks::run_here(meta, Stage::Prestart).await?;
+        hooks::run_here(meta, Stage::CreateRuntime).await?;
+        // Restored processes run at once: the container never waits for start.
         meta.status = status::transition(&id, meta.status, Status::Created)?;
         meta.status = status::transition(&id, meta.status, Status::Running)?;
         save(store, meta).await?;
