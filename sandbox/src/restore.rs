@@ -37,8 +37,6 @@ pub struct RestoreConfig<'a> {
     /// The caller's console socket: a checkpoint whose process had a terminal gets a new
     /// pty, whose master goes there.
     pub console: Option<OwnedFd>,
-    /// The container's cgroup directories (CRIU and the restored processes join them).
-    pub cgroups: &'a [OwnedFd],
     /// The sandbox's procfs.
     pub proc: &'a OwnedFd,
     /// paddockd's plan.
@@ -301,7 +299,7 @@ fn child(
 }
 
 /// Everything of the child before CRIU executes: a clean signal state and session, the
-/// container's cgroup, the host's cgroup and (a private copy of its) mount namespace, the
+/// host's cgroup and (a private copy of its) mount namespace, the
 /// container's trees attached where CRIU is told to find them, a procfs of the sandbox's PID
 /// namespace, and the descriptors placed.
 fn prepare(
@@ -312,7 +310,8 @@ fn prepare(
     mountpoints: &(CString, CString),
 ) -> Result<(), String> {
     crate::sync::reset_process_state().map_err(|e| e.message)?;
-    crate::cgroup::join(config.cgroups).map_err(|e| format!("joining the container's cgroup: {e}"))?;
+    // CRIU itself stays in the sandbox's cgroup (its memory is not the container's to pay
+    // for); it puts the restored processes into the container's (`--cgroup-root`).
     nix::sched::setns(host_cgroup, CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("entering the host's cgroup namespace: {e}"))?;
     nix::sched::setns(host_mnt, CloneFlags::CLONE_NEWNS).map_err(|e| format!("entering the host's mounts: {e}"))?;

@@ -228,7 +228,6 @@ impl Server {
                     binds: &staged.binds,
                     stdio,
                     console: create.stdio.console.take(),
-                    cgroups: &cgroups,
                     proc: &proc,
                     plan: *plan,
                 })?;
