@@ -104,8 +104,11 @@ fn a_checkpointed_container_stops_and_its_restore_carries_on_counting_into_the_n
     let resumed = counts(&after);
     assert!(resumed[0] > last, "restarted instead of restored: {} after {last}", resumed[0]);
     assert!(resumed.windows(2).all(|w| w[1] == w[0] + 1), "{resumed:?}");
-    // Its tmpfs came back with it, and exec, kill and wait work as for any container.
+    // Its tmpfs came back with it, and exec, kill and wait work as for any container; a new
+    // process gets a small pid again (CRIU ran with the namespace's pids moved out of its way).
     assert!(count_inside(&p, &id) >= resumed[0]);
+    let exec_pid: u32 = p.ctl_ok(&["exec", &id, "--", "sh", "-c", "echo $$"]).trim().parse().unwrap();
+    assert!(exec_pid < 1000, "pid {exec_pid}");
     p.ctl_ok(&["kill", &id, "KILL"]);
     let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).unwrap();
     assert_eq!(waited["exitStatus"], 137, "{waited}");

@@ -106,6 +106,8 @@ pub fn restore(mut config: RestoreConfig<'_>) -> Result<Pid, ApiError> {
                     format!("{what}: CRIU succeeded but process {pid} is not the sandbox's child"),
                 ));
             }
+            // Back down: the container's next processes get small pids, as in any sandbox.
+            let _ = set_last_pid(config.proc, pid.as_raw() as u64);
             Ok(pid)
         }
     }
@@ -219,15 +221,17 @@ const SANDBOX_NAMESPACES: [(&str, &str); 2] =
 /// the low pids a checkpoint's processes had (a fresh sandbox would give CRIU pid 2, its
 /// init's).
 fn move_next_pid_up(proc: &OwnedFd) -> Result<(), ApiError> {
-    let read = |file: &str| -> Result<String, ApiError> {
-        let fd = rustix::fs::openat(proc, file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| ApiError::io(file, e))?;
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).map_err(|e| ApiError::io(file, e))?;
-        Ok(text)
-    };
-    let max: u64 = read("sys/kernel/pid_max")?.trim().parse().unwrap_or(32768);
-    let last = max.saturating_sub(PID_HEADROOM).max(1);
+    let fd = rustix::fs::openat(proc, "sys/kernel/pid_max", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| ApiError::io("sys/kernel/pid_max", e))?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)
+        .map_err(|e| ApiError::io("sys/kernel/pid_max", e))?;
+    let max: u64 = text.trim().parse().unwrap_or(32768);
+    set_last_pid(proc, max.saturating_sub(PID_HEADROOM).max(1))
+}
+
+/// Sets the pid the PID namespace's next process follows (the kernel skips pids in use).
+fn set_last_pid(proc: &OwnedFd, last: u64) -> Result<(), ApiError> {
     let fd = rustix::fs::openat(proc, "sys/kernel/ns_last_pid", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| ApiError::io("sys/kernel/ns_last_pid", e))?;
     rustix::io::write(&fd, last.to_string().as_bytes()).map_err(|e| ApiError::io("writing ns_last_pid", e))?;
