@@ -1,0 +1,210 @@
+//! Checkpoint and restore through CRIU, as runc and crun do it, shaped by the sandbox.
+//!
+//! A container's init is not PID 1 of a namespace of its own: it is PID 2 of its sandbox's
+//! PID namespace, whose PID 1 is the sandbox process. So a checkpoint dumps the container's
+//! process tree with the sandbox's PID namespace marked external, and a restore runs CRIU
+//! inside the (new) sandbox's PID namespace, where the restored init becomes the sandbox's
+//! child again (see `RestoreInSandbox` of the sandbox protocol). The network namespace is the
+//! sandbox's too, external like the PID namespace; UTS and IPC (which CRIU cannot mark
+//! external) are joined, not recreated, on restore.
+//!
+//! Modules: [`dump`] takes a checkpoint, `record` is paddock's file beside the images,
+//! `restore` makes paddockd's part of CRIU's restore command line.
+//!
+//! CRIU is run as a program (not through its RPC): its command line is stable, documented,
+//! and what an administrator can rerun by hand from the log's first line.
+//!
+//! The standard descriptors of the dumped init usually lead out of the container (the
+//! caller's pipes, files, `/dev/null` of the host): each is recorded in the checkpoint's
+//! [`CHECKPOINT_FILE`] with the key CRIU knows it by, marked external when it is a file, and
+//! replaced on restore by the restoring caller's descriptor (`--inherit-fd`), as runc's
+//! `descriptors.json` does.
+
+pub mod dump;
+mod record;
+mod restore;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use wire::{ApiError, ErrorKind};
+
+pub use dump::{dump, Dump};
+pub use record::{read_record, CgroupMount, CheckpointRecord};
+pub use restore::restore_args;
+
+/// The file paddock adds to a checkpoint's image directory.
+pub const CHECKPOINT_FILE: &str = "paddock-checkpoint.json";
+/// CRIU's log of a dump, in the work directory.
+pub const DUMP_LOG: &str = "dump.log";
+/// CRIU's log of a restore, in the work directory.
+pub const RESTORE_LOG: &str = "restore.log";
+pub use wire::sandbox_proto::{NET_NS_KEY, PID_NS_KEY};
+/// The CRIU program used when none is named.
+pub const DEFAULT_CRIU: &str = "criu";
+
+/// The CRIU program to run: `given` if it names a path, else the first `criu` on paddockd's
+/// `PATH` or in the system's sbin directories (a service's `PATH` often lacks them).
+pub fn program(given: Option<&Path>) -> Result<PathBuf, ApiError> {
+    let name = given.unwrap_or(Path::new(DEFAULT_CRIU));
+    if name.is_absolute() {
+        return Ok(name.to_path_buf());
+    }
+    if name.components().count() > 1 {
+        // Relative to which directory? paddockd's and the sandbox's differ from the caller's.
+        return Err(ApiError::invalid_argument(format!("--criu {}: give an absolute path", name.display())));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "checkpoint and restore need CRIU 4.1 or later, and no {} was found in PATH or the sbin \
+                     directories",
+                    name.display()
+                ),
+            )
+        })
+}
+
+pub(crate) fn io_err(what: impl std::fmt::Display, err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorKind::Io, format!("{what}: {err}"))
+}
+
+/// Makes a directory for images or logs (mode 0700 if new).
+pub(crate) fn make_dir(dir: &Path) -> Result<(), ApiError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io_err(dir.display(), e))
+}
+
+/// The CRIU options the API lets a caller add (runc's flags that map to them); anything else
+/// (another `--tree`, action scripts) is refused.
+pub fn check_options(options: &[String]) -> Result<(), ApiError> {
+    const ALLOWED: [&str; 8] = [
+        "--tcp-established",
+        "--ext-unix-sk",
+        "--shell-job",
+        "--file-locks",
+        "--manage-cgroups=soft",
+        "--manage-cgroups=full",
+        "--manage-cgroups=strict",
+        "--manage-cgroups=ignore",
+    ];
+    match options.iter().find(|o| !ALLOWED.contains(&o.as_str())) {
+        Some(o) => Err(ApiError::invalid_argument(format!("CRIU option {o:?} is not one paddock passes on"))),
+        None => Ok(()),
+    }
+}
+
+/// The key a bind mount at `destination` has in a checkpoint: its path, which CRIU's option
+/// syntax must be able to carry.
+pub fn bind_key(destination: &Path) -> Result<String, ApiError> {
+    let key = destination.display().to_string();
+    if key.contains([']', ':', '[']) || !destination.is_absolute() {
+        return Err(ApiError::new(
+            ErrorKind::Unsupported,
+            format!("the bind mount at {key:?} cannot be named to CRIU (an absolute path without ':', '[' or ']')"),
+        ));
+    }
+    Ok(key)
+}
+
+/// Runs CRIU with `args` (the images and work directories and the log added) and turns a
+/// failure into an error carrying the log's errors.
+pub(crate) fn run(
+    criu: &Path,
+    args: &[String],
+    image: &Path,
+    work: &Path,
+    log: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    let mut command = Command::new(criu);
+    command.args(&args[..1]);
+    command.arg("--images-dir").arg(image).arg("--work-dir").arg(work).args(["--log-file", log, "-v4"]);
+    command.args(&args[1..]);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // Registered while the watch list is held, so paddockd's orphan reaper never takes CRIU's
+    // exit status.
+    let child = {
+        let mut watched = crate::process::WATCHED.lock().unwrap_or_else(|p| p.into_inner());
+        let child = command.spawn().map_err(|e| {
+            ApiError::new(
+                ErrorKind::Unsupported,
+                format!("{what} needs CRIU, and {} could not be run: {e} (install criu 4.1 or later)", criu.display()),
+            )
+        })?;
+        watched.insert(child.id() as i32);
+        child
+    };
+    let pid = child.id() as i32;
+    let output = child.wait_with_output();
+    crate::process::forget(pid);
+    crate::process::reap_orphans_if_on();
+    let output = output.map_err(|e| ApiError::io(format!("waiting for {}", criu.display()), e))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(failure(what, &work.join(log), &String::from_utf8_lossy(&output.stderr)))
+}
+
+/// An error for a failed CRIU run: the log's error lines (the last few), or CRIU's output.
+pub fn failure(what: &str, log: &Path, output: &str) -> ApiError {
+    let text = std::fs::read(log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error (") && !l.contains("RLIMIT_NOFILE"))
+        .map(|l| l.split_once(") ").map_or(l, |(_, rest)| rest).trim())
+        .collect();
+    let detail = if errors.is_empty() {
+        output.trim().lines().last().unwrap_or("no error message").to_string()
+    } else {
+        errors[errors.len().saturating_sub(3)..].join("; ")
+    };
+    let hint = if text.contains("has bad size") {
+        " (CRIU hands back a regular file only at the size it had at the checkpoint, unless it was opened for \
+         appending: give the container's output to a pipe or a file opened with >>)"
+    } else {
+        ""
+    };
+    ApiError::new(ErrorKind::Sandbox, format!("{what} failed: CRIU: {detail}{hint} (log: {})", log.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_names_the_logs_last_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("dump.log");
+        std::fs::write(
+            &log,
+            "(00.01) Error (criu/util.c:1533): rlimit: Can't setup RLIMIT_NOFILE for self\n\
+             (00.02) Error (criu/files-reg.c:1790): Can't lookup mount=24 for fd=0 path=/dev/null\n\
+             (00.03) Error (criu/cr-dump.c:2111): Dumping FAILED.\n",
+        )
+        .unwrap();
+        let err = failure("checkpoint", &log, "");
+        assert!(err.message.contains("Can't lookup mount=24") && err.message.contains("Dumping FAILED"), "{err}");
+        assert!(!err.message.contains("RLIMIT"), "{err}");
+        assert!(err.message.contains(&log.display().to_string()));
+    }
+
+    #[test]
+    fn only_runcs_options_reach_criu() {
+        assert!(check_options(&["--file-locks".into(), "--manage-cgroups=soft".into()]).is_ok());
+        let err = check_options(&["--tree".into()]).unwrap_err();
+        assert!(err.message.contains("--tree"), "{err}");
+    }
+}
