@@ -8,7 +8,7 @@
 //! sandbox's too, external like the PID namespace; UTS and IPC (which CRIU cannot mark
 //! external) are joined, not recreated, on restore.
 //!
-//! Modules: [`dump`] takes a checkpoint, `record` is paddock's file beside the images,
+//! Modules: `dump` takes a checkpoint, `record` is paddock's file beside the images,
 //! `restore` makes paddockd's part of CRIU's restore command line.
 //!
 //! CRIU is run as a program (not through its RPC): its command line is stable, documented,
@@ -20,7 +20,7 @@
 //! replaced on restore by the restoring caller's descriptor (`--inherit-fd`), as runc's
 //! `descriptors.json` does.
 
-pub mod dump;
+mod dump;
 mod record;
 mod restore;
 
