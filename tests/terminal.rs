@@ -227,6 +227,13 @@ fn a_container_with_a_terminal_is_checkpointed_and_restored_onto_a_new_one() {
     let last: u64 = before.rsplit("n").find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
     p.ctl_ok(&["delete", &id]);
 
+    // A bundle without a terminal cannot take the checkpoint's terminal back, nor the other
+    // way round: named, and nothing is left.
+    let plain = Bundle::busybox(&["true"]);
+    let out = p.ctl(&["restore", "-d", "--bundle", &plain.path_str(), "--image-path", &image_path, &id]);
+    assert!(!out.status.success() && stderr(&out).contains("had a terminal"), "{}", stderr(&out));
+    assert_nothing_left(&id);
+
     // Detached without a console socket, there is nothing to give the terminal to.
     let out = p.ctl(&["restore", "-d", "--bundle", &bundle.path_str(), "--image-path", &image_path, &id]);
     assert!(!out.status.success() && stderr(&out).contains("--console-socket"), "{}", stderr(&out));
@@ -249,5 +256,27 @@ fn a_container_with_a_terminal_is_checkpointed_and_restored_onto_a_new_one() {
     let first: u64 = after.split('n').find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
     assert_eq!(first, last + 1, "the restored process did not go on counting on its new terminal: {after:?}");
     p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+
+    // A checkpoint without a terminal, restored from a bundle that asks for one: refused
+    // before anyone waits for a terminal that would never come.
+    let plain = Bundle::busybox(&["sleep", "1000"]);
+    let plain_image = image.path().join("plain").display().to_string();
+    p.ctl_ok(&["run", "-d", "--bundle", &plain.path_str(), &id]);
+    p.ctl_ok(&["checkpoint", "--image-path", &plain_image, &id]);
+    p.ctl_ok(&["delete", &id]);
+    let console = ConsoleSocket::new();
+    let out = p.ctl(&[
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle.path_str(),
+        "--image-path",
+        &plain_image,
+        "--console-socket",
+        console.path(),
+        &id,
+    ]);
+    assert!(!out.status.success() && stderr(&out).contains("had none"), "{}", stderr(&out));
     assert_nothing_left(&id);
 }

@@ -198,7 +198,8 @@ fn descriptor_plan(config: &RestoreConfig<'_>) -> Result<[Placed; 3], ApiError> 
         if key.starts_with("tty[") {
             if config.console.is_none() {
                 return Err(ApiError::invalid_argument(
-                    "the checkpoint's process had a terminal: restore it with a console socket (or in the foreground)",
+                    "the checkpoint's process had a terminal: restore it with process.terminal and a console socket (or \
+                     in the foreground)",
                 ));
             }
             // One key, one inherited descriptor: CRIU gives it to every descriptor of that tty.
@@ -208,6 +209,12 @@ fn descriptor_plan(config: &RestoreConfig<'_>) -> Result<[Placed; 3], ApiError> 
         } else if config.stdio[i].is_some() {
             *place = Placed::Caller(i);
         }
+    }
+    if config.console.is_some() && !keys.iter().flatten().any(|k| k.starts_with("tty[")) {
+        // The caller waits for a terminal that would never come.
+        return Err(ApiError::invalid_spec(
+            "process.terminal asks for a terminal, but the checkpoint's process had none",
+        ));
     }
     Ok(plan)
 }

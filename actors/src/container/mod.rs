@@ -1,7 +1,7 @@
 //! The Container actor: one container's status machine, its metadata on disk, its cgroup, and
 //! the supervision of its gofer. One file per operation:
 //!
-//! - [`create`]: a root container (with a sandbox of its own) or a subcontainer (joining one);
+//! - `create`: a root container (with a sandbox of its own) or a subcontainer (joining one);
 //! - `start`, `kill`, `exec` (and waiting for a process), `ps`, `copy`, `delete`;
 //! - `pause`: pause, resume and update (the container's cgroup);
 //! - `checkpoint`: dumping its processes with CRIU;
