@@ -5,36 +5,15 @@
 //! Run: `cargo bench -p paddock-tests --bench checkpoint` (as root, with runc and CRIU 4.1
 //! installed). Prints the medians and the ratios paddock / runc.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use harness::bench::{median, ms, runc, time};
 use harness::{Bundle, Paddock};
 
 const ROUNDS: usize = 15;
 
-fn time(cmd: &mut Command) -> Duration {
-    let start = Instant::now();
-    let status = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status().expect("spawn");
-    let elapsed = start.elapsed();
-    assert!(status.success(), "{cmd:?} failed: {status}");
-    elapsed
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn main() {
-    let runc = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("runc is not installed: apt-get install runc");
+    let runc = runc();
     let paddock = Paddock::new();
     // A process that keeps running, with a little state of its own.
     let bundle = Bundle::busybox(&["sh", "-c", "i=0; while :; do i=$((i+1)); usleep 100000; done"]);

@@ -5,6 +5,8 @@
 //! Tests run as root against the real kernel. Each [`Paddock`] cleans up through `Drop`, so
 //! a failing test still deletes its containers and stops its daemon.
 
+pub mod bench;
+
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
