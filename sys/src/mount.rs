@@ -76,14 +76,22 @@ pub fn attach(mount: BorrowedFd<'_>, target: BorrowedFd<'_>) -> std::io::Result<
     )?)
 }
 
-/// A detached copy of the mount (tree, with `recursive`) at `target`, which may itself be a
-/// detached mount or an `O_PATH` descriptor of a path in our mount namespace.
+/// A detached, private copy of the mount (tree, with `recursive`) at `target`, which may itself
+/// be a detached mount or an `O_PATH` descriptor of a path in our mount namespace.
+///
+/// The kernel's copy stays in the peer group of its source: cloned from a shared mount (every
+/// mount of a systemd host, and every rootfs under dockerd's or containerd's shared data
+/// root) it would propagate mount events back to the host, and `pivot_root` refuses a shared
+/// new root (`EINVAL`). So every copy is made private before anyone can attach it; a caller
+/// that wants another propagation (a spec's `rslave` bind mount) sets it afterwards.
 pub fn clone_tree(target: BorrowedFd<'_>, recursive: bool) -> std::io::Result<OwnedFd> {
     let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH;
     if recursive {
         flags |= OpenTreeFlags::AT_RECURSIVE;
     }
-    Ok(open_tree(target, "", flags)?)
+    let tree = open_tree(target, "", flags)?;
+    set_propagation(tree.as_fd(), recursive, libc::MS_PRIVATE)?;
+    Ok(tree)
 }
 
 /// Makes the detached mount `root` the calling process's `/`, and detaches everything it saw
