@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use harness::{
-    assert_nothing_left, capture, eventually, namespace_pid, parent_pid, process_alive, stderr, stdout, unique, Bundle,
-    Paddock,
+    assert_nothing_left, capture, eventually, namespace_pid, parent_pid, process_alive, status_of, stderr, stdout,
+    unique, Bundle, Paddock,
 };
 
 /// A process whose count lives in its shell's memory: printed and written to the tmpfs
@@ -27,7 +27,7 @@ fn detached_with_stdout(p: &Paddock, args: &[&str], out: &std::path::Path) {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(out).unwrap();
     let errors = tempfile::tempfile().unwrap();
     let status =
-        p.command().args(args).stdin(Stdio::null()).stdout(file).stderr(errors.try_clone().unwrap()).status().unwrap();
+        status_of(p.command().args(args).stdin(Stdio::null()).stdout(file).stderr(errors.try_clone().unwrap()));
     let mut message = String::new();
     let mut errors = errors;
     std::io::Seek::rewind(&mut errors).unwrap();
@@ -222,14 +222,13 @@ fn checkpoint_and_restore_refuse_what_they_cannot_do_and_leave_nothing() {
     let truncating = unique("ckpt-trunc");
     let output = dir.path().join("plain.out");
     let file = std::fs::File::create(&output).unwrap();
-    let status = p
-        .command()
-        .args(["run", "-d", "--bundle", &bundle.path_str(), &truncating])
-        .stdin(Stdio::null())
-        .stdout(file)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    let status = status_of(
+        p.command()
+            .args(["run", "-d", "--bundle", &bundle.path_str(), &truncating])
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(Stdio::null()),
+    );
     assert!(status.success());
     assert!(eventually(Duration::from_secs(10), || counts(&output).len() >= 3));
     let plain_image = dir.path().join("plain-image").display().to_string();

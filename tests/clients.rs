@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::Duration;
 
-use harness::{ctl_path, eventually, stderr, stdout, unique, Bundle};
+use harness::{capture, ctl_path, eventually, stderr, stdout, unique, Bundle};
 
 /// Stops the paddockd of state root `root` (auto-started by the first ctl call, it was adopted
 /// by the client's subreaper — conmon, the shim — which it would otherwise keep alive).
@@ -58,16 +58,15 @@ impl Podman {
     }
 
     fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("podman")
-            .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
-            .arg("--root")
-            .arg(self.dir.path().join("root"))
-            .arg("--runroot")
-            .arg(self.dir.path().join("runroot"))
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("podman is not installed (apt-get install podman)")
+        capture(
+            Command::new("podman")
+                .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+                .arg("--root")
+                .arg(self.dir.path().join("root"))
+                .arg("--runroot")
+                .arg(self.dir.path().join("runroot"))
+                .args(args),
+        )
     }
 }
 
@@ -195,13 +194,7 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
-        Command::new("ctr")
-            .arg("--address")
-            .arg(self.dir.path().join("containerd.sock"))
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("ctr")
+        capture(Command::new("ctr").arg("--address").arg(self.dir.path().join("containerd.sock")).args(args))
     }
 
     /// `ctr` on a terminal of its own (`-t` needs one), through util-linux's `script`, which
@@ -213,11 +206,7 @@ impl Containerd {
             line.push(' ');
             line.push_str(&quote(a));
         }
-        Command::new("script")
-            .args(["-qec", &line, "/dev/null"])
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("script (util-linux)")
+        capture(Command::new("script").args(["-qec", &line, "/dev/null"]))
     }
 
     /// `ctr run`'s flags that make paddock the runc binary, up to `--rootfs`.

@@ -51,7 +51,7 @@ fn concurrent_calls_on_a_fresh_root_start_one_daemon() {
 fn a_second_daemon_on_the_same_root_refuses_to_start() {
     let p = Paddock::new();
     p.ctl_ok(&["list"]);
-    let out = std::process::Command::new(bin_dir().join("paddockd")).arg("--root").arg(p.root()).output().unwrap();
+    let out = harness::capture(std::process::Command::new(bin_dir().join("paddockd")).arg("--root").arg(p.root()));
     assert!(!out.status.success());
     assert!(stderr(&out).contains("another paddockd"), "{}", stderr(&out));
     // The first one still serves.
@@ -123,7 +123,7 @@ fn a_rust_program_embeds_paddock_without_a_socket() {
     let example = bin_dir().join("examples").join("embedded");
     assert!(example.is_file(), "{} is missing: cargo build --release --workspace --all-targets", example.display());
     let root = tempfile::Builder::new().prefix("pdk-embed-").tempdir_in("/tmp").unwrap();
-    let out = std::process::Command::new(&example).arg(root.path()).output().unwrap();
+    let out = harness::capture(std::process::Command::new(&example).arg(root.path()));
     assert_eq!(stdout(&out), "hello from a sandbox inside an embedding program\n", "{}", stderr(&out));
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     // No daemon and no socket were involved.

@@ -59,7 +59,7 @@ fn stdin_reaches_the_command() {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(b"piped through\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = harness::finish(child);
     assert_eq!(stdout(&out), "PIPED THROUGH\n");
     assert!(out.status.success());
 }

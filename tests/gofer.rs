@@ -217,7 +217,7 @@ fn cp_speaks_tar_streams_on_stdin_and_stdout() {
         .spawn()
         .unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = harness::finish(child);
     assert!(out.status.success(), "{}", stderr(&out));
     let file = bundle.rootfs().join("incoming/streamed/file");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "tar!\n");

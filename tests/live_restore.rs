@@ -119,13 +119,13 @@ fn killing_the_daemon_at_random_points_of_creates_and_deletes_leaves_no_half_con
             while !stop.load(Ordering::Relaxed) {
                 let id = unique("churn");
                 attempted.lock().unwrap().push(id.clone());
-                let _ = p
-                    .command()
-                    .args(["run", "-d", "--bundle", &bundle.path_str(), &id])
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .status();
+                let _ = harness::status_of(
+                    p.command()
+                        .args(["run", "-d", "--bundle", &bundle.path_str(), &id])
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null()),
+                );
                 // Keep every third one; delete the rest.
                 if n % 3 != 0 {
                     let _ = p.ctl(&["delete", "--force", &id]);

@@ -157,7 +157,7 @@ fn concurrent_waiters_and_late_waiters_get_the_same_status() {
         .collect();
     p.ctl_ok(&["kill", &id, "9"]);
     for waiter in waiters {
-        let out = waiter.wait_with_output().unwrap();
+        let out = harness::finish(waiter);
         assert!(out.status.success(), "{}", stderr(&out));
         let waited: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(waited, serde_json::json!({"id": id, "exitStatus": 137}));

@@ -121,7 +121,7 @@ fn version_features_spec_and_checkpoint_answer_as_runc_does() {
     // `spec` writes runc's default, which runs once given a root filesystem.
     let bundle = Bundle::busybox(&["true"]);
     std::fs::remove_file(bundle.path().join("config.json")).unwrap();
-    let out = p.command().args(["spec", "--bundle", &bundle.path_str()]).output().unwrap();
+    let out = harness::capture(p.command().args(["spec", "--bundle", &bundle.path_str()]));
     assert!(out.status.success(), "{}", stderr(&out));
     let again = p.ctl(&["spec", "--bundle", &bundle.path_str()]);
     assert!(!again.status.success() && stderr(&again).contains("already exists"));
@@ -166,7 +166,7 @@ fn with_fds(mut command: std::process::Command, files: Vec<std::fs::File>) -> st
             Ok(())
         });
     }
-    let out = command.output().unwrap();
+    let out = harness::capture(&mut command);
     drop(files);
     out
 }

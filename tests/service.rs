@@ -151,21 +151,24 @@ fn the_unit_files_are_valid_for_systemd() {
     let service = service.replace("@PREFIX@/bin/paddockd", &bin_dir().join("paddockd").display().to_string());
     std::fs::write(dir.path().join("paddockd.service"), service).unwrap();
     std::fs::copy(units.join("paddockd.socket"), dir.path().join("paddockd.socket")).unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(dir.path().join("paddockd.service"))
-        .arg(dir.path().join("paddockd.socket"))
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let out = harness::capture(
+        Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(dir.path().join("paddockd.service"))
+            .arg(dir.path().join("paddockd.socket"))
+            .current_dir(dir.path()),
+    );
     assert!(out.status.success() && stderr(&out).trim().is_empty(), "{}", stderr(&out));
     // The documented configuration is the one paddockd accepts.
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/paddockd.toml");
     let root = tempfile::Builder::new().prefix("pdk-").tempdir_in("/tmp").unwrap();
-    let out = Command::new(bin_dir().join("paddockd"))
-        .args(["--config", config.to_str().unwrap(), "--root", root.path().to_str().unwrap(), "--check"])
-        .output()
-        .unwrap();
+    let out = harness::capture(Command::new(bin_dir().join("paddockd")).args([
+        "--config",
+        config.to_str().unwrap(),
+        "--root",
+        root.path().to_str().unwrap(),
+        "--check",
+    ]));
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

@@ -93,6 +93,23 @@ pub fn placement(spec: &Spec) -> Result<Placement, ApiError> {
 /// The process `ctl exec` runs: the whole process it was given, or the container's own
 /// process with the command, environment, working directory and user replaced.
 pub fn exec_process(container: &Spec, exec: &wire::api::ExecSpec) -> Result<oci_spec::runtime::Process, ApiError> {
+    let mut process = exec_process_itself(container, exec)?;
+    if let (None, Some(size)) = (process.console_size(), exec.console_size) {
+        process.set_console_size(Some(console_size(size)));
+    }
+    Ok(process)
+}
+
+/// A `process.consoleSize` of `(rows, columns)`.
+pub fn console_size((rows, columns): (u32, u32)) -> oci_spec::runtime::Box {
+    oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(rows))
+        .width(u64::from(columns))
+        .build()
+        .unwrap_or_default()
+}
+
+fn exec_process_itself(container: &Spec, exec: &wire::api::ExecSpec) -> Result<oci_spec::runtime::Process, ApiError> {
     if let Some(json) = &exec.process {
         return serde_json::from_str(json)
             .map_err(|e| ApiError::invalid_spec(format!("invalid OCI process for exec: {e}")));

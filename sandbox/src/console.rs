@@ -68,15 +68,33 @@ impl Pty {
     }
 }
 
-/// Gives the calling process a terminal when it asks for one: the pty's master goes over
-/// `console`, its slave becomes stdio. Otherwise the caller's `stdio` is connected.
-pub fn connect(terminal: bool, console: Option<&OwnedFd>, stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
-    if !terminal {
+/// Gives the calling process a terminal when `process` asks for one: the pty's master goes
+/// over `console`, its slave becomes stdio. Otherwise the caller's `stdio` is connected.
+///
+/// The terminal has the process's `consoleSize` before anyone can read it: whoever receives
+/// the master may resize it only after the program already asked for its size (`stty size`
+/// saw 0 rows that way).
+pub fn connect(
+    process: &oci_spec::runtime::Process,
+    console: Option<&OwnedFd>,
+    stdio: &[Option<OwnedFd>; 3],
+) -> Result<(), ApiError> {
+    if !process.terminal().unwrap_or(false) {
         return crate::sync::connect_stdio(stdio);
     }
     let console =
         console.ok_or_else(|| ApiError::invalid_argument("the process has a terminal but no console socket"))?;
     let pty = open()?;
+    if let Some(size) = process.console_size() {
+        let winsize = rustix::termios::Winsize {
+            ws_row: u16::try_from(size.height()).unwrap_or(u16::MAX),
+            ws_col: u16::try_from(size.width()).unwrap_or(u16::MAX),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&pty.master, winsize)
+            .map_err(|e| ApiError::io("setting the terminal's size (process.consoleSize)", e))?;
+    }
     pty.send_master(console.as_fd())?;
     pty.attach()
 }

@@ -98,6 +98,6 @@ fn setup(config: &ExecConfig<'_>, seccomp: Option<&Arc<seccomp::Filter>>) -> Res
             .map_err(|e| ApiError::io("entering the user namespace", e))?;
     }
     nix::sched::setns(&ns.mnt, CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("entering the mount namespace", e))?;
-    crate::console::connect(config.process.terminal().unwrap_or(false), config.console.as_ref(), &config.stdio)?;
+    crate::console::connect(config.process, config.console.as_ref(), &config.stdio)?;
     process::apply(config.process, seccomp)
 }

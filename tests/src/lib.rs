@@ -38,11 +38,32 @@ pub fn ctl_path() -> PathBuf {
 }
 
 /// Fails the test unless it runs as root: paddock needs it, and a skipped test proves nothing.
+///
+/// Under CI (`CI=true`) it also requires that `/` is a shared mount, as on every systemd host
+/// (`.ci/run` runs the suite in such a mount namespace): a test machine whose `/` is private
+/// once hid that no bundle could run on a real host.
 pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "paddock's integration tests must run as root (they create namespaces, mounts and cgroups)"
     );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        assert!(
+            root_is_shared(),
+            "under CI the suite runs with / shared, as on a systemd host: \
+             unshare -m --propagation shared sh -c 'mount --make-rshared / && cargo test ...' (see .ci/run)"
+        );
+    }
+}
+
+/// Whether `/` is a shared mount in this process's mount namespace (`shared:N` among its
+/// optional fields in /proc/self/mountinfo).
+pub fn root_is_shared() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        fields.get(4) == Some(&"/")
+            && fields.iter().skip(6).take_while(|f| **f != "-").any(|f| f.starts_with("shared:"))
+    })
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -102,14 +123,19 @@ impl Paddock {
     /// stdio: captured pipes would stay open as long as the container runs) and requires
     /// success.
     pub fn ctl_detached(&self, args: &[&str]) {
-        let status = self
+        let mut child = self
             .command()
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .status()
+            .spawn()
             .expect("running ctl");
+        let status = wait_child(&mut child, command_timeout()).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ctl {args:?} did not finish within {:?}", command_timeout())
+        });
         assert!(status.success(), "ctl {args:?} failed: {status}");
     }
 
@@ -142,9 +168,26 @@ impl Paddock {
 impl Drop for Paddock {
     fn drop(&mut self) {
         if self.daemon_pid().is_some() {
-            if let Ok(out) = self.command().args(["list", "-q"]).stdin(Stdio::null()).output() {
-                for id in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = self.command().args(["delete", "--force", id]).stdin(Stdio::null()).output();
+            // Bounded, and never a panic: this may run while a test is already failing.
+            let quietly = |cmd: &mut Command| -> Option<Vec<u8>> {
+                let out = tempfile::tempfile().ok()?;
+                let mut child =
+                    cmd.stdin(Stdio::null()).stdout(out.try_clone().ok()?).stderr(Stdio::null()).spawn().ok()?;
+                if wait_child(&mut child, Duration::from_secs(30)).is_none() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+                use std::io::{Read, Seek};
+                let mut out = out;
+                let mut v = Vec::new();
+                out.rewind().ok()?;
+                out.read_to_end(&mut v).ok()?;
+                Some(v)
+            };
+            if let Some(out) = quietly(self.command().args(["list", "-q"])) {
+                for id in String::from_utf8_lossy(&out).lines() {
+                    let _ = quietly(self.command().args(["delete", "--force", id]));
                 }
             }
             self.stop_daemon();
@@ -152,25 +195,110 @@ impl Drop for Paddock {
     }
 }
 
+/// How long one command of a test may run before the test fails: long enough for anything a
+/// test legitimately waits for, short enough that a hung `ctl` fails its test instead of
+/// stalling the whole run until CI's limit. `PADDOCK_TEST_TIMEOUT` (seconds) overrides it.
+pub fn command_timeout() -> Duration {
+    std::env::var("PADDOCK_TEST_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::from_secs(120), Duration::from_secs)
+}
+
 /// Runs `cmd` with stdin closed and its stdout and stderr captured through temporary files;
-/// returns when the command itself exits, whoever else holds its stdio.
+/// returns when the command itself exits, whoever else holds its stdio. A command still
+/// running after [`command_timeout`] is killed and fails the test, naming it and showing what
+/// it printed.
 pub fn capture(cmd: &mut Command) -> Output {
+    capture_within(cmd, command_timeout())
+}
+
+/// [`capture`] with its own time limit.
+pub fn capture_within(cmd: &mut Command, timeout: Duration) -> Output {
     let out = tempfile::tempfile().expect("temp file");
     let err = tempfile::tempfile().expect("temp file");
-    let status = cmd
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("dup"))
-        .stderr(err.try_clone().expect("dup"))
-        .status()
-        .expect("running command");
-    let read = |mut f: std::fs::File| {
+    cmd.stdin(Stdio::null()).stdout(out.try_clone().expect("dup")).stderr(err.try_clone().expect("dup"));
+    let read = |f: &std::fs::File| {
         use std::io::{Read, Seek};
+        let mut f = f.try_clone().expect("dup");
         let mut v = Vec::new();
         f.rewind().expect("rewind");
         f.read_to_end(&mut v).expect("read");
         v
     };
-    Output { status, stdout: read(out), stderr: read(err) }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let Some(status) = wait_child(&mut child, timeout) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "{cmd:?} did not finish within {timeout:?}; it printed:\n--- stdout\n{}\n--- stderr\n{}",
+            String::from_utf8_lossy(&read(&out)),
+            String::from_utf8_lossy(&read(&err))
+        );
+    };
+    Output { status, stdout: read(&out), stderr: read(&err) }
+}
+
+/// Runs `cmd` with the stdio it was given and returns its status; a command still running after
+/// [`command_timeout`] is killed and fails the test.
+pub fn status_of(cmd: &mut Command) -> std::process::ExitStatus {
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    wait_child(&mut child, command_timeout()).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{cmd:?} did not finish within {:?}", command_timeout())
+    })
+}
+
+/// Waits for a spawned `child` and collects what it wrote to its piped stdout and stderr, as
+/// `wait_with_output` does, but within [`command_timeout`]: a child still running then, or a
+/// pipe someone else (a container) still holds open, fails the test instead of hanging it.
+pub fn finish(mut child: std::process::Child) -> Output {
+    use std::io::Read;
+    let timeout = command_timeout();
+    let deadline = std::time::Instant::now() + timeout;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut readers = 0;
+    for (which, pipe) in [
+        (1, child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+        (2, child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)),
+    ] {
+        if let Some(mut pipe) = pipe {
+            readers += 1;
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut v = Vec::new();
+                let _ = pipe.read_to_end(&mut v);
+                let _ = tx.send((which, v));
+            });
+        }
+    }
+    let status = wait_child(&mut child, timeout).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{child:?} did not finish within {timeout:?}")
+    });
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    for _ in 0..readers {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((1, v)) => stdout = v,
+            Ok((_, v)) => stderr = v,
+            Err(_) => {
+                panic!("the output of {child:?} stayed open {timeout:?} after it exited (held by another process)")
+            }
+        }
+    }
+    Output { status, stdout, stderr }
+}
+
+/// Waits for `child` to exit, at most `timeout`; `None` if it is still running.
+pub fn wait_child(child: &mut std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let fd = pidfd(child.id() as i32).expect("pidfd of a child");
+    if !wait_pidfd(&fd, timeout) {
+        return None;
+    }
+    Some(child.wait().expect("wait"))
 }
 
 /// A pidfd for `pid`.

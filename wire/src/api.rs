@@ -365,6 +365,10 @@ pub struct ExecSpec {
     pub user: Option<String>,
     /// Allocate a terminal.
     pub tty: bool,
+    /// The terminal's size, `(rows, columns)`, set before the process runs (its
+    /// `process.consoleSize`, unless the process already has one): a foreground ctl passes
+    /// its own, so that the process never sees a terminal of size 0.
+    pub console_size: Option<(u32, u32)>,
 }
 
 /// Runs another process in a container (created or running).

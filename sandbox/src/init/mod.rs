@@ -220,7 +220,7 @@ fn setup(
 
     // The terminal before the process drops its privileges, as runc does: the pty is opened
     // (and its slave owned) by the container's root.
-    crate::console::connect(process.terminal().unwrap_or(false), config.console.as_ref(), &config.stdio)?;
+    crate::console::connect(process, config.console.as_ref(), &config.stdio)?;
     process::apply(process, seccomp)
 }
 

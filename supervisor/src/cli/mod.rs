@@ -135,7 +135,9 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
                 None => None,
             };
             let process = run::exec_process_overrides(process, &additional_gids, no_new_privs, &caps)?;
-            let spec = wire::api::ExecSpec { process, args: command, env, cwd, user, tty };
+            // A terminal ctl serves itself starts at ctl's own size.
+            let console_size = (console_socket.is_none() && !detach).then(terminal::own_window_size).flatten();
+            let spec = wire::api::ExecSpec { process, args: command, env, cwd, user, tty, console_size };
             run::exec(&root, &id, spec, detach, pid_file.as_deref(), console_socket.as_deref())
         }
         Command::Ps { format, id } => {

@@ -243,6 +243,14 @@ pub fn create(
         }
     }
     let terminal = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    if terminal && how.console_socket.is_none() && !how.detach {
+        // A terminal ctl serves itself starts at ctl's own size.
+        if let (Some(process), Some(size)) = (spec.process_mut(), terminal::own_window_size()) {
+            if process.console_size().is_none() {
+                process.set_console_size(Some(actors::spec::console_size(size)));
+            }
+        }
+    }
     let mut console = Console::prepare(terminal, how.console_socket, how.detach)?;
     let mut stdio = own_stdio(terminal);
     stdio.console = std::mem::take(&mut console.slot);

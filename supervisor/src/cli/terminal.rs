@@ -75,12 +75,23 @@ fn receive_fd(socket: BorrowedFd<'_>) -> anyhow::Result<OwnedFd> {
     anyhow::bail!("the sandbox sent no terminal")
 }
 
+/// The window size of ctl's terminal (stdin, else stdout).
+fn own_winsize() -> Option<rustix::termios::Winsize> {
+    [std::io::stdin().as_fd(), std::io::stdout().as_fd()]
+        .into_iter()
+        .find_map(|fd| rustix::termios::tcgetwinsize(fd).ok())
+        .filter(|size| size.ws_row > 0 && size.ws_col > 0)
+}
+
+/// The window size of ctl's terminal as `(rows, columns)`, if ctl has a terminal: the size a
+/// process's terminal starts at when ctl serves it.
+pub fn own_window_size() -> Option<(u32, u32)> {
+    own_winsize().map(|size| (u32::from(size.ws_row), u32::from(size.ws_col)))
+}
+
 /// Copies the window size of ctl's terminal (stdin, else stdout) to the pty.
 pub fn copy_window_size(master: BorrowedFd<'_>) {
-    let ours = [std::io::stdin().as_fd(), std::io::stdout().as_fd()]
-        .into_iter()
-        .find_map(|fd| rustix::termios::tcgetwinsize(fd).ok());
-    if let Some(size) = ours {
+    if let Some(size) = own_winsize() {
         let _ = rustix::termios::tcsetwinsize(master, size);
     }
 }
