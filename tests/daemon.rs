@@ -80,7 +80,23 @@ fn garbage_on_the_socket_does_not_hurt_the_daemon() {
     }
     // A valid hello followed by a garbage request gets a clear answer, then the hang-up.
     let mut s = UnixStream::connect(&sock).unwrap();
-    s.write_all(&[10, 0, 0, 0, b'P', b'A', b'D', b'D', b'O', b'C', b'K', 0, 1, 0]).unwrap();
+    s.write_all(&[
+        10,
+        0,
+        0,
+        0,
+        b'P',
+        b'A',
+        b'D',
+        b'D',
+        b'O',
+        b'C',
+        b'K',
+        0,
+        wire::handshake::PROTOCOL_VERSION as u8,
+        0,
+    ])
+    .unwrap();
     s.write_all(&[4, 0, 0, 0, 0xfe, 0xfe, 0xfe, 0xfe]).unwrap();
     let mut reply = Vec::new();
     let _ = s.read_to_end(&mut reply);

@@ -180,24 +180,30 @@ impl MetaStore {
         staged
     }
 
-    /// Renames a staged directory to the container's name. A directory of that name without
-    /// `meta.json` is a leftover of an older build's crash and is replaced.
+    /// Renames a staged directory to the container's name. A directory of that name that
+    /// holds no container is not paddock's (a crash never leaves one: see
+    /// [`MetaStore::create`]) and is left alone: the create fails, naming it.
     fn move_into_place(&self, staging: &Path, dir: &Path, id: &str) -> Result<(), ApiError> {
-        for _ in 0..2 {
-            match std::fs::rename(staging, dir) {
-                Ok(()) => return sync_dir(&self.root),
-                // rename(2) replaces only an empty directory: a non-empty one is either a
-                // container (someone else won the race) or a leftover.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
-                    if dir.join(META_FILE).exists() {
-                        return Err(already_exists(id));
-                    }
-                    self.discard(dir)?;
+        match std::fs::rename(staging, dir) {
+            Ok(()) => sync_dir(&self.root),
+            // rename(2) replaces only an empty directory: a non-empty one is either a container
+            // (someone else won the race) or something that is not paddock's.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
+                if dir.join(META_FILE).exists() {
+                    Err(already_exists(id))
+                } else {
+                    Err(ApiError::new(
+                        ErrorKind::AlreadyExists,
+                        format!(
+                            "container {}: {} exists and is not a container of paddock's; it is left alone",
+                            wire::ids::show_id(id),
+                            dir.display()
+                        ),
+                    ))
                 }
-                Err(e) => return Err(io_err("renaming into place", dir, e)),
             }
+            Err(e) => Err(io_err("renaming into place", dir, e)),
         }
-        Err(already_exists(id))
     }
 
     /// A path in the state root that [`MetaStore::load_all`] never takes for a container.
@@ -229,6 +235,7 @@ impl MetaStore {
             .write(true)
             .read(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map(fd_lock::RwLock::new)
             .map_err(|e| io_err("opening", &path, e))
@@ -250,6 +257,7 @@ impl MetaStore {
             .truncate(true)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
             .map_err(|e| io_err("creating", &tmp, e))?;
         file.write_all(&json).map_err(|e| io_err("writing", &tmp, e))?;
@@ -272,9 +280,11 @@ impl MetaStore {
         serde_json::from_slice(&bytes).map_err(|e| io_err("parsing", &path, e))
     }
 
-    /// Loads every container under the root. Directories without metadata (leftovers of a
-    /// crash in the middle of a create or delete) are removed; unreadable metadata is
-    /// reported and left in place for a human to look at.
+    /// Loads every container under the root. Only what paddock made is ever removed: the
+    /// reserved leftovers of a create or delete that a crash cut short. A directory without
+    /// `meta.json` is someone else's (another runtime's state, a nested state root such as
+    /// containerd's `<root>/k8s.io`) and is left untouched (not even a lock file is made in
+    /// it); it is reported, as is unreadable metadata, for a human to look at.
     pub fn load_all(&self) -> (Vec<Meta>, Vec<ApiError>) {
         let mut metas = Vec::new();
         let mut errors = Vec::new();
@@ -299,13 +309,15 @@ impl MetaStore {
                 continue;
             }
             let dir = entry.path();
+            if !dir.join(META_FILE).exists() {
+                errors.push(ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("{} holds no container of paddock's (no {META_FILE}); left alone", dir.display()),
+                ));
+                continue;
+            }
             match self.load_dir(&dir) {
                 Ok(meta) => metas.push(meta),
-                Err(e) if e.kind == ErrorKind::NotFound => {
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
-                        errors.push(io_err("removing leftovers", &dir, e));
-                    }
-                }
                 Err(e) => errors.push(e),
             }
         }
@@ -373,23 +385,30 @@ mod tests {
     }
 
     #[test]
-    fn leftovers_are_not_containers() {
+    fn what_paddock_did_not_make_is_left_alone() {
         let root = tempfile::tempdir().unwrap();
         let store = MetaStore::new(root.path());
-        // A directory with a lock file but no meta.json: a crash between mkdir and the first
-        // save, or between the two steps of remove.
-        std::fs::create_dir(root.path().join("half")).unwrap();
-        std::fs::write(root.path().join("half").join(LOCK_FILE), b"").unwrap();
+        // Another runtime's state, or a nested state root (containerd's <root>/k8s.io), with
+        // files of its own.
+        let foreign = root.path().join("k8s.io");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join("paddockd.sock"), b"").unwrap();
+        std::fs::create_dir(foreign.join("c1")).unwrap();
         // paddockd's own files are skipped.
         std::fs::write(root.path().join("paddockd.pid"), b"1").unwrap();
         let (all, errs) = store.load_all();
-        assert!(all.is_empty() && errs.is_empty(), "{errs:?}");
-        assert!(!root.path().join("half").exists());
-        // A create over leftovers works.
-        std::fs::create_dir(root.path().join("again")).unwrap();
-        std::fs::write(root.path().join("again").join(LOCK_FILE), b"").unwrap();
-        store.create(&meta("again")).unwrap();
-        assert_eq!(store.load_dir(&store.dir("again")).unwrap().id, "again");
+        assert!(all.is_empty());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("left alone"), "{}", errs[0].message);
+        let mut left: Vec<String> =
+            std::fs::read_dir(&foreign).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        left.sort();
+        assert_eq!(left, ["c1", "paddockd.sock"], "nothing made, nothing removed");
+        // A create whose name is taken by it fails and leaves it as it was.
+        let err = store.create(&meta("k8s.io")).unwrap_err();
+        assert!(err.message.contains("not a container of paddock's"), "{}", err.message);
+        assert!(foreign.join("c1").is_dir());
+        assert_eq!(store.load_all().0.len(), 0);
     }
 
     #[test]

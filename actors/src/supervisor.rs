@@ -85,7 +85,10 @@ async fn restore_all(
         blocking(move || Ok(store.load_all())).await.unwrap_or_default()
     };
     for e in errors {
-        warn!("skipping unreadable container metadata: {e}");
+        match e.kind {
+            wire::ErrorKind::NotFound => info!("{}", e.message),
+            _ => warn!("skipping unreadable container metadata: {e}"),
+        }
     }
     let mut by_sandbox: HashMap<String, Vec<Meta>> = HashMap::new();
     for meta in metas {
@@ -344,6 +347,32 @@ impl Handler<Ping> for Supervisor {
 
     fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> usize {
         self.containers.len()
+    }
+}
+
+/// How many containers need a paddockd now (see [`container::NeedsSupervision`]); those
+/// being created count.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Supervising;
+
+impl Handler<Supervising> for Supervisor {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, _: Supervising, _: &mut Context<Self>) -> Self::Result {
+        let mut creating = 0;
+        let mut asks = Vec::new();
+        for slot in self.containers.values() {
+            match slot {
+                Slot::Creating => creating += 1,
+                Slot::Ready { addr, .. } => asks.push(addr.send(container::NeedsSupervision)),
+            }
+        }
+        Box::pin(async move {
+            let answers = futures_util::future::join_all(asks).await;
+            // An actor that cannot answer is busy with something: count it.
+            creating + answers.into_iter().filter(|a| a.as_ref().map_or(true, |needs| *needs)).count()
+        })
     }
 }
 

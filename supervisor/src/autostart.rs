@@ -7,7 +7,7 @@
 use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -20,25 +20,29 @@ use crate::{LOG_FILE, SOCKET_NAME, START_LOCK_FILE};
 /// The environment variable that names the paddockd binary to start (default: beside ctl).
 pub const PADDOCKD_ENV: &str = "PADDOCKD";
 
+/// The environment variable that sets an autostarted paddockd's `--idle-exit` (seconds).
+pub const IDLE_EXIT_ENV: &str = "PADDOCKD_IDLE_EXIT";
+
+/// `PATH` for an autostarted paddockd when the caller has none (it looks for `criu` there).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Connects to the daemon of `root`, starting one if none answers.
 pub fn connect_or_start(root: &Path) -> anyhow::Result<Client> {
     let socket = root.join(SOCKET_NAME);
     match Client::connect(&socket) {
         Ok(client) => return Ok(client),
-        Err(ConnectError::NoDaemon { .. }) => {}
+        Err(e) if no_daemon(&e) => {}
         Err(e) => return Err(e.into()),
     }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(root)
-        .with_context(|| format!("creating {}", root.display()))?;
+    // Nothing is made in a root that someone else could have prepared.
+    let root = &crate::stateroot::prepare(root)?;
     let lock_path = root.join(START_LOCK_FILE);
     let lock_file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
     let mut lock = fd_lock::RwLock::new(lock_file);
@@ -49,6 +53,20 @@ pub fn connect_or_start(root: &Path) -> anyhow::Result<Client> {
     }
     start_daemon(root)?;
     Client::connect(&socket).map_err(Into::into)
+}
+
+/// Whether nobody serves the socket: no listener, or a daemon that left (idle) between our
+/// connect and its hello. Either way, the start lock decides who starts the next one.
+fn no_daemon(e: &ConnectError) -> bool {
+    use wire::WireError;
+    match e {
+        ConnectError::NoDaemon { .. } => true,
+        ConnectError::Handshake { source: WireError::Closed | WireError::Truncated { .. }, .. } => true,
+        ConnectError::Handshake { source: WireError::Io(io), .. } => {
+            matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+        }
+        _ => false,
+    }
 }
 
 fn paddockd_binary() -> anyhow::Result<PathBuf> {
@@ -74,6 +92,7 @@ fn start_daemon(root: &Path) -> anyhow::Result<()> {
         .create(true)
         .append(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let (mut ready_read, ready_write) = std::io::pipe().context("pipe")?;
@@ -86,9 +105,23 @@ fn start_daemon(root: &Path) -> anyhow::Result<()> {
         .arg(root)
         .arg("--ready-fd")
         .arg(READY_FD.to_string())
+        .arg("--autostarted")
+        // paddockd belongs to no caller: nothing of the caller's environment (a NOTIFY_SOCKET
+        // meant for the caller would get paddockd's READY=1; LISTEN_FDS would be taken for
+        // sockets it was handed) reaches it, only what paddockd itself reads.
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into()))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
+    if let Some(filter) = std::env::var_os("RUST_LOG") {
+        command.env("RUST_LOG", filter);
+    }
+    if let Some(seconds) = std::env::var(IDLE_EXIT_ENV).ok().filter(|s| !s.is_empty()) {
+        let seconds: u64 =
+            seconds.parse().map_err(|_| anyhow::anyhow!("{IDLE_EXIT_ENV}={seconds:?} is not a number of seconds"))?;
+        command.arg("--idle-exit").arg(seconds.to_string());
+    }
     // SAFETY: ctl is single-threaded here; the closure only calls async-signal-safe
     // functions (setsid, dup2, fcntl, close_range).
     unsafe {

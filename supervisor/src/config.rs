@@ -36,6 +36,10 @@
 //! # Events queued for one `ctl events --follow` before it starts losing them (it is then
 //! # told how many, in a "lagged" event). Default: 1024.
 //! event_queue = 1024
+//! # Seconds after which a paddockd with no container and no client exits (0: never). The
+//! # next ctl starts it again. Default: 30 for a paddockd that ctl started, 0 (never) for one
+//! # started by hand or by systemd.
+//! idle_exit = 0
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -84,6 +88,8 @@ pub struct DaemonConfig {
     pub event_history: Option<usize>,
     /// Events queued per follower.
     pub event_queue: Option<usize>,
+    /// Seconds of having nothing to do before exiting (0: never).
+    pub idle_exit: Option<u64>,
 }
 
 impl DaemonConfig {
@@ -158,6 +164,17 @@ impl DaemonConfig {
         }
     }
 
+    /// How long paddockd may have no container and no client before it exits; `None` never.
+    /// Unless configured, only a paddockd that ctl started on demand leaves (after 30 s): one
+    /// started by hand or by systemd stays, as its starter expects.
+    pub fn idle_exit(&self, autostarted: bool) -> Option<Duration> {
+        match self.idle_exit {
+            Some(0) => None,
+            Some(seconds) => Some(Duration::from_secs(seconds)),
+            None => autostarted.then(|| Duration::from_secs(30)),
+        }
+    }
+
     /// The keys whose change needs a restart of paddockd, if `new` changes any.
     pub fn unreloadable_changes(&self, new: &DaemonConfig) -> Vec<&'static str> {
         let mut keys = Vec::new();
@@ -172,6 +189,9 @@ impl DaemonConfig {
         }
         if self.event_history != new.event_history || self.event_queue != new.event_queue {
             keys.push("event_history/event_queue");
+        }
+        if self.idle_exit != new.idle_exit {
+            keys.push("idle_exit");
         }
         keys
     }

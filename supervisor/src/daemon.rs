@@ -5,7 +5,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use actors::supervisor::{CloseEvents, Ping, Reconfigure, StopAll};
@@ -36,6 +36,14 @@ pub struct DaemonArgs {
     /// Check the configuration file and exit.
     #[arg(long)]
     pub check: bool,
+    /// Started on demand by ctl: leave the caller's cgroup for one of paddock's own, and exit
+    /// once idle (see `idle_exit` in the configuration).
+    #[arg(long, hide = true)]
+    pub autostarted: bool,
+    /// Seconds of having no container and no client after which paddockd exits (0: never);
+    /// overrides `idle_exit` of the configuration.
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_exit: Option<u64>,
 }
 
 /// Runs paddockd; returns the process exit code.
@@ -66,13 +74,16 @@ pub fn main() -> i32 {
 }
 
 fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyhow::Result<()> {
+    if args.autostarted {
+        // ctl started us for whoever called it (a shell, conmon, containerd's shim): we and
+        // every sandbox we start must not be charged to that caller's cgroup, nor killed with it.
+        match crate::own_cgroup::enter() {
+            Ok(places) => info!(cgroups = ?places, "left the caller's cgroup"),
+            Err(e) => warn!("staying in the caller's cgroup: {e:#}"),
+        }
+    }
     let root = args.root.clone().or(config.root.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o711)
-        .create(&root)
-        .with_context(|| format!("creating {}", root.display()))?;
-    let root = std::fs::canonicalize(&root).with_context(|| format!("resolving {}", root.display()))?;
+    let root = crate::stateroot::prepare(&root)?;
 
     // One daemon per root: hold its lock for our whole life.
     let lock_path = root.join(LOCK_FILE);
@@ -81,10 +92,14 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
     let mut lock = fd_lock::RwLock::new(lock_file);
     let _held = lock.try_write().map_err(|_| anyhow::anyhow!("another paddockd already serves {}", root.display()))?;
+    // With the lock held, so that two daemons starting at once on nested roots cannot both
+    // miss each other.
+    crate::stateroot::refuse_nested(&root)?;
 
     let pid_path = root.join(PID_FILE);
     write_atomically(&pid_path, format!("{}\n", std::process::id()).as_bytes())?;
@@ -102,7 +117,17 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
     };
     let socket_path = root.join(SOCKET_NAME);
     let (listener, activated) = systemd::listener(&socket_path)?;
-    let life = Life { config, config_path: args.config.clone(), log, ready_fd: args.ready_fd };
+    let mut config = config;
+    if args.idle_exit.is_some() {
+        config.idle_exit = args.idle_exit;
+    }
+    let idle_exit = config.idle_exit(args.autostarted).map(|after| server::IdleExit {
+        after,
+        start_lock: root.join(crate::START_LOCK_FILE),
+        // A socket systemd made is systemd's to keep (and to activate us on again).
+        socket: (!activated).then(|| socket_path.clone()),
+    });
+    let life = Life { config, config_path: args.config.clone(), log, ready_fd: args.ready_fd, idle_exit };
     let result = actix::System::new().block_on(serve(supervisor_config, listener, life));
     // A socket systemd made is systemd's to keep.
     if !activated {
@@ -118,6 +143,7 @@ struct Life {
     config_path: Option<PathBuf>,
     log: logging::LogControl,
     ready_fd: Option<i32>,
+    idle_exit: Option<server::IdleExit>,
 }
 
 async fn serve(
@@ -131,7 +157,9 @@ async fn serve(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let control = ServerControl::default();
-    let server = actix::spawn(server::serve(listener, supervisor.clone(), max_frame, control.clone()));
+    let mut server =
+        actix::spawn(server::serve(listener, supervisor.clone(), max_frame, control.clone(), life.idle_exit.take()));
+    let mut server_stopped = false;
     // The supervisor restores every container before it answers: ready means ready.
     let count = supervisor.send(Ping).await.map_err(|_| anyhow::anyhow!("the supervisor stopped"))?;
     info!(root = %root.display(), pid = std::process::id(), containers = count, "paddockd serving");
@@ -154,11 +182,20 @@ async fn serve(
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
             _ = hup.recv() => reload(&mut life, &supervisor).await,
+            stopped = &mut server, if !server_stopped => {
+                server_stopped = true;
+                if matches!(stopped, Ok(server::Stopped::Idle)) {
+                    info!("no container and no client for a while: exiting (the next ctl starts paddockd again)");
+                }
+                break;
+            }
         }
     }
     systemd::notify(&[sd_notify::NotifyState::Stopping]);
     control.enter(Phase::Draining);
-    let _ = server.await;
+    if !server_stopped {
+        let _ = server.await;
+    }
     if life.config.shutdown_mode() == ShutdownMode::Stop {
         let stopped = supervisor.send(StopAll { timeout: life.config.stop_timeout() }).await.unwrap_or(0);
         info!(containers = stopped, "containers stopped");
@@ -223,6 +260,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .truncate(true)
         .write(true)
         .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
     f.write_all(bytes)?;

@@ -7,14 +7,18 @@
 //! - [`autostart`]: how `ctl` starts a paddockd when none answers.
 //! - [`systemd`]: socket activation and `sd_notify` (readiness, status, watchdog).
 //! - [`logging`]: stderr logging, journald-friendly under systemd, reloadable.
+//! - [`own_cgroup`]: an autostarted paddockd's own cgroup, away from its caller's.
+//! - [`stateroot`]: making and checking a state root (private, not nested in another).
 
 pub mod autostart;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod logging;
+pub mod own_cgroup;
 pub mod server;
 pub mod signals;
+pub mod stateroot;
 pub mod systemd;
 
 /// The daemon's socket in a state root.

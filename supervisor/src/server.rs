@@ -42,11 +42,16 @@ pub enum Phase {
 pub struct ServerControl {
     phase: Arc<watch::Sender<Phase>>,
     in_flight: Arc<watch::Sender<usize>>,
+    connections: Arc<watch::Sender<usize>>,
 }
 
 impl Default for ServerControl {
     fn default() -> Self {
-        Self { phase: Arc::new(watch::Sender::new(Phase::Serving)), in_flight: Arc::new(watch::Sender::new(0)) }
+        Self {
+            phase: Arc::new(watch::Sender::new(Phase::Serving)),
+            in_flight: Arc::new(watch::Sender::new(0)),
+            connections: Arc::new(watch::Sender::new(0)),
+        }
     }
 }
 
@@ -79,6 +84,40 @@ impl ServerControl {
         self.in_flight.send_modify(|n| *n += 1);
         InFlight(self.in_flight.clone())
     }
+
+    /// Counts a connection as open until the guard is dropped.
+    fn connected(&self) -> InFlight {
+        self.connections.send_modify(|n| *n += 1);
+        InFlight(self.connections.clone())
+    }
+
+    /// Whether no client is connected and no request is in flight.
+    fn unused(&self) -> bool {
+        *self.connections.borrow() == 0 && *self.in_flight.borrow() == 0
+    }
+}
+
+/// When an idle paddockd leaves: after `after` with no container, no client and no request,
+/// it takes the root's start lock (so that a ctl arriving now waits, then starts a new daemon
+/// once this one is gone), removes its socket and stops accepting. Decided in the accept loop
+/// itself, so no connection is accepted after the decision.
+pub struct IdleExit {
+    /// How long it must have had nothing to do.
+    pub after: Duration,
+    /// The root's `paddockd.start.lock`.
+    pub start_lock: std::path::PathBuf,
+    /// The socket to remove (`None`: systemd's, left in place).
+    pub socket: Option<std::path::PathBuf>,
+}
+
+/// Why [`serve`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// The control left [`Phase::Serving`] (a signal).
+    Asked,
+    /// The daemon had nothing to do for [`IdleExit::after`]; the start lock is held until the
+    /// process exits.
+    Idle,
 }
 
 struct InFlight(Arc<watch::Sender<usize>>);
@@ -89,20 +128,74 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves `listener` until the control leaves [`Phase::Serving`].
-pub async fn serve(listener: UnixListener, supervisor: Addr<Supervisor>, max_frame: usize, control: ServerControl) {
+/// Serves `listener` until the control leaves [`Phase::Serving`], or (with `idle`) until the
+/// daemon has had nothing to do for a while.
+pub async fn serve(
+    listener: UnixListener,
+    supervisor: Addr<Supervisor>,
+    max_frame: usize,
+    control: ServerControl,
+    idle: Option<IdleExit>,
+) -> Stopped {
     let mut phase = control.phase.subscribe();
+    let period = idle.as_ref().map_or(Duration::from_secs(3600), |i| (i.after / 4).max(Duration::from_millis(100)));
+    let mut ticks = tokio::time::interval(period);
+    let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    actix::spawn(handle_connection(stream, supervisor.clone(), max_frame, control.clone()));
+                    idle_since = None;
+                    let counted = control.connected();
+                    let (to, controlled) = (supervisor.clone(), control.clone());
+                    actix::spawn(async move {
+                        handle_connection(stream, to, max_frame, controlled).await;
+                        drop(counted);
+                    });
                 }
                 Err(e) => warn!("accept: {e}"),
             },
-            _ = phase.wait_for(|p| *p != Phase::Serving) => return,
+            _ = phase.wait_for(|p| *p != Phase::Serving) => return Stopped::Asked,
+            now = ticks.tick(), if idle.is_some() => {
+                let Some(idle) = &idle else { continue };
+                let supervising = supervisor.send(actors::supervisor::Supervising).await.unwrap_or(1);
+                if supervising > 0 || !control.unused() {
+                    idle_since = None;
+                    continue;
+                }
+                let since = *idle_since.get_or_insert(now);
+                if now.duration_since(since) >= idle.after && leave_when_idle(idle) {
+                    return Stopped::Idle;
+                }
+            }
         }
     }
+}
+
+/// Takes the start lock for good (released when the process exits) and removes the socket, so
+/// that the next ctl starts a new daemon rather than reaching this one as it goes. `false`
+/// when a ctl holds the lock: it is about to connect.
+fn leave_when_idle(idle: &IdleExit) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&idle.start_lock)
+    else {
+        return false;
+    };
+    // SAFETY: flock on a descriptor we own; a lock that cannot be had at once is "no".
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return false;
+    }
+    // Held until exit: leaked on purpose.
+    std::mem::forget(file);
+    if let Some(socket) = &idle.socket {
+        let _ = std::fs::remove_file(socket);
+    }
+    true
 }
 
 /// Whether the peer may use the daemon: root, or the user paddockd runs as.

@@ -7,6 +7,7 @@
 pub mod hook;
 pub mod mount;
 pub mod path;
+pub mod trust;
 
 pub use mount::{attach, clone_tree, mount_setattr, new_mount, pivot_into, set_propagation};
 pub use path::{make_beneath, open_beneath, Create};

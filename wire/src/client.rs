@@ -31,6 +31,17 @@ pub enum ConnectError {
         /// The connect error.
         source: std::io::Error,
     },
+    /// The socket's listener is not root's (nor ours): it gets nothing, not even a hello.
+    #[error(
+        "{path} is served by a process of uid {uid}, not by root's paddockd: refusing to send it anything \
+         (someone else controls this state root)"
+    )]
+    Untrusted {
+        /// The socket path.
+        path: String,
+        /// The listener's uid.
+        uid: u32,
+    },
     /// Something answered but the handshake failed.
     #[error("paddockd on {path}: {source}")]
     Handshake {
@@ -55,6 +66,14 @@ impl Client {
         let path = socket.display().to_string();
         let stream =
             crate::sockpath::connect(socket).map_err(|source| ConnectError::NoDaemon { path: path.clone(), source })?;
+        // The kernel says who made the listener; a socket put in place by someone else would
+        // otherwise receive the caller's spec and descriptors.
+        let uid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+            .map_err(|e| ConnectError::NoDaemon { path: path.clone(), source: e.into() })?
+            .uid();
+        if uid != 0 && uid != nix::unistd::geteuid().as_raw() {
+            return Err(ConnectError::Untrusted { path, uid });
+        }
         Self::handshake(stream, &format!("ctl {}", env!("CARGO_PKG_VERSION")))
             .map_err(|source| ConnectError::Handshake { path, source })
     }

@@ -39,6 +39,7 @@ use wire::{ApiError, ContainerState, ErrorKind, ExitStatus, GoferStatus, Status,
 
 pub(crate) use create::create;
 pub use delete::{DeleteContainer, SandboxGoingAway};
+
 pub(crate) use recover::recover;
 
 use crate::blocking;
@@ -250,6 +251,21 @@ impl Handler<Snapshot> for ContainerActor {
 
     fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.state())
+    }
+}
+
+/// Whether the container needs a paddockd now: it has processes to watch, a restart to run,
+/// or an operation under way. A stopped container needs none: its record is on disk, and a
+/// later paddockd serves it as well.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct NeedsSupervision;
+
+impl Handler<NeedsSupervision> for ContainerActor {
+    type Result = bool;
+
+    fn handle(&mut self, _: NeedsSupervision, _: &mut Context<Self>) -> bool {
+        self.meta.status != Status::Stopped || self.meta.restart.pending || self.checkpointing
     }
 }
 
