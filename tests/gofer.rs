@@ -440,3 +440,62 @@ fn delete_releases_every_mount_process_and_tmpfs_page() {
         "tmpfs memory was not released: {before} -> {during} -> {after} KiB"
     );
 }
+
+/// Runs `ctl cp - ID:DEST` with `archive` on stdin.
+fn cp_tar_in(p: &Paddock, id: &str, dest: &str, archive: Vec<u8>) -> std::process::Output {
+    let mut child = p
+        .command()
+        .args(["cp", "-", &format!("{id}:{dest}")])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &archive).unwrap();
+    harness::finish(child)
+}
+
+/// A tar stream may carry symlinks, but nothing of it is ever written through one: not one it
+/// made itself a moment before, not one the container planted (docker refuses both too).
+#[test]
+fn a_tar_stream_never_writes_through_a_symlink() {
+    let p = Paddock::new();
+    let (bundle, id) = sleeping(&p);
+    // The archive's own link to /etc, then a file "inside" it.
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut link = tar::Header::new_gnu();
+    link.set_entry_type(tar::EntryType::Symlink);
+    link.set_size(0);
+    archive.append_link(&mut link, "escape", "/etc").unwrap();
+    let mut file = tar::Header::new_gnu();
+    file.set_size(4);
+    file.set_mode(0o644);
+    archive.append_data(&mut file, "escape/pwned", &b"pwn\n"[..]).unwrap();
+    let out = cp_tar_in(&p, &id, "/incoming", archive.into_inner().unwrap());
+    assert!(!out.status.success(), "the archive wrote through its own symlink");
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+    assert!(!bundle.rootfs().join("etc/pwned").exists());
+    // The link itself was made: links are files like any other.
+    assert!(std::fs::symlink_metadata(bundle.rootfs().join("incoming/escape")).unwrap().file_type().is_symlink());
+
+    // A symlink the container made beneath the destination.
+    std::os::unix::fs::symlink("/etc", bundle.rootfs().join("incoming/planted")).unwrap();
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut file = tar::Header::new_gnu();
+    file.set_size(4);
+    file.set_mode(0o644);
+    archive.append_data(&mut file, "planted/pwned2", &b"pwn\n"[..]).unwrap();
+    let out = cp_tar_in(&p, &id, "/incoming", archive.into_inner().unwrap());
+    assert!(!out.status.success(), "the archive wrote through the container's symlink");
+    assert!(!bundle.rootfs().join("etc/pwned2").exists());
+
+    // A hard link may not reach through a symlink either.
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut hard = tar::Header::new_gnu();
+    hard.set_entry_type(tar::EntryType::Link);
+    hard.set_size(0);
+    archive.append_link(&mut hard, "stolen", "planted/passwd").unwrap();
+    let out = cp_tar_in(&p, &id, "/incoming", archive.into_inner().unwrap());
+    assert!(!out.status.success(), "a hard link reached through a symlink");
+    assert!(!bundle.rootfs().join("incoming/stolen").exists());
+    p.ctl_ok(&["delete", "--force", &id]);
+}

@@ -94,6 +94,7 @@ pub fn placement(spec: &Spec) -> Result<Placement, ApiError> {
 /// process with the command, environment, working directory and user replaced.
 pub fn exec_process(container: &Spec, exec: &wire::api::ExecSpec) -> Result<oci_spec::runtime::Process, ApiError> {
     let mut process = exec_process_itself(container, exec)?;
+    validate_user(&process)?;
     if let (None, Some(size)) = (process.console_size(), exec.console_size) {
         process.set_console_size(Some(console_size(size)));
     }
@@ -152,6 +153,26 @@ fn exec_process_itself(container: &Spec, exec: &wire::api::ExecSpec) -> Result<o
     Ok(process)
 }
 
+/// The largest uid or gid a process may run as, as runc allows: above it the kernel reads the
+/// id as "unchanged" (`setresuid(-1, …)` keeps root) or the id is unmappable.
+pub const MAX_ID: u32 = i32::MAX as u32;
+
+/// A process's user, group and additional groups are within [`MAX_ID`] (runc's message).
+pub fn validate_user(process: &oci_spec::runtime::Process) -> Result<(), ApiError> {
+    let user = process.user();
+    let ids = [("uid", user.uid()), ("gid", user.gid())]
+        .into_iter()
+        .chain(user.additional_gids().as_deref().unwrap_or_default().iter().map(|g| ("additionalGids", *g)));
+    for (field, id) in ids {
+        if id > MAX_ID {
+            return Err(ApiError::invalid_spec(format!(
+                "process.user.{field} {id}: uids and gids must be in range 0-{MAX_ID}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A process with a terminal needs somewhere to send the pty's master, as runc requires.
 pub fn require_console(process: &oci_spec::runtime::Process, stdio: &wire::Stdio) -> Result<(), ApiError> {
     if process.terminal().unwrap_or(false) && stdio.console.as_fd().is_none() {
@@ -204,6 +225,7 @@ pub fn validate(spec: &Spec, in_pod: bool) -> Result<(), ApiError> {
     if !process.cwd().is_absolute() {
         return Err(ApiError::invalid_spec(format!("process.cwd {:?} is not an absolute path", process.cwd())));
     }
+    validate_user(process)?;
     crate::hooks::validate(spec)?;
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {
@@ -392,6 +414,26 @@ pub fn sandbox_namespaces(spec: &Spec) -> (u64, Vec<(PathBuf, i32)>) {
 }
 
 /// The host path of the root filesystem: `root.path`, relative to the bundle unless absolute.
+/// Refuses a `root.path` that is a symlink, as runc does: the container's root is the
+/// directory named, never what a link (perhaps to `/`) points at. Its own path is checked
+/// with `lstat`; the gofer opens it without following a symlink either.
+pub fn check_rootfs(rootfs: &Path) -> Result<(), ApiError> {
+    let meta = std::fs::symlink_metadata(rootfs)
+        .map_err(|e| ApiError::invalid_spec(format!("root.path {}: {e}", rootfs.display())))?;
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(rootfs).map(|t| t.display().to_string()).unwrap_or_default();
+        return Err(ApiError::invalid_spec(format!(
+            "root.path {} is a symlink (to {target}): give the directory itself",
+            rootfs.display()
+        )));
+    }
+    if !meta.is_dir() {
+        return Err(ApiError::invalid_spec(format!("root.path {} is not a directory", rootfs.display())));
+    }
+    Ok(())
+}
+
+/// The container's root filesystem: `root.path`, relative to the bundle unless absolute.
 pub fn rootfs_path(bundle: &Path, spec: &Spec) -> Result<PathBuf, ApiError> {
     let root = spec.root().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
     let path = root.path();
@@ -587,6 +629,26 @@ mod tests {
         assert_eq!(placement(&spec).unwrap(), Placement::Join("pod2".into()));
         spec.set_annotations(Some(with(&[("io.kubernetes.cri.container-type", "container")])));
         assert!(placement(&spec).unwrap_err().message.contains("sandbox-id"));
+    }
+
+    #[test]
+    fn ids_that_setresuid_would_read_as_unchanged_are_refused() {
+        let mut spec = embedded_default("x", vec!["id".into()]).unwrap();
+        for (uid, gid, extra) in [(u32::MAX, 0, vec![]), (0, 2_147_483_648, vec![]), (0, 0, vec![u32::MAX])] {
+            let process = spec.process_mut().as_mut().unwrap();
+            let mut user = process.user().clone();
+            user.set_uid(uid).set_gid(gid).set_additional_gids(Some(extra));
+            process.set_user(user);
+            let err = validate(&spec, false).unwrap_err();
+            assert!(err.message.contains("must be in range 0-2147483647"), "{}", err.message);
+        }
+        let exec =
+            wire::api::ExecSpec { args: vec!["id".into()], user: Some("4294967295".into()), ..Default::default() };
+        let err = exec_process(&spec, &exec).unwrap_err();
+        assert!(err.message.contains("process.user.uid 4294967295"), "{}", err.message);
+        let exec =
+            wire::api::ExecSpec { args: vec!["id".into()], user: Some("2147483647".into()), ..Default::default() };
+        assert!(exec_process(&embedded_default("x", vec!["id".into()]).unwrap(), &exec).is_ok());
     }
 
     #[test]

@@ -300,6 +300,11 @@ pub fn copy_in(
     allowed: impl Fn(&Path) -> Result<(), ApiError>,
 ) -> Result<(), ApiError> {
     let dest = destination(root, path, contents)?;
+    // The destination itself is found as the container would find it (symlinks resolved
+    // inside its root); beneath it, nothing is ever written through a symlink, whether the
+    // archive or the container made it.
+    let dest_dir = sys::open_beneath(root, &dest.base, OFlags::PATH | OFlags::DIRECTORY)
+        .map_err(|e| io_err(dest.base.display(), e))?;
     let mut archive = tar::Archive::new(BufReader::new(std::fs::File::from(source)));
     let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
     let entries = archive.entries().map_err(|e| io_err("reading the tar stream", e))?;
@@ -315,7 +320,7 @@ pub fn copy_in(
                 dir_times.push((target.clone(), t));
             }
         }
-        unpack_one(root, &dest, &target, &mut entry, &header).map_err(|e| e.context(target.display()))?;
+        unpack_one(dest_dir.as_fd(), &dest, &target, &mut entry, &header).map_err(|e| e.context(target.display()))?;
     }
     // Directory times last: creating their entries changed them.
     for (dir, mtime) in dir_times.into_iter().rev() {
@@ -331,16 +336,60 @@ fn set_mtime(fd: BorrowedFd<'_>, mtime: u64) -> rustix::io::Result<()> {
     rustix::fs::futimens(fd, &rustix::fs::Timestamps { last_access: t, last_modification: t })
 }
 
+/// `target` (a path of `entry_path`) relative to the destination.
+fn beneath_destination<'a>(dest: &Destination, target: &'a Path) -> Result<&'a Path, ApiError> {
+    target
+        .strip_prefix(&dest.base)
+        .map_err(|_| ApiError::invalid_argument(format!("archive entry {} leaves the destination", target.display())))
+}
+
+/// The directory `rel` beneath the destination `dest_dir`, made where missing; every component
+/// must be a real directory: a symlink on the way is refused, never followed.
+fn directory_beneath(dest_dir: BorrowedFd<'_>, rel: &Path) -> Result<OwnedFd, ApiError> {
+    let mut current = rustix::io::fcntl_dupfd_cloexec(dest_dir, 0).map_err(|e| io_err("dup", e))?;
+    let mut walked = PathBuf::new();
+    for part in rel.components() {
+        let Component::Normal(name) = part else { continue };
+        walked.push(name);
+        let open = |at: &OwnedFd| {
+            rustix::fs::openat(
+                at,
+                name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+        };
+        let next = match open(&current) {
+            Err(rustix::io::Errno::NOENT) => {
+                match rustix::fs::mkdirat(&current, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(io_err(format!("mkdir {}", walked.display()), e)),
+                }
+                open(&current)
+            }
+            other => other,
+        };
+        current = next.map_err(|e| match e {
+            rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP => ApiError::invalid_argument(format!(
+                "{} is a symlink or not a directory: nothing is written through it",
+                walked.display()
+            )),
+            other => io_err(walked.display(), other),
+        })?;
+    }
+    Ok(current)
+}
+
 fn unpack_one<R: Read>(
-    root: BorrowedFd<'_>,
+    dest_dir: BorrowedFd<'_>,
     dest: &Destination,
     target: &Path,
     entry: &mut R,
     header: &tar::Header,
 ) -> Result<(), ApiError> {
-    let parent_path = target.parent().unwrap_or(Path::new("/"));
-    let name = target.file_name().ok_or_else(|| ApiError::invalid_argument("an entry has no name"))?;
-    let parent = sys::make_beneath(root, parent_path, sys::Create::Dir).map_err(|e| io_err("parent directory", e))?;
+    let relative = beneath_destination(dest, target)?;
+    let name = relative.file_name().ok_or_else(|| ApiError::invalid_argument("an entry has no name"))?;
+    let parent = directory_beneath(dest_dir, relative.parent().unwrap_or(Path::new("")))?;
     let parent = parent.as_fd();
     let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
     let uid = header.uid().ok().map(|u| rustix::fs::Uid::from_raw(u as u32));
@@ -401,8 +450,15 @@ fn unpack_one<R: Read>(
             let Some(existing) = entry_path(dest, &link)? else {
                 return Err(ApiError::invalid_argument("a hard link to the destination itself"));
             };
-            let source = sys::open_beneath(root, &existing, OFlags::PATH | OFlags::NOFOLLOW)
-                .map_err(|e| io_err("hard link target", e))?;
+            let existing = beneath_destination(dest, &existing)?;
+            let source = rustix::fs::openat2(
+                dest_dir,
+                existing,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_SYMLINKS,
+            )
+            .map_err(|e| io_err(format!("hard link target {}", existing.display()), e))?;
             remove_existing(parent, name)?;
             rustix::fs::linkat(&source, "", parent, name, AtFlags::EMPTY_PATH).map_err(|e| io_err("link", e))
         }

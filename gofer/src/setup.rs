@@ -71,12 +71,21 @@ fn open_all(s: &GoferSetup) -> Result<Vec<OwnedFd>, ApiError> {
 }
 
 fn open_rootfs(rootfs: &Path, overlay: Overlay, scratch: &mut Scratch) -> Result<OwnedFd, ApiError> {
-    let meta = std::fs::metadata(rootfs).map_err(|e| ApiError::io(format!("rootfs {}", rootfs.display()), e))?;
-    if !meta.is_dir() {
-        return Err(ApiError::invalid_spec(format!("rootfs {} is not a directory", rootfs.display())));
-    }
-    let dir = rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| ApiError::io(format!("rootfs {}", rootfs.display()), e))?;
+    // Not through a symlink (paddockd refused one; this closes the window since).
+    let dir =
+        rustix::fs::open(rootfs, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| match e {
+                rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP => {
+                    ApiError::invalid_spec(format!("rootfs {} is a symlink or not a directory", rootfs.display()))
+                }
+                other => ApiError::io(format!("rootfs {}", rootfs.display()), other),
+            })?;
+    let meta = std::fs::File::from(
+        rustix::fs::openat(&dir, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| ApiError::io(format!("rootfs {}", rootfs.display()), e))?,
+    )
+    .metadata()
+    .map_err(|e| ApiError::io(format!("rootfs {}", rootfs.display()), e))?;
     match overlay {
         Overlay::None => {
             sys::clone_tree(dir.as_fd(), true).map_err(|e| ApiError::io(format!("open_tree {}", rootfs.display()), e))

@@ -239,6 +239,16 @@ fn set_capabilities(caps: &LinuxCapabilities) -> Result<(), ApiError> {
 
 fn switch_user(process: &Process) -> Result<(), ApiError> {
     let user = process.user();
+    // -1 means "unchanged" to setresuid: such an id would leave the process root. paddockd
+    // refuses it already; the process that switches checks again.
+    let ids = [user.uid(), user.gid()]
+        .into_iter()
+        .chain(user.additional_gids().as_deref().unwrap_or_default().iter().copied());
+    for id in ids {
+        if id > i32::MAX as u32 {
+            return Err(spec_error(format!("uids and gids must be in range 0-{}, not {id}", i32::MAX)));
+        }
+    }
     let uid = nix::unistd::Uid::from_raw(user.uid());
     let gid = nix::unistd::Gid::from_raw(user.gid());
     let groups: Vec<nix::unistd::Gid> =

@@ -36,6 +36,14 @@
 //! # Events queued for one `ctl events --follow` before it starts losing them (it is then
 //! # told how many, in a "lagged" event). Default: 1024.
 //! event_queue = 1024
+//! # What one client may hold: connections open at once (more are refused with a reason),
+//! # requests in flight per connection (with all taken, nothing more is read from it), seconds
+//! # a connection with nothing in flight may stay silent (0: forever), seconds a frame that
+//! # began may take to arrive whole (and a reply to be taken). Defaults: 1024, 128, 60, 10.
+//! max_connections = 1024
+//! max_requests = 128
+//! connection_idle_timeout = 60
+//! frame_timeout = 10
 //! # Seconds after which a paddockd with no container and no client exits (0: never). The
 //! # next ctl starts it again. Default: 30 for a paddockd that ctl started, 0 (never) for one
 //! # started by hand or by systemd.
@@ -90,6 +98,14 @@ pub struct DaemonConfig {
     pub event_queue: Option<usize>,
     /// Seconds of having nothing to do before exiting (0: never).
     pub idle_exit: Option<u64>,
+    /// Connections open at once.
+    pub max_connections: Option<usize>,
+    /// Requests in flight per connection.
+    pub max_requests: Option<usize>,
+    /// Seconds an idle connection stays open (0: forever).
+    pub connection_idle_timeout: Option<u64>,
+    /// Seconds for a frame to arrive whole.
+    pub frame_timeout: Option<u64>,
 }
 
 impl DaemonConfig {
@@ -114,6 +130,9 @@ impl DaemonConfig {
             tracing_subscriber::EnvFilter::try_new(log).map_err(|e| anyhow::anyhow!("log {log:?}: {e}"))?;
         }
         for (key, value) in [
+            ("max_connections", self.max_connections),
+            ("max_requests", self.max_requests),
+            ("frame_timeout", self.frame_timeout.map(|t| t as usize)),
             ("restart_intensity", self.restart_intensity),
             ("restart_period", self.restart_period.map(|p| p as usize)),
             ("event_history", self.event_history),
@@ -164,6 +183,24 @@ impl DaemonConfig {
         }
     }
 
+    /// What one client may take of paddockd.
+    pub fn limits(&self) -> crate::server::Limits {
+        let mut limits = crate::server::Limits::new(self.max_frame.unwrap_or(wire::frame::DEFAULT_MAX_FRAME));
+        if let Some(n) = self.max_connections {
+            limits.max_connections = n;
+        }
+        if let Some(n) = self.max_requests {
+            limits.max_requests = n;
+        }
+        if let Some(seconds) = self.connection_idle_timeout {
+            limits.idle_timeout = (seconds > 0).then(|| Duration::from_secs(seconds));
+        }
+        if let Some(seconds) = self.frame_timeout {
+            limits.frame_timeout = Duration::from_secs(seconds);
+        }
+        limits
+    }
+
     /// How long paddockd may have no container and no client before it exits; `None` never.
     /// Unless configured, only a paddockd that ctl started on demand leaves (after 30 s): one
     /// started by hand or by systemd stays, as its starter expects.
@@ -173,6 +210,10 @@ impl DaemonConfig {
             Some(seconds) => Some(Duration::from_secs(seconds)),
             None => autostarted.then(|| Duration::from_secs(30)),
         }
+    }
+
+    fn limits_keys(&self) -> (Option<usize>, Option<usize>, Option<u64>, Option<u64>) {
+        (self.max_connections, self.max_requests, self.connection_idle_timeout, self.frame_timeout)
     }
 
     /// The keys whose change needs a restart of paddockd, if `new` changes any.
@@ -192,6 +233,9 @@ impl DaemonConfig {
         }
         if self.idle_exit != new.idle_exit {
             keys.push("idle_exit");
+        }
+        if self.limits_keys() != new.limits_keys() {
+            keys.push("max_connections/max_requests/connection_idle_timeout/frame_timeout");
         }
         keys
     }

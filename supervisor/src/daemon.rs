@@ -151,14 +151,14 @@ async fn serve(
     listener: std::os::unix::net::UnixListener,
     mut life: Life,
 ) -> anyhow::Result<()> {
-    let max_frame = config.max_frame;
     let root = config.root.clone();
     let supervisor = Supervisor::start(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     listener.set_nonblocking(true)?;
     let listener = tokio::net::UnixListener::from_std(listener)?;
     let control = ServerControl::default();
+    let limits = life.config.limits();
     let mut server =
-        actix::spawn(server::serve(listener, supervisor.clone(), max_frame, control.clone(), life.idle_exit.take()));
+        actix::spawn(server::serve(listener, supervisor.clone(), limits, control.clone(), life.idle_exit.take()));
     let mut server_stopped = false;
     // The supervisor restores every container before it answers: ready means ready.
     let count = supervisor.send(Ping).await.map_err(|_| anyhow::anyhow!("the supervisor stopped"))?;

@@ -41,10 +41,11 @@ fn join(mount: &Path) -> anyhow::Result<PathBuf> {
         let parent = dir.clone();
         dir.push(part);
         match std::fs::create_dir(&dir) {
-            Ok(()) => inherit_cpuset(&parent, &dir)?,
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
         }
+        inherit_cpuset(&parent, &dir)?;
     }
     // Writing 0 means "the writer": the whole process, every thread.
     std::fs::write(dir.join("cgroup.procs"), b"0").with_context(|| format!("joining {}", dir.display()))?;

@@ -110,6 +110,41 @@ pub struct IdleExit {
     pub socket: Option<std::path::PathBuf>,
 }
 
+/// What one client may take of paddockd: its memory, its descriptors and its time stay bounded
+/// whatever a peer does.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// The largest frame accepted.
+    pub max_frame: usize,
+    /// Connections open at once; more are refused (with a reason) at once.
+    pub max_connections: usize,
+    /// Requests in flight (and replies unwritten) per connection; with all taken, nothing more
+    /// is read from that client until one is answered.
+    pub max_requests: usize,
+    /// A connection with nothing in flight that sends nothing for this long is closed
+    /// (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// A frame that began must be whole within this, and a reply must be taken within it.
+    pub frame_timeout: Duration,
+    /// Frames above [`wire::async_conn::SMALL_FRAME`] being received at once, across clients.
+    pub large_frames: wire::async_conn::Budget,
+}
+
+impl Limits {
+    /// The defaults: 1024 connections, 128 requests each, 60 s idle, 10 s per frame, 4 large
+    /// frames at once.
+    pub fn new(max_frame: usize) -> Self {
+        Self {
+            max_frame,
+            max_connections: 1024,
+            max_requests: 128,
+            idle_timeout: Some(Duration::from_secs(60)),
+            frame_timeout: Duration::from_secs(10),
+            large_frames: Arc::new(tokio::sync::Semaphore::new(4)),
+        }
+    }
+}
+
 /// Why [`serve`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -133,7 +168,7 @@ impl Drop for InFlight {
 pub async fn serve(
     listener: UnixListener,
     supervisor: Addr<Supervisor>,
-    max_frame: usize,
+    limits: Limits,
     control: ServerControl,
     idle: Option<IdleExit>,
 ) -> Stopped {
@@ -146,10 +181,14 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     idle_since = None;
+                    if *control.connections.borrow() >= limits.max_connections {
+                        actix::spawn(refuse(stream, limits.max_connections));
+                        continue;
+                    }
                     let counted = control.connected();
-                    let (to, controlled) = (supervisor.clone(), control.clone());
+                    let (to, controlled, limited) = (supervisor.clone(), control.clone(), limits.clone());
                     actix::spawn(async move {
-                        handle_connection(stream, to, max_frame, controlled).await;
+                        handle_connection(stream, to, limited, controlled).await;
                         drop(counted);
                     });
                 }
@@ -170,6 +209,16 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// Tells a client over the connection limit why it is turned away (after its hello, which it
+/// sends before it reads anything, so that the refusal is what it reads), and hangs up.
+async fn refuse(stream: UnixStream, max: usize) {
+    let (reader, mut writer) = split(stream, 4096);
+    let mut reader = reader.bounded(Arc::new(tokio::sync::Semaphore::new(0)), Duration::from_secs(1));
+    let _ = reader.recv_or_idle::<Hello>(Some(tokio::time::Instant::now() + Duration::from_secs(1))).await;
+    let reason = format!("paddockd serves {max} connections already (max_connections); try again later");
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer.send(&Welcome::Refused { reason })).await;
 }
 
 /// Takes the start lock for good (released when the process exits) and removes the socket, so
@@ -209,17 +258,14 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
     }
 }
 
-async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max_frame: usize, control: ServerControl) {
+async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, limits: Limits, control: ServerControl) {
     let allowed = peer_allowed(&stream);
-    let (mut reader, mut writer) = split(stream, max_frame);
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, reader.recv::<Hello>()).await {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
+    let (reader, mut writer) = split(stream, limits.max_frame);
+    let mut reader = reader.bounded(limits.large_frames.clone(), limits.frame_timeout);
+    let hello = match reader.recv_or_idle::<Hello>(Some(tokio::time::Instant::now() + HELLO_TIMEOUT)).await {
+        Ok(h) => h,
+        Err(e) => {
             debug!("connection closed before hello: {e}");
-            return;
-        }
-        Err(_) => {
-            debug!("client did not say hello in time");
             return;
         }
     };
@@ -232,73 +278,149 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, max
         return;
     }
 
-    // Becomes true when the client hangs up: waits it made with `kill_on_hangup` then kill.
+    // Becomes true when the client hangs up: its waits end (and those it made with
+    // `kill_on_hangup` kill what they stood for).
     let (hangup_tx, hangup) = tokio::sync::watch::channel(false);
-    let (tx, mut rx) = mpsc::unbounded_channel::<ServerFrame>();
+    // A request holds a slot while it runs: a peer has at most `max_requests` at a time, and
+    // is told so for any beyond (reading goes on, so its hang-up is always seen). Replies
+    // queue in a bounded channel; a client that does not take them within the frame timeout
+    // is let go.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_requests));
+    let (tx, mut rx) = mpsc::channel::<ServerFrame>(limits.max_requests + 16);
+    let write_timeout = limits.frame_timeout;
+    let writer_hangup = hangup_tx.clone();
     actix::spawn(async move {
         while let Some(frame) = rx.recv().await {
             let fatal = matches!(frame, ServerFrame::Fatal(_));
-            if writer.send(&frame).await.is_err() || fatal {
+            let written = tokio::time::timeout(write_timeout, writer.send(&frame)).await;
+            if !matches!(written, Ok(Ok(()))) || fatal {
+                let _ = writer_hangup.send(true);
                 return;
             }
         }
     });
+    let fatal = |tx: &mpsc::Sender<ServerFrame>, hangup_tx: &tokio::sync::watch::Sender<bool>, e: String| {
+        let _ = tx.try_send(ServerFrame::Fatal(ApiError::new(ErrorKind::Protocol, e)));
+        let _ = hangup_tx.send(true);
+    };
+    let reply = |tx: mpsc::Sender<ServerFrame>, frame: ServerFrame| async move {
+        let _ = tx.send(frame).await;
+    };
     loop {
-        match reader.recv::<RequestFrame>().await {
+        let idle = limits.idle_timeout.map(|t| tokio::time::Instant::now() + t);
+        let received = tokio::select! {
+            received = reader.recv_or_idle::<RequestFrame>(idle) => received,
+            _ = wait_hangup(&hangup) => return,
+        };
+        match received {
             Ok(frame) => {
+                let refusal = if control.phase() != Phase::Serving {
+                    Some(ApiError::new(ErrorKind::Unavailable, "paddockd is shutting down; ask again once it is back"))
+                } else {
+                    None
+                };
+                let slot = match (refusal, slots.clone().try_acquire_owned()) {
+                    (Some(e), _) => Err(e),
+                    (None, Ok(slot)) => Ok(slot),
+                    (None, Err(_)) => Err(ApiError::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "{} requests of this connection are in flight already (max_requests); wait for one",
+                            limits.max_requests
+                        ),
+                    )),
+                };
+                let slot = match slot {
+                    Ok(slot) => slot,
+                    Err(e) => {
+                        tokio::select! {
+                            _ = reply(tx.clone(), ServerFrame::Reply { id: frame.id, result: Err(e) }) => {}
+                            _ = wait_hangup(&hangup) => return,
+                        }
+                        continue;
+                    }
+                };
                 let tx = tx.clone();
-                if control.phase() != Phase::Serving {
-                    let e =
-                        ApiError::new(ErrorKind::Unavailable, "paddockd is shutting down; ask again once it is back");
-                    let _ = tx.send(ServerFrame::Reply { id: frame.id, result: Err(e) });
-                    continue;
-                }
                 let supervisor = supervisor.clone();
                 let control = control.clone();
-                let mut hangup = hangup.clone();
+                let hangup = hangup.clone();
                 actix::spawn(async move {
                     let _counted = control.track();
+                    let id = frame.id;
                     let name = frame.request.name();
-                    let result = if waits_for_exit(&frame.request) {
-                        let mut phase = control.phase.subscribe();
-                        let on_hangup = kill_on_hangup(&frame.request);
-                        // Biased: a wait that has its answer wins over a hangup at the same
-                        // moment, so a process that already ended is never killed (its pid may
-                        // be reused).
-                        tokio::select! {
-                            biased;
-                            result = route(&supervisor, frame.request) => result,
-                            _ = phase.wait_for(|p| *p == Phase::Cancelling) => Err(ApiError::new(
-                                ErrorKind::Unavailable,
-                                "paddockd is shutting down (the container is not affected); wait again once it is back",
-                            )),
-                            Ok(_) = hangup.wait_for(|closed| *closed), if on_hangup.is_some() => {
-                                if let Some(kill) = on_hangup {
-                                    debug!(container = %kill.id, pid = ?kill.pid, "the waiter hung up: killing what it stood for");
-                                    let _ = route(&supervisor, Request::Kill(kill)).await;
-                                }
-                                Err(ApiError::new(ErrorKind::Unavailable, "the waiter hung up"))
-                            }
-                        }
-                    } else {
-                        route(&supervisor, frame.request).await
-                    };
+                    let result = answer(&supervisor, frame.request, &control, hangup).await;
+                    drop(slot);
                     if let Err(e) = &result {
                         debug!(request = name, "failed: {e}");
                     }
-                    let _ = tx.send(ServerFrame::Reply { id: frame.id, result });
+                    reply(tx, ServerFrame::Reply { id, result }).await;
                 });
+            }
+            // Nothing came for a while, but requests are in flight (a wait, an event stream):
+            // the connection is in use.
+            Err(WireError::TimedOut(_)) if !reader.mid_frame() && slots.available_permits() < limits.max_requests => {}
+            Err(WireError::TimedOut(what)) => {
+                debug!("closing a connection: {what}");
+                fatal(&tx, &hangup_tx, format!("closing the connection: {what}"));
+                return;
             }
             Err(WireError::Closed) => {
                 let _ = hangup_tx.send(true);
                 return;
             }
+            // A broken frame: say why and hang up, since the stream cannot be trusted.
             Err(e) => {
-                // A broken frame: say why and hang up, since the stream cannot be trusted.
-                let _ = tx.send(ServerFrame::Fatal(ApiError::new(ErrorKind::Protocol, e.to_string())));
-                let _ = hangup_tx.send(true);
+                fatal(&tx, &hangup_tx, e.to_string());
                 return;
             }
+        }
+    }
+}
+
+/// Resolves once the client has hung up.
+async fn wait_hangup(hangup: &tokio::sync::watch::Receiver<bool>) {
+    let mut hangup = hangup.clone();
+    let _ = hangup.wait_for(|closed| *closed).await;
+}
+
+/// Answers one request. A request that only waits (for an exit, for events) ends when its
+/// client hangs up, or when paddockd shuts down; one that changes something runs to its end,
+/// whoever is still listening, so that nothing is left half-made.
+async fn answer(
+    supervisor: &Addr<Supervisor>,
+    request: Request,
+    control: &ServerControl,
+    hangup: tokio::sync::watch::Receiver<bool>,
+) -> Result<Reply, ApiError> {
+    if !waits(&request) {
+        return route(supervisor, request).await;
+    }
+    if matches!(request, Request::Events(_)) {
+        // An event stream ends cleanly when the bus closes at shutdown; early only when its
+        // client is gone.
+        return tokio::select! {
+            biased;
+            result = route(supervisor, request) => result,
+            _ = wait_hangup(&hangup) => Err(ApiError::new(ErrorKind::Unavailable, "the follower hung up")),
+        };
+    }
+    let mut phase = control.phase.subscribe();
+    let on_hangup = kill_on_hangup(&request);
+    // Biased: a wait that has its answer wins over a hangup at the same moment, so a process
+    // that already ended is never killed (its pid may be reused).
+    tokio::select! {
+        biased;
+        result = route(supervisor, request) => result,
+        _ = phase.wait_for(|p| *p == Phase::Cancelling) => Err(ApiError::new(
+            ErrorKind::Unavailable,
+            "paddockd is shutting down (the container is not affected); wait again once it is back",
+        )),
+        _ = wait_hangup(&hangup) => {
+            if let Some(kill) = on_hangup {
+                debug!(container = %kill.id, pid = ?kill.pid, "the waiter hung up: killing what it stood for");
+                let _ = route(supervisor, Request::Kill(kill)).await;
+            }
+            Err(ApiError::new(ErrorKind::Unavailable, "the waiter hung up"))
         }
     }
 }
@@ -337,10 +459,10 @@ fn kill_on_hangup(request: &Request) -> Option<wire::api::Kill> {
     }
 }
 
-/// Requests that only wait for a process to exit: ended when paddockd shuts down. (Event
-/// streams end when the bus closes.)
-fn waits_for_exit(request: &Request) -> bool {
-    matches!(request, Request::Wait(_) | Request::WaitProcess(_))
+/// Requests that only wait: for a process to exit, or for events. They end when their client
+/// hangs up (nobody would read the answer) and when paddockd shuts down.
+fn waits(request: &Request) -> bool {
+    matches!(request, Request::Wait(_) | Request::WaitProcess(_) | Request::Events(_))
 }
 
 /// Writes the events into the request's sink, one JSON line each, until the history is
@@ -353,25 +475,34 @@ async fn stream_events(supervisor: &Addr<Supervisor>, mut request: Events) -> Re
         .map_err(|_| ApiError::internal("the supervisor is not running"))??;
     // A blocking thread writes, so that a sink of any kind (pipe, file, socket) works and a
     // slow reader holds up nothing but this thread; the bus's bounded queue protects the rest.
-    tokio::task::spawn_blocking(move || {
+    // Live events reach it through a channel this future owns: when the client hangs up (the
+    // future is dropped), the channel closes and the thread ends, whatever the sink.
+    let (to_writer, mut for_writer) = tokio::sync::mpsc::channel::<wire::events::Event>(16);
+    let history = subscription.history;
+    let writer = tokio::task::spawn_blocking(move || {
         let mut out = std::io::BufWriter::new(std::fs::File::from(sink));
         let mut write = |event: &wire::events::Event| -> std::io::Result<()> {
             writeln!(out, "{}", event.to_json_line())?;
             out.flush()
         };
-        for event in &subscription.history {
+        for event in &history {
             if write(event).is_err() {
                 return;
             }
         }
-        if let Some(mut live) = subscription.live {
-            while let Some(event) = live.blocking_recv() {
-                if write(&event).is_err() {
-                    return;
-                }
+        while let Some(event) = for_writer.blocking_recv() {
+            if write(&event).is_err() {
+                return;
             }
         }
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("event writer failed: {e}")))
+    });
+    if let Some(mut live) = subscription.live {
+        while let Some(event) = live.recv().await {
+            if to_writer.send(event).await.is_err() {
+                break;
+            }
+        }
+    }
+    drop(to_writer);
+    writer.await.map_err(|e| ApiError::internal(format!("event writer failed: {e}")))
 }

@@ -154,6 +154,47 @@ impl Paddock {
         self.ctl_ok(&["list", "-q"]).lines().map(str::to_string).collect()
     }
 
+    /// Starts the root's paddockd by hand with `config` (TOML) as its configuration file, and
+    /// returns its pid once it accepts connections (it says so on a readiness pipe, as it does
+    /// for ctl). Its log goes to `<root>/paddockd.log`.
+    pub fn start_daemon_with_config(&self, config: &str) -> i32 {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let path = self.root().join("test-paddockd.toml");
+        std::fs::write(&path, config).expect("writing the configuration");
+        let log = std::fs::File::create(self.root().join("paddockd.log")).expect("log");
+        let (mut ready_read, ready_write) = std::io::pipe().expect("pipe");
+        let raw = ready_write.as_raw_fd();
+        let mut cmd = Command::new(bin_dir().join("paddockd"));
+        cmd.arg("--root").arg(self.root()).arg("--config").arg(&path).args(["--ready-fd", "3"]);
+        cmd.stdin(Stdio::null()).stdout(log.try_clone().expect("dup")).stderr(log);
+        // SAFETY: only dup2 and setsid (async-signal-safe) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if libc::dup2(raw, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("starting paddockd");
+        drop(ready_write);
+        drop(cmd);
+        let mut answer = String::new();
+        let _ = ready_read.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("ready"),
+            "paddockd did not start: {}",
+            std::fs::read_to_string(self.root().join("paddockd.log")).unwrap_or_default()
+        );
+        // It runs on its own; reaped by whoever adopts it when this test process ends.
+        let pid = child.id() as i32;
+        std::mem::forget(child);
+        pid
+    }
+
     /// Stops the daemon with SIGTERM and waits for it to exit.
     pub fn stop_daemon(&self) {
         if let Some(pid) = self.daemon_pid() {

@@ -3,20 +3,29 @@
 //! tokio's `UnixStream` sends no ancillary data by itself, so the halves here wait for
 //! readiness and then call `sendmsg`/`recvmsg` on the raw socket inside `try_io`.
 
-use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, RawFd};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::Interest;
 use tokio::net::UnixStream;
+use tokio::time::Instant;
 
 use crate::error::WireError;
 use crate::fds::{attach_fds, fds_to_send, recv_with_fds, send_with_fds, CarriesFds};
 use crate::frame::{decode_payload, encode_frame, FrameReader};
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Size of one read, into a buffer on the stack: an idle connection holds no read buffer.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Frames larger than this need a permit from the reader's [`Budget`] before their body is
+/// read, so that only a few connections at a time can make paddockd buffer a large frame.
+pub const SMALL_FRAME: usize = 64 * 1024;
+
+/// How many frames above [`SMALL_FRAME`] may be buffered at once across connections.
+pub type Budget = Arc<tokio::sync::Semaphore>;
 
 /// Splits a stream into a reading and a writing half that can live in different tasks.
 pub fn split(stream: UnixStream, max_frame: usize) -> (AsyncReader, AsyncWriter) {
@@ -25,9 +34,9 @@ pub fn split(stream: UnixStream, max_frame: usize) -> (AsyncReader, AsyncWriter)
         AsyncReader {
             stream: stream.clone(),
             reader: FrameReader::new(max_frame),
-            received_fds: VecDeque::new(),
-            chunk: vec![0u8; READ_CHUNK],
             eof: false,
+            budget: None,
+            frame_timeout: None,
         },
         AsyncWriter { stream, max_frame },
     )
@@ -38,31 +47,93 @@ pub fn split(stream: UnixStream, max_frame: usize) -> (AsyncReader, AsyncWriter)
 pub struct AsyncReader {
     stream: Arc<UnixStream>,
     reader: FrameReader,
-    received_fds: VecDeque<OwnedFd>,
-    chunk: Vec<u8>,
     eof: bool,
+    budget: Option<Budget>,
+    frame_timeout: Option<Duration>,
 }
 
 impl AsyncReader {
+    /// Bounds what a peer can make this reader hold: a frame it begins must be whole within
+    /// `frame_timeout`, and a frame above [`SMALL_FRAME`] waits for a permit of `budget`
+    /// (within the same time) before its body is read.
+    pub fn bounded(mut self, budget: Budget, frame_timeout: Duration) -> Self {
+        self.budget = Some(budget);
+        self.frame_timeout = Some(frame_timeout);
+        self
+    }
+
+    /// Whether part of a frame has arrived.
+    pub fn mid_frame(&self) -> bool {
+        self.reader.buffered() > 0
+    }
+
     /// Receives the next message. Fails with [`WireError::Closed`] when the peer closed the
     /// stream between messages.
     pub async fn recv<T: DeserializeOwned + CarriesFds>(&mut self) -> Result<T, WireError> {
+        self.recv_or_idle(None).await
+    }
+
+    /// Receives the next message; fails with [`WireError::TimedOut`] when nothing of it has
+    /// arrived by `idle_deadline` (`None`: wait forever), or when a frame that began is not
+    /// whole within the reader's frame timeout.
+    pub async fn recv_or_idle<T: DeserializeOwned + CarriesFds>(
+        &mut self,
+        idle_deadline: Option<Instant>,
+    ) -> Result<T, WireError> {
+        let mut frame_deadline: Option<Instant> = None;
+        let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
         loop {
-            if let Some(payload) = self.reader.next_frame()? {
-                let mut msg: T = decode_payload(&payload)?;
-                attach_fds(&mut msg, &mut self.received_fds)?;
+            if let Some(frame) = self.reader.next_frame_with_fds()? {
+                drop(permit);
+                let mut msg: T = decode_payload(&frame.payload)?;
+                attach_fds(&mut msg, frame.fds)?;
                 return Ok(msg);
             }
             if self.eof {
                 return Err(self.reader.finish());
             }
-            self.stream.readable().await?;
-            let chunk = &mut self.chunk;
-            let fds = &mut self.received_fds;
+            if self.mid_frame() && frame_deadline.is_none() {
+                frame_deadline = self.frame_timeout.map(|t| Instant::now() + t);
+            }
+            let deadline = if self.mid_frame() { frame_deadline } else { idle_deadline };
+            let large = self.reader.announced().is_some_and(|size| size > SMALL_FRAME);
+            if large && permit.is_none() {
+                if let Some(budget) = &self.budget {
+                    let acquired = budget.clone().acquire_owned();
+                    permit = Some(
+                        match deadline {
+                            Some(d) => tokio::time::timeout_at(d, acquired)
+                                .await
+                                .map_err(|_| WireError::TimedOut("waiting to receive a large frame".into()))?,
+                            None => acquired.await,
+                        }
+                        .map_err(|_| WireError::TimedOut("the server is closing".into()))?,
+                    );
+                }
+            }
+            let readable = self.stream.readable();
+            match deadline {
+                Some(d) => tokio::time::timeout_at(d, readable).await.map_err(|_| {
+                    WireError::TimedOut(if self.mid_frame() {
+                        "the rest of a frame did not arrive in time".into()
+                    } else {
+                        "idle connection".into()
+                    })
+                })??,
+                None => readable.await?,
+            }
+            let reader = &mut self.reader;
             let stream = &self.stream;
-            match stream.try_io(Interest::READABLE, || recv_with_fds(stream.as_fd(), chunk, fds)) {
+            let read = stream.try_io(Interest::READABLE, || {
+                let mut chunk = [0u8; READ_CHUNK];
+                let mut fds = Vec::new();
+                let n = recv_with_fds(stream.as_fd(), &mut chunk, &mut fds)?;
+                reader.extend_with_fds(&chunk[..n], fds);
+                Ok(n)
+            });
+            match read {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.reader.extend(&self.chunk[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
@@ -111,6 +182,7 @@ mod tests {
     use super::*;
     use crate::fds::FdSlot;
     use serde::Deserialize;
+    use std::os::fd::OwnedFd;
 
     #[derive(Debug, Serialize, Deserialize)]
     struct Msg {

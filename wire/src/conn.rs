@@ -5,8 +5,7 @@
 //! [`Connection::fill`] when the socket is readable and then takes every buffered message with
 //! [`Connection::try_next`].
 
-use std::collections::VecDeque;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 
 use serde::de::DeserializeOwned;
@@ -16,15 +15,14 @@ use crate::error::WireError;
 use crate::fds::{attach_fds, fds_to_send, recv_with_fds, send_with_fds, CarriesFds};
 use crate::frame::{decode_payload, encode_frame, FrameReader};
 
-/// Size of one read from the socket.
-const READ_CHUNK: usize = 64 * 1024;
+/// Size of one read from the socket (into a buffer on the stack).
+const READ_CHUNK: usize = 16 * 1024;
 
 /// One end of a framed stream connection.
 #[derive(Debug)]
 pub struct Connection {
     stream: UnixStream,
     reader: FrameReader,
-    received_fds: VecDeque<OwnedFd>,
     max_frame: usize,
     eof: bool,
 }
@@ -32,7 +30,7 @@ pub struct Connection {
 impl Connection {
     /// Wraps a connected stream; frames above `max_frame` bytes are refused both ways.
     pub fn new(stream: UnixStream, max_frame: usize) -> Self {
-        Self { stream, reader: FrameReader::new(max_frame), received_fds: VecDeque::new(), max_frame, eof: false }
+        Self { stream, reader: FrameReader::new(max_frame), max_frame, eof: false }
     }
 
     /// The underlying stream.
@@ -68,9 +66,10 @@ impl Connection {
     /// Reads once from the socket into the buffer (blocking if nothing is available).
     /// Returns the number of bytes read; 0 means the peer closed the connection.
     pub fn fill(&mut self) -> Result<usize, WireError> {
-        let mut chunk = vec![0u8; READ_CHUNK];
+        let mut chunk = [0u8; READ_CHUNK];
+        let mut fds = Vec::new();
         let n = loop {
-            match recv_with_fds(self.stream.as_fd(), &mut chunk, &mut self.received_fds) {
+            match recv_with_fds(self.stream.as_fd(), &mut chunk, &mut fds) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
@@ -79,7 +78,7 @@ impl Connection {
         if n == 0 {
             self.eof = true;
         }
-        self.reader.extend(&chunk[..n]);
+        self.reader.extend_with_fds(&chunk[..n], fds);
         Ok(n)
     }
 
@@ -95,11 +94,11 @@ impl Connection {
 
     /// Decodes the next message if a whole frame is already buffered.
     pub fn try_next<T: DeserializeOwned + CarriesFds>(&mut self) -> Result<Option<T>, WireError> {
-        let Some(payload) = self.reader.next_frame()? else {
+        let Some(frame) = self.reader.next_frame_with_fds()? else {
             return Ok(None);
         };
-        let mut msg: T = decode_payload(&payload)?;
-        attach_fds(&mut msg, &mut self.received_fds)?;
+        let mut msg: T = decode_payload(&frame.payload)?;
+        attach_fds(&mut msg, frame.fds)?;
         Ok(Some(msg))
     }
 }
@@ -131,6 +130,7 @@ mod tests {
     use super::*;
     use crate::fds::FdSlot;
     use serde::Deserialize;
+    use std::os::fd::{AsRawFd, OwnedFd};
 
     #[derive(Debug, Serialize, Deserialize)]
     struct WithFd {
@@ -179,6 +179,83 @@ mod tests {
             Err(WireError::MissingFds { expected: 1, received: 0 }) => {}
             other => panic!("expected MissingFds, got {other:?}"),
         }
+    }
+
+    /// Descriptors open in this process.
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// Whether the write end of the pipe whose read end is `read` is closed everywhere.
+    fn writer_closed(read: &std::io::PipeReader) -> bool {
+        let mut fds = [nix::poll::PollFd::new(read.as_fd(), nix::poll::PollFlags::POLLIN)];
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap();
+        fds[0].revents().is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP))
+    }
+
+    #[test]
+    fn descriptors_go_to_their_own_frame_and_extras_are_closed() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut right = Connection::new(b, 1024);
+        // A frame with no slot, sent with a descriptor anyway, then a frame that expects one
+        // but gets none: the first's descriptor must not slip into the second.
+        let (r1, w1) = std::io::pipe().unwrap();
+        let frame = encode_frame(&"no slot".to_string(), 1024).unwrap();
+        send_all(a.as_fd(), &frame, &[w1.as_raw_fd()]).unwrap();
+        drop(w1);
+        let frame = encode_frame(&("wants one".to_string(), true), 1024).unwrap();
+        send_all(a.as_fd(), &frame, &[]).unwrap();
+        assert_eq!(right.recv::<String>().unwrap(), "no slot");
+        assert!(writer_closed(&r1), "an unexpected descriptor was kept");
+        assert!(matches!(right.recv::<WithFd>(), Err(WireError::MissingFds { expected: 1, received: 0 })));
+
+        // Pipelined frames, descriptors on the second only, and more than its one slot.
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut right = Connection::new(b, 1024);
+        let (r2, w2) = std::io::pipe().unwrap();
+        let (r3, w3) = std::io::pipe().unwrap();
+        let mut both = encode_frame(&WithFd { name: "first".into(), fd: FdSlot::Empty }, 1024).unwrap();
+        send_all(a.as_fd(), &both, &[]).unwrap();
+        both = encode_frame(&("second".to_string(), true), 1024).unwrap();
+        send_all(a.as_fd(), &both, &[w2.as_raw_fd(), w3.as_raw_fd()]).unwrap();
+        drop((w2, w3));
+        let first: WithFd = right.recv().unwrap();
+        assert!(matches!(first.fd, FdSlot::Empty));
+        let second: WithFd = right.recv().unwrap();
+        assert_eq!(second.name, "second");
+        assert!(matches!(second.fd, FdSlot::Present(_)));
+        assert!(!writer_closed(&r2), "the frame's own descriptor");
+        assert!(writer_closed(&r3), "the extra one is closed at once");
+    }
+
+    #[test]
+    fn more_descriptors_than_a_frame_may_carry_leak_nothing() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut right = Connection::new(b, 1024);
+        let (_r, w) = std::io::pipe().unwrap();
+        let before = open_fds();
+        let frame = encode_frame(&("x".to_string(), true), 1024).unwrap();
+        let many: Vec<i32> = vec![w.as_raw_fd(); 200];
+        for _ in 0..20 {
+            // 200 at once: the kernel installs 64 and flags the message truncated.
+            send_all(a.as_fd(), &frame, &many).unwrap();
+        }
+        assert!(right.recv::<WithFd>().is_err());
+        assert_eq!(open_fds(), before, "received descriptors leaked");
+    }
+
+    #[test]
+    fn descriptors_twice_within_one_frame_are_refused() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut right = Connection::new(b, 1024);
+        let (_r, w) = std::io::pipe().unwrap();
+        let frame = encode_frame(&("x".to_string(), true), 1024).unwrap();
+        // The frame in two writes, each with a descriptor.
+        send_all(a.as_fd(), &frame[..3], &[w.as_raw_fd()]).unwrap();
+        right.fill().unwrap();
+        send_all(a.as_fd(), &frame[3..5], &[w.as_raw_fd()]).unwrap();
+        right.fill().unwrap();
+        assert!(matches!(right.try_next::<WithFd>(), Err(WireError::Decode(_))));
     }
 
     #[test]

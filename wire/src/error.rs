@@ -137,6 +137,9 @@ pub enum WireError {
     /// The peer answered something that does not fit the request.
     #[error("unexpected message: {0}")]
     Unexpected(String),
+    /// The peer took too long: to send the rest of a frame it began, or anything at all.
+    #[error("timed out: {0}")]
+    TimedOut(String),
 }
 
 impl From<WireError> for ApiError {

@@ -6,11 +6,10 @@
 //! message lists its slots ([`CarriesFds`]). The receiver decodes the frame and then fills its
 //! pending slots, in the same order, from the descriptors that arrived with it.
 
-use std::collections::VecDeque;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::WireError;
@@ -99,16 +98,19 @@ pub fn fds_to_send<T: CarriesFds + ?Sized>(msg: &T) -> Result<Vec<RawFd>, WireEr
     Ok(fds)
 }
 
-/// Fills the pending slots of a decoded message from the received descriptors, in order.
-pub fn attach_fds<T: CarriesFds + ?Sized>(msg: &mut T, received: &mut VecDeque<OwnedFd>) -> Result<(), WireError> {
+/// Fills the pending slots of a decoded message from the descriptors that came with its
+/// frame, in order. Descriptors the message has no slot for are closed here, at once: a peer
+/// cannot make us keep what we did not ask for.
+pub fn attach_fds<T: CarriesFds + ?Sized>(msg: &mut T, received: Vec<OwnedFd>) -> Result<(), WireError> {
     let mut slots = msg.fd_slots_mut();
     let expected = slots.iter().filter(|s| matches!(s, FdSlot::Pending)).count();
     if expected > received.len() {
         return Err(WireError::MissingFds { expected, received: received.len() });
     }
+    let mut received = received.into_iter();
     for slot in slots.iter_mut() {
         if matches!(slot, FdSlot::Pending) {
-            if let Some(fd) = received.pop_front() {
+            if let Some(fd) = received.next() {
                 **slot = FdSlot::Present(fd);
             }
         }
@@ -133,29 +135,31 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> std::
 
 /// Receives bytes into `buf` and any descriptors that came with them into `fds`
 /// (close-on-exec). Returns the byte count; 0 means the peer closed the stream.
-pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut VecDeque<OwnedFd>) -> std::io::Result<usize> {
-    let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS_PER_FRAME]);
+///
+/// Every descriptor the kernel installed is owned (and so closed if unused) before anything
+/// can fail: when more arrived than one frame may carry, the kernel installs what fits and
+/// flags the message truncated, and those must not leak. (nix refuses to iterate a truncated
+/// message's control data, which once leaked 64 descriptors per such message; rustix hands
+/// them over as owned descriptors.)
+pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> std::io::Result<usize> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_FRAME))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
-    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg_space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(std::io::Error::from)?;
-    let bytes = msg.bytes;
-    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-    for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            for fd in raw {
-                // SAFETY: the kernel just installed `fd` in our table for this message; nobody
-                // else owns it.
-                fds.push_back(unsafe { OwnedFd::from_raw_fd(fd) });
-            }
+    let msg = rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
         }
     }
-    if truncated {
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        fds.clear();
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("more than {MAX_FDS_PER_FRAME} file descriptors arrived with one message"),
         ));
     }
-    Ok(bytes)
+    Ok(msg.bytes)
 }
 
 #[cfg(test)]
@@ -172,11 +176,11 @@ mod tests {
         assert_eq!(sent, 1);
         drop(pw);
         let mut buf = [0u8; 8];
-        let mut fds = VecDeque::new();
+        let mut fds = Vec::new();
         let n = recv_with_fds(b.as_fd(), &mut buf, &mut fds).unwrap();
         assert_eq!((n, fds.len()), (1, 1));
         // The received descriptor is the pipe's write end: writing to it reaches the reader.
-        let w = fds.pop_front().unwrap();
+        let w = fds.pop().unwrap();
         nix::unistd::write(&w, b"ok").unwrap();
         drop(w);
         let mut out = String::new();

@@ -5,6 +5,18 @@
 //! larger than the configured maximum, so a hostile peer can make us buffer at most that much.
 //! Decoding itself runs under bincode's byte limit, so no length field inside a payload can make
 //! us allocate more than the payload could hold.
+//!
+//! Descriptors: a sender attaches a frame's descriptors to its first `sendmsg`, so they ride
+//! with the frame's first bytes. The kernel ends a `recvmsg` of a stream socket right after
+//! the bytes that carried descriptors, so the last byte a read returns with descriptors lies
+//! inside the frame they belong to. The reader tags each batch with that byte's offset in the
+//! stream and hands a frame exactly the batches tagged inside it — never another frame's, and
+//! never a batch twice. A frame can own one batch: a second one inside the same frame is a
+//! protocol error, so a peer cannot make us hold more than one batch's descriptors beyond
+//! the frame being read.
+
+use std::collections::VecDeque;
+use std::os::fd::OwnedFd;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -55,17 +67,79 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireErro
     Ok(msg)
 }
 
-/// Accumulates bytes from a stream and cuts them into frames.
+/// Accumulates bytes (and the descriptors that came with them) from a stream and cuts them
+/// into frames.
 #[derive(Debug)]
 pub struct FrameReader {
     buf: Vec<u8>,
     max_frame: usize,
+    /// The stream offset of `buf[0]`.
+    start: u64,
+    /// Descriptors not yet handed out, each batch tagged with the stream offset of the last
+    /// byte of the read that brought it.
+    fds: VecDeque<(u64, Vec<OwnedFd>)>,
+}
+
+/// A whole frame: its payload and the descriptors that came with it.
+#[derive(Debug)]
+pub struct Frame {
+    /// The payload, without its length prefix.
+    pub payload: Vec<u8>,
+    /// The descriptors that arrived with it, in order.
+    pub fds: Vec<OwnedFd>,
 }
 
 impl FrameReader {
     /// A reader that refuses frames above `max_frame` bytes (capped at [`HARD_MAX_FRAME`]).
     pub fn new(max_frame: usize) -> Self {
-        Self { buf: Vec::new(), max_frame: max_frame.min(HARD_MAX_FRAME) }
+        Self { buf: Vec::new(), max_frame: max_frame.min(HARD_MAX_FRAME), start: 0, fds: VecDeque::new() }
+    }
+
+    /// Appends the bytes of one read and the descriptors that came with them (see the module
+    /// documentation). Descriptors that came with no byte belong to nothing and are closed.
+    pub fn extend_with_fds(&mut self, bytes: &[u8], fds: Vec<OwnedFd>) {
+        self.buf.extend_from_slice(bytes);
+        if !fds.is_empty() && !bytes.is_empty() {
+            let last = self.start + self.buf.len() as u64 - 1;
+            self.fds.push_back((last, fds));
+        }
+    }
+
+    /// The payload size the frame being read announced, once its length prefix arrived.
+    pub fn announced(&self) -> Option<usize> {
+        let header = self.buf.get(..HEADER_LEN)?;
+        let mut len_bytes = [0u8; HEADER_LEN];
+        len_bytes.copy_from_slice(header);
+        Some(u32::from_le_bytes(len_bytes) as usize)
+    }
+
+    /// Descriptors held for frames not yet complete.
+    pub fn pending_fds(&self) -> usize {
+        self.fds.iter().map(|(_, b)| b.len()).sum()
+    }
+
+    /// Takes the next complete frame, with its descriptors, out of the buffer.
+    ///
+    /// Fails as soon as a length prefix above the maximum is seen, before its payload arrives,
+    /// and when descriptors arrived twice within one frame.
+    pub fn next_frame_with_fds(&mut self) -> Result<Option<Frame>, WireError> {
+        let Some(payload) = self.next_frame()? else {
+            // The frame being read may own one batch; a second is no frame's.
+            if self.fds.len() > 1 {
+                return Err(WireError::Decode("descriptors arrived twice within one frame".into()));
+            }
+            return Ok(None);
+        };
+        let mut fds = Vec::new();
+        while self.fds.front().is_some_and(|(at, _)| *at < self.start) {
+            if let Some((_, batch)) = self.fds.pop_front() {
+                if !fds.is_empty() {
+                    return Err(WireError::Decode("descriptors arrived twice within one frame".into()));
+                }
+                fds = batch;
+            }
+        }
+        Ok(Some(Frame { payload, fds }))
     }
 
     /// The configured maximum payload size.
@@ -83,7 +157,8 @@ impl FrameReader {
         self.buf.len()
     }
 
-    /// Takes the next complete frame's payload out of the buffer, if one is there.
+    /// Takes the next complete frame's payload out of the buffer, if one is there (for streams
+    /// without descriptors; see [`FrameReader::next_frame_with_fds`]).
     ///
     /// Fails as soon as a length prefix above the maximum is seen, before its payload arrives.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, WireError> {
@@ -101,6 +176,7 @@ impl FrameReader {
         }
         let payload = self.buf[HEADER_LEN..HEADER_LEN + size].to_vec();
         self.buf.drain(..HEADER_LEN + size);
+        self.start += (HEADER_LEN + size) as u64;
         Ok(Some(payload))
     }
 

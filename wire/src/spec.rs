@@ -42,11 +42,43 @@ impl SpecJson {
     }
 }
 
+/// The largest `config.json` read: a spec must fit in one frame anyway.
+pub const MAX_CONFIG_SIZE: u64 = crate::frame::DEFAULT_MAX_FRAME as u64;
+
 /// Reads and parses `<bundle>/config.json`, with errors that name the file.
+///
+/// Only a regular file of at most [`MAX_CONFIG_SIZE`] bytes is read: a FIFO (opened without
+/// blocking, so it cannot hold the caller forever) or a device is refused at once, and a
+/// file that grows while read is cut at the limit.
 pub fn read_bundle_spec(bundle: &Path) -> Result<Spec, ApiError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let path = bundle.join("config.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ApiError::invalid_spec(format!("cannot read {}: {e}", path.display())))?;
+    let cannot = |e: &dyn std::fmt::Display| ApiError::invalid_spec(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| cannot(&e))?;
+    let meta = file.metadata().map_err(|e| cannot(&e))?;
+    if !meta.is_file() {
+        return Err(ApiError::invalid_spec(format!("{} is not a regular file", path.display())));
+    }
+    if meta.len() > MAX_CONFIG_SIZE {
+        return Err(ApiError::invalid_spec(format!(
+            "{} is {} bytes; a spec may have at most {MAX_CONFIG_SIZE}",
+            path.display(),
+            meta.len()
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_CONFIG_SIZE + 1).read_to_string(&mut text).map_err(|e| cannot(&e))?;
+    if text.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(ApiError::invalid_spec(format!(
+            "{} grew beyond {MAX_CONFIG_SIZE} bytes while it was read",
+            path.display()
+        )));
+    }
     serde_json::from_str(&text)
         .map_err(|e| ApiError::invalid_spec(format!("{}: invalid OCI runtime spec: {e}", path.display())))
 }

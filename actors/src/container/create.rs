@@ -138,6 +138,10 @@ pub(crate) async fn create(
     let sandbox_id = joined.as_ref().map_or(msg.id.clone(), |j| j.sandbox_id.clone());
     let mut meta = new_meta(&msg, spec, &sandbox_id)?;
     {
+        let rootfs = meta.rootfs.clone();
+        blocking(move || spec::check_rootfs(&rootfs)).await?;
+    }
+    {
         let (store, meta) = (store.clone(), meta.clone());
         blocking(move || store.create(&meta)).await?;
     }

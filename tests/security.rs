@@ -1,0 +1,229 @@
+//! paddock under attack: what a hostile client of paddockd's socket, or a hostile container,
+//! can get out of it. Nothing: no descriptor, no unbounded memory, no root.
+
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use harness::{assert_nothing_left, eventually, stderr, unique, Bundle, Paddock};
+use wire::api::{Request, RequestFrame};
+use wire::frame::encode_frame;
+use wire::handshake::Hello;
+
+/// Descriptors paddockd has open.
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// paddockd's resident memory, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A raw connection that has said hello.
+fn greeted(p: &Paddock) -> UnixStream {
+    let s = UnixStream::connect(p.root().join("paddockd.sock")).expect("connect");
+    let hello = encode_frame(&Hello::new("attacker"), 1 << 20).unwrap();
+    (&s).write_all(&hello).unwrap();
+    let mut conn = wire::conn::Connection::new(s.try_clone().unwrap(), 1 << 20);
+    let welcome: wire::handshake::Welcome = conn.recv().expect("welcome");
+    assert!(matches!(welcome, wire::handshake::Welcome::Accepted { .. }), "{welcome:?}");
+    s
+}
+
+#[test]
+fn ids_that_would_leave_the_process_root_are_refused() {
+    let p = Paddock::new();
+    for (field, value) in [("uid", u32::MAX as u64), ("gid", 2_147_483_648)] {
+        let bundle = Bundle::busybox(&["id"]);
+        bundle.edit_config(|c| c["process"]["user"][field] = value.into());
+        let id = unique("badid");
+        let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+        assert!(!out.status.success(), "{field} {value} ran");
+        assert!(stderr(&out).contains("uids and gids must be in range 0-2147483647"), "{}", stderr(&out));
+        assert!(p.ids().is_empty());
+        assert_nothing_left(&id);
+    }
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    bundle.edit_config(|c| c["process"]["user"]["additionalGids"] = serde_json::json!([4294967295u64]));
+    let id = unique("badgroups");
+    let out = p.ctl(&["create", "--bundle", &bundle.path_str(), &id]);
+    assert!(stderr(&out).contains("must be in range"), "{}", stderr(&out));
+    assert_nothing_left(&id);
+
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique("execid");
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    let out = p.ctl(&["exec", "-u", "4294967295", &id, "--", "id", "-u"]);
+    assert!(!out.status.success(), "exec as uid -1 ran: {}", harness::stdout(&out));
+    assert!(stderr(&out).contains("must be in range"), "{}", stderr(&out));
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}
+
+/// More descriptors than a frame may carry, on requests that take none: the kernel installs
+/// what fits, and paddockd must own (and close) every one of them.
+#[test]
+fn descriptors_sent_to_paddockd_are_never_kept() {
+    let p = Paddock::new();
+    p.ctl_ok(&["list"]);
+    let pid = p.daemon_pid().unwrap();
+    let before = open_fds(pid);
+    let (_keep, spare) = std::io::pipe().unwrap();
+    let many: Vec<i32> = vec![spare.as_raw_fd(); 200];
+    let list = encode_frame(&RequestFrame { id: 1, request: Request::List(wire::api::List) }, 1 << 20).unwrap();
+    for round in 0..300 {
+        let s = greeted(&p);
+        let sent = wire::fds::send_with_fds(s.as_fd(), &list, &many);
+        assert!(sent.is_ok(), "round {round}: {sent:?}");
+        // Whatever paddockd answers, it answers and hangs up or not; we go.
+    }
+    // Every connection is gone (they hung up), and with them whatever they sent.
+    assert!(
+        eventually(Duration::from_secs(20), || open_fds(pid) <= before),
+        "paddockd holds {} descriptors, {} before",
+        open_fds(pid),
+        before
+    );
+    p.ctl_ok(&["list"]);
+}
+
+/// Connections that say hello and then nothing are closed after the idle timeout; repeating
+/// the attack does not grow paddockd.
+#[test]
+fn idle_connections_are_closed_and_memory_stays_bounded() {
+    let p = Paddock::new();
+    let pid = p.start_daemon_with_config("connection_idle_timeout = 2\nmax_connections = 4096\n");
+    let fds_before = open_fds(pid);
+    let mut rss_after_first = 0;
+    for round in 0..4 {
+        let conns: Vec<UnixStream> = (0..2000).map(|_| greeted(&p)).collect();
+        assert!(open_fds(pid) >= fds_before + 2000, "round {round}: the connections are open");
+        // Each is hung up on by paddockd once idle: a read sees end-of-file.
+        for mut c in conns {
+            c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let mut sink = Vec::new();
+            let read = std::io::Read::read_to_end(&mut c, &mut sink);
+            assert!(read.is_ok(), "round {round}: paddockd did not close an idle connection: {read:?}");
+        }
+        assert!(eventually(Duration::from_secs(10), || open_fds(pid) <= fds_before), "descriptors remain");
+        // The first rounds warm the allocator's and the runtime's pools; from then on the
+        // same attack must cost nothing more.
+        if round == 1 {
+            rss_after_first = rss_kib(pid);
+        }
+    }
+    let rss = rss_kib(pid);
+    assert!(rss <= rss_after_first + 2048, "paddockd grew from {rss_after_first} KiB to {rss} KiB");
+    p.ctl_ok(&["list"]);
+    p.stop_daemon();
+}
+
+/// Over max_connections, a client is told why and let go at once.
+#[test]
+fn connections_beyond_the_limit_are_refused_with_a_reason() {
+    let p = Paddock::new();
+    p.start_daemon_with_config("max_connections = 8\n");
+    let held: Vec<UnixStream> = (0..8).map(|_| greeted(&p)).collect();
+    let out = p.ctl(&["list"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("max_connections"), "{}", stderr(&out));
+    drop(held);
+    assert!(eventually(Duration::from_secs(10), || p.ctl(&["list"]).status.success()));
+    p.stop_daemon();
+}
+
+/// A frame that begins and never ends is cut off, and a client's waits end when it hangs up:
+/// thousands of them, over and over, leave paddockd as it was.
+#[test]
+fn half_frames_time_out_and_waits_end_with_their_client() {
+    let p = Paddock::new();
+    let pid = p.start_daemon_with_config("frame_timeout = 2\nmax_requests = 128\n");
+    // Half a frame: the length of a big one, and a few bytes of it.
+    let s = greeted(&p);
+    (&s).write_all(&(1u32 << 20).to_le_bytes()).unwrap();
+    (&s).write_all(&[1, 2, 3]).unwrap();
+    let mut conn = wire::conn::Connection::new(s, 1 << 20);
+    match conn.recv::<wire::api::ServerFrame>() {
+        Ok(wire::api::ServerFrame::Fatal(e)) => assert!(e.message.contains("in time"), "{e}"),
+        other => panic!("expected the frame to time out, got {other:?}"),
+    }
+
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique("waited");
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    let fds_before = open_fds(pid);
+    let mut rss_after_first = 0;
+    for round in 0..3 {
+        for _ in 0..40 {
+            let s = greeted(&p);
+            for n in 0..128u64 {
+                let wait = RequestFrame {
+                    id: n,
+                    request: Request::Wait(wire::api::Wait { id: id.clone(), kill_on_hangup: false }),
+                };
+                (&s).write_all(&encode_frame(&wait, 1 << 20).unwrap()).unwrap();
+            }
+            drop(s);
+        }
+        assert!(eventually(Duration::from_secs(20), || open_fds(pid) <= fds_before), "descriptors remain");
+        if round == 0 {
+            rss_after_first = rss_kib(pid);
+        }
+    }
+    let rss = rss_kib(pid);
+    assert!(rss <= rss_after_first + 4096, "paddockd grew from {rss_after_first} KiB to {rss} KiB");
+    // The container was never touched by any of it.
+    assert_eq!(p.state(&id)["status"], "running");
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+    p.stop_daemon();
+}
+
+/// `config.json` is read only as a regular file of bounded size: a FIFO would block ctl
+/// forever, a huge file would exhaust it.
+#[test]
+fn a_config_that_is_not_a_plain_file_or_is_huge_is_refused_at_once() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["true"]);
+    let config = bundle.path().join("config.json");
+    std::fs::remove_file(&config).unwrap();
+    nix::unistd::mkfifo(&config, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let id = unique("fifo");
+    let out = harness::capture_within(
+        p.command().args(["run", "--bundle", &bundle.path_str(), &id]),
+        Duration::from_secs(20),
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not a regular file"), "{}", stderr(&out));
+    std::fs::remove_file(&config).unwrap();
+    let huge = std::fs::File::create(&config).unwrap();
+    huge.set_len(wire::spec::MAX_CONFIG_SIZE + 1).unwrap();
+    let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("a spec may have at most"), "{}", stderr(&out));
+    assert_nothing_left(&id);
+}
+
+/// runc refuses a `root.path` that is a symlink; a bundle whose rootfs links to `/` would
+/// otherwise give the container the host's root.
+#[test]
+fn a_root_path_that_is_a_symlink_is_refused() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["true"]);
+    let real = bundle.path().join("real-rootfs");
+    std::fs::rename(bundle.rootfs(), &real).unwrap();
+    std::os::unix::fs::symlink("/", bundle.rootfs()).unwrap();
+    let id = unique("rootlink");
+    let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+    assert!(!out.status.success(), "a container ran on the host's /");
+    assert!(stderr(&out).contains("is a symlink (to /)"), "{}", stderr(&out));
+    assert!(p.ids().is_empty());
+    assert_nothing_left(&id);
+}
