@@ -95,10 +95,13 @@ fn a_checkpointed_container_stops_and_its_restore_carries_on_counting_into_the_n
     );
     assert_eq!(p.state(&id)["status"], "running");
     let pid = init_pid(&p, &id);
-    // The restored init is the new sandbox's child, with its old pid in the sandbox.
-    assert_eq!(namespace_pid(pid), Some(2));
+    // The restored init is PID 1 of its own (restored) PID namespace again, and the new
+    // sandbox's child.
+    assert_eq!(namespace_pid(pid), Some(1));
     let sandbox = parent_pid(pid).unwrap();
-    assert_eq!(namespace_pid(sandbox), Some(1));
+    assert!(std::fs::read(format!("/proc/{sandbox}/cmdline")).unwrap().starts_with(b"/"), "a sandbox");
+    assert!(String::from_utf8_lossy(&std::fs::read(format!("/proc/{sandbox}/cmdline")).unwrap())
+        .contains("paddock-sandbox"));
     // It goes on from its own memory, and writes to the restoring caller's stdout.
     assert!(eventually(Duration::from_secs(10), || counts(&after).len() >= 3), "no output after the restore");
     let resumed = counts(&after);

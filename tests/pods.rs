@@ -1,5 +1,7 @@
 //! Pods: a sandbox container and subcontainers joining it through containerd's or CRI-O's
-//! annotations, sharing PID, network, IPC and UTS namespaces but not files.
+//! annotations, sharing network, IPC and UTS namespaces but not files, and a PID namespace
+//! only when a member's spec names the pod's (Kubernetes' shareProcessNamespace): otherwise
+//! each container is PID 1 of its own, as under runc.
 
 use harness::{assert_nothing_left, gofer_pid, process_alive, stderr, stdout, unique, Bundle, Paddock};
 
@@ -33,29 +35,46 @@ fn exec(p: &Paddock, id: &str, script: &str) -> String {
 }
 
 #[test]
-fn a_pod_shares_processes_and_hostname_but_not_files() {
+fn a_pod_shares_hostname_and_network_always_and_processes_when_asked() {
     let p = Paddock::new();
     let pod = unique("pod");
     let (a, b) = (unique("pod-a"), unique("pod-b"));
     let root = member("root", "1000");
     root.annotate("io.kubernetes.cri.container-type", "sandbox");
     root.annotate("io.kubernetes.cri.sandbox-id", &pod);
+    create_and_start(&p, &root, &pod);
+    let pause = p.state(&pod)["pid"].as_i64().unwrap();
+    // a shares the pod's PID namespace (its spec names it, as CRI writes it for
+    // shareProcessNamespace); b has its own, Kubernetes' default.
     let bundle_a = member("a", "1001");
     containerd_member(&bundle_a, &pod);
+    bundle_a.edit_config(|c| {
+        c["linux"]["namespaces"][0] = serde_json::json!({"type": "pid", "path": format!("/proc/{pause}/ns/pid")})
+    });
     let bundle_b = member("b", "1002");
     crio_member(&bundle_b, &pod);
-    create_and_start(&p, &root, &pod);
     create_and_start(&p, &bundle_a, &a);
     create_and_start(&p, &bundle_b, &b);
 
-    // One PID namespace: each member sees the others' programs.
-    for id in [&pod, &a, &b] {
-        let ps = exec(&p, id, "ps -o args");
-        for program in ["sleep 1000", "sleep 1001", "sleep 1002"] {
+    let sees = |id: &str| exec(&p, id, "ps -o args");
+    for (id, seen, unseen) in [
+        (&pod, vec!["sleep 1000", "sleep 1001"], vec!["sleep 1002"]),
+        (&a, vec!["sleep 1000", "sleep 1001"], vec!["sleep 1002"]),
+        (&b, vec!["sleep 1002"], vec!["sleep 1000", "sleep 1001"]),
+    ] {
+        let ps = sees(id);
+        for program in seen {
             assert!(ps.contains(program), "{id} does not see {program}:\n{ps}");
         }
+        for program in unseen {
+            assert!(!ps.contains(program), "{id} sees {program}:\n{ps}");
+        }
+        assert!(!ps.contains("paddock"), "{id} sees paddock's processes:\n{ps}");
         assert_eq!(exec(&p, id, "hostname").trim(), "bbox", "{id} has its own UTS namespace");
     }
+    // The pod's first container is PID 1 of the shared namespace; b is PID 1 of its own.
+    assert_eq!(exec(&p, &a, "cat /proc/1/cmdline | tr '\\0' ' '").trim(), "sleep 1000");
+    assert_eq!(exec(&p, &b, "cat /proc/1/cmdline | tr '\\0' ' '").trim(), "sleep 1002");
     // The same network namespace: one loopback device, seen by all.
     let links = exec(&p, &pod, "readlink /proc/self/ns/net");
     assert_eq!(exec(&p, &a, "readlink /proc/self/ns/net"), links);
@@ -199,15 +218,19 @@ fn a_member_whose_spec_names_the_pods_namespaces_by_path_shares_the_sandboxs() {
         let host = std::fs::read_link(format!("/proc/{pause}/ns/{ns}")).unwrap();
         assert_eq!(inside.trim(), host.to_string_lossy(), "{ns}");
     }
-    // A root container still cannot join another PID namespace.
-    let lone = Bundle::busybox(&["true"]);
+    // A container outside the pod joins its PID namespace by path too, as runc lets it
+    // (docker's --pid container:X).
+    let lone = Bundle::busybox(&["ps", "-o", "args"]);
     lone.edit_config(|c| {
         c["linux"]["namespaces"] =
-            serde_json::json!([{"type": "pid", "path": format!("/proc/{pause}/ns/pid")}, {"type": "mount"}])
+            serde_json::json!([{"type": "pid", "path": format!("/proc/{pause}/ns/pid")}, {"type": "mount"}]);
+        c.as_object_mut().unwrap().remove("hostname");
     });
     let lone_id = unique("crins-lone");
     let out = p.ctl(&["run", "--bundle", &lone.path_str(), &lone_id]);
-    assert!(!out.status.success() && stderr(&out).contains("pid"), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("sleep 1010"), "it does not see the pod's processes:\n{}", stdout(&out));
+    p.ctl_ok(&["delete", &lone_id]);
     assert_nothing_left(&lone_id);
     p.ctl_ok(&["delete", "--force", &pod]);
     p.ctl_ok(&["delete", "--force", &member_id]);

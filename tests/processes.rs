@@ -4,8 +4,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use harness::{
-    cgroups_mentioning, eventually, namespace_pid, parent_pid, process_alive, stderr, stdout, unique, zombie_children,
-    Bundle, Paddock,
+    cgroups_mentioning, eventually, namespace_pid, namespace_pids, parent_pid, process_alive, stderr, stdout, unique,
+    zombie_children, Bundle, Paddock,
 };
 
 /// A started container running `sleep 1000`.
@@ -120,8 +120,8 @@ fn detached_exec_writes_its_pid_and_wait_pid_collects_its_status_once() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains(&ns_pid.to_string()), "{}", stderr(&out));
 
-    // A status is kept until collected, however long after the exit: --rootpid names the
-    // process in the sandbox's PID namespace.
+    // A status is kept until collected, however long after the exit, under the pid the
+    // container knew the process by.
     p.ctl_ok(&["exec", "--detach", &id, "--", "sh", "-c", "echo $$ > /tmp/exec.pid; exit 6"]);
     // The sandbox reaps it; its status waits for us.
     assert!(eventually(Duration::from_secs(10), || p
@@ -131,8 +131,22 @@ fn detached_exec_writes_its_pid_and_wait_pid_collects_its_status_once() {
     let sandbox = parent_pid(init_pid(&p, &id)).unwrap();
     assert!(eventually(Duration::from_secs(10), || zombie_children(sandbox).is_empty()));
     let ns_pid = p.ctl_ok(&["exec", &id, "--", "cat", "/tmp/exec.pid"]).trim().to_string();
-    assert_eq!(wait_json(&p, &["wait", "--rootpid", &ns_pid, &id])["exitStatus"], 6);
-    assert!(!p.ctl(&["wait", "--rootpid", &ns_pid, &id]).status.success());
+    assert_eq!(wait_json(&p, &["wait", "--pid", &ns_pid, &id])["exitStatus"], 6);
+    assert!(!p.ctl(&["wait", "--pid", &ns_pid, &id]).status.success());
+
+    // --rootpid names a process in the sandbox's PID namespace (the container's nests in it).
+    p.ctl_ok(&["exec", "--detach", &id, "--", "sleep", "3000"]);
+    let procs: Vec<i32> = serde_json::from_str(&p.ctl_ok(&["ps", "--format", "json", &id])).unwrap();
+    let host_pid = *procs
+        .iter()
+        .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == b"sleep\x003000\x00"))
+        .expect("the exec'd sleep");
+    let levels = namespace_pids(host_pid);
+    assert!(levels.len() >= 3, "host, sandbox and container: {levels:?}");
+    let root_pid = levels[levels.len() - 2].to_string();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(host_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert_eq!(wait_json(&p, &["wait", "--rootpid", &root_pid, &id])["exitStatus"], 137);
+    assert!(!p.ctl(&["wait", "--rootpid", &root_pid, &id]).status.success());
 
     // A pid that never existed is an error too.
     let out = p.ctl(&["wait", "--pid", "99999", &id]);
@@ -190,8 +204,9 @@ fn kill_all_with_sigkill_returns_when_every_daemonized_process_is_gone() {
     let pids: Vec<i32> = serde_json::from_str(&p.ctl_ok(&["ps", "--format", "json", &id])).unwrap();
     assert_eq!(pids.len(), 21, "init and 20 daemons expected: {pids:?}");
     let daemons: Vec<i32> = pids.iter().copied().filter(|&pid| pid != init_pid(&p, &id)).collect();
+    // Orphans go to the container's init, PID 1 of its namespace, as with runc.
     for pid in &daemons {
-        assert_eq!(parent_pid(*pid), parent_pid(init_pid(&p, &id)), "daemon {pid} was not re-parented to the sandbox");
+        assert_eq!(parent_pid(*pid), Some(init_pid(&p, &id)), "daemon {pid} was not re-parented to the init");
     }
     // The container's cgroup holds them all.
     let procs: Vec<i32> = cgroups_mentioning(&id)
@@ -214,7 +229,8 @@ fn a_foreground_run_forwards_sigterm_and_exits_143() {
     let p = Paddock::new();
     let mut run = p
         .command()
-        .args(["run", "--rm", "--", "sh", "-c", "echo ready; exec sleep 100"])
+        // PID 1 of its container: it ends on TERM only with a handler for it (as under runc).
+        .args(["run", "--rm", "--", "sh", "-c", "trap 'exit 143' TERM; echo ready; sleep 100 & wait"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -226,9 +242,7 @@ fn a_foreground_run_forwards_sigterm_and_exits_143() {
     assert_eq!(line, "ready\n");
     let id = p.ids().pop().expect("the run's container is listed");
     let pid = init_pid(&p, &id);
-    assert!(eventually(Duration::from_secs(10), || {
-        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"sleep"))
-    }));
+    assert!(process_alive(pid));
 
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = run.wait().unwrap();

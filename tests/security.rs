@@ -227,3 +227,139 @@ fn a_root_path_that_is_a_symlink_is_refused() {
     assert!(p.ids().is_empty());
     assert_nothing_left(&id);
 }
+
+/// Docker's default capabilities: what root in most containers has.
+const DOCKER_CAPS: [&str; 14] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SYS_CHROOT",
+    "CAP_MKNOD",
+    "CAP_AUDIT_WRITE",
+    "CAP_SETFCAP",
+];
+
+/// runc's CVE-2019-5736 and CVE-2024-21626 ("leaky vessels"), in paddock's shape: a process
+/// the sandbox forks into a container is visible there before it executes. Root in the
+/// container, with Docker's capabilities, takes whatever it can from every process it can
+/// name while processes are exec'd into the container one after the other: it must get
+/// nothing but the exec'd programs' own stdio, and never reach a file of the host.
+#[test]
+fn a_container_takes_nothing_of_paddocks_from_the_processes_it_can_name() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["true"]);
+    harness::install_probe(&bundle.rootfs(), "steal");
+    let marker = tempfile::Builder::new().prefix("pdk-marker-").tempfile_in("/tmp").unwrap();
+    std::fs::write(marker.path(), "the host\n").unwrap();
+    let marker_path = marker.path().display().to_string();
+    bundle.edit_config(|c| {
+        c["process"]["args"] = serde_json::json!(["/bin/steal", marker_path, "/tmp/stop"]);
+        for set in ["bounding", "effective", "permitted"] {
+            c["process"]["capabilities"][set] = serde_json::json!(DOCKER_CAPS);
+        }
+        c["process"]["noNewPrivileges"] = false.into();
+    });
+    let id = unique("steal");
+    let output = bundle.path().join("steal.out");
+    let out_file = std::fs::File::create(&output).unwrap();
+    let status = harness::status_of(
+        p.command()
+            .args(["run", "-d", "--bundle", &bundle.path_str(), &id])
+            .stdin(std::process::Stdio::null())
+            .stdout(out_file)
+            .stderr(std::process::Stdio::null()),
+    );
+    assert!(status.success());
+    assert!(eventually(Duration::from_secs(10), || std::fs::read_to_string(&output)
+        .unwrap_or_default()
+        .contains("STARTED")));
+    // Processes in transit, over and over: plain, with a terminal-less shell, as other users.
+    for n in 0..60 {
+        let args: Vec<&str> = match n % 3 {
+            0 => vec!["exec", &id, "--", "true"],
+            1 => vec!["exec", &id, "--", "sh", "-c", "exit 0"],
+            _ => vec!["exec", "-u", "1000:1000", &id, "--", "true"],
+        };
+        p.ctl_ok(&args);
+    }
+    p.ctl_ok(&["exec", &id, "--", "touch", "/tmp/stop"]);
+    let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).unwrap();
+    assert_eq!(waited["exitStatus"], 0);
+    let report = std::fs::read_to_string(&output).unwrap();
+    assert!(report.contains("DONE rounds="), "{report}");
+    eprintln!(
+        "the attacker went through /proc {} times and took {} descriptors",
+        report.lines().find_map(|l| l.strip_prefix("DONE rounds=")).unwrap_or("?"),
+        report.lines().filter(|l| l.starts_with("GOT")).count()
+    );
+    let escapes: Vec<&str> = report.lines().filter(|l| l.starts_with("ESCAPE")).collect();
+    assert!(escapes.is_empty(), "the container reached the host:\n{}", escapes.join("\n"));
+    // What it got can only be the exec'd programs' own stdio, after their execve.
+    let stolen: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("GOT") && !["fd=0 ", "fd=1 ", "fd=2 "].iter().any(|s| l.contains(s)))
+        .collect();
+    assert!(stolen.is_empty(), "the container took descriptors of paddock's:\n{}", stolen.join("\n"));
+    for line in report.lines().filter(|l| l.starts_with("GOT")) {
+        for paddocks in ["paddock", "sandbox", "cgroup", "/containers/", &p.root().display().to_string()] {
+            assert!(!line.contains(paddocks), "the container took something of paddock's: {line}");
+        }
+    }
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+}
+
+/// The value of `field` (`CapEff`, `NoNewPrivs`, `Seccomp`, ...) in process `pid`'s status.
+fn status_field(pid: i32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+        .unwrap_or_default()
+}
+
+/// Capability bits as `/proc/PID/status` shows them.
+fn capability_mask(bits: &[u32]) -> String {
+    format!("{:016x}", bits.iter().fold(0u64, |mask, bit| mask | 1 << bit))
+}
+
+/// Once set up, the sandbox and the gofer drop what they no longer need: the sandbox keeps
+/// CAP_KILL alone (its spawner, which the container cannot see, keeps the rest for the
+/// container's processes to start from), the gofer the file capabilities of copying; both set
+/// no_new_privs and run under a seccomp filter of their own. The sandbox's root is empty, and
+/// the container sees neither.
+#[test]
+fn the_sandbox_and_the_gofer_confine_themselves() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique("confined");
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    let init = p.state(&id)["pid"].as_i64().unwrap() as i32;
+    let sandbox = harness::parent_pid(init).unwrap();
+    let gofer = harness::gofer_pid(&id).expect("a gofer");
+    for (who, pid, caps) in [
+        // CAP_KILL is bit 5; the gofer's are CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID and MKNOD.
+        ("sandbox", sandbox, capability_mask(&[5])),
+        ("gofer", gofer, capability_mask(&[0, 1, 2, 3, 4, 27])),
+    ] {
+        assert_eq!(status_field(pid, "NoNewPrivs"), "1", "{who}");
+        assert_eq!(status_field(pid, "Seccomp"), "2", "{who}");
+        assert_eq!(status_field(pid, "CapEff"), caps, "{who}");
+        assert_eq!(status_field(pid, "CapBnd"), caps, "{who}");
+        assert_eq!(status_field(pid, "CapPrm"), caps, "{who}");
+    }
+    let root: Vec<_> = std::fs::read_dir(format!("/proc/{sandbox}/root")).unwrap().collect();
+    assert!(root.is_empty(), "the sandbox's root holds {root:?}");
+    let ps = p.ctl_ok(&["exec", &id, "--", "ps", "-o", "args"]);
+    assert!(!ps.contains("paddock"), "the container sees paddock's processes:\n{ps}");
+    assert_eq!(p.ctl_ok(&["exec", &id, "--", "cat", "/proc/1/cmdline"]), "sleep\u{0}1000\u{0}");
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}

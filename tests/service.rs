@@ -203,7 +203,8 @@ fn shutdown_stop_stops_every_container_with_sigterm_then_sigkill() {
     let config = p.root().join("paddockd.toml");
     std::fs::write(&config, "shutdown = \"stop\"\nstop_timeout = 2\n").unwrap();
     let daemon = Activated::start(&p, &notify, Some(&config), None);
-    let bundle = Bundle::busybox(&["sleep", "100"]);
+    // PID 1 of its container: it ends on TERM through its handler, as under runc.
+    let bundle = Bundle::busybox(&["sh", "-c", "trap 'exit 143' TERM; sleep 100 & wait"]);
     let polite = unique("polite");
     let stubborn = unique("stubborn");
     p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &polite]);

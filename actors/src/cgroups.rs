@@ -257,13 +257,16 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Removes the cgroup (it must be empty), and then its parents up to `paddock/` as far
-    /// as they are empty. Every hierarchy is tried; the first failure is returned.
+    /// Removes the cgroup, and then its parents up to `paddock/` as far as they are empty.
+    /// Every hierarchy is tried; the first failure is returned.
+    ///
+    /// The cgroup is being removed because what it held is gone: a process still in it
+    /// (exiting, as a sandbox's helpers do a moment after the sandbox, or left over) is killed
+    /// and the removal waits, briefly, for it to be gone.
     pub fn remove(self) -> Result<(), ApiError> {
         let mut failure = None;
         for dir in &self.places() {
-            // The leaf at once: EBUSY there means processes are still in it.
-            match std::fs::remove_dir(dir) {
+            match remove_leaf(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
@@ -281,6 +284,24 @@ impl Cgroup {
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Removes a cgroup that nothing should be in any more; whatever still is gets SIGKILL, and
+/// the removal is retried until it is gone (at most two seconds).
+fn remove_leaf(dir: &Path) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
+                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            other => return other,
+        }
     }
 }
 

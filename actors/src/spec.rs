@@ -211,9 +211,10 @@ fn validate_id_mappings(linux: &oci_spec::runtime::Linux) -> Result<(), ApiError
 }
 
 /// Checks what must hold before anything is started. A container that joins a sandbox
-/// (`in_pod`) shares the sandbox's PID, network, IPC and UTS namespaces whatever paths its spec
-/// gives for them (CRI points them at the pod's own, as runsc ignores them).
-pub fn validate(spec: &Spec, in_pod: bool) -> Result<(), ApiError> {
+/// shares the sandbox's network, IPC and UTS namespaces whatever paths its spec gives for
+/// them (CRI points them at the pod's own, as runsc ignores them), and its PID namespace is
+/// the pod's when its spec names one (CRI's shareProcessNamespace), its own otherwise.
+pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     let root = spec.root().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
     if root.path().as_os_str().is_empty() {
         return Err(ApiError::invalid_spec("root.path is empty"));
@@ -229,16 +230,20 @@ pub fn validate(spec: &Spec, in_pod: bool) -> Result<(), ApiError> {
     crate::hooks::validate(spec)?;
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {
-            let joinable =
-                matches!(ns.typ(), LinuxNamespaceType::Network | LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc)
-                    || (in_pod && ns.typ() == LinuxNamespaceType::Pid);
+            let joinable = matches!(
+                ns.typ(),
+                LinuxNamespaceType::Network
+                    | LinuxNamespaceType::Uts
+                    | LinuxNamespaceType::Ipc
+                    | LinuxNamespaceType::Pid
+            );
             if let Some(path) = ns.path() {
                 if !joinable {
                     return Err(ApiError::new(
                         ErrorKind::Unsupported,
                         format!(
                             "joining an existing {:?} namespace by path ({}) is not supported: the sandbox has its \
-                             own (only network, uts and ipc namespaces can be joined)",
+                             own (only network, uts, ipc and pid namespaces can be joined)",
                             ns.typ(),
                             path.display()
                         ),
@@ -393,11 +398,18 @@ fn validate_sysctls(linux: &oci_spec::runtime::Linux) -> Result<(), ApiError> {
 
 /// How the sandbox gets its network, UTS and IPC namespaces from the spec: new ones (the
 /// clone flags), joined ones (`(path, CLONE_NEW*)`), or, for a type the spec does not list,
-/// the host's (as runc shares them). PID and mount namespaces are always the sandbox's own.
+/// the host's (as runc shares them). Its mount namespace is always its own. Its PID
+/// namespace is its own when the spec gives the container a new one (the container's own
+/// nests in it, so the sandbox stays invisible); with none (hostPID) or one named by path
+/// the sandbox stays in the host's, from where it can place the container in either (a
+/// process can enter only a PID namespace below its own).
 pub fn sandbox_namespaces(spec: &Spec) -> (u64, Vec<(PathBuf, i32)>) {
-    let mut flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
+    let mut flags = libc::CLONE_NEWNS as u64;
     let mut join = Vec::new();
     let listed = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    if listed.iter().any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none()) {
+        flags |= libc::CLONE_NEWPID as u64;
+    }
     for (typ, flag) in [
         (LinuxNamespaceType::Network, libc::CLONE_NEWNET),
         (LinuxNamespaceType::Uts, libc::CLONE_NEWUTS),
@@ -413,7 +425,6 @@ pub fn sandbox_namespaces(spec: &Spec) -> (u64, Vec<(PathBuf, i32)>) {
     (flags, join)
 }
 
-/// The host path of the root filesystem: `root.path`, relative to the bundle unless absolute.
 /// Refuses a `root.path` that is a symlink, as runc does: the container's root is the
 /// directory named, never what a link (perhaps to `/`) points at. Its own path is checked
 /// with `lstat`; the gofer opens it without following a symlink either.
@@ -571,7 +582,7 @@ mod tests {
     #[test]
     fn embedded_default_is_valid_and_overlaid() {
         let spec = embedded_default("abc", vec!["true".into()]).unwrap();
-        validate(&spec, false).unwrap();
+        validate(&spec).unwrap();
         assert_eq!(overlay_of(&spec, Overlay::None).unwrap(), Overlay::RootMemory { size: None });
         assert_eq!(rootfs_path(Path::new(""), &spec).unwrap(), PathBuf::from("/"));
         assert_eq!(spec.hostname().as_deref(), Some("abc"));
@@ -599,13 +610,13 @@ mod tests {
     fn invalid_specs_are_refused_with_reasons() {
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.process_mut().as_mut().unwrap().set_args(Some(vec![]));
-        assert!(validate(&spec, false).unwrap_err().message.contains("process.args"));
+        assert!(validate(&spec).unwrap_err().message.contains("process.args"));
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.set_root(None);
-        assert!(validate(&spec, false).unwrap_err().message.contains("no root"));
+        assert!(validate(&spec).unwrap_err().message.contains("no root"));
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.process_mut().as_mut().unwrap().set_cwd("rel".into());
-        assert!(validate(&spec, false).unwrap_err().message.contains("cwd"));
+        assert!(validate(&spec).unwrap_err().message.contains("cwd"));
     }
 
     #[test]
@@ -639,7 +650,7 @@ mod tests {
             let mut user = process.user().clone();
             user.set_uid(uid).set_gid(gid).set_additional_gids(Some(extra));
             process.set_user(user);
-            let err = validate(&spec, false).unwrap_err();
+            let err = validate(&spec).unwrap_err();
             assert!(err.message.contains("must be in range 0-2147483647"), "{}", err.message);
         }
         let exec =

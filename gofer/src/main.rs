@@ -23,6 +23,42 @@ mod setup;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
+/// What the gofer needs once set up, as runsc's gofer: to read and write any file of the
+/// container (DAC_OVERRIDE, DAC_READ_SEARCH), give what it writes its owner and mode (CHOWN,
+/// FOWNER, FSETID), and make device nodes a tar stream carries (MKNOD).
+const GOFER_CAPABILITIES: [caps::Capability; 6] = [
+    caps::Capability::CAP_CHOWN,
+    caps::Capability::CAP_DAC_OVERRIDE,
+    caps::Capability::CAP_DAC_READ_SEARCH,
+    caps::Capability::CAP_FOWNER,
+    caps::Capability::CAP_FSETID,
+    caps::Capability::CAP_MKNOD,
+];
+
+/// The file system calls of copying in and out, beyond what every helper makes.
+const GOFER_SYSCALLS: &[&str] = &[
+    "copy_file_range",
+    "fchmod",
+    "fchmodat",
+    "fchown",
+    "fchownat",
+    "fstatfs",
+    "ftruncate",
+    "linkat",
+    "mkdirat",
+    "mknodat",
+    "sendfile",
+    "splice",
+    "symlinkat",
+    "unlinkat",
+    "utimensat",
+];
+
+/// Drops what the gofer no longer needs once set up (see [`sys::confine`]).
+fn confine() -> Result<(), sys::confine::ConfineError> {
+    sys::confine::confine(&GOFER_CAPABILITIES, GOFER_SYSCALLS)
+}
+
 fn main() {
     let args = match args::GoferArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,

@@ -65,6 +65,10 @@ impl Server {
                 }
                 self.view =
                     Some(setup::setup(s).map_err(|e| e.context(format!("gofer of {}", wire::ids::show_id(&self.id))))?);
+                // From here it only copies files in and out of its own view of the container.
+                crate::confine().map_err(|e| {
+                    ApiError::new(ErrorKind::Internal, format!("gofer of {}: confining itself: {e}", self.id))
+                })?;
                 Ok(GoferReply::Ready)
             }
             GoferRequest::CopyOut { path, mut sink } => {

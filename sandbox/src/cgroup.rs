@@ -7,12 +7,13 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use rustix::fs::{Mode, OFlags};
 
-/// Moves the calling process into the cgroup (in every hierarchy): writing 0 to
-/// `cgroup.procs` means "me".
-pub fn join(dirs: &[OwnedFd]) -> std::io::Result<()> {
+/// Moves process `pid` (of the sandbox's PID namespace) into the cgroup, in every hierarchy.
+/// The sandbox does this for each process it starts, from outside: the process never holds
+/// a descriptor of a cgroup directory (through which `..` leads to the host's cgroupfs).
+pub fn place(dirs: &[OwnedFd], pid: Pid) -> std::io::Result<()> {
     for dir in dirs {
         let procs = rustix::fs::openat(dir, "cgroup.procs", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())?;
-        rustix::io::write(&procs, b"0")?;
+        rustix::io::write(&procs, pid.as_raw().to_string().as_bytes())?;
     }
     Ok(())
 }

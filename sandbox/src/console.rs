@@ -21,10 +21,13 @@ pub struct Pty {
 pub fn open() -> Result<Pty, ApiError> {
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
     let master = rustix::pty::openpt(flags).map_err(|e| ApiError::io("opening /dev/ptmx for the terminal", e))?;
+    let master = crate::sync::above_stdio(master)?;
     rustix::pty::unlockpt(&master).map_err(|e| ApiError::io("unlocking the pty", e))?;
     // TIOCGPTPEER opens the very slave of this master, whatever the container did to /dev/pts.
     let slave =
         rustix::pty::ioctl_tiocgptpeer(&master, flags).map_err(|e| ApiError::io("opening the pty's slave", e))?;
+    // Neither may sit on a standard number: the slave is copied onto 0, 1, 2 and then closed.
+    let slave = crate::sync::above_stdio(slave)?;
     let name = rustix::pty::ptsname(&master, Vec::new()).map(|n| n.into_bytes()).unwrap_or_default();
     Ok(Pty { master, slave, name })
 }

@@ -2,17 +2,17 @@
 //! exec'd processes, and exit statuses until they are collected.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use rustix::fs::{Mode, OFlags};
 use wire::sandbox_proto::{ProcessState, SandboxContainer};
-use wire::{ApiError, ErrorKind, ExitStatus};
+use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use crate::cgroup;
 use crate::init::WaitingInit;
-use crate::sandbox_root::Staged;
+use crate::spawner::jobs::NamespaceFds;
 
 /// Where one container stands.
 #[derive(Debug)]
@@ -25,11 +25,14 @@ pub enum Phase {
     Exited(ExitStatus),
 }
 
-/// A container's namespaces, held open to run processes in them.
+/// A container's namespaces, held open to run processes in them (those it shares with the
+/// sandbox are left out).
 #[derive(Debug)]
 pub struct Namespaces {
     /// Its mount namespace.
     pub mnt: OwnedFd,
+    /// Its PID namespace, unless it is the sandbox's.
+    pub pid: Option<OwnedFd>,
     /// Its user namespace, if it has one of its own.
     pub user: Option<OwnedFd>,
     /// Its cgroup namespace, if it has one of its own.
@@ -37,25 +40,36 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
-    /// The namespaces of process `pid`, through the sandbox's procfs; those it shares with the
-    /// sandbox are left out (entering them would fail, and is not needed).
-    pub fn of(proc: &OwnedFd, pid: Pid) -> std::io::Result<Self> {
-        let open = |who: &str, ns: &str| -> std::io::Result<OwnedFd> {
-            Ok(rustix::fs::openat(
-                proc,
-                format!("{who}/ns/{ns}").as_str(),
-                OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?)
-        };
-        let own = |ns: &str| -> std::io::Result<Option<OwnedFd>> {
-            let theirs = open(&pid.to_string(), ns)?;
-            let ours = open("self", ns)?;
-            let same = rustix::fs::fstat(&theirs)?.st_ino == rustix::fs::fstat(&ours)?.st_ino;
-            Ok((!same).then_some(theirs))
-        };
-        Ok(Self { mnt: open(&pid.to_string(), "mnt")?, user: own("user")?, cgroup: own("cgroup")? })
+    /// Takes the namespaces the spawner opened.
+    pub fn from_fds(mut fds: NamespaceFds) -> Result<Self, ApiError> {
+        Ok(Self {
+            mnt: fds.mnt.take().ok_or_else(|| ApiError::new(ErrorKind::Protocol, "no mount namespace"))?,
+            pid: fds.pid.take(),
+            user: fds.user.take(),
+            cgroup: fds.cgroup.take(),
+        })
     }
+
+    /// Copies, for a process that enters them.
+    pub fn to_fds(&self) -> Result<NamespaceFds, ApiError> {
+        let dup = |fd: &OwnedFd| fd.try_clone().map(FdSlot::new).map_err(|e| ApiError::io("dup", e));
+        let dup_opt = |fd: &Option<OwnedFd>| fd.as_ref().map(dup).transpose().map(|s| s.unwrap_or_default());
+        Ok(NamespaceFds {
+            mnt: dup(&self.mnt)?,
+            pid: dup_opt(&self.pid)?,
+            user: dup_opt(&self.user)?,
+            cgroup: dup_opt(&self.cgroup)?,
+        })
+    }
+}
+
+/// Where a container's mounts are staged in the sandbox.
+#[derive(Debug, Clone)]
+pub struct Staged {
+    /// The root filesystem.
+    pub rootfs: std::path::PathBuf,
+    /// The bind mounts, in spec order.
+    pub binds: Vec<std::path::PathBuf>,
 }
 
 /// One container in the sandbox.
@@ -74,14 +88,14 @@ pub struct Record {
     pub cgroups: Vec<OwnedFd>,
     /// Its namespaces (taken once its init was set up).
     pub namespaces: Namespaces,
-    /// Its seccomp filter (`None`: its spec has none), for the processes exec'd into it.
-    pub seccomp: Option<std::sync::Arc<crate::seccomp::Filter>>,
 }
 
 /// A process started by exec, and its exit status once it has one.
 #[derive(Debug)]
 struct Exec {
     container: String,
+    /// Its pid as the container sees it.
+    container_pid: Pid,
     status: Option<ExitStatus>,
 }
 
@@ -101,6 +115,17 @@ pub enum Reaped {
     Exec,
     /// Some other process of the sandbox (an orphan it adopted).
     Other,
+}
+
+/// The pid that process `pid` (of the sandbox's PID namespace) has in its innermost PID
+/// namespace: the last of the `NSpid:` pids in its status, read through the sandbox's procfs.
+pub fn container_pid_of(proc: BorrowedFd<'_>, pid: Pid) -> Option<Pid> {
+    let fd =
+        rustix::fs::openat(proc, format!("{pid}/status").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .ok()?;
+    let mut status = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut status).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("NSpid:"))?.split_whitespace().last()?.parse().ok().map(Pid::from_raw)
 }
 
 fn not_running(id: &str) -> ApiError {
@@ -151,9 +176,19 @@ impl Containers {
             .collect()
     }
 
-    /// Records an exec'd process of container `id`.
-    pub fn add_exec(&mut self, id: &str, pid: Pid) {
-        self.execs.insert(pid, Exec { container: id.to_string(), status: None });
+    /// Records an exec'd process of container `id`: `pid` in the sandbox's PID namespace,
+    /// `container_pid` in the container's.
+    pub fn add_exec(&mut self, id: &str, pid: Pid, container_pid: Pid) {
+        self.execs.insert(pid, Exec { container: id.to_string(), container_pid, status: None });
+    }
+
+    /// The sandbox's pid of container `id`'s exec'd process that the container knew as
+    /// `container_pid`, once it has exited (and so is gone from `/proc`).
+    pub fn exited_exec(&self, id: &str, container_pid: Pid) -> Option<Pid> {
+        self.execs
+            .iter()
+            .find(|(_, e)| e.container == id && e.container_pid == container_pid && e.status.is_some())
+            .map(|(pid, _)| *pid)
     }
 
     /// Records that the process `pid` ended and says what it was.
@@ -242,10 +277,25 @@ impl Containers {
         })
     }
 
-    /// Fresh copies of a container's mounts, for its restarted gofer.
-    pub fn clone_mounts(&mut self, id: &str) -> Result<Vec<OwnedFd>, ApiError> {
-        let record = self.get_mut(id)?;
-        crate::sandbox_root::copies(&record.staged)
+    /// The pid in the sandbox's PID namespace of the process of container `id` that the
+    /// container knows as `container_pid` (in its own PID namespace). Only the container's
+    /// own processes are looked at: another's may have the same pid in its namespace.
+    pub fn sandbox_pid(&self, id: &str, container_pid: Pid, proc: BorrowedFd<'_>) -> Result<Pid, ApiError> {
+        let record = self.get(id)?;
+        if let Some((pid, _)) =
+            self.execs.iter().find(|(_, e)| e.container == id && e.container_pid == container_pid && e.status.is_none())
+        {
+            return Ok(*pid);
+        }
+        let candidates = std::iter::once(record.pid)
+            .chain(self.execs.iter().filter(|(_, e)| e.container == id).map(|(pid, _)| *pid))
+            .chain(cgroup::procs(&record.cgroups));
+        for pid in candidates {
+            if container_pid_of(proc, pid) == Some(container_pid) {
+                return Ok(pid);
+            }
+        }
+        Err(ApiError::not_found(format!("container {id:?} has no process {container_pid}")))
     }
 
     /// Forgets a container whose exit status paddockd has stored.

@@ -1,103 +1,118 @@
-//! Running another process in a container: the sandbox forks, and the child joins the
-//! container's cgroup and namespaces before it takes on the process's attributes and execs.
+//! Running another process in a container.
+//!
+//! The spawner forks it as the sandbox's child, already in the container's PID namespace. It
+//! is visible to the container from its first instant, so before anything else it drops every
+//! descriptor it was not given (it is non-dumpable, as everything of the sandbox is until
+//! `execve`, so nothing can be taken from it meanwhile either); the sandbox places it in the
+//! container's cgroups from outside; then it enters the container's cgroup, user and mount
+//! namespaces, takes on the process's attributes and executes.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 
 use nix::sched::CloneFlags;
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 use oci_spec::runtime::Process;
-use wire::ApiError;
+use wire::{ApiError, ErrorKind, FdSlot};
 
-use crate::containers::Namespaces;
-use crate::{cgroup, process, seccomp, sync};
+use crate::spawner::jobs::{Done, ExecJob, Job};
+use crate::spawner::Spawner;
+use crate::{process, seccomp, sync};
 
-/// What an exec'd process needs.
-pub struct ExecConfig<'a> {
-    /// The container, for messages.
-    pub what: String,
-    /// The process to run.
-    pub process: &'a Process,
-    /// The container's cgroup directories.
-    pub cgroups: &'a [OwnedFd],
-    /// The container's namespaces.
-    pub namespaces: &'a Namespaces,
-    /// The container's seccomp filter.
-    pub seccomp: Option<Arc<seccomp::Filter>>,
-    /// The sandbox's procfs.
-    pub proc: &'a OwnedFd,
-    /// The caller's stdio.
-    pub stdio: [Option<OwnedFd>; 3],
-    /// The caller's console socket, for a process with a terminal.
-    pub console: Option<OwnedFd>,
-    /// Descriptors to become the process's 3, 4, … (`--preserve-fds`).
-    pub extra: Vec<OwnedFd>,
-}
-
-/// Forks the process and returns once it has called `execve` (or failed, in which case it is
-/// reaped before this returns).
-///
-/// The process runs under the container's seccomp filter, as with runc.
-pub fn spawn(config: ExecConfig<'_>) -> Result<Pid, ApiError> {
-    let seccomp = config.seccomp.clone();
+/// Has the spawner fork the process (and place it in the container's cgroups), and returns
+/// once it has called `execve` (or failed, in which case it is reaped before this returns).
+pub fn spawn(spawner: &mut Spawner, mut job: ExecJob) -> Result<Pid, ApiError> {
+    let what = format!("exec in container {:?}", job.id);
     let (parent_end, child_end) = sync::pair()?;
-    // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
-    match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
-        ForkResult::Child => {
-            drop(parent_end);
-            let code = match setup(&config, seccomp.as_ref()) {
-                Ok(plan) => match sync::place_extra_fds(&config.extra, child_end) {
-                    Ok(sync) => {
-                        sync::send_error(&sync, &plan.exec());
-                        127
-                    }
-                    Err((sync, err)) => {
-                        sync::send_error(&sync, &err);
-                        1
-                    }
-                },
-                Err(err) => {
-                    sync::send_error(&child_end, &err);
-                    1
-                }
-            };
-            // SAFETY: _exit ends the child without running the parent's destructors.
-            unsafe { libc::_exit(code) }
+    job.sync = FdSlot::new(child_end);
+    let pid = match spawner.call(Job::Exec(Box::new(job)))? {
+        Done::Spawned(pid) => Pid::from_raw(pid),
+        other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
+    };
+    // The spawner placed it in the container's cgroups before it answered.
+    let outcome = sync::send(&parent_end, sync::PLACED).map_err(|e| ApiError::io("sync", e)).and_then(|()| {
+        match sync::read(parent_end.as_fd()) {
+            Ok(None) => Ok(()),
+            other => Err(sync::failure(&what, "starting the process", other)),
         }
-        ForkResult::Parent { child } => {
-            drop(child_end);
-            let ExecConfig { what, stdio, console, extra, .. } = config;
-            drop((stdio, console, extra));
-            match sync::read(parent_end.as_fd()) {
-                Ok(None) => Ok(child),
-                other => {
-                    let err = sync::failure(&what, "starting the process", other);
-                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                    let _ = nix::sys::wait::waitpid(child, None);
-                    Err(err)
-                }
-            }
+    });
+    match outcome {
+        Ok(()) => Ok(pid),
+        Err(err) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Err(err)
         }
     }
 }
 
-fn setup(config: &ExecConfig<'_>, seccomp: Option<&Arc<seccomp::Filter>>) -> Result<process::ExecPlan, ApiError> {
-    sync::reset_process_state()?;
-    cgroup::join(config.cgroups).map_err(|e| ApiError::io("joining the container's cgroup", e))?;
-    let ns = config.namespaces;
-    process::apply_limits(config.process, config.proc)?;
-    // The cgroup namespace first: the init made it before it entered its user namespace, so
-    // it belongs to the sandbox's, where we still hold our capabilities. Then the user
-    // namespace: entering the mount namespace needs capabilities in it.
-    if let Some(cgroup) = &ns.cgroup {
-        nix::sched::setns(cgroup, CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| ApiError::io("entering the cgroup namespace", e))?;
+/// The child, forked by the spawner: returns the exit code when it cannot exec.
+pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
+    let Some(sync) = job.sync.take() else { return 1 };
+    let stdio = [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()];
+    let console = job.stdio.console.take();
+    let extra: Vec<OwnedFd> = job.stdio.extra.iter_mut().filter_map(FdSlot::take).collect();
+    let (mnt, user, cgroup) = (job.namespaces.mnt.take(), job.namespaces.user.take(), job.namespaces.cgroup.take());
+    let mut keep = vec![sync.as_raw_fd()];
+    for fd in stdio.iter().flatten().chain(console.iter()).chain(extra.iter()) {
+        keep.push(fd.as_raw_fd());
     }
-    if let Some(user) = &ns.user {
-        nix::sched::setns(user, CloneFlags::CLONE_NEWUSER)
-            .map_err(|e| ApiError::io("entering the user namespace", e))?;
+    for fd in [&mnt, &user, &cgroup].into_iter().flatten() {
+        keep.push(fd.as_raw_fd());
     }
-    nix::sched::setns(&ns.mnt, CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("entering the mount namespace", e))?;
-    crate::console::connect(config.process, config.console.as_ref(), &config.stdio)?;
-    process::apply(config.process, seccomp)
+    if sys::close_all_except(&keep).is_err() {
+        return 1;
+    }
+    let result = (|| {
+        let process: Process = serde_json::from_str(&job.process)
+            .map_err(|e| ApiError::invalid_spec(format!("invalid OCI process for exec: {e}")))?;
+        sync::reset_process_state()?;
+        if !sync::expect(&sync, sync::PLACED) {
+            return Err(ApiError::new(ErrorKind::Sandbox, "the sandbox did not place the process in its cgroups"));
+        }
+        process::set_rlimits(&process)?;
+        // The cgroup namespace first: the init made it before it entered its user namespace,
+        // so it belongs to the sandbox's, where we still hold our capabilities. Then the user
+        // namespace: entering the mount namespace needs capabilities in it.
+        if let Some(cgroup) = &cgroup {
+            nix::sched::setns(cgroup, CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| ApiError::io("entering the cgroup namespace", e))?;
+        }
+        if let Some(user) = &user {
+            nix::sched::setns(user, CloneFlags::CLONE_NEWUSER)
+                .map_err(|e| ApiError::io("entering the user namespace", e))?;
+        }
+        let mnt = mnt.as_ref().ok_or_else(|| ApiError::new(ErrorKind::Protocol, "no mount namespace to enter"))?;
+        nix::sched::setns(mnt, CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("entering the mount namespace", e))?;
+        crate::console::connect(&process, console.as_ref(), &stdio)?;
+        let plan = process::apply(&process, seccomp.as_ref())?;
+        Ok((plan, process))
+    })();
+    let (plan, _process) = match result {
+        Ok(done) => done,
+        Err(err) => {
+            sync::send_error(&sync, &err);
+            return 1;
+        }
+    };
+    // Its stdio is on 0, 1, 2 now; the namespaces are entered: only the sync socket and the
+    // descriptors passed on stay.
+    let mut keep = vec![0, 1, 2, sync.as_raw_fd()];
+    keep.extend(extra.iter().map(|f| f.as_raw_fd()));
+    let closed = sys::close_all_except(&keep);
+    std::mem::forget((stdio, console, mnt, user, cgroup));
+    if let Err(e) = closed {
+        sync::send_error(&sync, &ApiError::io("closing descriptors", e));
+        return 1;
+    }
+    match sync::place_extra_fds(&extra, sync) {
+        Ok(sync) => {
+            sync::send_error(&sync, &plan.exec());
+            127
+        }
+        Err((sync, err)) => {
+            sync::send_error(&sync, &err);
+            1
+        }
+    }
 }

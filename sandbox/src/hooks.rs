@@ -1,41 +1,85 @@
 //! OCI hooks that run in a container's namespaces: `createContainer` (its file opened by
 //! paddockd in the runtime's mount namespace) and `startContainer` (its path resolved in the
-//! container's). The sandbox forks them, as it forks exec'd processes, so they are in the
-//! container's PID namespace too.
+//! container's).
+//!
+//! The spawner forks a runner, the sandbox's child, in the container's PID namespace; the
+//! runner runs the hooks one after the other (each in the container's cgroup, user and mount
+//! namespaces, with its own timeout) and exits 0 when all succeeded, or writes why one failed
+//! to its report pipe and exits 1.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
 
 use nix::sched::CloneFlags;
-use wire::sandbox_proto::HookCall;
-use wire::{ApiError, ErrorKind};
+use nix::unistd::Pid;
+use wire::{ApiError, ErrorKind, FdSlot};
 
-use crate::containers::Namespaces;
+use crate::spawner::jobs::{Done, HooksJob, Job};
+use crate::spawner::Spawner;
 
-/// Runs `hooks` in order, each with `state` on its stdin; the first failure is the error.
-pub fn run(id: &str, stage: &str, hooks: Vec<HookCall>, state: &str, ns: &Namespaces) -> Result<(), ApiError> {
+/// Runs the job's hooks (through a runner the spawner forks) and waits for them; the first
+/// failure is the error.
+pub fn run(spawner: &mut Spawner, mut job: HooksJob) -> Result<(), ApiError> {
+    let what = format!("container {:?}: {} hooks", job.id, job.stage);
+    let (report_read, report_write) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ApiError::io("pipe", e))?;
+    job.report = FdSlot::new(report_write);
+    let pid = match spawner.call(Job::Hooks(Box::new(job)))? {
+        Done::Spawned(pid) => Pid::from_raw(pid),
+        other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
+    };
+    // Each hook has a timeout the runner enforces, so the runner ends.
+    let status = nix::sys::wait::waitpid(pid, None).map_err(|e| ApiError::io(format!("{what}: waiting"), e))?;
+    let mut message = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::fs::File::from(report_read), &mut message);
+    match status {
+        nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+        _ if !message.is_empty() => Err(ApiError::new(ErrorKind::Sandbox, message)),
+        other => Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: the runner ended with {other:?}"))),
+    }
+}
+
+/// The runner, forked by the spawner: returns its exit code.
+pub fn child(mut job: HooksJob) -> i32 {
+    let Some(report) = job.report.take() else { return 1 };
+    let (mnt, user, cgroup) = (job.namespaces.mnt.take(), job.namespaces.user.take(), job.namespaces.cgroup.take());
+    let exes: Vec<Option<OwnedFd>> = job.hooks.iter_mut().map(|h| h.exe.take()).collect();
+    let mut keep = vec![report.as_raw_fd()];
+    keep.extend([&mnt, &user, &cgroup].into_iter().flatten().map(|f| f.as_raw_fd()));
+    keep.extend(exes.iter().flatten().map(|f| f.as_raw_fd()));
+    if sys::close_all_except(&keep).is_err() {
+        return 1;
+    }
+    if let Err(e) = crate::sync::reset_process_state() {
+        let _ = rustix::io::write(&report, e.message.as_bytes());
+        return 1;
+    }
+    let Some(mnt) = mnt else { return 1 };
     // In the order exec enters them (see crate::exec): cgroup, user, mount.
     let mut join = Vec::new();
-    if let Some(cgroup) = &ns.cgroup {
+    if let Some(cgroup) = &cgroup {
         join.push((cgroup, CloneFlags::CLONE_NEWCGROUP.bits()));
     }
-    if let Some(user) = &ns.user {
+    if let Some(user) = &user {
         join.push((user, CloneFlags::CLONE_NEWUSER.bits()));
     }
-    join.push((&ns.mnt, CloneFlags::CLONE_NEWNS.bits()));
+    join.push((&mnt, CloneFlags::CLONE_NEWNS.bits()));
     let place = sys::hook::Place { join, cwd: Some(Path::new("/")) };
-    for (i, mut call) in hooks.into_iter().enumerate() {
+    for (i, (call, exe)) in job.hooks.into_iter().zip(exes).enumerate() {
         let path = call.path.clone();
         let hook = sys::hook::Hook {
             path: call.path,
-            exe: call.exe.take(),
+            exe,
             args: call.args,
             env: call.env,
             timeout: call.timeout.map(Duration::from_secs),
         };
-        sys::hook::run(hook, state.as_bytes(), &place).map_err(|e| {
-            ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: {stage} hook #{i} ({}): {e}", path.display()))
-        })?;
+        if let Err(e) = sys::hook::run(hook, job.state.as_bytes(), &place) {
+            let message = format!("container {:?}: {} hook #{i} ({}): {e}", job.id, job.stage, path.display());
+            let _ = rustix::io::write(&report, message.as_bytes());
+            return 1;
+        }
     }
-    Ok(())
+    0
 }

@@ -1,11 +1,15 @@
-//! paddock-sandbox: PID 1 of one sandbox.
+//! paddock-sandbox: the reaper and keeper of one sandbox (a pod).
 //!
-//! paddockd starts it in new PID, mount, UTS, IPC, network and cgroup namespaces, with a
-//! listening control socket (bound by paddockd under the state root) as its only extra
-//! descriptor. The sandbox first hides the host from itself (a private tmpfs root, see
-//! [`sandbox_root`]), brings up loopback, and then serves paddockd: it receives each
-//! container's root filesystem from the container's gofer, forks the container's init,
-//! reaps every process of the sandbox, and keeps exit statuses until paddockd has stored them.
+//! paddockd starts it in new mount, UTS, IPC and network namespaces, and as PID 1 of a PID
+//! namespace of its own (or, for a pod that shares the host's PID namespace or joins
+//! another, in the host's, as a child subreaper), with a listening control socket (bound by
+//! paddockd under the state root) as its only extra descriptor. The sandbox first hides the
+//! host from itself (a private tmpfs root, see [`sandbox_root`]), brings up loopback, forks
+//! its [`spawner`], and then serves paddockd: it receives each container's root filesystem
+//! from the container's gofer, has the spawner fork the container's init (PID 1 of the
+//! container's own PID namespace, nested in the sandbox's: no container ever sees the
+//! sandbox), reaps every process of the sandbox, and keeps exit statuses until paddockd has
+//! stored them.
 //!
 //! It is single-threaded and has no async runtime: it is per-sandbox overhead.
 //!
@@ -24,6 +28,7 @@ mod restore;
 mod sandbox_root;
 mod seccomp;
 mod server;
+mod spawner;
 mod sync;
 
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -31,6 +36,15 @@ use std::os::unix::net::UnixListener;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// What the sandbox does once its spawner runs: answer paddockd, reap, signal, place
+/// processes in cgroups (as root, through the files' owner permissions), read its procfs.
+/// Signalling processes of other users takes CAP_KILL; nothing else takes a capability.
+const SANDBOX_SYSCALLS: &[&str] = &["kill", "pidfd_open", "wait4", "waitid"];
+
+fn confine() -> Result<(), sys::confine::ConfineError> {
+    sys::confine::confine(&[caps::Capability::CAP_KILL], SANDBOX_SYSCALLS)
+}
 
 fn main() {
     let args = match args::SandboxArgs::parse(std::env::args().skip(1)) {
@@ -43,6 +57,21 @@ fn main() {
     // SAFETY: paddockd passes the listening control socket as this descriptor; nothing else
     // in this process owns it.
     let listener = UnixListener::from(unsafe { OwnedFd::from_raw_fd(args.control_fd) });
+    // Nothing of the sandbox can be taken through ptrace, /proc/PID/fd or pidfd_getfd by a
+    // process without CAP_SYS_PTRACE over it: not the sandbox, not the spawner, and not the
+    // processes they fork until these execute (execve makes a program dumpable again).
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("paddock-sandbox {}: PR_SET_DUMPABLE: {e}", args.id);
+        std::process::exit(1);
+    }
+    // In a PID namespace of its own the sandbox is its init, to which orphans go; in the
+    // host's it asks for them.
+    if nix::unistd::getpid() != nix::unistd::Pid::from_raw(1) {
+        if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+            eprintln!("paddock-sandbox {}: PR_SET_CHILD_SUBREAPER: {e}", args.id);
+            std::process::exit(1);
+        }
+    }
 
     // Block SIGCHLD before anything can exit, and read it from a signalfd in the loop.
     let mut mask = SigSet::empty();
@@ -64,12 +93,23 @@ fn main() {
         // A procfs of the sandbox's own PID namespace (it is PID 1 there), never attached:
         // for the containers' namespaces and id maps.
         .and_then(|()| sys::new_mount("proc", Some("proc"), &[], 0).map_err(|e| format!("mounting procfs: {e}")));
-    let (proc, setup_error) = match setup {
-        Ok(proc) => (Some(proc), None),
+    let setup = setup
+        .and_then(|proc| match spawner::Spawner::start(&proc) {
+            Ok(spawner) => Ok((proc, spawner)),
+            Err(e) => Err(format!("starting the spawner: {e}")),
+        })
+        // The spawner keeps the privileges every container must be able to start from; the
+        // sandbox itself needs none of them any more.
+        .and_then(|set_up| match confine() {
+            Ok(()) => Ok(set_up),
+            Err(e) => Err(format!("confining itself: {e}")),
+        });
+    let (proc, spawner, setup_error) = match setup {
+        Ok((proc, spawner)) => (Some(proc), Some(spawner), None),
         Err(err) => {
             eprintln!("paddock-sandbox {}: {err}", args.id);
-            (None, Some(err))
+            (None, None, Some(err))
         }
     };
-    std::process::exit(server::Server::new(args.id, listener, signals, proc, setup_error).run());
+    std::process::exit(server::Server::new(args.id, listener, signals, proc, spawner, setup_error).run());
 }

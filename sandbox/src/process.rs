@@ -126,11 +126,16 @@ pub fn apply(process: &Process, seccomp: Option<&Arc<Filter>>) -> Result<ExecPla
 /// itself in, whatever mount namespace it is in.
 pub fn apply_limits(process: &Process, proc: &std::os::fd::OwnedFd) -> Result<(), ApiError> {
     set_rlimits(process)?;
+    set_oom_score_adj(process, proc, "self")
+}
+
+/// Sets the `oomScoreAdj` of process `who` (a pid, or `self`) of the sandbox's procfs `proc`.
+pub fn set_oom_score_adj(process: &Process, proc: &std::os::fd::OwnedFd, who: &str) -> Result<(), ApiError> {
     if let Some(adj) = process.oom_score_adj() {
         let err = |e: std::io::Error| ApiError::io(format!("setting oomScoreAdj {adj}"), e);
         let file = rustix::fs::openat(
             proc,
-            "self/oom_score_adj",
+            format!("{who}/oom_score_adj").as_str(),
             rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )
@@ -140,7 +145,8 @@ pub fn apply_limits(process: &Process, proc: &std::os::fd::OwnedFd) -> Result<()
     Ok(())
 }
 
-fn set_rlimits(process: &Process) -> Result<(), ApiError> {
+/// Sets the process's rlimits on the calling process.
+pub fn set_rlimits(process: &Process) -> Result<(), ApiError> {
     for limit in process.rlimits().as_deref().unwrap_or_default() {
         let resource = rlimit_resource(limit.typ());
         let rl = libc::rlimit { rlim_cur: limit.soft(), rlim_max: limit.hard() };

@@ -1,119 +1,77 @@
 //! Restoring a container's processes with CRIU, as children of this sandbox.
 //!
-//! The sandbox forks a child that stays in the sandbox's PID, network, UTS and IPC namespaces
-//! but enters a private copy of the host's mount namespace (where CRIU, its images and logs
-//! are) and the host's cgroup namespace, attaches a copy of the container's staged root where
-//! CRIU expects it, mounts a procfs of the sandbox's PID namespace, and executes CRIU. With
-//! `--restore-sibling`, CRIU forks the restored init as the sandbox's child: the sandbox reaps
-//! it as any container's init.
+//! The spawner forks CRIU's process as the sandbox's child. It stays in the sandbox's PID,
+//! network, UTS and IPC namespaces but enters a private copy of the host's mount namespace
+//! (where CRIU, its images and logs are) and the host's cgroup namespace, attaches a copy of
+//! the container's staged root where CRIU expects it, mounts a procfs of the sandbox's PID
+//! namespace, and executes CRIU. CRIU recreates the container's own PID namespace (the
+//! checkpoint holds it whole, its init as PID 1) and, with `--restore-sibling`, makes the
+//! restored init a sibling of itself: the sandbox's child, reaped as any container's init.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 use rustix::fs::{Mode, OFlags};
-use wire::sandbox_proto::RestoreInSandbox;
-use wire::{ApiError, ErrorKind};
+use wire::{ApiError, ErrorKind, FdSlot};
 
-/// Where the restored processes' standard descriptors and the PID namespace are placed in
-/// CRIU's process (its own 0–2 stay the sandbox's).
+use crate::spawner::jobs::{Done, Job, RestoreJob};
+use crate::spawner::Spawner;
+
+/// Where the restored processes' standard descriptors and the network namespace are placed
+/// in CRIU's process (its own 0–2 stay the sandbox's).
 const FIRST_PLACED_FD: RawFd = 3;
-/// How far below `pid_max` the restoring processes take their pids, so that they never take
-/// one the checkpoint needs (CRIU gives restored processes their old pids).
-const PID_HEADROOM: u64 = 1024;
 
-/// What the child needs.
-pub struct RestoreConfig<'a> {
-    /// The container's id, for messages.
-    pub id: &'a str,
-    /// Where the container's root is attached in the sandbox.
-    pub rootfs: &'a Path,
-    /// Where the container's bind mounts are attached in the sandbox, in spec order.
-    pub binds: &'a [std::path::PathBuf],
-    /// The caller's stdio, replacing the checkpoint's.
-    pub stdio: [Option<OwnedFd>; 3],
-    /// The caller's console socket: a checkpoint whose process had a terminal gets a new
-    /// pty, whose master goes there.
-    pub console: Option<OwnedFd>,
-    /// The sandbox's procfs.
-    pub proc: &'a OwnedFd,
-    /// paddockd's plan.
-    pub plan: RestoreInSandbox,
-}
-
-/// Runs CRIU and returns the restored init's pid once CRIU has finished.
-pub fn restore(mut config: RestoreConfig<'_>) -> Result<Pid, ApiError> {
-    let what = format!("restore of container {:?}", config.id);
-    let copy = |place: &Path| -> Result<OwnedFd, ApiError> {
-        let fd = rustix::fs::open(place, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| ApiError::io(format!("open {}", place.display()), e))?;
-        sys::clone_tree(fd.as_fd(), true).map_err(|e| ApiError::io(format!("copying {}", place.display()), e))
-    };
-    let root = copy(config.rootfs)?;
-    if config.binds.len() != config.plan.bind_keys.len() {
-        return Err(ApiError::new(
-            ErrorKind::Protocol,
-            format!("{} bind mounts staged, {} to restore", config.binds.len(), config.plan.bind_keys.len()),
-        ));
-    }
-    // The binds as the gofer opened them (beneath the bundle, symlinks resolved safely), not
-    // their host paths again.
-    let binds = config.binds.iter().map(|b| copy(b)).collect::<Result<Vec<_>, _>>()?;
-    let host_mnt = config.plan.host_mnt.take().ok_or_else(|| missing("the host's mount namespace"))?;
-    let host_cgroup = config.plan.host_cgroup.take().ok_or_else(|| missing("the host's cgroup namespace"))?;
-    let argv = criu_argv(&config)?;
-    let c_path = |path: &Path| {
-        CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| ApiError::invalid_argument(format!("{} has a NUL byte", path.display())))
-    };
-    let mountpoints = (c_path(&config.plan.root_mountpoint)?, c_path(&config.plan.binds_mountpoint)?);
-    move_next_pid_up(config.proc)?;
-    let (errors_in, errors_out) =
+/// Has the spawner run CRIU, waits for it, and returns the restored init's pid (the one child
+/// of the sandbox CRIU left behind).
+pub fn restore(spawner: &mut Spawner, mut job: RestoreJob, proc: &OwnedFd, spawner_pid: Pid) -> Result<Pid, ApiError> {
+    let what = format!("restore of container {:?}", job.id);
+    let (report_read, report_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ApiError::io("pipe", e))?;
-    // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
-    match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
-        ForkResult::Child => {
-            drop(errors_in);
-            // Above the numbers CRIU's descriptors are placed at.
-            let errors_out = rustix::io::fcntl_dupfd_cloexec(&errors_out, 1000).unwrap_or(errors_out);
-            let trees = Trees { root: &root, binds: &binds };
-            let err = child(&config, &trees, &host_mnt, &host_cgroup, &mountpoints, &argv);
-            let _ = rustix::io::write(&errors_out, err.as_bytes());
-            // SAFETY: _exit ends the child without running the parent's destructors.
-            unsafe { libc::_exit(127) }
-        }
-        ForkResult::Parent { child } => {
-            drop(errors_out);
-            drop((root, binds, host_mnt, host_cgroup));
-            config.stdio = [None, None, None];
-            config.console = None;
-            let mut message = String::new();
-            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(errors_in), &mut message);
-            let status = wait_for_criu(child)?;
-            if !message.is_empty() {
-                return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: {message}")));
-            }
-            match status {
-                nix::sys::wait::WaitStatus::Exited(_, 0) => {}
-                other => return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: CRIU ended with {other:?}"))),
-            }
-            let pid = Pid::from_raw(config.plan.init_pid);
-            if parent_of(config.proc, pid) != Some(1) {
-                return Err(ApiError::new(
-                    ErrorKind::Sandbox,
-                    format!("{what}: CRIU succeeded but process {pid} is not the sandbox's child"),
-                ));
-            }
-            // Back down: the container's next processes get small pids, as in any sandbox.
-            let _ = set_last_pid(config.proc, pid.as_raw() as u64);
-            Ok(pid)
-        }
+    job.report = FdSlot::new(report_write);
+    let criu = match spawner.call(Job::Restore(Box::new(job)))? {
+        Done::Spawned(pid) => Pid::from_raw(pid),
+        other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
+    };
+    let status = wait_for_criu(criu)?;
+    let mut message = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::fs::File::from(report_read), &mut message);
+    if !message.is_empty() {
+        return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: {message}")));
+    }
+    match status {
+        nix::sys::wait::WaitStatus::Exited(_, 0) => {}
+        other => return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: CRIU ended with {other:?}"))),
+    }
+    let me = Pid::this();
+    let children = children_of(proc, me);
+    let restored: Vec<Pid> = children.into_iter().filter(|c| *c != spawner_pid).collect();
+    match restored[..] {
+        [init] => Ok(init),
+        _ => Err(ApiError::new(
+            ErrorKind::Sandbox,
+            format!(
+                "{what}: CRIU succeeded but left {} processes in the sandbox ({restored:?}), not one",
+                restored.len()
+            ),
+        )),
     }
 }
 
-/// How long CRIU may take before it is killed: the sandbox serves nothing else meanwhile.
+/// The children of `pid` (a single-threaded process), from its procfs.
+fn children_of(proc: &OwnedFd, pid: Pid) -> Vec<Pid> {
+    let path = format!("{pid}/task/{pid}/children");
+    let Ok(fd) = rustix::fs::openat(proc, path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
+        return Vec::new();
+    };
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text);
+    text.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw).collect()
+}
+
+/// How long CRIU may take before it is killed.
 const CRIU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Waits for CRIU to end (killing it after [`CRIU_TIMEOUT`]) and reaps it.
@@ -136,42 +94,94 @@ fn wait_for_criu(child: Pid) -> Result<nix::sys::wait::WaitStatus, ApiError> {
     nix::sys::wait::waitpid(child, None).map_err(|e| ApiError::io("waiting for CRIU", e))
 }
 
+/// CRIU's process, forked by the spawner: prepares and executes CRIU; returns only on
+/// failure, having written why to its report pipe.
+pub fn child(mut job: RestoreJob, proc: &OwnedFd) -> i32 {
+    let Some(report) = job.report.take() else { return 1 };
+    let message = match run_criu(&mut job, proc, &report) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = rustix::io::write(&report, message.as_bytes());
+    127
+}
+
+/// The descriptors CRIU's process was given.
+struct Given {
+    stdio: [Option<OwnedFd>; 3],
+    console: Option<OwnedFd>,
+    host_mnt: OwnedFd,
+    host_cgroup: OwnedFd,
+    /// The sandbox's network namespace, which the restored processes are given (external in
+    /// the checkpoint).
+    net: OwnedFd,
+}
+
+fn run_criu(job: &mut RestoreJob, proc: &OwnedFd, report: &OwnedFd) -> Result<std::convert::Infallible, String> {
+    let given = Given {
+        stdio: [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()],
+        console: job.stdio.console.take(),
+        host_mnt: job.plan.host_mnt.take().ok_or("restore without the host's mount namespace")?,
+        host_cgroup: job.plan.host_cgroup.take().ok_or("restore without the host's cgroup namespace")?,
+        net: rustix::fs::openat(proc, "self/ns/net", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| format!("the sandbox's network namespace: {e}"))?,
+    };
+    let mut keep = vec![0, 1, 2, report.as_raw_fd(), given.host_mnt.as_raw_fd(), given.host_cgroup.as_raw_fd()];
+    keep.push(given.net.as_raw_fd());
+    keep.extend(given.stdio.iter().flatten().chain(given.console.iter()).map(|f| f.as_raw_fd()));
+    sys::close_all_except(&keep).map_err(|e| format!("closing descriptors: {e}"))?;
+    let copy = |place: &Path| -> Result<OwnedFd, String> {
+        let fd = rustix::fs::open(place, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| format!("open {}: {e}", place.display()))?;
+        sys::clone_tree(fd.as_fd(), true).map_err(|e| format!("copying {}: {e}", place.display()))
+    };
+    let root = copy(&job.rootfs)?;
+    if job.binds.len() != job.plan.bind_keys.len() {
+        return Err(format!("{} bind mounts staged, {} to restore", job.binds.len(), job.plan.bind_keys.len()));
+    }
+    // The binds as the gofer opened them (beneath the bundle, symlinks resolved safely), not
+    // their host paths again.
+    let binds = job.binds.iter().map(|b| copy(b)).collect::<Result<Vec<_>, _>>()?;
+    let argv = criu_argv(job, &given).map_err(|e| e.message)?;
+    let c_path = |path: &Path| {
+        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| format!("{} has a NUL byte", path.display()))
+    };
+    let mountpoints = (c_path(&job.plan.root_mountpoint)?, c_path(&job.plan.binds_mountpoint)?);
+    let trees = Trees { root: &root, binds: &binds };
+    prepare(job, &given, &trees, &mountpoints)?;
+    let Err(e) = nix::unistd::execv(&argv[0], &argv);
+    Err(format!("executing {}: {e} (is CRIU 4.1 or later installed?)", argv[0].to_string_lossy()))
+}
+
 /// The detached copies of the container's mounts CRIU restores on.
 struct Trees<'a> {
     root: &'a OwnedFd,
     binds: &'a [OwnedFd],
 }
 
-fn missing(what: &str) -> ApiError {
-    ApiError::new(ErrorKind::Protocol, format!("restore without {what}"))
-}
-
 /// CRIU's full command line: paddockd's part, then the root, the namespaces the restored
 /// processes share with the sandbox, and the descriptors that replace the checkpoint's.
-fn criu_argv(config: &RestoreConfig<'_>) -> Result<Vec<CString>, ApiError> {
-    let plan = &config.plan;
+fn criu_argv(job: &RestoreJob, given: &Given) -> Result<Vec<CString>, ApiError> {
+    let plan = &job.plan;
     let mut args: Vec<String> = vec![plan.criu.display().to_string()];
     args.extend(plan.args.iter().cloned());
     args.extend(["--root".into(), plan.root_mountpoint.display().to_string()]);
     for ns in ["uts", "ipc"] {
-        args.extend(["--join-ns".into(), format!("{ns}:/proc/1/ns/{ns}")]);
+        args.extend(["--join-ns".into(), format!("{ns}:/proc/self/ns/{ns}")]);
     }
     let mut next = FIRST_PLACED_FD;
     for (i, mountpoint) in plan.bind_keys.iter().enumerate() {
         let place = plan.binds_mountpoint.join(i.to_string());
         args.extend(["--external".into(), format!("mnt[{mountpoint}]:{}", place.display())]);
     }
-    for (i, source) in descriptor_plan(config)?.iter().enumerate() {
+    for (i, source) in descriptor_plan(job, given)?.iter().enumerate() {
         if let Placed::Caller(_) | Placed::Terminal = source {
             let key = plan.stdio_keys.get(i).and_then(|k| k.as_deref()).unwrap_or_default();
             args.extend(["--inherit-fd".into(), format!("fd[{next}]:{key}")]);
         }
         next += 1;
     }
-    for key in SANDBOX_NAMESPACES.map(|(_, key)| key) {
-        args.extend(["--inherit-fd".into(), format!("fd[{next}]:{key}")]);
-        next += 1;
-    }
+    args.extend(["--inherit-fd".into(), format!("fd[{next}]:{}", wire::sandbox_proto::NET_NS_KEY)]);
     args.into_iter()
         .map(|a| CString::new(a).map_err(|_| ApiError::invalid_argument("a CRIU argument has a NUL byte")))
         .collect()
@@ -190,13 +200,13 @@ enum Placed {
 }
 
 /// Which descriptor replaces each of the checkpoint's standard descriptors.
-fn descriptor_plan(config: &RestoreConfig<'_>) -> Result<[Placed; 3], ApiError> {
-    let keys = &config.plan.stdio_keys;
+fn descriptor_plan(job: &RestoreJob, given: &Given) -> Result<[Placed; 3], ApiError> {
+    let keys = &job.plan.stdio_keys;
     let mut plan = [Placed::Nothing; 3];
     for (i, place) in plan.iter_mut().enumerate() {
         let Some(key) = keys.get(i).and_then(|k| k.as_deref()) else { continue };
         if key.starts_with("tty[") {
-            if config.console.is_none() {
+            if given.console.is_none() {
                 return Err(ApiError::invalid_argument(
                     "the checkpoint's process had a terminal: restore it with process.terminal and a console socket (or \
                      in the foreground)",
@@ -206,43 +216,17 @@ fn descriptor_plan(config: &RestoreConfig<'_>) -> Result<[Placed; 3], ApiError> 
             if !keys[..i].iter().any(|k| k.as_deref() == Some(key)) {
                 *place = Placed::Terminal;
             }
-        } else if config.stdio[i].is_some() {
+        } else if given.stdio[i].is_some() {
             *place = Placed::Caller(i);
         }
     }
-    if config.console.is_some() && !keys.iter().flatten().any(|k| k.starts_with("tty[")) {
+    if given.console.is_some() && !keys.iter().flatten().any(|k| k.starts_with("tty[")) {
         // The caller waits for a terminal that would never come.
         return Err(ApiError::invalid_spec(
             "process.terminal asks for a terminal, but the checkpoint's process had none",
         ));
     }
     Ok(plan)
-}
-
-/// The sandbox's namespaces a checkpoint marks external, with their keys, in the order their
-/// descriptors follow the standard ones.
-const SANDBOX_NAMESPACES: [(&str, &str); 2] =
-    [("/proc/1/ns/pid", wire::sandbox_proto::PID_NS_KEY), ("/proc/1/ns/net", wire::sandbox_proto::NET_NS_KEY)];
-
-/// Moves the PID namespace's next pid near its end, so that CRIU and its helpers do not take
-/// the low pids a checkpoint's processes had (a fresh sandbox would give CRIU pid 2, its
-/// init's).
-fn move_next_pid_up(proc: &OwnedFd) -> Result<(), ApiError> {
-    let fd = rustix::fs::openat(proc, "sys/kernel/pid_max", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| ApiError::io("sys/kernel/pid_max", e))?;
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text)
-        .map_err(|e| ApiError::io("sys/kernel/pid_max", e))?;
-    let max: u64 = text.trim().parse().unwrap_or(32768);
-    set_last_pid(proc, max.saturating_sub(PID_HEADROOM).max(1))
-}
-
-/// Sets the pid the PID namespace's next process follows (the kernel skips pids in use).
-fn set_last_pid(proc: &OwnedFd, last: u64) -> Result<(), ApiError> {
-    let fd = rustix::fs::openat(proc, "sys/kernel/ns_last_pid", OFlags::WRONLY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| ApiError::io("sys/kernel/ns_last_pid", e))?;
-    rustix::io::write(&fd, last.to_string().as_bytes()).map_err(|e| ApiError::io("writing ns_last_pid", e))?;
-    Ok(())
 }
 
 /// Attaches the bind mounts' copies at `<place>/0`, `<place>/1`, ... on a private tmpfs.
@@ -281,75 +265,38 @@ fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), String> {
     Ok(())
 }
 
-/// The parent of `pid` in the sandbox's PID namespace (read as bytes: a command name need not
-/// be UTF-8).
-fn parent_of(proc: &OwnedFd, pid: Pid) -> Option<i32> {
-    let fd = rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-        .ok()?;
-    let mut stat = Vec::new();
-    std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut stat).ok()?;
-    let after = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
-    std::str::from_utf8(after).ok()?.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The child: namespaces, root, procfs, descriptors, then CRIU. Returns only on failure.
-fn child(
-    config: &RestoreConfig<'_>,
-    trees: &Trees<'_>,
-    host_mnt: &OwnedFd,
-    host_cgroup: &OwnedFd,
-    mountpoints: &(CString, CString),
-    argv: &[CString],
-) -> String {
-    match prepare(config, trees, host_mnt, host_cgroup, mountpoints) {
-        Ok(()) => {}
-        Err(e) => return e,
-    }
-    let Err(e) = nix::unistd::execv(&argv[0], argv);
-    format!("executing {}: {e} (is CRIU 4.1 or later installed?)", argv[0].to_string_lossy())
-}
-
 /// Everything of the child before CRIU executes: a clean signal state and session, the
-/// host's cgroup and (a private copy of its) mount namespace, the
-/// container's trees attached where CRIU is told to find them, a procfs of the sandbox's PID
-/// namespace, and the descriptors placed.
-fn prepare(
-    config: &RestoreConfig<'_>,
-    trees: &Trees<'_>,
-    host_mnt: &OwnedFd,
-    host_cgroup: &OwnedFd,
-    mountpoints: &(CString, CString),
-) -> Result<(), String> {
+/// host's cgroup and (a private copy of its) mount namespace, the container's trees attached
+/// where CRIU is told to find them, a procfs of the sandbox's PID namespace, and the
+/// descriptors placed.
+fn prepare(job: &RestoreJob, given: &Given, trees: &Trees<'_>, mountpoints: &(CString, CString)) -> Result<(), String> {
     crate::sync::reset_process_state().map_err(|e| e.message)?;
     // CRIU itself stays in the sandbox's cgroup (its memory is not the container's to pay
     // for); it puts the restored processes into the container's (`--cgroup-root`).
-    nix::sched::setns(host_cgroup, CloneFlags::CLONE_NEWCGROUP)
+    nix::sched::setns(&given.host_cgroup, CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| format!("entering the host's cgroup namespace: {e}"))?;
-    nix::sched::setns(host_mnt, CloneFlags::CLONE_NEWNS).map_err(|e| format!("entering the host's mounts: {e}"))?;
+    nix::sched::setns(&given.host_mnt, CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("entering the host's mounts: {e}"))?;
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mount namespace: {e}"))?;
     let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
     nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
         .map_err(|e| format!("making the mounts private: {e}"))?;
     let (root_place, binds_place) = mountpoints;
-    let place = rustix::fs::open(root_place.as_c_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| format!("open {}: {e}", root_place.to_string_lossy()))?;
-    sys::attach(trees.root.as_fd(), place.as_fd()).map_err(|e| format!("attaching the container's root: {e}"))?;
+    {
+        // Closed before the descriptors are placed: it may hold one of their numbers.
+        let place = rustix::fs::open(root_place.as_c_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| format!("open {}: {e}", root_place.to_string_lossy()))?;
+        sys::attach(trees.root.as_fd(), place.as_fd()).map_err(|e| format!("attaching the container's root: {e}"))?;
+    }
     attach_binds(trees.binds, binds_place)?;
     let hidden = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC;
     nix::mount::mount(Some("proc"), "/proc", Some("proc"), hidden, None::<&str>)
         .map_err(|e| format!("mounting the sandbox's procfs: {e}"))?;
-    let mut namespaces = Vec::new();
-    for (path, _) in SANDBOX_NAMESPACES {
-        namespaces.push(
-            rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(|e| format!("open the sandbox's namespace {path}: {e}"))?,
-        );
-    }
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
-    let placed = descriptor_plan(config).map_err(|e| e.message)?;
+    let placed = descriptor_plan(job, given).map_err(|e| e.message)?;
     // A terminal for the restored process: opened here, in the host's devpts (the container's
     // is CRIU's to restore), its master sent to the caller.
-    let terminal = match (placed.contains(&Placed::Terminal), config.console.as_ref()) {
+    let terminal = match (placed.contains(&Placed::Terminal), given.console.as_ref()) {
         (true, Some(console)) => {
             let pty = crate::console::open().map_err(|e| e.message)?;
             pty.send_master(console.as_fd()).map_err(|e| e.message)?;
@@ -357,14 +304,16 @@ fn prepare(
         }
         _ => None,
     };
+    // From here on nothing may be closed but the copies made below: any descriptor held now
+    // may sit on a number a placed one takes, and closing it would close that one.
     let stdio_sources = placed.map(|p| match p {
-        Placed::Caller(i) => config.stdio[i].as_ref().map(|f| f.as_fd()),
+        Placed::Caller(i) => given.stdio[i].as_ref().map(|f| f.as_fd()),
         Placed::Terminal => terminal.as_ref().map(|t| t.slave()),
         Placed::Nothing => None,
     });
     // Out of the way first (a source may sit where another is to go), then into place.
     let mut sources: Vec<Option<OwnedFd>> = Vec::new();
-    for fd in stdio_sources.into_iter().chain(namespaces.iter().map(|n| Some(n.as_fd()))) {
+    for fd in stdio_sources.into_iter().chain([Some(given.net.as_fd())]) {
         sources.push(
             fd.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 1000))
                 .transpose()
@@ -385,5 +334,7 @@ fn prepare(
             },
         }
     }
+    // The pty's own descriptors may sit on placed numbers: not closed (CRIU runs next).
+    std::mem::forget(terminal);
     sys::cloexec_from(FIRST_PLACED_FD + sources.len() as RawFd).map_err(|e| format!("close_range: {e}"))
 }

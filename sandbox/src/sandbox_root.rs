@@ -1,5 +1,6 @@
-//! The sandbox's own root: an empty tmpfs that holds nothing but the containers' root
-//! filesystems. After [`isolate`], the sandbox process cannot see the host's files at all.
+//! The sandbox's own root, an empty tmpfs: after [`isolate`], the sandbox process cannot see
+//! the host's files at all. The containers' mounts are staged by the spawner, in a mount
+//! namespace and tmpfs of its own ([`staging_area`]), which the sandbox never sees either.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -10,18 +11,30 @@ use wire::ApiError;
 /// Where the containers' root filesystems are attached, one directory per container.
 pub const CONTAINERS_DIR: &str = "/containers";
 
-/// Replaces the sandbox's view of the host with a private tmpfs root.
+/// Replaces the sandbox's view of the host with a private, empty tmpfs root.
 pub fn isolate() -> Result<(), String> {
-    let root = sys::new_mount(
+    let root = new_root("paddock-sandbox").map_err(|e| format!("creating the sandbox root: {e}"))?;
+    sys::pivot_into(root.as_fd()).map_err(|e| format!("pivoting into the sandbox root: {e}"))
+}
+
+fn new_root(name: &str) -> std::io::Result<OwnedFd> {
+    sys::new_mount(
         "tmpfs",
-        Some("paddock-sandbox"),
+        Some(name),
         &["mode=0700".to_string()],
         libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
     )
-    .map_err(|e| format!("creating the sandbox root: {e}"))?;
+}
+
+/// The spawner's own view: a mount namespace of its own, rooted in a tmpfs of its own that
+/// holds [`CONTAINERS_DIR`], where it stages the containers' mounts. The sandbox's root stays
+/// empty.
+pub fn staging_area() -> Result<(), String> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mount namespace: {e}"))?;
+    let root = new_root("paddock-staging").map_err(|e| format!("creating the staging area: {e}"))?;
     rustix::fs::mkdirat(root.as_fd(), &CONTAINERS_DIR[1..], Mode::from_raw_mode(0o700))
         .map_err(|e| format!("mkdir {CONTAINERS_DIR}: {e}"))?;
-    sys::pivot_into(root.as_fd()).map_err(|e| format!("pivoting into the sandbox root: {e}"))
+    sys::pivot_into(root.as_fd()).map_err(|e| format!("pivoting into the staging area: {e}"))
 }
 
 /// A container's mounts as the sandbox holds them: attached in the sandbox's own tree, from

@@ -19,10 +19,11 @@ use wire::peers::{PeerId, Peers};
 use wire::sandbox_proto::{CreateContainer, ExecProcess, SandboxEvent, SandboxFrame, SandboxReply, SandboxRequest};
 use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
-use crate::containers::{Containers, Namespaces, Phase, Reaped, Record};
-use crate::exec::{self, ExecConfig};
-use crate::init::{self, InitConfig, WaitingInit};
-use crate::{cgroup, sandbox_root, seccomp};
+use crate::containers::{Containers, Namespaces, Phase, Reaped, Record, Staged};
+use crate::init;
+use crate::spawner::jobs::{Done, ExecJob, HooksJob, InitJob, Job, PidNamespace, RestoreJob};
+use crate::spawner::Spawner;
+use crate::{cgroup, exec};
 
 /// How long a gofer may take to hand over a mount.
 const GOFER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -55,6 +56,8 @@ pub struct Server {
     signals: SignalFd,
     /// The sandbox's own procfs (its PID namespace), never attached anywhere.
     proc: Option<OwnedFd>,
+    /// The maker of every process of the sandbox (see [`crate::spawner`]).
+    spawner: Option<Spawner>,
     containers: Containers,
     deferred: Vec<Deferred>,
 }
@@ -67,11 +70,12 @@ impl Server {
         listener: UnixListener,
         signals: SignalFd,
         proc: Option<OwnedFd>,
+        spawner: Option<Spawner>,
         setup_error: Option<String>,
     ) -> Self {
         let refusal = setup_error.map(|e| format!("sandbox {id:?} could not set itself up: {e}"));
         let peers = Peers::new(listener, format!("paddock-sandbox {}", env!("CARGO_PKG_VERSION")), refusal);
-        Self { id, peers, signals, proc, containers: Containers::default(), deferred: Vec::new() }
+        Self { id, peers, signals, proc, spawner, containers: Containers::default(), deferred: Vec::new() }
     }
 
     /// Runs until the sandbox is killed (or its setup failed and was reported).
@@ -127,6 +131,10 @@ impl Server {
         self.proc.as_ref().ok_or_else(|| ApiError::new(ErrorKind::Sandbox, "the sandbox has no procfs"))
     }
 
+    fn spawner(&mut self) -> Result<&mut Spawner, ApiError> {
+        self.spawner.as_mut().ok_or_else(|| ApiError::new(ErrorKind::Sandbox, "the sandbox has no spawner"))
+    }
+
     fn handle(&mut self, request: SandboxRequest) -> Result<Answer, ApiError> {
         Ok(match request {
             SandboxRequest::Attach => Answer::Now(SandboxReply::Attached(self.containers.snapshot())),
@@ -152,7 +160,13 @@ impl Server {
                         return Ok(Answer::Later(Waiting::Gone { container: id, destroy: false }));
                     }
                 } else {
-                    self.containers.signal(&id, signal, pid.map(Pid::from_raw))?;
+                    let target = match pid {
+                        Some(pid) => {
+                            Some(self.containers.sandbox_pid(&id, Pid::from_raw(pid), self.proc()?.as_fd())?)
+                        }
+                        None => None,
+                    };
+                    self.containers.signal(&id, signal, target)?;
                 }
                 Answer::Now(SandboxReply::Done)
             }
@@ -171,19 +185,25 @@ impl Server {
                 if matches!(record.phase, Phase::Exited(_)) {
                     return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")));
                 }
-                crate::hooks::run(&id, &stage, hooks, &state, &record.namespaces)?;
+                let namespaces = record.namespaces.to_fds()?;
+                let job = HooksJob { id, stage, hooks, state, namespaces, report: FdSlot::Empty };
+                crate::hooks::run(self.spawner()?, job)?;
                 Answer::Now(SandboxReply::Done)
             }
-            SandboxRequest::CloneMounts { id } => Answer::Now(SandboxReply::Mounts(
-                self.containers.clone_mounts(&id)?.into_iter().map(FdSlot::new).collect(),
-            )),
+            SandboxRequest::CloneMounts { id } => {
+                self.containers.get(&id)?;
+                match self.spawner()?.call(Job::CopyMounts { id })? {
+                    Done::Mounts(mounts) => Answer::Now(SandboxReply::Mounts(mounts)),
+                    other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
+                }
+            }
         })
     }
 
     fn create(&mut self, mut create: CreateContainer) -> Result<SandboxReply, ApiError> {
         let id = create.id.clone();
-        let proc = self.proc()?.try_clone().map_err(|e| ApiError::io("dup", e))?;
         let spec = create.spec.parse()?;
+        let pid_ns = self.pid_namespace(&create, &spec)?;
         let staged = if create.again {
             // A restart: the container's init has exited; it runs again on the very mounts
             // it had (an overlay keeps what the container wrote).
@@ -212,101 +232,154 @@ impl Server {
             if mounts.is_empty() {
                 return Err(ApiError::new(ErrorKind::Protocol, "create without a rootfs from the gofer"));
             }
-            sandbox_root::stage(&id, mounts)?
+            let done = self
+                .spawner()?
+                .call(Job::Stage { id: id.clone(), mounts: mounts.into_iter().map(FdSlot::new).collect() })?;
+            let (rootfs, binds) = crate::spawner::staged_paths(done)?;
+            Staged { rootfs, binds }
         };
         let cgroups: Vec<OwnedFd> = create.cgroups.iter_mut().filter_map(FdSlot::take).collect();
-        let result = (|| {
-            if create.root {
-                set_identity(&spec)?;
-            }
-            set_sysctls(&proc, &spec)?;
-            let stdio = [create.stdio.stdin.take(), create.stdio.stdout.take(), create.stdio.stderr.take()];
-            if let Some(plan) = create.restore.take() {
-                let pid = crate::restore::restore(crate::restore::RestoreConfig {
-                    id: &id,
-                    rootfs: &staged.rootfs,
-                    binds: &staged.binds,
-                    stdio,
-                    console: create.stdio.console.take(),
-                    proc: &proc,
-                    plan: *plan,
-                })?;
-                let seccomp = seccomp::for_spec(&spec)?.map(std::sync::Arc::new);
-                return match Namespaces::of(&proc, pid) {
-                    Ok(ns) => Ok(Launched::Running(pid, ns, seccomp)),
-                    Err(e) => {
-                        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
-                        let _ = waitpid(pid, None);
-                        Err(ApiError::io(format!("container {id:?}: opening its namespaces"), e))
-                    }
-                };
-            }
-            let console = create.stdio.console.take();
-            let extra = extra_fds(&mut create.stdio)?;
-            let waiting = init::spawn(InitConfig {
-                id: &id,
-                spec: &spec,
-                rootfs: staged.rootfs.clone(),
-                stdio,
-                console,
-                extra,
-                binds: staged.binds.clone(),
-                cgroups: &cgroups,
-                proc: &proc,
-            })?;
-            match Namespaces::of(&proc, waiting.pid) {
-                Ok(ns) => Ok(Launched::Waiting(waiting, ns)),
-                Err(e) => {
-                    let _ = nix::sys::signal::kill(waiting.pid, Signal::SIGKILL);
-                    let _ = waitpid(waiting.pid, None);
-                    Err(ApiError::io(format!("container {id:?}: opening its namespaces"), e))
-                }
-            }
-        })();
-        let (pid, namespaces, seccomp, phase) = match result {
-            Ok(Launched::Waiting(waiting, ns)) => (waiting.pid, ns, waiting.seccomp.clone(), Phase::Created(waiting)),
-            Ok(Launched::Running(pid, ns, seccomp)) => (pid, ns, seccomp, Phase::Running),
+        let result = self.launch(&id, &spec, &mut create, &staged, &cgroups, pid_ns);
+        let (pid, namespaces, phase) = match result {
+            Ok(launched) => launched,
             Err(e) => {
-                sandbox_root::unstage(&staged);
+                let _ = self.spawner().and_then(|s| s.call(Job::Unstage { id: id.clone() }));
                 return Err(e);
             }
         };
         let pidfd = pidfd_of(pid);
-        self.containers.insert(id, Record { pid, phase, staged, released: false, cgroups, namespaces, seccomp });
+        self.containers.insert(id, Record { pid, phase, staged, released: false, cgroups, namespaces });
         Ok(SandboxReply::Created { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd) })
+    }
+
+    /// The container's first process: its init, set up and waiting for start, or its
+    /// processes restored from a checkpoint, running. Returns its pid, its namespaces and
+    /// its phase.
+    fn launch(
+        &mut self,
+        id: &str,
+        spec: &oci_spec::runtime::Spec,
+        create: &mut CreateContainer,
+        staged: &Staged,
+        cgroups: &[OwnedFd],
+        pid_ns: PidNamespace,
+    ) -> Result<(Pid, Namespaces, Phase), ApiError> {
+        self.spawner()?.call(Job::Configure { spec: create.spec.clone(), root: create.root })?;
+        let stdio = std::mem::take(&mut create.stdio);
+        let (pid, phase) = if let Some(plan) = create.restore.take() {
+            let proc = self.proc()?.try_clone().map_err(|e| ApiError::io("dup", e))?;
+            let spawner_pid = self.spawner()?.pid();
+            let job = RestoreJob {
+                id: id.to_string(),
+                rootfs: staged.rootfs.clone(),
+                binds: staged.binds.clone(),
+                plan: *plan,
+                stdio,
+                report: FdSlot::Empty,
+            };
+            (crate::restore::restore(self.spawner()?, job, &proc, spawner_pid)?, None)
+        } else {
+            let job = InitJob {
+                id: id.to_string(),
+                spec: create.spec.clone(),
+                rootfs: staged.rootfs.clone(),
+                binds: staged.binds.clone(),
+                pid_ns,
+                cgroups: dup_all(cgroups)?,
+                sync: FdSlot::Empty,
+                stdio,
+            };
+            let waiting = init::create(self.spawner()?, job)?;
+            (waiting.pid, Some(waiting))
+        };
+        let _ = spec;
+        let namespaces = match self.spawner()?.call(Job::Namespaces { pid: pid.as_raw() }) {
+            Ok(Done::Namespaces(fds)) => Namespaces::from_fds(fds),
+            Ok(other) => Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
+            Err(e) => Err(e),
+        };
+        match namespaces {
+            Ok(ns) => Ok((pid, ns, phase.map_or(Phase::Running, Phase::Created))),
+            Err(e) => {
+                let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+                let _ = waitpid(pid, None);
+                Err(e.context(format!("container {id:?}: opening its namespaces")))
+            }
+        }
+    }
+
+    /// Where a new container's init goes (see [`CreateContainer::pid_ns`]).
+    fn pid_namespace(
+        &mut self,
+        create: &CreateContainer,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Result<PidNamespace, ApiError> {
+        let listed = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .and_then(|n| n.iter().find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid).cloned());
+        let in_host = nix::unistd::getpid() != Pid::from_raw(1);
+        match listed {
+            None if in_host => Ok(PidNamespace::Inherit),
+            None => Err(ApiError::invalid_spec(format!(
+                "container {:?} has no PID namespace, but its sandbox has one of its own: a container of a pod without \
+                 a PID namespace needs its pod's first container without one too (hostPID)",
+                create.id
+            ))),
+            Some(ns) if ns.path().is_some() && !create.root => {
+                // A pod member: its spec names the pod's, which is the root container's.
+                let root = self.containers.get(&self.id).map(|r| &r.namespaces).map_err(|_| {
+                    ApiError::new(
+                        ErrorKind::InvalidStatus,
+                        "the pod's first container is gone: no PID namespace to share",
+                    )
+                })?;
+                match &root.pid {
+                    Some(pid) => {
+                        Ok(PidNamespace::Join(FdSlot::new(pid.try_clone().map_err(|e| ApiError::io("dup", e))?)))
+                    }
+                    None => Ok(PidNamespace::Inherit),
+                }
+            }
+            Some(ns) if ns.path().is_some() => {
+                let fd = create.pid_ns.as_fd().ok_or_else(|| {
+                    ApiError::new(ErrorKind::Protocol, "a PID namespace path without the namespace's descriptor")
+                })?;
+                Ok(PidNamespace::Join(FdSlot::new(fd.try_clone_to_owned().map_err(|e| ApiError::io("dup", e))?)))
+            }
+            Some(_) => Ok(PidNamespace::New),
+        }
     }
 
     fn exec(&mut self, mut request: ExecProcess) -> Result<SandboxReply, ApiError> {
         let id = request.id.clone();
-        let process: oci_spec::runtime::Process = serde_json::from_str(&request.process)
-            .map_err(|e| ApiError::invalid_spec(format!("invalid OCI process for exec: {e}")))?;
-        let proc = self.proc()?;
         let record = self.containers.get(&id)?;
         if matches!(record.phase, Phase::Exited(_)) {
             return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")));
         }
-        let stdio = [request.stdio.stdin.take(), request.stdio.stdout.take(), request.stdio.stderr.take()];
-        let console = request.stdio.console.take();
-        let extra = extra_fds(&mut request.stdio)?;
-        let pid = exec::spawn(ExecConfig {
-            what: format!("exec in container {id:?}"),
-            process: &process,
-            cgroups: &record.cgroups,
-            namespaces: &record.namespaces,
-            seccomp: record.seccomp.clone(),
-            proc,
-            stdio,
-            console,
-            extra,
-        })?;
-        self.containers.add_exec(&id, pid);
-        Ok(SandboxReply::Executed { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd_of(pid)) })
+        let namespaces = record.namespaces.to_fds()?;
+        let cgroups = dup_all(&record.cgroups)?;
+        let job = ExecJob {
+            id: id.clone(),
+            process: std::mem::take(&mut request.process),
+            namespaces,
+            cgroups,
+            sync: FdSlot::Empty,
+            stdio: std::mem::take(&mut request.stdio),
+        };
+        let pid = exec::spawn(self.spawner()?, job)?;
+        let container_pid = crate::containers::container_pid_of(self.proc()?.as_fd(), pid).unwrap_or(pid);
+        self.containers.add_exec(&id, pid, container_pid);
+        Ok(SandboxReply::Executed {
+            pid: pid.as_raw(),
+            container_pid: container_pid.as_raw(),
+            pidfd: FdSlot::from_option(pidfd_of(pid)),
+        })
     }
 
     fn wait_pid(&mut self, id: &str, pid: Pid, any: bool) -> Result<Answer, ApiError> {
-        if !any && !self.containers.owns(id, pid) {
-            return Err(ApiError::not_found(format!("container {id:?} has no process {pid}")));
-        }
+        let pid = if any { pid } else { self.sandbox_pid_or_collected(id, pid)? };
         match self.containers.collect(pid) {
             Some(Some(status)) => return Ok(Answer::Now(SandboxReply::ProcessExited(status))),
             Some(None) => return Ok(Answer::Later(Waiting::Exit { pid })),
@@ -315,7 +388,7 @@ impl Server {
         let proc = self.proc()?;
         if cgroup::is_alive(proc.as_fd(), pid) {
             // Only the sandbox's own children (orphans it adopted) are reaped here.
-            if cgroup::parent_of(proc.as_fd(), pid) == Some(Pid::from_raw(1)) {
+            if cgroup::parent_of(proc.as_fd(), pid) == Some(nix::unistd::getpid()) {
                 return Ok(Answer::Later(Waiting::Exit { pid }));
             }
             return Err(ApiError::invalid_argument(format!(
@@ -325,6 +398,15 @@ impl Server {
         Err(ApiError::not_found(format!(
             "no exit status of process {pid} to collect (it was collected already, or never known)"
         )))
+    }
+
+    /// The sandbox's pid of container `id`'s process `pid` (as the container knows it); an
+    /// exec'd process that has exited (no longer in `/proc`) is found by the pid it had.
+    fn sandbox_pid_or_collected(&self, id: &str, pid: Pid) -> Result<Pid, ApiError> {
+        match self.containers.sandbox_pid(id, pid, self.proc()?.as_fd()) {
+            Ok(found) => Ok(found),
+            Err(e) => self.containers.exited_exec(id, pid).ok_or(e),
+        }
     }
 
     /// Reaps every exited child; reports the containers whose init ended and answers those
@@ -376,9 +458,9 @@ impl Server {
                 still.push(d);
                 continue;
             }
-            if *destroy {
-                if let Some(record) = self.containers.remove(container) {
-                    sandbox_root::unstage(&record.staged);
+            if *destroy && self.containers.remove(container).is_some() {
+                if let Some(spawner) = self.spawner.as_mut() {
+                    let _ = spawner.call(Job::Unstage { id: container.clone() });
                 }
             }
             self.peers.reply(d.peer, &SandboxFrame::Reply { id: d.request, result: Ok(SandboxReply::Done) });
@@ -387,25 +469,9 @@ impl Server {
     }
 }
 
-/// The descriptors to pass on as fds 3, 4, … (every one must have arrived).
-fn extra_fds(stdio: &mut wire::Stdio) -> Result<Vec<OwnedFd>, ApiError> {
-    stdio
-        .extra
-        .iter_mut()
-        .enumerate()
-        .map(|(i, slot)| {
-            slot.take()
-                .ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("extra descriptor {} is missing", 3 + i)))
-        })
-        .collect()
-}
-
-/// A container's first process, as create leaves it.
-enum Launched {
-    /// Its init, set up and waiting for start.
-    Waiting(WaitingInit, Namespaces),
-    /// Its processes restored from a checkpoint, running.
-    Running(Pid, Namespaces, Option<std::sync::Arc<crate::seccomp::Filter>>),
+/// Copies of `fds`, for a job.
+fn dup_all(fds: &[OwnedFd]) -> Result<Vec<FdSlot>, ApiError> {
+    fds.iter().map(|fd| fd.try_clone().map(FdSlot::new).map_err(|e| ApiError::io("dup", e))).collect()
 }
 
 fn pidfd_of(pid: Pid) -> Option<OwnedFd> {
@@ -431,7 +497,7 @@ fn receive_mounts(sockets: &mut [FdSlot]) -> Result<Vec<OwnedFd>, ApiError> {
 }
 
 /// Sets the sandbox's hostname and domain name from the root container's spec.
-fn set_identity(spec: &oci_spec::runtime::Spec) -> Result<(), ApiError> {
+pub fn set_identity(spec: &oci_spec::runtime::Spec) -> Result<(), ApiError> {
     if let Some(hostname) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(hostname)
             .map_err(|e| ApiError::invalid_spec(format!("hostname {hostname:?}: {e}")))?;
@@ -448,7 +514,7 @@ fn set_identity(spec: &oci_spec::runtime::Spec) -> Result<(), ApiError> {
 
 /// Writes the spec's `linux.sysctl` (paddockd checked that each belongs to a namespace of the
 /// container's, which it shares with the sandbox) through the sandbox's procfs.
-fn set_sysctls(proc: &OwnedFd, spec: &oci_spec::runtime::Spec) -> Result<(), ApiError> {
+pub fn set_sysctls(proc: &OwnedFd, spec: &oci_spec::runtime::Spec) -> Result<(), ApiError> {
     let sysctls = spec.linux().as_ref().and_then(|l| l.sysctl().clone()).unwrap_or_default();
     for (key, value) in sysctls {
         let path = format!("sys/{}", key.replace('.', "/"));

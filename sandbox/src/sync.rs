@@ -1,9 +1,10 @@
 //! The handshake between the sandbox and a child it forked (a container's init or an exec'd
 //! process), over a close-on-exec `SOCK_SEQPACKET` pair.
 //!
-//! The child sends one-byte messages (`R` ready, `U` please map my user namespace's ids) or
-//! `E`, a kind byte and a message for an error. A successful `execve` closes the child's end,
-//! which the sandbox sees as end-of-file.
+//! The sandbox sends `P` once it has placed the child in its container's cgroups, `M` once it
+//! has mapped its user namespace's ids, `S` to start. The child sends one-byte messages (`R`
+//! ready, `U` please map my user namespace's ids) or `E`, a kind byte and a message for an
+//! error. A successful `execve` closes the child's end, which the sandbox sees as end-of-file.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -18,6 +19,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The child is set up (and waits for start).
 pub const READY: u8 = b'R';
+/// The sandbox placed the child in its container's cgroups.
+pub const PLACED: u8 = b'P';
 /// An error follows.
 pub const ERROR: u8 = b'E';
 /// Run the user's program.
@@ -131,6 +134,9 @@ pub fn connect_stdio(stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
             None => rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, rustix::fs::Mode::empty())
                 .map_err(|e| ApiError::io("/dev/null", e))?,
         };
+        // Above the standard numbers first: a copy that landed on its own target (they may be
+        // free) would be closed again with `source` after the dup2 onto itself.
+        let source = above_stdio(source)?;
         // SAFETY: dup2 onto 0..=2 replaces the standard descriptors, which nothing else in this
         // process holds as an OwnedFd.
         if unsafe { libc::dup2(source.as_fd().as_raw_fd(), target as i32) } < 0 {
@@ -138,6 +144,14 @@ pub fn connect_stdio(stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// `fd` moved to a number above 2 (it may sit on 0, 1 or 2 when those are closed).
+pub fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, ApiError> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    rustix::io::fcntl_dupfd_cloexec(&fd, 3).map_err(|e| ApiError::io("moving a descriptor above 2", e))
 }
 
 /// Places `extra` at descriptors 3, 4, … of the calling child (inherited across `execve`; every

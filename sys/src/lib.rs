@@ -4,6 +4,7 @@
 //! beneath a container's root; these are the shared pieces. Where neither nix nor rustix
 //! wraps a call yet (`mount_setattr`), it is made here, once.
 
+pub mod confine;
 pub mod hook;
 pub mod mount;
 pub mod path;
@@ -27,6 +28,33 @@ pub fn cloexec_from(first: i32) -> std::io::Result<()> {
     }
 }
 
+/// Closes every descriptor of the calling process except those in `keep`: a process that a
+/// container may see holds nothing it was not meant to (close-on-exec is not enough: a
+/// descriptor can be taken with `pidfd_getfd` before the `execve`). Async-signal-safe, and
+/// allocation-free: for the child side of a fork.
+pub fn close_all_except(keep: &[i32]) -> std::io::Result<()> {
+    // The kept numbers in order, without allocating: repeatedly the smallest above the last.
+    let mut from: u32 = 0;
+    loop {
+        let next = keep.iter().filter(|&&fd| fd >= 0 && fd as u32 >= from).min().copied();
+        let to = match next {
+            Some(fd) => fd as u32,
+            None => u32::MAX,
+        };
+        if to > from {
+            // SAFETY: close_range on numbers; what this process held there is given up.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, from, to - 1, 0) };
+            if ret < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        match next {
+            Some(fd) => from = fd as u32 + 1,
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Makes `fd` the calling process's descriptor `target`, inheritable, and every descriptor
 /// above `target` close-on-exec: a child about to execute keeps stdio and this one only.
 /// Async-signal-safe: for the child side of a fork (`pre_exec`).
@@ -45,4 +73,29 @@ pub fn inherit_only(fd: i32, target: i32) -> std::io::Result<()> {
         }
     }
     cloexec_from(target + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn close_all_except_keeps_exactly_what_it_is_told() {
+        // In a child, so the test runner's own descriptors are not touched.
+        let (r, w) = std::io::pipe().unwrap();
+        let (r, w) = (std::os::fd::AsRawFd::as_raw_fd(&r), std::os::fd::AsRawFd::as_raw_fd(&w));
+        // SAFETY: the child only makes system calls and exits.
+        match unsafe { libc::fork() } {
+            0 => {
+                let ok = super::close_all_except(&[w, 0, 2]).is_ok();
+                let alive = |fd: i32| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
+                let good = ok && alive(w) && alive(0) && alive(2) && !alive(1) && !alive(r);
+                unsafe { libc::_exit(if good { 0 } else { 1 }) }
+            }
+            pid => {
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+            }
+        }
+    }
 }

@@ -559,6 +559,16 @@ impl Bundle {
     }
 }
 
+/// A probe program (tests/probes/NAME.c, built statically by the test crate's build script),
+/// copied into `rootfs`'s `/bin`.
+pub fn install_probe(rootfs: &Path, name: &str) -> PathBuf {
+    let built = Path::new(env!("PADDOCK_PROBES")).join(name);
+    assert!(built.is_file(), "probe {} was not built (needs gcc and libc6-dev, see tests/build.rs)", built.display());
+    let target = rootfs.join("bin").join(name);
+    std::fs::copy(&built, &target).expect("copying the probe");
+    target
+}
+
 /// Stdout of `out` as a string.
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -592,6 +602,17 @@ pub fn zombie_children(parent: i32) -> Vec<i32> {
         }
     }
     found
+}
+
+/// The pids of host process `pid` in each PID namespace it is in, from the host's down to its
+/// own (`NSpid:` of its status).
+pub fn namespace_pids(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|v| v.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// The pid of host process `pid` in its own (innermost) PID namespace.

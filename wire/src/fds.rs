@@ -14,8 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::WireError;
 
-/// The most descriptors one frame may carry.
-pub const MAX_FDS_PER_FRAME: usize = 64;
+/// The most descriptors one frame may carry: the kernel's limit for one `SCM_RIGHTS` message
+/// (`SCM_MAX_FD`).
+pub const MAX_FDS_PER_FRAME: usize = 253;
 
 /// A place in a message for one file descriptor.
 #[derive(Debug, Default)]
@@ -142,9 +143,19 @@ pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[RawFd]) -> std::
 /// message's control data, which once leaked 64 descriptors per such message; rustix hands
 /// them over as owned descriptors.)
 pub fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> std::io::Result<usize> {
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_FRAME))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
+    recv_into(sock, buf, fds, &mut space)
+}
+
+/// [`recv_with_fds`] with room for the control data given by `space`.
+fn recv_into(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    space: &mut [std::mem::MaybeUninit<u8>],
+) -> std::io::Result<usize> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let mut control = RecvAncillaryBuffer::new(space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
     for message in control.drain() {
@@ -186,6 +197,24 @@ mod tests {
         let mut out = String::new();
         pr.read_to_string(&mut out).unwrap();
         assert_eq!(out, "ok");
+    }
+
+    #[test]
+    fn a_truncated_message_leaks_no_descriptor() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (r, w) = std::io::pipe().unwrap();
+        send_with_fds(a.as_fd(), b"x", &[w.as_raw_fd(); 10]).unwrap();
+        drop(w);
+        // Room for 4: the kernel installs 4, closes the rest and flags the message truncated.
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
+        let mut fds = Vec::new();
+        let mut buf = [0u8; 8];
+        assert!(recv_into(b.as_fd(), &mut buf, &mut fds, &mut space).is_err());
+        assert!(fds.is_empty());
+        // Every copy of the write end is closed: the reader sees end-of-file at once.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut { r }, &mut rest).unwrap();
+        assert!(rest.is_empty());
     }
 
     #[test]

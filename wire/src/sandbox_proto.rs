@@ -29,9 +29,15 @@ pub struct CreateContainer {
     /// The sandbox's ends of the container's gofer io sockets: the rootfs first, then one
     /// per bind mount of the spec, in spec order.
     pub mounts: Vec<FdSlot>,
-    /// The container's cgroup, one directory per hierarchy: its processes join it, and the
-    /// sandbox finds them there.
+    /// The container's cgroup, one directory per hierarchy: the sandbox places its processes
+    /// in it, and finds them there.
     pub cgroups: Vec<FdSlot>,
+    /// The PID namespace the container's spec names by path, opened by paddockd on the host
+    /// (a root container joining another's, as `--pid container:X` asks). A pod member
+    /// whose spec names one shares its pod's; one without a PID namespace runs in the
+    /// sandbox's, which is then the host's; any other gets a namespace of its own.
+    #[serde(default)]
+    pub pid_ns: FdSlot,
     /// Run a container whose init exited again (its restart policy), on the mounts the
     /// sandbox kept for it; `mounts` is then empty.
     pub again: bool,
@@ -39,8 +45,6 @@ pub struct CreateContainer {
     pub restore: Option<Box<RestoreInSandbox>>,
 }
 
-/// The key of the sandbox's PID namespace in a checkpoint (runc's name for it).
-pub const PID_NS_KEY: &str = "extRootPidNS";
 /// The key of the sandbox's network namespace in a checkpoint (runc's name for it).
 pub const NET_NS_KEY: &str = "extRootNetNS";
 
@@ -68,8 +72,6 @@ pub struct RestoreInSandbox {
     /// For each of stdin, stdout and stderr: CRIU's key for the descriptor the checkpoint
     /// had there, which the caller's descriptor replaces (`None`: nothing to replace).
     pub stdio_keys: Vec<Option<String>>,
-    /// The restored init's pid in the sandbox's PID namespace (as dumped).
-    pub init_pid: i32,
     /// paddockd's mount namespace (the host's).
     pub host_mnt: FdSlot,
     /// paddockd's cgroup namespace (the host's).
@@ -124,19 +126,19 @@ pub enum SandboxRequest {
         signal: i32,
         /// Every process of the container, not only its init.
         all: bool,
-        /// One process (a pid in the sandbox's PID namespace) instead of the init.
+        /// One process (a pid in the container's PID namespace, as the container sees it)
+        /// instead of the init.
         pid: Option<i32>,
     },
     /// See [`ExecProcess`].
     Exec(ExecProcess),
-    /// Wait for a process (a pid in the sandbox's PID namespace) to exit and collect its exit
-    /// status: once collected, it is gone.
+    /// Wait for a process to exit and collect its exit status: once collected, it is gone.
     WaitPid {
         /// The container it must belong to, unless `any` is set.
         id: String,
-        /// The pid.
+        /// The pid: as the container sees it, or (with `any`) in the sandbox's PID namespace.
         pid: i32,
-        /// Any process of the sandbox.
+        /// Any process of the sandbox, named by its pid in the sandbox's PID namespace.
         any: bool,
     },
     /// Remove a container that is not the sandbox's root: kill all its processes, wait until
@@ -177,6 +179,7 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots_mut();
                 slots.extend(c.mounts.iter_mut());
                 slots.extend(c.cgroups.iter_mut());
+                slots.push(&mut c.pid_ns);
                 if let Some(r) = c.restore.as_mut() {
                     slots.extend([&mut r.host_mnt, &mut r.host_cgroup]);
                 }
@@ -193,6 +196,7 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots();
                 slots.extend(c.mounts.iter());
                 slots.extend(c.cgroups.iter());
+                slots.push(&c.pid_ns);
                 if let Some(r) = c.restore.as_ref() {
                     slots.extend([&r.host_mnt, &r.host_cgroup]);
                 }
@@ -246,6 +250,8 @@ pub enum SandboxReply {
     Executed {
         /// The pid in the sandbox's namespace.
         pid: i32,
+        /// The pid as the container sees it (in its own PID namespace).
+        container_pid: i32,
         /// A pidfd of the process.
         pidfd: FdSlot,
     },
@@ -323,6 +329,7 @@ mod tests {
                 },
                 mounts: vec![FdSlot::new(OwnedFd::from(g1)), FdSlot::new(OwnedFd::from(g3))],
                 cgroups: vec![],
+                pid_ns: FdSlot::Empty,
                 again: false,
                 restore: None,
             }),

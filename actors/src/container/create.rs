@@ -118,7 +118,7 @@ pub(crate) async fn create(
     joined: Option<Joined>,
 ) -> Result<Addr<ContainerActor>, ApiError> {
     let spec = msg.spec.parse()?;
-    spec::validate(&spec, joined.is_some())?;
+    spec::validate(&spec)?;
     RestartPolicy::of(&spec)?;
     let restart_stdio = ContainerActor::keep_stdio_for_restarts(&spec, &msg.stdio);
     if let Some(process) = spec.process() {
@@ -338,7 +338,6 @@ fn restore_in_sandbox(meta: &Meta, from: &RestoreFrom, state_dir: &Path) -> Resu
         binds_mountpoint,
         bind_keys,
         stdio_keys: record.stdio.clone(),
-        init_pid: record.init_pid,
         host_mnt: namespace("mnt")?,
         host_cgroup: namespace("cgroup")?,
     };
@@ -396,6 +395,7 @@ pub(super) async fn create_in_sandbox(
             stdio,
             mounts,
             cgroups: cgroups.into_iter().map(FdSlot::new).collect(),
+            pid_ns: pid_namespace_to_join(meta)?,
             again,
             restore,
         })))
@@ -408,6 +408,26 @@ pub(super) async fn create_in_sandbox(
         .as_fd()
         .ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("sandbox of {id:?}: no pidfd for the process")))?;
     procfs::pidfd_pid(pidfd).map_err(|e| ApiError::io("reading the container's pid", e))
+}
+
+/// The PID namespace a root container's spec names by path, opened here on the host (as
+/// runc opens it) for the sandbox to place the container's init in. A pod member's path names
+/// its pod's, which the sandbox has.
+fn pid_namespace_to_join(meta: &Meta) -> Result<FdSlot, ApiError> {
+    if !meta.is_root() {
+        return Ok(FdSlot::Empty);
+    }
+    let path = meta
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|n| n.iter().find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid))
+        .and_then(|n| n.path().clone());
+    let Some(path) = path else { return Ok(FdSlot::Empty) };
+    let file = std::fs::File::open(&path)
+        .map_err(|e| ApiError::invalid_spec(format!("PID namespace path {}: {e}", path.display())))?;
+    Ok(FdSlot::new(OwnedFd::from(file)))
 }
 
 /// Where a container of `spec` goes (re-exported for the supervisor).

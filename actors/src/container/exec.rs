@@ -33,14 +33,14 @@ impl Handler<Exec> for ContainerActor {
         let call = self.sandbox_call(SandboxRequest::Exec(ExecProcess { id: id.clone(), process, stdio: msg.stdio }));
         Box::pin(async move {
             match call.await? {
-                SandboxReply::Executed { pid, pidfd } => {
+                SandboxReply::Executed { container_pid, pidfd, .. } => {
                     let pidfd = pidfd
                         .as_fd()
                         .ok_or_else(|| ApiError::new(ErrorKind::Protocol, "exec reply without a pidfd"))?;
                     // The process may already have exited and been reaped: then its host pid
                     // is unknown, which the caller does not need to wait for it.
                     let host = procfs::pidfd_pid(pidfd).unwrap_or(-1);
-                    Ok(Executed { pid: host, ns_pid: pid })
+                    Ok(Executed { pid: host, ns_pid: container_pid })
                 }
                 other => Err(ApiError::new(ErrorKind::Protocol, format!("exec in {id:?}: unexpected {other:?}"))),
             }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use wire::{ApiError, ErrorKind};
 
 use super::record::cgroup_mounts_in;
-use super::{bind_key, io_err, make_dir, run, CheckpointRecord, CHECKPOINT_FILE, DUMP_LOG, NET_NS_KEY, PID_NS_KEY};
+use super::{bind_key, io_err, make_dir, run, CheckpointRecord, CHECKPOINT_FILE, DUMP_LOG, NET_NS_KEY};
 
 /// A checkpoint to take.
 #[derive(Debug, Clone)]
@@ -129,13 +129,21 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
     if crate::procfs::start_time(pid).ok() != Some(dump.init.start_time) {
         return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {:?}: its process has ended", dump.id)));
     }
+    // CRIU saves a PID namespace whole, from its init: the container's own. A container that
+    // shares one (a pod's, the host's) is not a tree CRIU can cut out of it.
+    let init_pid = inner_pid(pid)?;
+    if init_pid != 1 {
+        return Err(ApiError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "container {:?} shares a PID namespace (its init is pid {init_pid} there): only a container with a \
+                 PID namespace of its own can be checkpointed",
+                dump.id
+            ),
+        ));
+    }
     let own_mounts = mount_ids(pid)?;
-    let mut record = CheckpointRecord {
-        id: dump.id.clone(),
-        init_pid: inner_pid(pid)?,
-        stdio: Vec::new(),
-        cgroup_mounts: Vec::new(),
-    };
+    let mut record = CheckpointRecord { id: dump.id.clone(), init_pid, stdio: Vec::new(), cgroup_mounts: Vec::new() };
     let mut args: Vec<String> = vec!["dump".into(), "--tree".into(), pid.to_string()];
     for fd in 0..3 {
         let key = descriptor_key(pid, fd, &own_mounts)?;
@@ -147,9 +155,9 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
         }
         record.stdio.push(key.map(|(k, _)| k));
     }
-    // The sandbox's namespaces are not the container's to save: marked external, they are
-    // handed back on restore (UTS and IPC, which CRIU cannot mark so, are joined there).
-    args.extend(["--external".into(), format!("pid[{}]:{PID_NS_KEY}", namespace_inode(pid, "pid")?)]);
+    // The sandbox's network namespace is not the container's to save: marked external, it is
+    // handed back on restore (UTS and IPC, which CRIU cannot mark so, are joined there). The
+    // container's own PID namespace is saved whole and made anew.
     args.extend(["--external".into(), format!("net[{}]:{NET_NS_KEY}", namespace_inode(pid, "net")?)]);
     args.extend(["--manage-cgroups=soft".into()]);
     if !dump.cgroup_namespace {

@@ -1,12 +1,12 @@
 //! Checkpoint and restore through CRIU, as runc and crun do it, shaped by the sandbox.
 //!
-//! A container's init is not PID 1 of a namespace of its own: it is PID 2 of its sandbox's
-//! PID namespace, whose PID 1 is the sandbox process. So a checkpoint dumps the container's
-//! process tree with the sandbox's PID namespace marked external, and a restore runs CRIU
-//! inside the (new) sandbox's PID namespace, where the restored init becomes the sandbox's
-//! child again (see `RestoreInSandbox` of the sandbox protocol). The network namespace is the
-//! sandbox's too, external like the PID namespace; UTS and IPC (which CRIU cannot mark
-//! external) are joined, not recreated, on restore.
+//! A container's init is PID 1 of its own PID namespace, nested in its sandbox's, and a child
+//! of the sandbox. So a checkpoint dumps that PID namespace whole, as runc's does, and a
+//! restore runs CRIU as a child of the (new) sandbox, which recreates the namespace and, with
+//! `--restore-sibling`, makes the restored init the sandbox's child again (see
+//! `RestoreInSandbox` of the sandbox protocol). The network namespace is the sandbox's,
+//! marked external; UTS and IPC (which CRIU cannot mark external) are joined, not recreated,
+//! on restore.
 //!
 //! Modules: `dump` takes a checkpoint, `record` is paddock's file beside the images,
 //! `restore` makes paddockd's part of CRIU's restore command line.
@@ -39,7 +39,7 @@ pub const CHECKPOINT_FILE: &str = "paddock-checkpoint.json";
 pub const DUMP_LOG: &str = "dump.log";
 /// CRIU's log of a restore, in the work directory.
 pub const RESTORE_LOG: &str = "restore.log";
-pub use wire::sandbox_proto::{NET_NS_KEY, PID_NS_KEY};
+pub use wire::sandbox_proto::NET_NS_KEY;
 /// The CRIU program used when none is named.
 pub const DEFAULT_CRIU: &str = "criu";
 

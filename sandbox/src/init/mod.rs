@@ -1,46 +1,32 @@
 //! Starting a container's init process.
 //!
-//! The sandbox forks; the child joins the container's cgroup, sets the container up (mount
-//! namespace, mounts, devices, pivot_root, masked paths, process attributes) and reports over
-//! the [`crate::sync`] pair: `R` when it is ready. It then blocks until the sandbox sends `S`
-//! (start) and calls `execve`.
+//! The sandbox asks its spawner for the process ([`create`]); the spawner forks it as the
+//! sandbox's child ([`child`]), in a PID namespace of its own unless the spec shares one. The
+//! child first drops every descriptor it was not given, then waits until the sandbox has
+//! placed it in the container's cgroups (from outside: the child never holds a cgroup
+//! directory), sets the container up (mount namespace, mounts, devices, pivot_root, masked
+//! and read-only paths, process attributes) and reports over the [`crate::sync`] pair: `R`
+//! when it is ready. It then blocks until the sandbox sends `S` (start) and calls `execve`.
+//!
+//! Until then nothing can see it: it is PID 1 of a namespace with nothing else in it (or, in
+//! a shared or the host's namespace, non-dumpable, holding nothing of the sandbox's).
 
 mod devices;
 mod mounts;
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nix::unistd::{ForkResult, Pid};
+use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use rustix::fs::OFlags;
-use wire::{ApiError, ErrorKind};
+use wire::{ApiError, ErrorKind, FdSlot};
 
+use crate::spawner::jobs::{Done, InitJob, Job};
+use crate::spawner::Spawner;
 use crate::{process, seccomp, sync};
-
-/// What the child needs to set up one container.
-pub struct InitConfig<'a> {
-    /// The container's id, for messages.
-    pub id: &'a str,
-    /// The container's spec.
-    pub spec: &'a Spec,
-    /// Where its root filesystem is attached in the sandbox's root.
-    pub rootfs: PathBuf,
-    /// The caller's stdio; `None` becomes `/dev/null`.
-    pub stdio: [Option<OwnedFd>; 3],
-    /// The caller's console socket, for a process with a terminal.
-    pub console: Option<OwnedFd>,
-    /// Descriptors to become the process's 3, 4, … (`--preserve-fds`).
-    pub extra: Vec<OwnedFd>,
-    /// Where the sandbox staged the gofer's bind mounts, in spec order.
-    pub binds: Vec<PathBuf>,
-    /// The container's cgroup directories.
-    pub cgroups: &'a [OwnedFd],
-    /// The sandbox's procfs (to write a user namespace's id maps).
-    pub proc: &'a OwnedFd,
-}
 
 /// A container init that is set up and waits for start.
 #[derive(Debug)]
@@ -49,53 +35,40 @@ pub struct WaitingInit {
     pub pid: Pid,
     /// The sandbox's end of the sync pair.
     pub sync: OwnedFd,
-    /// The container's seccomp filter (`None`: its spec has none), for the processes exec'd
-    /// into it later.
-    pub seccomp: Option<Arc<seccomp::Filter>>,
 }
 
-/// Forks the container's init and waits until it is set up (or failed).
+/// Has the spawner fork the container's init (and place it in the container's cgroups), and
+/// waits until it is set up (or failed).
 ///
 /// On failure the child has exited (or is killed) and reaped before this returns.
-///
-/// The container's seccomp profile is compiled first, so that a bad one fails before anything
-/// is set up; the waiting init carries it for the processes exec'd into the container later.
-pub fn spawn(config: InitConfig<'_>) -> Result<WaitingInit, ApiError> {
-    let seccomp =
-        seccomp::for_spec(config.spec).map_err(|e| e.context(format!("container {:?}", config.id)))?.map(Arc::new);
-    let maps = IdMaps::of(config.spec);
+pub fn create(spawner: &mut Spawner, mut job: InitJob) -> Result<WaitingInit, ApiError> {
+    let what = format!("container {:?}", job.id);
+    let maps = IdMaps::of(&job.spec.parse()?);
     let (parent_end, child_end) = sync::pair()?;
-    // SAFETY: the sandbox is single-threaded, so the child may do anything the parent could.
-    match unsafe { nix::unistd::fork() }.map_err(|e| ApiError::io("fork", e))? {
-        ForkResult::Child => {
-            drop(parent_end);
-            let code = child_main(config, child_end, seccomp.as_ref());
-            // SAFETY: _exit ends the child without running the parent's destructors or atexit
-            // handlers twice.
-            unsafe { libc::_exit(code) }
+    job.sync = FdSlot::new(child_end);
+    let pid = match spawner.call(Job::Init(Box::new(job)))? {
+        Done::Spawned(pid) => Pid::from_raw(pid),
+        other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
+    };
+    let handshake = (|| {
+        // The spawner placed it in the container's cgroups before it answered.
+        sync::send(&parent_end, sync::PLACED).map_err(|e| ApiError::io("sync", e))?;
+        let mut got = sync::read(parent_end.as_fd());
+        if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::MAP_IDS)) {
+            spawner.call(Job::MapIds { pid: pid.as_raw(), uid_map: maps.uid.clone(), gid_map: maps.gid.clone() })?;
+            got = sync::send(&parent_end, sync::IDS_MAPPED).and_then(|()| sync::read(parent_end.as_fd()));
         }
-        ForkResult::Parent { child } => {
-            drop(child_end);
-            let InitConfig { id, stdio, console, extra, proc, .. } = config;
-            drop((stdio, console, extra));
-            let what = format!("container {id:?}");
-            let mut got = sync::read(parent_end.as_fd());
-            if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::MAP_IDS)) {
-                got = map_ids(proc, child, &maps)
-                    .and_then(|()| sync::send(&parent_end, sync::IDS_MAPPED))
-                    .and_then(|()| sync::read(parent_end.as_fd()));
-            }
-            match got {
-                Ok(Some(msg)) if msg.first() == Some(&sync::READY) => {
-                    Ok(WaitingInit { pid: child, sync: parent_end, seccomp })
-                }
-                other => {
-                    let err = sync::failure(&what, "setting up", other);
-                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                    let _ = nix::sys::wait::waitpid(child, None);
-                    Err(err)
-                }
-            }
+        match got {
+            Ok(Some(msg)) if msg.first() == Some(&sync::READY) => Ok(()),
+            other => Err(sync::failure(&what, "setting up", other)),
+        }
+    })();
+    match handshake {
+        Ok(()) => Ok(WaitingInit { pid, sync: parent_end }),
+        Err(err) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(pid, None);
+            Err(err)
         }
     }
 }
@@ -110,23 +83,57 @@ pub fn start(id: &str, init: &WaitingInit) -> Result<(), ApiError> {
     }
 }
 
-/// The child: set up, report, wait for start, exec.
-fn child_main(config: InitConfig<'_>, sync: OwnedFd, seccomp: Option<&Arc<seccomp::Filter>>) -> i32 {
-    let plan = match setup(&config, &sync, seccomp) {
+/// What the child holds.
+struct Given {
+    sync: OwnedFd,
+    stdio: [Option<OwnedFd>; 3],
+    console: Option<OwnedFd>,
+    extra: Vec<OwnedFd>,
+}
+
+/// The child, forked by the spawner: set up, report, wait for start, exec. Returns the exit
+/// code when it cannot exec.
+pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>>, proc: &OwnedFd) -> i32 {
+    let Some(sync) = job.sync.take() else { return 1 };
+    let given = Given {
+        sync,
+        stdio: [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()],
+        console: job.stdio.console.take(),
+        extra: job.stdio.extra.iter_mut().filter_map(FdSlot::take).collect(),
+    };
+    // Nothing but what it was given: the spawner's socket, the sandbox's stdio, the other
+    // requests' descriptors are not its to hold.
+    let mut keep: Vec<i32> = vec![given.sync.as_raw_fd(), proc.as_raw_fd()];
+    keep.extend(given.stdio.iter().flatten().map(|f| f.as_raw_fd()));
+    keep.extend(given.console.iter().map(|f| f.as_raw_fd()));
+    keep.extend(given.extra.iter().map(|f| f.as_raw_fd()));
+    if sys::close_all_except(&keep).is_err() {
+        return 1;
+    }
+    let config = InitConfig { spec, rootfs: job.rootfs.clone(), binds: job.binds.clone(), proc };
+    let plan = match setup(&config, &given, seccomp.as_ref()) {
         Ok(plan) => plan,
         Err(err) => {
-            sync::send_error(&sync, &err);
+            sync::send_error(&given.sync, &err);
             return 1;
         }
     };
-    if sync::send(&sync, sync::READY).is_err() {
+    // Set up: from here on it holds its stdio (now 0, 1, 2), its sync socket and the
+    // descriptors it passes on, and nothing else (the sandbox's procfs least of all).
+    let Given { sync, stdio, console, extra } = given;
+    let mut keep = vec![0, 1, 2, sync.as_raw_fd()];
+    keep.extend(extra.iter().map(|f| f.as_raw_fd()));
+    let closed = sys::close_all_except(&keep);
+    // Closed above (or moved onto 0, 1, 2): not to be closed again.
+    std::mem::forget((stdio, console));
+    if closed.is_err() || sync::send(&sync, sync::READY).is_err() {
         return 1;
     }
     // Wait for start. End-of-file means the sandbox gave up on us.
     if !sync::expect(&sync, sync::START) {
         return 1;
     }
-    let sync = match sync::place_extra_fds(&config.extra, sync) {
+    let sync = match sync::place_extra_fds(&extra, sync) {
         Ok(sync) => sync,
         Err((sync, err)) => {
             sync::send_error(&sync, &err);
@@ -137,6 +144,18 @@ fn child_main(config: InitConfig<'_>, sync: OwnedFd, seccomp: Option<&Arc<seccom
     127
 }
 
+/// What the child's setup needs.
+struct InitConfig<'a> {
+    /// The container's spec.
+    spec: &'a Spec,
+    /// Where its root filesystem is attached in the sandbox's root.
+    rootfs: PathBuf,
+    /// Where the sandbox staged the gofer's bind mounts, in spec order.
+    binds: Vec<PathBuf>,
+    /// The sandbox's procfs (the child sees itself in it).
+    proc: &'a OwnedFd,
+}
+
 /// Whether the spec gives the container a namespace of `typ` of its own.
 pub fn wants_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
     spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|ns| ns.iter().any(|n| n.typ() == typ))
@@ -144,12 +163,16 @@ pub fn wants_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
 
 fn setup(
     config: &InitConfig<'_>,
-    sync: &OwnedFd,
+    given: &Given,
     seccomp: Option<&Arc<seccomp::Filter>>,
 ) -> Result<process::ExecPlan, ApiError> {
+    let sync = &given.sync;
     sync::reset_process_state()?;
-    // Into the container's cgroup before anything else, so it accounts for all of it.
-    crate::cgroup::join(config.cgroups).map_err(|e| ApiError::io("joining the container's cgroup", e))?;
+    // The sandbox places it in the container's cgroups before anything else, so that they
+    // account for all of it.
+    if !sync::expect(sync, sync::PLACED) {
+        return Err(ApiError::new(ErrorKind::Sandbox, "the sandbox did not place the process in its cgroups"));
+    }
     let spec = config.spec;
     let cgroup_paths = {
         let text =
@@ -220,7 +243,7 @@ fn setup(
 
     // The terminal before the process drops its privileges, as runc does: the pty is opened
     // (and its slave owned) by the container's root.
-    crate::console::connect(process, config.console.as_ref(), &config.stdio)?;
+    crate::console::connect(process, given.console.as_ref(), &given.stdio)?;
     process::apply(process, seccomp)
 }
 
@@ -270,14 +293,14 @@ fn enter_user_namespace(sync: &OwnedFd) -> Result<(), ApiError> {
 }
 
 /// The id maps of a container's user namespace, as `/proc/PID/{uid,gid}_map` take them.
-struct IdMaps {
+pub struct IdMaps {
     uid: String,
     gid: String,
 }
 
 impl IdMaps {
     /// The spec's mappings when it asks for a user namespace; otherwise every id onto itself.
-    fn of(spec: &Spec) -> Self {
+    pub fn of(spec: &Spec) -> Self {
         let lines = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
             maps.as_deref()
                 .unwrap_or_default()
@@ -292,23 +315,6 @@ impl IdMaps {
             _ => Self { uid: "0 0 4294967295\n".into(), gid: "0 0 4294967295\n".into() },
         }
     }
-}
-
-/// The sandbox's side of [`enter_user_namespace`]: writes the child's id maps.
-fn map_ids(proc: &OwnedFd, child: Pid, maps: &IdMaps) -> std::io::Result<()> {
-    for (file, map) in [("uid_map", &maps.uid), ("gid_map", &maps.gid)] {
-        let fd = rustix::fs::openat(
-            proc,
-            format!("{child}/{file}").as_str(),
-            OFlags::WRONLY | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )?;
-        // One write: the kernel takes a map whole or not at all.
-        rustix::io::write(&fd, map.as_bytes()).map_err(|e| {
-            std::io::Error::new(std::io::Error::from(e).kind(), format!("writing {file} {:?}: {e}", map.trim()))
-        })?;
-    }
-    Ok(())
 }
 
 /// Makes `root` the process's `/`, and detaches the sandbox's root beneath it.

@@ -155,8 +155,9 @@ static PRESERVED: std::sync::Mutex<Vec<std::os::fd::OwnedFd>> = std::sync::Mutex
 /// Takes ctl's descriptors 3 … 3+count-1 for the container's process (runc's
 /// `--preserve-fds`); call before ctl opens anything of its own. Each must be open.
 pub fn preserve_fds(count: u32) -> anyhow::Result<()> {
-    // One request carries them all, beside the three standard streams and the console socket.
-    const MOST: u32 = wire::fds::MAX_FDS_PER_FRAME as u32 - 4;
+    // One request carries them all, beside the three standard streams, the console socket
+    // and the few descriptors the sandbox adds on the way to the process.
+    const MOST: u32 = wire::fds::MAX_FDS_PER_FRAME as u32 - 8;
     if count > MOST {
         anyhow::bail!("--preserve-fds {count}: at most {MOST} descriptors can be passed on");
     }
