@@ -363,3 +363,33 @@ fn the_sandbox_and_the_gofer_confine_themselves() {
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }
+
+/// The embedded default and `ctl spec` carry Docker's default seccomp profile: what a
+/// container does normally works, and it cannot make itself a user namespace to mount in.
+#[test]
+fn the_default_specs_refuse_what_dockers_default_profile_refuses() {
+    let p = Paddock::new();
+    let script = "echo works; unshare -Ur true 2>&1; echo unshare=$?; unshare -m true 2>&1; echo mountns=$?";
+    let out = p.ctl(&["run", "--rm", "--", "/bin/sh", "-c", script]);
+    let seen = harness::stdout(&out);
+    assert!(seen.contains("works"), "{seen}");
+    assert!(seen.contains("unshare=1") && seen.contains("mountns=1"), "{seen}");
+    assert!(seen.contains("Operation not permitted"), "{seen}");
+
+    let bundle = Bundle::busybox(&["true"]);
+    std::fs::remove_file(bundle.path().join("config.json")).unwrap();
+    p.ctl_ok(&["spec", "--bundle", &bundle.path_str()]);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+    bundle.edit_config(|c| {
+        c["process"]["terminal"] = false.into();
+        c["process"]["args"] = serde_json::json!(["sh", "-c", script]);
+    });
+    let id = unique("specseccomp");
+    let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+    let seen = harness::stdout(&out);
+    assert!(seen.contains("works") && seen.contains("unshare=1") && seen.contains("mountns=1"), "{seen}");
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+}

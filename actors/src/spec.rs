@@ -558,6 +558,7 @@ pub fn embedded_default(id: &str, args: Vec<String>) -> Result<Spec, ApiError> {
     .collect::<Result<Vec<_>, _>>()?;
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)
+        .seccomp(crate::default_seccomp::profile(&DEFAULT_CAPABILITIES))
         .masked_paths(DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         .readonly_paths(DEFAULT_READONLY_PATHS.iter().map(|p| p.to_string()).collect::<Vec<_>>())
         .build()

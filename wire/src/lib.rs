@@ -16,6 +16,7 @@
 //!   gofer hands to its sandbox.
 //! - [`events`]: the event bus's records, as `ctl events` prints them.
 //! - [`client`]: a blocking client of paddockd, used by `ctl` and available to any program.
+//! - [`fuzzing`]: the decoders' entry points for the fuzzers.
 //!
 //! This crate depends on no other crate of paddock.
 
@@ -28,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod fds;
 pub mod frame;
+pub mod fuzzing;
 pub mod gofer_proto;
 pub mod handshake;
 pub mod ids;

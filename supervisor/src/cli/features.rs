@@ -41,17 +41,28 @@ pub fn features_json() -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
-/// `ctl spec`: writes runc's default config.json into `bundle` (refusing to overwrite one).
+/// `ctl spec`: writes runc's default config.json into `bundle` (refusing to overwrite one),
+/// with Docker's default seccomp profile for its capabilities (runc writes none).
 pub fn write_default_spec(bundle: &Path, rootless: bool) -> anyhow::Result<()> {
     let path = bundle.join("config.json");
     if path.exists() {
         anyhow::bail!("{} already exists; remove it first", path.display());
     }
-    let spec = if rootless {
+    let mut spec = if rootless {
         oci_spec::runtime::Spec::rootless(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
     } else {
         oci_spec::runtime::Spec::default()
     };
+    let bounding: Vec<oci_spec::runtime::Capability> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.bounding().clone())
+        .map(|set| set.into_iter().collect())
+        .unwrap_or_default();
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_seccomp(Some(actors::default_seccomp::profile(&bounding)));
+    }
     let text = serde_json::to_string_pretty(&spec).context("serializing the spec")?;
     std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))
 }
