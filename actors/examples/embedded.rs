@@ -7,7 +7,7 @@
 
 use std::os::fd::AsFd;
 
-use actors::{Supervisor, SupervisorConfig};
+use actors::{Api, Supervisor, SupervisorConfig};
 use wire::api::{Create, Delete, Start, Wait};
 use wire::{FdSlot, SpecJson, Stdio};
 
@@ -36,17 +36,17 @@ async fn run(root: std::path::PathBuf) -> Result<i32, Box<dyn std::error::Error>
     let stdout = std::io::stdout().as_fd().try_clone_to_owned()?;
     let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
     let created = supervisor
-        .send(Create {
+        .send(Api(Create {
             id: id.clone(),
             bundle: Default::default(),
             spec: SpecJson::from_spec(&spec)?,
             stdio: Stdio { stdout: FdSlot::new(stdout), stderr: FdSlot::new(stderr), ..Stdio::default() },
             restore: None,
-        })
+        }))
         .await??;
     eprintln!("created {} (pid {:?})", created.id, created.pid);
-    supervisor.send(Start { id: id.clone() }).await??;
-    let status = supervisor.send(Wait { id: id.clone(), kill_on_hangup: false }).await??;
-    supervisor.send(Delete { id, force: false }).await??;
+    supervisor.send(Api(Start { id: id.clone() })).await??;
+    let status = supervisor.send(Api(Wait { id: id.clone(), kill_on_hangup: false })).await??;
+    supervisor.send(Api(Delete { id, force: false })).await??;
     Ok(status.code())
 }

@@ -7,22 +7,23 @@
 //! - [`events::EventBus`]: every change, with a bounded history per container, for
 //!   subscribers (`ctl events`).
 //!
-//! The messages are the wire crate's API structs ([`wire::api`]): the same values `ctl` sends
-//! over the socket can be sent to the supervisor directly. This is how a Rust program embeds
-//! paddock (see `examples/embedded.rs`):
+//! The messages are the wire crate's API structs ([`wire::api`]), each wrapped in [`Api`]:
+//! the same values `ctl` sends over the socket can be sent to the supervisor directly. This is
+//! how a Rust program embeds paddock (see `examples/embedded.rs`):
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), wire::ApiError> {
-//! use actors::{Supervisor, SupervisorConfig};
+//! use actors::{Api, Supervisor, SupervisorConfig};
 //! let supervisor = Supervisor::start(SupervisorConfig::new("/run/paddock-embedded"))?;
 //! let state = supervisor
-//!     .send(wire::api::GetState { id: "web".into() })
+//!     .send(Api(wire::api::GetState { id: "web".into() }))
 //!     .await
 //!     .expect("supervisor running")?;
 //! println!("{} is {}", state.id, state.status);
 //! # Ok(()) }
 //! ```
 
+pub mod async_conn;
 pub mod cgroups;
 pub mod config;
 pub mod container;
@@ -46,6 +47,20 @@ pub mod supervisor;
 
 pub use config::SupervisorConfig;
 pub use supervisor::Supervisor;
+
+/// A request of paddockd's API ([`wire::api`]) as a message to the actors: the supervisor
+/// answers what the wire would, `Result<T::Reply, ApiError>`. (The wire crate defines the
+/// requests without depending on actix, so that the sandbox and gofer, which share it, link
+/// no actor runtime; this wrapper makes them actix messages here.)
+#[derive(Debug)]
+pub struct Api<T>(pub T);
+
+impl<T: wire::api::ApiCall + 'static> actix::Message for Api<T>
+where
+    T::Reply: 'static,
+{
+    type Result = Result<T::Reply, wire::ApiError>;
+}
 
 /// Runs blocking work (disk, fork/exec) off the actors' thread.
 pub(crate) async fn blocking<T, F>(f: F) -> Result<T, wire::ApiError>

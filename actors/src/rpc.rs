@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::async_conn::split;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
-use wire::async_conn::split;
 use wire::handshake::{Hello, Welcome};
 use wire::rpc::{Answer, Envelope};
 use wire::{ApiError, CarriesFds, ErrorKind};

@@ -142,10 +142,10 @@ fn gone(id: &str) -> ApiError {
     ApiError::not_found(format!("container {} does not exist", wire::ids::show_id(id)))
 }
 
-impl Handler<Create> for Supervisor {
+impl Handler<crate::Api<Create>> for Supervisor {
     type Result = ResponseActFuture<Self, Result<ContainerState, ApiError>>;
 
-    fn handle(&mut self, msg: Create, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<Create>, _: &mut Context<Self>) -> Self::Result {
         if let Err(e) = wire::ids::validate_id(&msg.id) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
@@ -206,16 +206,16 @@ impl Handler<Create> for Supervisor {
 
 macro_rules! forward {
     ($msg:ident => $reply:ty) => {
-        impl Handler<$msg> for Supervisor {
+        impl Handler<crate::Api<$msg>> for Supervisor {
             type Result = ResponseFuture<Result<$reply, ApiError>>;
 
-            fn handle(&mut self, mut msg: $msg, _: &mut Context<Self>) -> Self::Result {
+            fn handle(&mut self, crate::Api(mut msg): crate::Api<$msg>, _: &mut Context<Self>) -> Self::Result {
                 let (id, addr) = match self.resolve(&msg.id) {
                     Ok(found) => found,
                     Err(e) => return Box::pin(async move { Err(e) }),
                 };
                 msg.id = id.clone();
-                Box::pin(async move { addr.send(msg).await.map_err(|_| gone(&id))? })
+                Box::pin(async move { addr.send(crate::Api(msg)).await.map_err(|_| gone(&id))? })
             }
         }
     };
@@ -235,10 +235,10 @@ forward!(Resume => ContainerState);
 forward!(Update => ContainerState);
 forward!(Checkpoint => ContainerState);
 
-impl Handler<List> for Supervisor {
+impl Handler<crate::Api<List>> for Supervisor {
     type Result = ResponseFuture<Result<Vec<ContainerState>, ApiError>>;
 
-    fn handle(&mut self, _: List, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(_): crate::Api<List>, _: &mut Context<Self>) -> Self::Result {
         let addrs: Vec<Addr<ContainerActor>> = self
             .containers
             .values()
@@ -260,10 +260,10 @@ impl Handler<List> for Supervisor {
     }
 }
 
-impl Handler<Delete> for Supervisor {
+impl Handler<crate::Api<Delete>> for Supervisor {
     type Result = ResponseActFuture<Self, Result<(), ApiError>>;
 
-    fn handle(&mut self, msg: Delete, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<Delete>, _: &mut Context<Self>) -> Self::Result {
         let (id, addr) = match self.resolve(&msg.id) {
             Ok(found) => found,
             // Deleting what is already gone succeeds with --force, as runc's does.
@@ -432,13 +432,17 @@ impl Handler<StopAll> for Supervisor {
             let stop = running.iter().map(|(id, addr)| {
                 let (id, addr) = (id.clone(), addr.clone());
                 async move {
-                    let _ = addr.send(Kill { id: id.clone(), signal: libc::SIGTERM, all: false, pid: None }).await;
-                    let waited =
-                        tokio::time::timeout(msg.timeout, addr.send(Wait { id: id.clone(), kill_on_hangup: false }))
-                            .await;
+                    let _ = addr
+                        .send(crate::Api(Kill { id: id.clone(), signal: libc::SIGTERM, all: false, pid: None }))
+                        .await;
+                    let waited = tokio::time::timeout(
+                        msg.timeout,
+                        addr.send(crate::Api(Wait { id: id.clone(), kill_on_hangup: false })),
+                    )
+                    .await;
                     if waited.is_err() {
                         warn!(container = %id, "did not stop within {:?}; killing it", msg.timeout);
-                        let _ = addr.send(Kill { id, signal: libc::SIGKILL, all: true, pid: None }).await;
+                        let _ = addr.send(crate::Api(Kill { id, signal: libc::SIGKILL, all: true, pid: None })).await;
                     }
                 }
             });

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use actors::async_conn::split;
 use actors::supervisor::Subscribe;
 use actors::Supervisor;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 use wire::api::{Reply, Request, RequestFrame, ServerFrame};
-use wire::async_conn::split;
 use wire::events::Events;
 use wire::handshake::{check_hello, Hello, Welcome};
 use wire::{ApiError, ErrorKind, WireError};
@@ -126,8 +126,8 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// A frame that began must be whole within this, and a reply must be taken within it.
     pub frame_timeout: Duration,
-    /// Frames above [`wire::async_conn::SMALL_FRAME`] being received at once, across clients.
-    pub large_frames: wire::async_conn::Budget,
+    /// Frames above [`actors::async_conn::SMALL_FRAME`] being received at once, across clients.
+    pub large_frames: actors::async_conn::Budget,
 }
 
 impl Limits {
@@ -429,23 +429,23 @@ async fn answer(
 pub async fn route(supervisor: &Addr<Supervisor>, request: Request) -> Result<Reply, ApiError> {
     let stopped = |_| ApiError::internal("the supervisor is not running");
     match request {
-        Request::Create(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
-        Request::Start(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
-        Request::State(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
-        Request::List(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::List),
-        Request::Kill(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
-        Request::Wait(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Exit),
-        Request::Delete(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
-        Request::CopyOut(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
-        Request::CopyIn(m) => supervisor.send(m).await.map_err(stopped)?.map(|()| Reply::Done),
-        Request::Exec(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Executed),
-        Request::WaitProcess(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Exit),
-        Request::Ps(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::Processes),
+        Request::Create(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
+        Request::Start(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
+        Request::State(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
+        Request::List(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::List),
+        Request::Kill(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(|()| Reply::Done),
+        Request::Wait(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::Exit),
+        Request::Delete(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(|()| Reply::Done),
+        Request::CopyOut(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(|()| Reply::Done),
+        Request::CopyIn(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(|()| Reply::Done),
+        Request::Exec(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::Executed),
+        Request::WaitProcess(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::Exit),
+        Request::Ps(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::Processes),
         Request::Events(m) => stream_events(supervisor, m).await.map(|()| Reply::Done),
-        Request::Pause(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
-        Request::Resume(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
-        Request::Update(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
-        Request::Checkpoint(m) => supervisor.send(m).await.map_err(stopped)?.map(Reply::State),
+        Request::Pause(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
+        Request::Resume(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
+        Request::Update(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
+        Request::Checkpoint(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
     }
 }
 

@@ -78,7 +78,7 @@ pub async fn ready(supervisor: &Addr<Supervisor>) {
 }
 
 async fn status_line(supervisor: &Addr<Supervisor>) -> String {
-    match supervisor.send(List).await {
+    match supervisor.send(actors::Api(List)).await {
         Ok(Ok(states)) => {
             let running = states.iter().filter(|s| s.status == Status::Running).count();
             format!("{} containers, {running} running", states.len())

@@ -1,10 +1,11 @@
 //! The supervisor's API: one struct per operation, and the enums that carry them on the wire.
 //!
-//! With the `actix` feature every operation is an `actix::Message` whose result is the
-//! operation's reply, so an embedding program sends exactly these to the supervisor actor:
+//! Every operation is an [`ApiCall`], whose `Reply` is the operation's answer; the actors take
+//! each as a message (`actors::Api`), so an embedding program sends exactly these to the
+//! supervisor actor:
 //!
 //! ```ignore
-//! let state = supervisor.send(wire::api::Start { id: "web".into() }).await??;
+//! let state = supervisor.send(actors::Api(wire::api::Start { id: "web".into() })).await??;
 //! ```
 
 use std::collections::BTreeMap;
@@ -259,8 +260,6 @@ impl Stdio {
 /// Creates a container: the gofer prepares its filesystem, a new sandbox is started, and the
 /// container's process is set up and left waiting for [`Start`].
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
 pub struct Create {
     /// The new container's id.
     pub id: String,
@@ -292,8 +291,6 @@ pub struct RestoreFrom {
 /// Checkpoints a running container's processes with CRIU (`ctl checkpoint`): they are
 /// dumped to `image_path` and, unless `leave_running`, killed, so the container stops.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
 pub struct Checkpoint {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -311,8 +308,6 @@ pub struct Checkpoint {
 
 /// Starts the user's program in a created container.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
 pub struct Start {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -320,8 +315,6 @@ pub struct Start {
 
 /// Reports a container's state.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
 pub struct GetState {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -329,15 +322,11 @@ pub struct GetState {
 
 /// Lists every container.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<Vec<ContainerState>, ApiError>"))]
 pub struct List;
 
 /// Sends a signal to a container's init process, to one of its processes (`pid`), or to all
 /// of them (`all`; with SIGKILL, it returns once every one is gone).
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<(), ApiError>"))]
 pub struct Kill {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -373,8 +362,6 @@ pub struct ExecSpec {
 
 /// Runs another process in a container (created or running).
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<Executed, ApiError>"))]
 pub struct Exec {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -395,8 +382,6 @@ pub struct Executed {
 
 /// Waits for one process to exit and collects its exit status; a status is collected once.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<ExitStatus, ApiError>"))]
 pub struct WaitProcess {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -427,8 +412,6 @@ pub struct ProcessInfo {
 
 /// Lists a container's processes.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<Vec<ProcessInfo>, ApiError>"))]
 pub struct Ps {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -437,8 +420,6 @@ pub struct Ps {
 /// Freezes every process of a running container (its freezer cgroup); the status becomes
 /// `paused`.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
 pub struct Pause {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -446,8 +427,6 @@ pub struct Pause {
 
 /// Thaws a paused container; the status becomes `running` again.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
 pub struct Resume {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -456,8 +435,6 @@ pub struct Resume {
 /// Changes a container's cgroup limits, as `runc update`: the fields of the OCI
 /// `linux.resources` that are set replace the container's; the others stay.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<ContainerState, ApiError>"))]
 pub struct Update {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -468,8 +445,6 @@ pub struct Update {
 /// Waits until the container's process has exited and returns how it ended. Answers at once
 /// for a stopped container, as often as asked.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<ExitStatus, ApiError>"))]
 pub struct Wait {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -481,8 +456,6 @@ pub struct Wait {
 
 /// Deletes a container: stops what is left of it, frees its resources and removes its state.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<(), ApiError>"))]
 pub struct Delete {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -493,8 +466,6 @@ pub struct Delete {
 /// Copies `path` out of the container: a tar stream of it is written to `sink`
 /// (`docker cp`'s format). Works while the container exists, until it is deleted.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<(), ApiError>"))]
 pub struct CopyOut {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -506,8 +477,6 @@ pub struct CopyOut {
 
 /// Copies a tar stream from `source` into the container at `path`.
 #[derive(Debug, Serialize, Deserialize)]
-#[cfg_attr(feature = "actix", derive(actix::Message))]
-#[cfg_attr(feature = "actix", rtype(result = "Result<(), ApiError>"))]
 pub struct CopyIn {
     /// A full id or an unambiguous prefix.
     pub id: String,
@@ -661,6 +630,62 @@ pub enum ServerFrame {
 }
 
 impl CarriesFds for ServerFrame {}
+
+/// A request of paddockd's API, and what it answers when it succeeds. The actors take each
+/// as a message (`actors::Api<T>`); the wire carries it inside [`Request`].
+pub trait ApiCall {
+    /// The answer.
+    type Reply;
+}
+
+impl ApiCall for Create {
+    type Reply = ContainerState;
+}
+impl ApiCall for Checkpoint {
+    type Reply = ContainerState;
+}
+impl ApiCall for Start {
+    type Reply = ContainerState;
+}
+impl ApiCall for GetState {
+    type Reply = ContainerState;
+}
+impl ApiCall for List {
+    type Reply = Vec<ContainerState>;
+}
+impl ApiCall for Kill {
+    type Reply = ();
+}
+impl ApiCall for Exec {
+    type Reply = Executed;
+}
+impl ApiCall for WaitProcess {
+    type Reply = ExitStatus;
+}
+impl ApiCall for Ps {
+    type Reply = Vec<ProcessInfo>;
+}
+impl ApiCall for Pause {
+    type Reply = ContainerState;
+}
+impl ApiCall for Resume {
+    type Reply = ContainerState;
+}
+impl ApiCall for Update {
+    type Reply = ContainerState;
+}
+impl ApiCall for Wait {
+    type Reply = ExitStatus;
+}
+impl ApiCall for Delete {
+    type Reply = ();
+}
+impl ApiCall for CopyOut {
+    type Reply = ();
+}
+impl ApiCall for CopyIn {
+    type Reply = ();
+}
 
 #[cfg(test)]
 mod tests {

@@ -6,12 +6,13 @@
 //!   frames larger than a configured maximum are refused before they are buffered.
 //! - [`fds`]: file descriptors travel beside a frame as `SCM_RIGHTS`; a message marks where
 //!   they belong with [`FdSlot`]s.
-//! - [`conn`] (blocking) and `async_conn` (tokio, feature `tokio`): connections that send and
-//!   receive whole messages with their descriptors.
+//! - [`conn`]: a blocking connection that sends and receives whole messages with their
+//!   descriptors (paddockd's async one, on tokio, is `actors::async_conn`: this crate links
+//!   no runtime, so neither do the sandbox and the gofer).
 //! - [`handshake`]: the first exchange on every connection, carrying the protocol version.
 //! - [`api`]: the supervisor's messages (create, start, state, list, kill, wait, delete). They
-//!   are the actors' own messages: with feature `actix` they implement `actix::Message`, so a
-//!   Rust program can send them to the supervisor actor with no socket in between.
+//!   are the actors' own messages (`actors::Api`), so a Rust program can send them to the
+//!   supervisor actor with no socket in between.
 //! - [`sandbox_proto`] and [`gofer_proto`]: what paddockd says to a sandbox process, and what a
 //!   gofer hands to its sandbox.
 //! - [`events`]: the event bus's records, as `ctl events` prints them.
@@ -21,8 +22,6 @@
 //! This crate depends on no other crate of paddock.
 
 pub mod api;
-#[cfg(feature = "tokio")]
-pub mod async_conn;
 pub mod client;
 pub mod conn;
 pub mod error;

@@ -10,10 +10,10 @@ use super::ContainerActor;
 use crate::criu::{self, Dump};
 use crate::status::{self, Operation};
 
-impl Handler<Checkpoint> for ContainerActor {
+impl Handler<crate::Api<Checkpoint>> for ContainerActor {
     type Result = ResponseActFuture<Self, Result<ContainerState, ApiError>>;
 
-    fn handle(&mut self, msg: Checkpoint, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<Checkpoint>, ctx: &mut Context<Self>) -> Self::Result {
         let dump = match self.plan_dump(&msg) {
             Ok(dump) => dump,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
@@ -47,9 +47,9 @@ impl Handler<Checkpoint> for ContainerActor {
                 if !dump.leave_running {
                     // As runc: the container is stopped once checkpoint returns.
                     let gone = || ApiError::not_found(format!("container {id:?} is gone"));
-                    let _ = addr.send(Wait { id: id.clone(), kill_on_hangup: false }).await.map_err(|_| gone())?;
+                    let _ = addr.send(crate::Api(Wait { id: id.clone(), kill_on_hangup: false })).await.map_err(|_| gone())?;
                 }
-                addr.send(GetState { id: id.clone() }).await.map_err(|_| ApiError::not_found(id.clone()))?
+                addr.send(crate::Api(GetState { id: id.clone() })).await.map_err(|_| ApiError::not_found(id.clone()))?
             }
             .into_actor(act)
         }))

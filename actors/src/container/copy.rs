@@ -8,18 +8,18 @@ use wire::ApiError;
 use super::ContainerActor;
 use crate::status::Operation;
 
-impl Handler<CopyOut> for ContainerActor {
+impl Handler<crate::Api<CopyOut>> for ContainerActor {
     type Result = ResponseFuture<Result<(), ApiError>>;
 
-    fn handle(&mut self, msg: CopyOut, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<CopyOut>, ctx: &mut Context<Self>) -> Self::Result {
         self.gofer_call(ctx, Operation::Copy, GoferRequest::CopyOut { path: msg.path, sink: msg.sink })
     }
 }
 
-impl Handler<CopyIn> for ContainerActor {
+impl Handler<crate::Api<CopyIn>> for ContainerActor {
     type Result = ResponseFuture<Result<(), ApiError>>;
 
-    fn handle(&mut self, msg: CopyIn, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<CopyIn>, ctx: &mut Context<Self>) -> Self::Result {
         self.gofer_call(
             ctx,
             Operation::Copy,

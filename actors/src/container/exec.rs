@@ -9,10 +9,10 @@ use super::ContainerActor;
 use crate::status::{self, Operation};
 use crate::{procfs, spec};
 
-impl Handler<Exec> for ContainerActor {
+impl Handler<crate::Api<Exec>> for ContainerActor {
     type Result = ResponseFuture<Result<Executed, ApiError>>;
 
-    fn handle(&mut self, msg: Exec, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<Exec>, _: &mut Context<Self>) -> Self::Result {
         let id = self.meta.id.clone();
         let prepared = (|| {
             status::require(&id, Operation::Exec, self.meta.status)?;
@@ -48,10 +48,10 @@ impl Handler<Exec> for ContainerActor {
     }
 }
 
-impl Handler<WaitProcess> for ContainerActor {
+impl Handler<crate::Api<WaitProcess>> for ContainerActor {
     type Result = ResponseFuture<Result<ExitStatus, ApiError>>;
 
-    fn handle(&mut self, msg: WaitProcess, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<WaitProcess>, _: &mut Context<Self>) -> Self::Result {
         let id = self.meta.id.clone();
         let call = self.sandbox_call(SandboxRequest::WaitPid { id: id.clone(), pid: msg.pid, any: msg.root });
         Box::pin(async move {

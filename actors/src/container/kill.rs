@@ -10,10 +10,10 @@ use wire::{ApiError, Status};
 use super::ContainerActor;
 use crate::status::{self, Operation};
 
-impl Handler<Kill> for ContainerActor {
+impl Handler<crate::Api<Kill>> for ContainerActor {
     type Result = ResponseFuture<Result<(), ApiError>>;
 
-    fn handle(&mut self, msg: Kill, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<Kill>, ctx: &mut Context<Self>) -> Self::Result {
         let id = self.meta.id.clone();
         let op = match (msg.all, msg.pid) {
             (true, _) => Operation::SignalAll,

@@ -269,10 +269,10 @@ impl Handler<NeedsSupervision> for ContainerActor {
     }
 }
 
-impl Handler<GetState> for ContainerActor {
+impl Handler<crate::Api<GetState>> for ContainerActor {
     type Result = Result<ContainerState, ApiError>;
 
-    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(_): crate::Api<GetState>, _: &mut Context<Self>) -> Self::Result {
         Ok(self.state())
     }
 }
@@ -296,10 +296,10 @@ impl Handler<SandboxOf> for ContainerActor {
     }
 }
 
-impl Handler<Wait> for ContainerActor {
+impl Handler<crate::Api<Wait>> for ContainerActor {
     type Result = ResponseFuture<Result<ExitStatus, ApiError>>;
 
-    fn handle(&mut self, _: Wait, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(_): crate::Api<Wait>, _: &mut Context<Self>) -> Self::Result {
         if let (Status::Stopped, Some(status), false) =
             (self.meta.status, self.meta.exit_status, self.meta.restart.pending)
         {

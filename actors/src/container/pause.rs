@@ -60,26 +60,26 @@ impl ContainerActor {
     }
 }
 
-impl Handler<Pause> for ContainerActor {
+impl Handler<crate::Api<Pause>> for ContainerActor {
     type Result = AtomicResponse<Self, Result<ContainerState, ApiError>>;
 
-    fn handle(&mut self, _: Pause, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(_): crate::Api<Pause>, _: &mut Context<Self>) -> Self::Result {
         self.freeze(true)
     }
 }
 
-impl Handler<Resume> for ContainerActor {
+impl Handler<crate::Api<Resume>> for ContainerActor {
     type Result = AtomicResponse<Self, Result<ContainerState, ApiError>>;
 
-    fn handle(&mut self, _: Resume, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(_): crate::Api<Resume>, _: &mut Context<Self>) -> Self::Result {
         self.freeze(false)
     }
 }
 
-impl Handler<Update> for ContainerActor {
+impl Handler<crate::Api<Update>> for ContainerActor {
     type Result = AtomicResponse<Self, Result<ContainerState, ApiError>>;
 
-    fn handle(&mut self, msg: Update, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<Update>, _: &mut Context<Self>) -> Self::Result {
         let parsed = serde_json::from_str::<oci_spec::runtime::LinuxResources>(&msg.resources)
             .map_err(|e| ApiError::invalid_argument(format!("the resources are not valid OCI linux.resources: {e}")));
         let checked = parsed.and_then(|r| {

@@ -8,10 +8,10 @@ use super::ContainerActor;
 use crate::blocking;
 use crate::status::{self, Operation};
 
-impl Handler<Ps> for ContainerActor {
+impl Handler<crate::Api<Ps>> for ContainerActor {
     type Result = ResponseFuture<Result<Vec<ProcessInfo>, ApiError>>;
 
-    fn handle(&mut self, _: Ps, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(_): crate::Api<Ps>, _: &mut Context<Self>) -> Self::Result {
         let id = self.meta.id.clone();
         if let Err(e) = status::require(&id, Operation::Processes, self.meta.status) {
             return Box::pin(async move { Err(e) });

@@ -17,10 +17,10 @@ use crate::sandbox::Call;
 use crate::status::{self, Operation};
 use crate::{blocking, procfs};
 
-impl Handler<Start> for ContainerActor {
+impl Handler<crate::Api<Start>> for ContainerActor {
     type Result = AtomicResponse<Self, Result<ContainerState, ApiError>>;
 
-    fn handle(&mut self, _: Start, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(_): crate::Api<Start>, _: &mut Context<Self>) -> Self::Result {
         let id = self.meta.id.clone();
         if let Err(e) = status::require(&id, Operation::Start, self.meta.status) {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(e))));

@@ -1,4 +1,5 @@
-//! Framed connections on tokio, for paddockd.
+//! Framed connections on tokio, for paddockd (the wire crate itself is free of any runtime:
+//! the sandbox and the gofer, which share it, link no tokio).
 //!
 //! tokio's `UnixStream` sends no ancillary data by itself, so the halves here wait for
 //! readiness and then call `sendmsg`/`recvmsg` on the raw socket inside `try_io`.
@@ -13,9 +14,9 @@ use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 
-use crate::error::WireError;
-use crate::fds::{attach_fds, fds_to_send, recv_with_fds, send_with_fds, CarriesFds};
-use crate::frame::{decode_payload, encode_frame, FrameReader};
+use wire::error::WireError;
+use wire::fds::{attach_fds, fds_to_send, recv_with_fds, send_with_fds, CarriesFds};
+use wire::frame::{decode_payload, encode_frame, FrameReader};
 
 /// Size of one read, into a buffer on the stack: an idle connection holds no read buffer.
 const READ_CHUNK: usize = 16 * 1024;
@@ -180,9 +181,9 @@ impl AsyncWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fds::FdSlot;
     use serde::Deserialize;
     use std::os::fd::OwnedFd;
+    use wire::fds::FdSlot;
 
     #[derive(Debug, Serialize, Deserialize)]
     struct Msg {
@@ -207,15 +208,21 @@ mod tests {
         let big = vec![9u8; 3 << 20];
         let sender = tokio::spawn(async move {
             wa.send(&Msg { n: 1, fd: FdSlot::new(OwnedFd::from(w)) }).await.unwrap();
-            wa.send(&(big, FdSlot::Empty)).await.unwrap();
+            wa.send(&Big { data: big, fd: FdSlot::Empty }).await.unwrap();
         });
         let m: Msg = rb.recv().await.unwrap();
         assert_eq!(m.n, 1);
         assert!(matches!(m.fd, FdSlot::Present(_)));
-        let (data, _): (Vec<u8>, FdSlot) = rb.recv().await.unwrap();
-        assert_eq!(data.len(), 3 << 20);
+        let big: Big = rb.recv().await.unwrap();
+        assert_eq!(big.data.len(), 3 << 20);
         sender.await.unwrap();
     }
 
-    impl CarriesFds for (Vec<u8>, FdSlot) {}
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Big {
+        data: Vec<u8>,
+        fd: FdSlot,
+    }
+
+    impl CarriesFds for Big {}
 }
