@@ -29,6 +29,47 @@ fn a_bundle_runs_where_root_is_private_too() {
     harness::assert_nothing_left(&id);
 }
 
+/// How many people first try paddock: `chroot` into a fresh system on a systemd host, where
+/// the mount above the chroot's `/` is shared and out of reach. `pivot_root` refuses a root
+/// whose parent mount is shared, so every helper's pivot must work without touching it.
+#[test]
+fn a_chrooted_caller_on_a_shared_host_runs_containers() {
+    let p = Paddock::new();
+    // Never removed recursively: `/` is bound beneath it (in another mount namespace, but a
+    // recursive removal that reached it would delete the host's files). Removed with rmdir
+    // once the daemon that lives in the chroot is gone (rmdir detaches mounts on it in every
+    // namespace, the daemon's root included).
+    let host = tempfile::Builder::new().prefix("pdk-chroot-").tempdir_in("/tmp").expect("chroot dir").keep();
+    let bundle = Bundle::busybox(&["sh", "-c", "echo bundle in a chroot"]);
+    let id = unique("chroot");
+    let fresh = host.join("fresh");
+    let ctl = |args: &str| {
+        format!("chroot {} {} --root {} {args}", fresh.display(), ctl_path().display(), p.root().display())
+    };
+    // In a mount namespace of its own, fully private, so that nothing mounted here reaches the
+    // suite's: a shared tmpfs stands for a systemd host's `/`, and the chroot is a recursive
+    // bind of `/` beneath it, whose parent mount is therefore shared.
+    let script = format!(
+        "mount -t tmpfs pdk-host {host} && mount --make-shared {host} && mkdir {fresh} && \
+         mount --rbind / {fresh} && {embedded} && {bundled}",
+        host = host.display(),
+        fresh = fresh.display(),
+        embedded = ctl("run --rm -- /bin/sh -c 'echo default in a chroot'"),
+        bundled = ctl(&format!("run --bundle {} {id}", bundle.path_str())),
+    );
+    let out = capture(Command::new("unshare").args(["--mount", "--propagation", "private", "--", "sh", "-c", &script]));
+    let output = (out.status.success(), stdout(&out), stderr(&out));
+    if output.0 {
+        p.ctl_ok(&["delete", &id]);
+    }
+    p.stop_daemon();
+    let removed = std::fs::remove_dir(&host);
+    assert!(output.0, "{}", output.2);
+    assert_eq!(output.1, "default in a chroot\nbundle in a chroot\n");
+    removed.expect("the chroot's directory is empty outside its mount namespace");
+    harness::assert_nothing_left(&id);
+}
+
 /// containerd's runc shim keeps each namespace's root beneath its own (`<root>/k8s.io`). A
 /// paddockd asked to serve the parent must not take the live child for leftovers.
 #[test]

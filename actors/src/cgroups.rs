@@ -277,7 +277,13 @@ impl Cgroup {
             // Parents may be shared with other containers: stop at the first that is not empty.
             let mut parent = dir.parent();
             while let Some(p) = parent {
-                if !p.components().any(|c| c.as_os_str() == BASE) || remove_dir_once_idle(p).is_err() {
+                if !p.components().any(|c| c.as_os_str() == BASE) {
+                    break;
+                }
+                if let Err(e) = remove_dir_once_idle(p) {
+                    if !has_child_cgroups(p) {
+                        tracing::warn!(cgroup = %p.display(), "cannot remove the emptied parent: {e}");
+                    }
                     break;
                 }
                 parent = p.parent();
@@ -310,23 +316,24 @@ fn remove_leaf(dir: &Path) -> std::io::Result<()> {
 /// removed (the child goes offline asynchronously): only the latter (no child directory
 /// left) is retried, for a short while.
 fn remove_dir_once_idle(dir: &Path) -> std::io::Result<()> {
-    let has_children = |dir: &Path| {
-        std::fs::read_dir(dir)
-            .map_or(true, |entries| entries.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
     loop {
         match std::fs::remove_dir(dir) {
             Err(e)
                 if e.raw_os_error() == Some(libc::EBUSY)
                     && std::time::Instant::now() < deadline
-                    && !has_children(dir) =>
+                    && !has_child_cgroups(dir) =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
             other => return other,
         }
     }
+}
+
+/// Whether a cgroup directory has child cgroups (an unreadable one is taken to have some).
+fn has_child_cgroups(dir: &Path) -> bool {
+    std::fs::read_dir(dir).map_or(true, |entries| entries.flatten().any(|e| e.file_type().is_ok_and(|t| t.is_dir())))
 }
 
 /// A rule as the v1 devices controller reads it: `TYPE MAJOR:MINOR ACCESS`, `*` for "any".

@@ -175,7 +175,7 @@ impl MetaStore {
         std::fs::DirBuilder::new().mode(0o700).create(&staging).map_err(|e| io_err("mkdir", &staging, e))?;
         let staged = self.write_meta(&staging, meta).and_then(|()| self.move_into_place(&staging, &dir, &meta.id));
         if staged.is_err() {
-            let _ = std::fs::remove_dir_all(&staging);
+            let _ = sys::remove_dir_within_mount(&staging);
         }
         staged
     }
@@ -224,7 +224,7 @@ impl MetaStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err("removing", dir, e)),
         }
-        std::fs::remove_dir_all(&trash).map_err(|e| io_err("removing", &trash, e))
+        sys::remove_dir_within_mount(&trash).map_err(|e| io_err("removing", &trash, e))
     }
 
     fn lock_file(&self, dir: &Path) -> Result<fd_lock::RwLock<File>, ApiError> {
@@ -300,7 +300,7 @@ impl MetaStore {
             }
             if name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX) {
                 // A create or delete that crashed half-way: never a container.
-                if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                if let Err(e) = sys::remove_dir_within_mount(&entry.path()) {
                     errors.push(io_err("removing leftovers", &entry.path(), e));
                 }
                 continue;

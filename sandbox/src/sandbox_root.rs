@@ -96,7 +96,7 @@ pub fn unstage(staged: &Staged) {
     for place in staged.all() {
         let _ = nix::mount::umount2(place, nix::mount::MntFlags::MNT_DETACH);
     }
-    let _ = std::fs::remove_dir_all(&staged.dir);
+    let _ = sys::remove_dir_within_mount(&staged.dir);
 }
 
 /// Fresh detached copies of a container's staged mounts (the rootfs first), for a restarted

@@ -8,10 +8,12 @@ pub mod confine;
 pub mod hook;
 pub mod mount;
 pub mod path;
+pub mod remove;
 pub mod trust;
 
 pub use mount::{attach, clone_tree, mount_setattr, new_mount, pivot_into, set_propagation};
 pub use path::{make_beneath, open_beneath, Create};
+pub use remove::remove_dir_within_mount;
 
 /// Marks every descriptor from `first` up close-on-exec, so that a program about to be executed
 /// gets only the descriptors meant for it (what a daemon or a test runner left inheritable

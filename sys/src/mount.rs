@@ -98,8 +98,13 @@ pub fn clone_tree(target: BorrowedFd<'_>, recursive: bool) -> std::io::Result<Ow
 /// before. Every mount is made private first, so nothing propagates back to where the mount
 /// namespace was copied from.
 ///
-/// The mount is stacked on the current `/`, entered with `fchdir`, and `pivot_root(".", ".")`
-/// puts the old root beneath it, where `umount2(MNT_DETACH)` lets it go.
+/// `pivot_root(2)` refuses (`EINVAL`) when the mount *above* the current root is shared, and
+/// that mount cannot even be named when the caller is chrooted (a `chroot` into a directory of
+/// a systemd host, whose mounts are all shared: how many people try a fresh system). So the
+/// pivot happens one level down, where every mount involved is ours: a scaffold tmpfs is
+/// stacked on the current `/` and made the root with `chroot`, `root` is attached inside it,
+/// and `pivot_root(".", ".")` from there swaps them; `umount2(MNT_DETACH)` lets the scaffold
+/// (and beneath it, everything seen before) go.
 pub fn pivot_into(root: BorrowedFd<'_>) -> std::io::Result<()> {
     nix::mount::mount(
         None::<&str>,
@@ -109,7 +114,19 @@ pub fn pivot_into(root: BorrowedFd<'_>) -> std::io::Result<()> {
         None::<&str>,
     )?;
     let slash = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-    attach(root, slash.as_fd())?;
+    let scaffold = new_mount(
+        "tmpfs",
+        Some("paddock-pivot"),
+        &["mode=0700".to_string()],
+        libc::MOUNT_ATTR_NOSUID | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOEXEC,
+    )?;
+    rustix::fs::mkdirat(scaffold.as_fd(), "new", Mode::from_raw_mode(0o700))?;
+    attach(scaffold.as_fd(), slash.as_fd())?;
+    nix::unistd::fchdir(scaffold.as_fd())?;
+    nix::unistd::chroot(".")?;
+    let place =
+        rustix::fs::openat(scaffold.as_fd(), "new", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    attach(root, place.as_fd())?;
     nix::unistd::fchdir(root)?;
     nix::unistd::pivot_root(".", ".")?;
     nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)?;
