@@ -16,18 +16,12 @@ use std::path::{Path, PathBuf};
 use cgroups_rs::manager::{FsManager, Manager};
 use wire::{ApiError, ErrorKind};
 
+use crate::resources::{Cgroupfs, Controller, ResourceError, Version};
+
 /// The directory under every hierarchy's root that holds paddock's cgroups.
 pub const BASE: &str = "paddock";
 /// The name of the cgroup of a sandbox's own processes (a reserved id, so never a container's).
 pub const SANDBOX_LEAF: &str = "paddockd.sandbox";
-
-/// cgroups-rs errors say little by themselves ("invalid linux resource"): add the cause.
-fn describe(e: cgroups_rs::manager::Error) -> String {
-    match std::error::Error::source(&e) {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
-    }
-}
 
 fn cg_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorKind::Io, format!("cgroup {what}: {e}"))
@@ -120,7 +114,29 @@ impl Cgroup {
         let relative = relative.trim_start_matches('/').to_string();
         cgroups_rs::fs::Cgroup::new(cgroups_rs::fs::hierarchies::auto(), relative.as_str())
             .map_err(|e| cg_err(format!("creating {relative}"), e))?;
-        Self::open(&relative)
+        let cgroup = Self::open(&relative)?;
+        if let Some(unified) = cgroup.hybrid_unified() {
+            let dir = unified.join(&cgroup.relative);
+            std::fs::create_dir_all(&dir).map_err(|e| cg_err(format!("creating {}", dir.display()), e))?;
+        }
+        Ok(cgroup)
+    }
+
+    /// On a hybrid host (v1 controllers, and a cgroup2 hierarchy without controllers beside
+    /// them, as systemd mounts at `/sys/fs/cgroup/unified`), the v2 hierarchy's mount point.
+    /// systemd tracks its units' processes there: a container's processes must leave paddockd's
+    /// cgroup in it too, as runc's do. cgroups-rs, in v1 mode, knows only the v1 hierarchies.
+    fn hybrid_unified(&self) -> Option<PathBuf> {
+        if self.manager.v2() {
+            return None;
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        mountinfo.lines().find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fields: Vec<&str> = left.split(' ').collect();
+            let point = fields.get(4)?;
+            (right.starts_with("cgroup2 ") && fields.get(3) == Some(&"/")).then(|| PathBuf::from(point))
+        })
     }
 
     /// Opens the cgroup at `relative`, which may or may not exist.
@@ -149,7 +165,9 @@ impl Cgroup {
         }
         mounts.sort();
         mounts.dedup();
-        mounts.into_iter().map(|m| Path::new(m).join(&self.relative)).collect()
+        let mut places: Vec<PathBuf> = mounts.into_iter().map(|m| Path::new(m).join(&self.relative)).collect();
+        places.extend(self.hybrid_unified().map(|u| u.join(&self.relative)));
+        places
     }
 
     /// A descriptor of each directory, for the sandbox.
@@ -214,18 +232,34 @@ impl Cgroup {
         self.manager.freeze(state).map_err(|e| cg_err(format!("freezer of {}", self.relative), e))
     }
 
-    /// Applies the OCI `linux.resources`: memory, cpu (shares, quota, period, realtime, cpus,
-    /// mems), pids, blockIO, hugepage limits and network classes through cgroups-rs; device
-    /// rules by hand (see [`Cgroup::set_devices`]).
+    /// Applies the OCI `linux.resources` as runc does ([`crate::resources`]): every file a
+    /// given, non-zero field stands for is written; a zero or absent field leaves its file as it
+    /// is, so a partial object (`update`) changes only what it names. Device rules are set by
+    /// hand (see [`Cgroup::set_devices`]).
     pub fn apply(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<(), ApiError> {
-        let mut rest = resources.clone();
-        rest.set_devices(None);
-        let mut manager = FsManager::new(&self.relative).map_err(|e| cg_err(&self.relative, e))?;
-        manager.set(&rest).map_err(|e| cg_err(format!("setting the resources of {}", self.relative), describe(e)))?;
+        let version = if self.manager.v2() { Version::V2 } else { Version::V1 };
+        let plan = crate::resources::plan(resources, version)
+            .map_err(|e| ApiError::invalid_argument(format!("cgroup {}: {e}", self.relative)))?;
+        if !plan.ignored.is_empty() {
+            tracing::warn!(cgroup = %self.relative, ignored = ?plan.ignored, "resources runc ignores on this cgroup version are ignored");
+        }
+        crate::resources::execute(&plan.steps, &Cgroupfs, &|controller| self.controller_dir(controller))
+            .map_err(|e| cg_err(format!("setting the resources of {}", self.relative), e))?;
         if let Some(rules) = resources.devices() {
             self.set_devices(rules)?;
         }
         Ok(())
+    }
+
+    /// The cgroup's directory for a controller's files: its v1 hierarchy's, or the v2 one.
+    fn controller_dir(&self, controller: Controller) -> Result<PathBuf, ResourceError> {
+        if self.manager.v2() {
+            return Ok(Path::new(cgroups_rs::fs::hierarchies::UNIFIED_MOUNTPOINT).join(&self.relative));
+        }
+        match self.manager.mounts().get(controller.name()) {
+            Some(mount) => Ok(Path::new(mount).join(&self.relative)),
+            None => Err(ResourceError::NoController { controller: controller.name() }),
+        }
     }
 
     /// Sets device rules, in order (runc's default devices are added by the caller): written
@@ -293,16 +327,21 @@ impl Cgroup {
     }
 }
 
-/// Removes a cgroup that nothing should be in any more; whatever still is gets SIGKILL, and
-/// the removal is retried until it is gone (at most two seconds).
+/// Removes a cgroup that nothing should be in any more. What still is gets a moment to leave
+/// by itself (a pid file's monitor that was just told of the exit, a helper exiting), then
+/// SIGKILL; the removal is retried until it is gone (at most two seconds).
 fn remove_leaf(dir: &Path) -> std::io::Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let start = std::time::Instant::now();
+    let (grace, deadline) = (std::time::Duration::from_millis(500), std::time::Duration::from_secs(2));
     loop {
         match std::fs::remove_dir(dir) {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline => {
-                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < deadline => {
+                if start.elapsed() >= grace {
+                    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        let _ =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                    }
                 }
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
@@ -354,6 +393,7 @@ pub fn device_rule_line(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::Controller;
     use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
 
     #[test]
@@ -379,5 +419,136 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(device_rule_line(&pts), "c 136:* rwm");
+    }
+
+    /// A cgroup made by a test at the top of every hierarchy; removed (rmdir only) when dropped.
+    struct TestCgroup {
+        cgroup: Cgroup,
+        places: Vec<PathBuf>,
+    }
+
+    impl TestCgroup {
+        fn create() -> Self {
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+            let name = format!("paddock-test-{}-{nanos}", std::process::id());
+            let cgroup = Cgroup::create(&name).expect("creating a test cgroup");
+            let places = cgroup.places();
+            Self { cgroup, places }
+        }
+
+        fn apply(&self, json: serde_json::Value) -> Result<(), ApiError> {
+            self.cgroup.apply(&serde_json::from_value(json).expect("valid linux.resources"))
+        }
+
+        fn read(&self, controller: Controller, file: &str) -> String {
+            let dir = self.cgroup.controller_dir(controller).expect("a mounted controller");
+            std::fs::read_to_string(dir.join(file)).map(|s| s.trim().to_string()).unwrap_or_else(|e| format!("<{e}>"))
+        }
+    }
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            for dir in &self.places {
+                if let Err(e) = std::fs::remove_dir(dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        eprintln!("cannot remove the test cgroup {}: {e}", dir.display());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Docker's `run` and `update` on a real cgroup v1 (this needs root and a v1 or hybrid host):
+    /// the zeros they send leave the files alone; what is given is written; an update of one
+    /// field leaves the others.
+    #[test]
+    fn dockers_zeros_leave_a_real_v1_cgroup_untouched() {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "this test needs root");
+            eprintln!("SKIPPED dockers_zeros_leave_a_real_v1_cgroup_untouched: it needs root");
+            return;
+        }
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            eprintln!("SKIPPED dockers_zeros_leave_a_real_v1_cgroup_untouched: this host has cgroup v2, not v1");
+            return;
+        }
+        let cg = TestCgroup::create();
+        let (cpu, memory, pids, cpuset) = (Controller::Cpu, Controller::Memory, Controller::Pids, Controller::Cpuset);
+        let untouched = [
+            (cpu, "cpu.shares"),
+            (cpu, "cpu.cfs_quota_us"),
+            (cpu, "cpu.cfs_period_us"),
+            (cpu, "cpu.rt_runtime_us"),
+            (cpuset, "cpuset.cpus"),
+            (memory, "memory.soft_limit_in_bytes"),
+            (memory, "memory.swappiness"),
+            (memory, "memory.oom_control"),
+            (memory, "memory.kmem.limit_in_bytes"),
+            (pids, "pids.max"),
+        ];
+        let before: Vec<String> = untouched.iter().map(|&(c, f)| cg.read(c, f)).collect();
+
+        // `docker run -m 64m --memory-swap 128m`, with the zeros Docker sends along.
+        cg.apply(serde_json::json!({
+            "blockIO": {"weight": 0},
+            "cpu": {"shares": 0, "quota": 0, "period": 0, "realtimeRuntime": 0, "realtimePeriod": 0, "cpus": "", "mems": ""},
+            "memory": {"limit": 67108864, "swap": 134217728, "reservation": 0, "kernel": 0, "kernelTCP": 0, "disableOOMKiller": false},
+            "pids": {"limit": 0}
+        }))
+        .expect("docker run's resources");
+        let after: Vec<String> = untouched.iter().map(|&(c, f)| cg.read(c, f)).collect();
+        assert_eq!(after, before, "{untouched:?}");
+        assert_eq!(cg.read(memory, "memory.limit_in_bytes"), "67108864");
+        let swap_accounted = !cg.read(memory, "memory.memsw.limit_in_bytes").starts_with('<');
+        if swap_accounted {
+            assert_eq!(cg.read(memory, "memory.memsw.limit_in_bytes"), "134217728");
+        }
+
+        // `docker update --memory 128m --memory-swap 256m`: swap is raised first.
+        cg.apply(serde_json::json!({
+            "blockIO": {"weight": 0},
+            "cpu": {"shares": 0, "quota": 0, "period": 0, "cpus": "", "mems": ""},
+            "memory": {"limit": 134217728, "swap": if swap_accounted { 268435456 } else { 0 }},
+            "pids": {"limit": 0}
+        }))
+        .expect("docker update's resources");
+        assert_eq!(cg.read(memory, "memory.limit_in_bytes"), "134217728");
+        if swap_accounted {
+            assert_eq!(cg.read(memory, "memory.memsw.limit_in_bytes"), "268435456");
+        }
+        let after: Vec<String> = untouched.iter().map(|&(c, f)| cg.read(c, f)).collect();
+        assert_eq!(after, before, "{untouched:?}");
+
+        // What is given is written; an update of the quota alone leaves period and shares.
+        cg.apply(serde_json::json!({"cpu": {"shares": 512, "quota": 50000, "period": 200000}, "pids": {"limit": 10}}))
+            .expect("cpu and pids limits");
+        cg.apply(serde_json::json!({"cpu": {"quota": 20000}})).expect("a quota alone");
+        assert_eq!(cg.read(cpu, "cpu.cfs_quota_us"), "20000");
+        assert_eq!(cg.read(cpu, "cpu.cfs_period_us"), "200000");
+        assert_eq!(cg.read(cpu, "cpu.shares"), "512");
+        assert_eq!(cg.read(pids, "pids.max"), "10");
+
+        // -1 is "unlimited": quota, pids, and memory (with swap, where it is accounted).
+        cg.apply(serde_json::json!({"cpu": {"quota": -1}, "pids": {"limit": -1}, "memory": {"limit": -1}}))
+            .expect("unlimited");
+        assert_eq!(cg.read(cpu, "cpu.cfs_quota_us"), "-1");
+        assert_eq!(cg.read(pids, "pids.max"), "max");
+        let unlimited = cg.read(memory, "memory.limit_in_bytes");
+        assert!(unlimited.parse::<u64>().is_ok_and(|n| n > 1 << 60), "{unlimited}");
+        if swap_accounted {
+            assert_eq!(cg.read(memory, "memory.memsw.limit_in_bytes"), unlimited);
+        }
+
+        // A non-zero blkio weight is written: where the kernel has neither blkio.weight nor
+        // blkio.bfq.weight (no CFQ, no BFQ), that fails, as it does with runc.
+        let weight = cg.apply(serde_json::json!({"blockIO": {"weight": 500}}));
+        let blkio = cg.cgroup.controller_dir(Controller::Blkio).expect("the blkio controller");
+        if blkio.join("blkio.weight").exists() || blkio.join("blkio.bfq.weight").exists() {
+            weight.expect("a blkio weight");
+        } else {
+            let err = weight.expect_err("no file for a blkio weight");
+            assert!(err.to_string().contains("blkio.bfq.weight"), "{err}");
+        }
     }
 }

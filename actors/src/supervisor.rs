@@ -11,8 +11,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::{info, warn};
 use wire::api::{
-    Checkpoint, CopyIn, CopyOut, Create, Delete, Exec, Executed, GetState, Kill, List, Pause, ProcessInfo, Ps, Resume,
-    Start, Update, Wait, WaitProcess,
+    Checkpoint, CopyIn, CopyOut, Create, Delete, Exec, Executed, GetState, Kill, List, Monitor, Monitored, Pause,
+    ProcessInfo, Ps, Resume, Start, Update, Wait, WaitProcess,
 };
 use wire::{ApiError, ContainerState, ErrorKind, ExitStatus};
 
@@ -20,6 +20,7 @@ use crate::config::SupervisorConfig;
 use crate::container::{self, ContainerActor, DeleteContainer, SandboxOf, Snapshot};
 use crate::events::{EventBus, Subscription};
 use crate::meta::{Meta, MetaStore};
+use crate::monitors::{self, Monitors};
 use crate::sandbox::SandboxActor;
 use crate::spec::Placement;
 use crate::{blocking, resolve};
@@ -37,6 +38,7 @@ pub struct Supervisor {
     store: MetaStore,
     containers: BTreeMap<String, Slot>,
     events: EventBus,
+    monitors: Monitors,
 }
 
 impl Supervisor {
@@ -48,7 +50,14 @@ impl Supervisor {
             .map_err(|e| ApiError::io(format!("creating {}", config.root.display()), e))?;
         let store = MetaStore::new(config.root.clone());
         let events = EventBus::new(config.event_limits);
-        Ok(Supervisor { config: Arc::new(config), store, containers: BTreeMap::new(), events }.start())
+        Ok(Supervisor {
+            config: Arc::new(config),
+            store,
+            containers: BTreeMap::new(),
+            events,
+            monitors: Monitors::default(),
+        }
+        .start())
     }
 
     fn resolve(&self, query: &str) -> Result<(String, Addr<ContainerActor>), ApiError> {
@@ -173,10 +182,15 @@ impl Handler<crate::Api<Create>> for Supervisor {
         };
         let id = msg.id.clone();
         let sandbox_id = sandbox.as_ref().map_or(id.clone(), |(s, _)| s.clone());
+        let monitored = self.monitored_in(&msg.spec);
         self.containers.insert(id.clone(), Slot::Creating);
         let (config, store, events) = (self.config.clone(), self.store.clone(), self.events.clone());
         Box::pin(
             async move {
+                let mut msg = msg;
+                if !monitored.is_empty() {
+                    msg.spec = monitored_namespaces(msg.spec, monitored).await?;
+                }
                 let joined = match sandbox {
                     Some((sandbox_id, root)) => {
                         let (sandbox, record) = root.send(SandboxOf).await.map_err(|_| gone(&sandbox_id))??;
@@ -200,6 +214,75 @@ impl Handler<crate::Api<Create>> for Supervisor {
                     Err(e)
                 }
             }),
+        )
+    }
+}
+
+impl Supervisor {
+    /// The monitors (and their containers) that `spec`'s namespace paths name.
+    fn monitored_in(&self, spec: &wire::SpecJson) -> Vec<(i32, Addr<ContainerActor>)> {
+        let Ok(spec) = spec.parse() else { return Vec::new() };
+        monitors::named_pids(&spec)
+            .into_iter()
+            .filter_map(|pid| {
+                let container = self.monitors.container_of(pid)?;
+                match self.containers.get(container) {
+                    Some(Slot::Ready { addr, .. }) => Some((pid, addr.clone())),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+}
+
+/// `spec` with each namespace path that names a monitor naming its container's init instead
+/// (see [`crate::monitors`]). A container that is not running has no namespaces to join.
+async fn monitored_namespaces(
+    spec: wire::SpecJson,
+    monitored: Vec<(i32, Addr<ContainerActor>)>,
+) -> Result<wire::SpecJson, ApiError> {
+    let mut parsed = spec.parse()?;
+    let mut replace = HashMap::new();
+    for (monitor, addr) in monitored {
+        let state = addr.send(Snapshot).await.map_err(|_| ApiError::internal("container actor stopped"))?;
+        let init = state.pid.filter(|_| state.status != wire::Status::Stopped).ok_or_else(|| {
+            ApiError::invalid_spec(format!(
+                "a namespace path names /proc/{monitor}, the monitor of container {}, which is {}: it has no \
+                 namespaces to join",
+                wire::ids::show_id(&state.id),
+                state.status
+            ))
+        })?;
+        replace.insert(monitor, init);
+    }
+    monitors::rewrite(&mut parsed, &replace);
+    wire::SpecJson::from_spec(&parsed)
+}
+
+impl Handler<crate::Api<Monitor>> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Monitored, ApiError>>;
+
+    fn handle(&mut self, crate::Api(mut msg): crate::Api<Monitor>, _: &mut Context<Self>) -> Self::Result {
+        let (id, addr) = match self.resolve(&msg.id) {
+            Ok(found) => found,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        if msg.monitor_pid <= 0 {
+            return Box::pin(actix::fut::ready(Err(ApiError::new(
+                ErrorKind::InvalidArgument,
+                "monitor: the caller's pid is unknown (its connection carries no credentials)",
+            ))));
+        }
+        msg.id = id.clone();
+        let monitor = msg.monitor_pid;
+        Box::pin(
+            async move { addr.send(crate::Api(msg)).await.map_err(|_| gone(&id))?.map(|m| (id, m)) }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    let (id, monitored) = res?;
+                    act.monitors.record(monitor, &id);
+                    Ok(monitored)
+                }),
         )
     }
 }

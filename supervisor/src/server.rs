@@ -260,6 +260,9 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
 
 async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, limits: Limits, control: ServerControl) {
     let allowed = peer_allowed(&stream);
+    // The peer's pid as paddockd sees it: a monitor is moved into its container's cgroups by
+    // this pid, which the kernel vouches for (a pid in a request could name anyone).
+    let peer_pid = stream.peer_cred().ok().and_then(|c| c.pid()).unwrap_or(0);
     let (reader, mut writer) = split(stream, limits.max_frame);
     let mut reader = reader.bounded(limits.large_frames.clone(), limits.frame_timeout);
     let hello = match reader.recv_or_idle::<Hello>(Some(tokio::time::Instant::now() + HELLO_TIMEOUT)).await {
@@ -313,7 +316,10 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, lim
             _ = wait_hangup(&hangup) => return,
         };
         match received {
-            Ok(frame) => {
+            Ok(mut frame) => {
+                if let Request::Monitor(m) = &mut frame.request {
+                    m.monitor_pid = peer_pid;
+                }
                 let refusal = if control.phase() != Phase::Serving {
                     Some(ApiError::new(ErrorKind::Unavailable, "paddockd is shutting down; ask again once it is back"))
                 } else {
@@ -446,6 +452,7 @@ pub async fn route(supervisor: &Addr<Supervisor>, request: Request) -> Result<Re
         Request::Resume(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
         Request::Update(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
         Request::Checkpoint(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
+        Request::Monitor(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::Monitored),
     }
 }
 

@@ -454,6 +454,34 @@ pub struct Wait {
     pub kill_on_hangup: bool,
 }
 
+/// Makes the caller the monitor of a container (or of one of its processes): the process a
+/// pid file names, which the caller's caller (containerd's shim, conmon) waits for and reads
+/// the container's cgroups and namespaces from. paddockd moves the caller into every cgroup of
+/// the container and answers with the process whose network, IPC and UTS namespaces the
+/// caller then joins itself; it remembers the caller, so that a namespace path naming it
+/// (`/proc/<monitor>/ns/pid`, what Docker and podman build from the pid file) means the
+/// container's.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Monitor {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+    /// The process it stands for, a pid in the container's PID namespace (`None`: the
+    /// container's init).
+    pub pid: Option<i32>,
+    /// The caller's pid, as paddockd sees it. Set by the server from the connection's peer
+    /// credentials: whatever a client puts here is replaced.
+    #[serde(default)]
+    pub monitor_pid: i32,
+}
+
+/// The answer to [`Monitor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Monitored {
+    /// The container's init (host pid and start time, from `/proc/<pid>/stat`), whose
+    /// namespaces the monitor joins; `None` once the container has stopped.
+    pub init: Option<(i32, u64)>,
+}
+
 /// Deletes a container: stops what is left of it, frees its resources and removes its state.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Delete {
@@ -527,6 +555,8 @@ pub enum Request {
     Update(Update),
     /// See [`Checkpoint`].
     Checkpoint(Checkpoint),
+    /// See [`Monitor`].
+    Monitor(Monitor),
 }
 
 impl Request {
@@ -550,6 +580,7 @@ impl Request {
             Request::Resume(_) => "resume",
             Request::Update(_) => "update",
             Request::Checkpoint(_) => "checkpoint",
+            Request::Monitor(_) => "monitor",
         }
     }
 }
@@ -594,6 +625,8 @@ pub enum Reply {
     Executed(Executed),
     /// The processes of a container (ps).
     Processes(Vec<ProcessInfo>),
+    /// The caller monitors a container (see [`Monitor`]).
+    Monitored(Monitored),
 }
 
 /// A request with the id its reply will carry, so one connection can have several in flight.
@@ -685,6 +718,9 @@ impl ApiCall for CopyOut {
 }
 impl ApiCall for CopyIn {
     type Reply = ();
+}
+impl ApiCall for Monitor {
+    type Reply = Monitored;
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use std::path::Path;
 
 use crate::api::{
     Checkpoint, ContainerState, CopyIn, CopyOut, Create, Delete, Exec, Executed, ExitStatus, GetState, Kill, List,
-    Pause, ProcessInfo, Ps, Reply, Request, RequestFrame, Resume, ServerFrame, Start, Update, Wait, WaitProcess,
+    Monitor, Monitored, Pause, ProcessInfo, Ps, Reply, Request, RequestFrame, Resume, ServerFrame, Start, Update, Wait,
+    WaitProcess,
 };
 use crate::conn::Connection;
 use crate::error::{ApiError, ErrorKind, WireError};
@@ -60,6 +61,12 @@ pub struct Client {
     server: String,
 }
 
+impl std::os::fd::AsFd for Client {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.conn.as_fd()
+    }
+}
+
 impl Client {
     /// Connects to the daemon's socket and performs the handshake.
     pub fn connect(socket: &Path) -> Result<Self, ConnectError> {
@@ -100,16 +107,37 @@ impl Client {
 
     /// Sends one request, calls `sent` once it is written, and waits for its reply.
     pub fn call_then(&mut self, request: Request, sent: impl FnOnce()) -> Result<Reply, ApiError> {
+        let id = self.send_request(request)?;
+        sent();
+        self.reply_to(id)
+    }
+
+    /// Sends one request without waiting for its reply; returns the id to pass to
+    /// [`Client::reply_to`]. With [`AsFd`](std::os::fd::AsFd), for a caller that polls the
+    /// connection along with other descriptors (a monitor that also forwards signals).
+    pub fn send_request(&mut self, request: Request) -> Result<u64, ApiError> {
         let id = self.next_id;
         self.next_id += 1;
         self.conn.send(&RequestFrame { id, request })?;
-        sent();
+        Ok(id)
+    }
+
+    /// Reads until the reply to request `id` (blocking), skipping replies to others.
+    pub fn reply_to(&mut self, id: u64) -> Result<Reply, ApiError> {
         loop {
             match self.conn.recv::<ServerFrame>()? {
                 ServerFrame::Reply { id: got, result } if got == id => return result,
                 ServerFrame::Reply { .. } => continue,
                 ServerFrame::Fatal(err) => return Err(err),
             }
+        }
+    }
+
+    /// Becomes the monitor of container `id` (or of its process `pid`): see [`Monitor`].
+    pub fn monitor(&mut self, id: &str, pid: Option<i32>) -> Result<Monitored, ApiError> {
+        match self.call(Request::Monitor(Monitor { id: id.into(), pid, monitor_pid: 0 }))? {
+            Reply::Monitored(m) => Ok(m),
+            other => Err(unexpected(other)),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::fds::CarriesFds;
 pub const MAGIC: [u8; 8] = *b"PADDOCK\0";
 
 /// The protocol version spoken by this build. Raised whenever a message changes.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The client's opening message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -84,8 +84,11 @@ impl ContainerActor {
             ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} has no process to checkpoint"))
         })?;
         let cgroup = self.cgroup.as_ref();
-        if let Some(stray) =
-            cgroup.map(|c| c.procs()).unwrap_or_default().into_iter().find(|p| !descends_from(*p, init.pid))
+        if let Some(stray) = cgroup
+            .map(|c| c.procs())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| !descends_from(*p, init.pid) && !self.is_monitor(*p))
         {
             return Err(ApiError::new(
                 ErrorKind::InvalidStatus,

@@ -182,6 +182,7 @@ pub(crate) async fn create(
         restart_stdio,
         oom_kills: 0,
         checkpointing: false,
+        monitors: Vec::new(),
     }
     .start())
 }

@@ -74,7 +74,7 @@ impl Handler<DeleteContainer> for ContainerActor {
                 }
                 let sandbox_cgroup = blocking(move || Cgroup::open(&cgroups::sandbox_path(&id))).await;
                 cgroups.extend(sandbox_cgroup.ok().map(Arc::new));
-                Parts { sandbox, gofer, cgroups }.destroy().await;
+                Parts { sandbox, gofer, cgroups }.stop().await
             } else {
                 if let (Some(sandbox), true) = (sandbox, in_sandbox) {
                     // Returns once nothing of the container is alive.
@@ -84,16 +84,22 @@ impl Handler<DeleteContainer> for ContainerActor {
                         Ok(Ok(_)) => {}
                     }
                 }
-                Parts { sandbox: None, gofer, cgroups }.destroy().await;
+                Parts { sandbox: None, gofer, cgroups }.stop().await
             }
         };
         AtomicResponse::new(Box::pin(
             fut.into_actor(self)
-                .then(|(), act, _| {
+                .then(|cgroups, act, _| {
+                    // Waiters first: a pid file's monitor in the cgroups leaves them once it
+                    // has its answer, and the removal gives it a moment to.
                     act.stop_by_force();
                     let store = act.store.clone();
                     let id = act.meta.id.clone();
-                    async move { blocking(move || store.remove(&id)).await }.into_actor(act)
+                    async move {
+                        super::remove_cgroups(cgroups).await;
+                        blocking(move || store.remove(&id)).await
+                    }
+                    .into_actor(act)
                 })
                 // The poststop hooks: after the container is gone, before delete returns, once
                 // (the container cannot be deleted again).

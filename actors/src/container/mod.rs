@@ -22,6 +22,7 @@ mod delete;
 mod exec;
 mod gofer;
 mod kill;
+mod monitor;
 mod pause;
 mod ps;
 pub(crate) mod recover;
@@ -76,6 +77,9 @@ pub struct ContainerActor {
     /// A checkpoint is being taken: the exit it causes is no reason to restart, and pause,
     /// resume, update and another checkpoint wait their turn (they are refused).
     checkpointing: bool,
+    /// The pid files' processes that joined its cgroups (see [`monitor`]): not the
+    /// container's, so `ps` and checkpoint leave them out.
+    monitors: Vec<crate::meta::ProcessRecord>,
 }
 
 impl Actor for ContainerActor {
@@ -117,6 +121,13 @@ impl Parts {
     /// Kills the sandbox and the gofer, concurrently, waits until both are gone, and then
     /// removes the cgroups.
     async fn destroy(self) {
+        remove_cgroups(self.stop().await).await;
+    }
+
+    /// Kills the sandbox and the gofer, concurrently, and waits until both are gone; returns
+    /// the cgroups, for the caller to remove once it has told the container's waiters (a pid
+    /// file's monitor is one, and leaves the cgroups when it has its answer).
+    async fn stop(self) -> Vec<Arc<Cgroup>> {
         let sandbox = async {
             if let Some(s) = self.sandbox {
                 let _ = s.send(DestroySandbox).await;
@@ -128,12 +139,12 @@ impl Parts {
             }
         };
         tokio::join!(sandbox, gofer);
-        remove_cgroups(self.cgroups).await;
+        self.cgroups
     }
 }
 
 /// Removes cgroups whose processes are gone (a failure is logged: it never undoes a delete).
-async fn remove_cgroups(cgroups: Vec<Arc<Cgroup>>) {
+pub(super) async fn remove_cgroups(cgroups: Vec<Arc<Cgroup>>) {
     if cgroups.is_empty() {
         return;
     }

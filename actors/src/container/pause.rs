@@ -80,7 +80,14 @@ impl Handler<crate::Api<Update>> for ContainerActor {
     type Result = AtomicResponse<Self, Result<ContainerState, ApiError>>;
 
     fn handle(&mut self, crate::Api(msg): crate::Api<Update>, _: &mut Context<Self>) -> Self::Result {
+        // Only the fields given are written (zero means "not given", as for runc): see
+        // `crate::resources`. Device rules are not updated, as by runc: the update's rules
+        // alone would replace the container's (the defaults every container needs included).
         let parsed = serde_json::from_str::<oci_spec::runtime::LinuxResources>(&msg.resources)
+            .map(|mut r| {
+                r.set_devices(None);
+                r
+            })
             .map_err(|e| ApiError::invalid_argument(format!("the resources are not valid OCI linux.resources: {e}")));
         let checked = parsed.and_then(|r| {
             self.refuse_while_checkpointing()?;

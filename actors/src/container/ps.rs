@@ -17,9 +17,19 @@ impl Handler<crate::Api<Ps>> for ContainerActor {
             return Box::pin(async move { Err(e) });
         }
         let cgroup = self.cgroup.clone();
+        // The pid files' monitors share the cgroup; they are not the container's processes.
+        let monitors = self.monitors.clone();
         Box::pin(async move {
             let Some(cgroup) = cgroup else { return Ok(Vec::new()) };
-            blocking(move || Ok(cgroup.procs().into_iter().filter_map(describe).collect())).await
+            blocking(move || {
+                let ours = |pid: &i32| {
+                    !monitors
+                        .iter()
+                        .any(|m| m.pid == *pid && crate::procfs::start_time(*pid).is_ok_and(|t| t == m.start_time))
+                };
+                Ok(cgroup.procs().into_iter().filter(ours).filter_map(describe).collect())
+            })
+            .await
         })
     }
 }

@@ -151,6 +151,7 @@ pub(crate) async fn recover(
         restart_stdio: None,
         oom_kills,
         checkpointing: false,
+        monitors: Vec::new(),
     }
     .start();
     if let Some(notice) = pending_notice {

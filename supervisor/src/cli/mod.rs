@@ -9,13 +9,14 @@ mod log;
 mod monitor;
 mod output;
 mod run;
+mod runc_argv;
 mod terminal;
 mod update;
 
 use std::path::Path;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use wire::client::Client;
 
 pub use args::{Command, CtlArgs, Format, LogFormat};
@@ -24,7 +25,8 @@ use crate::autostart::connect_or_start;
 
 /// Runs ctl; returns the process exit code.
 pub fn main() -> i32 {
-    let args = CtlArgs::parse();
+    // runc's forms of ctl's flags (`-no-subreaper`, `--systemd-cgroup=false`) as clap's.
+    let args = CtlArgs::parse_from(runc_argv::normalize(&CtlArgs::command(), std::env::args_os().collect()));
     // Before ctl opens anything of its own (the log, the connection) on those numbers.
     let preserved = run::preserve_fds(args.preserved_fds());
     let log = log::Log::new(args.log.clone(), args.log_format, args.debug);

@@ -1,0 +1,66 @@
+//! A pid file's process joining its container.
+//!
+//! Clients read a container's cgroups and namespaces through the pid in its pid file:
+//! containerd's shim loads the task's cgroups from `/proc/<pid>/cgroup` for metrics and its OOM
+//! watch, conmon watches OOM there, Docker and podman join `/proc/<pid>/ns/*`. paddock's pid
+//! file names a monitor (see `ctl`'s `monitor-process`), so the monitor is moved here into
+//! the container's cgroups, and told which process's network, IPC and UTS namespaces to join.
+//!
+//! Every hierarchy but the v1 freezer: the freezer is how pause and checkpoint stop exactly
+//! the container's processes (CRIU seizes every task of the freezer cgroup it is given), and
+//! no client reads a freezer from the pid. On cgroup v2 there is one hierarchy; there a
+//! paused container's monitor is frozen too, as runc's init would be.
+
+use actix::prelude::*;
+use wire::api::{Monitor, Monitored};
+use wire::{ApiError, Status};
+
+use super::ContainerActor;
+use crate::blocking;
+
+impl Handler<crate::Api<Monitor>> for ContainerActor {
+    type Result = ResponseFuture<Result<Monitored, ApiError>>;
+
+    fn handle(&mut self, crate::Api(msg): crate::Api<Monitor>, _: &mut Context<Self>) -> Self::Result {
+        let init = self.meta.init.filter(|_| self.meta.status != Status::Stopped);
+        let Some(init) = init else {
+            // Nothing to join: the monitor's wait answers at once.
+            return Box::pin(async { Ok(Monitored { init: None }) });
+        };
+        let monitor = msg.monitor_pid;
+        let record = match crate::procfs::record(monitor) {
+            Ok(r) => r,
+            Err(e) => {
+                let e = ApiError::io(format!("monitor process {monitor}"), e);
+                return Box::pin(async move { Err(e) });
+            }
+        };
+        self.monitors.retain(|m| crate::procfs::start_time(m.pid).is_ok_and(|t| t == m.start_time));
+        if !self.monitors.contains(&record) {
+            self.monitors.push(record);
+        }
+        let cgroup = self.cgroup.clone();
+        Box::pin(async move {
+            if let Some(cgroup) = cgroup {
+                blocking(move || join_cgroups(&cgroup, monitor)).await?;
+            }
+            Ok(Monitored { init: Some((init.pid, init.start_time)) })
+        })
+    }
+}
+
+/// Moves `pid` into every directory of `cgroup` but a v1 freezer's.
+fn join_cgroups(cgroup: &crate::cgroups::Cgroup, pid: i32) -> Result<(), ApiError> {
+    for dir in cgroup.dirs().into_iter().filter(|d| !d.join("freezer.state").exists()) {
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| ApiError::io(format!("moving the monitor {pid} into {}", dir.display()), e))?;
+    }
+    Ok(())
+}
+
+impl ContainerActor {
+    /// Whether host pid `pid` is one of the container's monitors.
+    pub(super) fn is_monitor(&self, pid: i32) -> bool {
+        self.monitors.iter().any(|m| m.pid == pid && crate::procfs::start_time(pid).is_ok_and(|t| t == m.start_time))
+    }
+}
