@@ -60,6 +60,8 @@ impl Podman {
     fn cmd(&self, args: &[&str]) -> Output {
         capture(
             Command::new("podman")
+                // conmon writes its `oom` marker into its working directory: not the source tree.
+                .current_dir(self.dir.path())
                 .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
                 .arg("--root")
                 .arg(self.dir.path().join("root"))
@@ -125,6 +127,66 @@ fn podman_runs_execs_signals_pauses_updates_and_removes_through_ctl() {
     let bad = pm.cmd(&["run", "--rm", "--rootfs", &rootfs, "/no/such/program"]);
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("/no/such/program"), "{}", stderr(&bad));
+}
+
+/// What podman reads through conmon's pid (the pid file's process): the container is PID 1 of
+/// its own namespace, `podman stats` is the container's cgroup, and an OOM kill is
+/// `State.OOMKilled`.
+#[test]
+fn podman_sees_pid_1_the_containers_own_stats_and_oom_kills() {
+    let pm = Podman::new();
+    let rootfs = pm.rootfs.to_str().unwrap().to_string();
+    let pid1 = pm.cmd(&["run", "--rm", "--rootfs", &rootfs, "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; echo $$"]);
+    assert_eq!(ok(&pid1, "run").trim(), "sh -c cat /proc/1/cmdline | tr '\\0' ' '; echo $$ 1");
+
+    let name = unique("pm-stats");
+    let busy = "sleep 1000 & sleep 1000 & wait";
+    ok(&pm.cmd(&["run", "-d", "--name", &name, "--memory", "64m", "--rootfs", &rootfs, "sh", "-c", busy]), "run -d");
+    let pid: i32 = ok(&pm.cmd(&["inspect", "--format", "{{.State.Pid}}", &name]), "inspect").trim().parse().unwrap();
+    let cgroup_of = |controller: &str| -> PathBuf {
+        let lines = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let path = lines
+            .lines()
+            .find_map(|l| {
+                let mut fields = l.splitn(3, ':').skip(1);
+                let (controllers, path) = (fields.next()?, fields.next()?);
+                controllers.split(',').any(|c| c == controller).then(|| path.to_string())
+            })
+            .unwrap();
+        PathBuf::from(format!("/sys/fs/cgroup/{controller}{path}"))
+    };
+    let read = |path: PathBuf| std::fs::read_to_string(&path).unwrap().trim().parse::<u64>().unwrap();
+    assert_eq!(
+        read(cgroup_of("memory").join("memory.limit_in_bytes")),
+        64 << 20,
+        "State.Pid is not in the container's memory cgroup"
+    );
+    // Three processes of the container's own (sh and two sleeps), and conmon's pid, which
+    // stands in it.
+    assert!(eventually(Duration::from_secs(10), || read(cgroup_of("pids").join("pids.current")) == 4));
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&pm.cmd(&["stats", "--no-stream", "--format", "json", &name]), "stats")).unwrap();
+    let stats = &stats[0];
+    assert_eq!(stats["pids"], "4", "{stats}");
+    assert!(stats["mem_usage"].as_str().unwrap().ends_with("/ 67.11MB"), "{stats}");
+    ok(&pm.cmd(&["rm", "-f", &name]), "rm -f");
+
+    // An OOM kill: podman says what runc's run says (this podman and conmon, on a hybrid
+    // cgroup host, report OOMKilled false even for runc: conmon's notice does not reach it).
+    let oom_killed = |runtime: Option<&str>| -> String {
+        let name = unique("pm-oom");
+        let mut args = vec!["run", "--name", &name, "--memory", "32m", "--memory-swap", "32m"];
+        if let Some(runtime) = runtime {
+            args.splice(0..0, ["--runtime", runtime]);
+        }
+        args.extend(["--rootfs", &rootfs, "tail", "/dev/zero"]);
+        let oom = pm.cmd(&args);
+        assert_eq!(oom.status.code(), Some(137), "{runtime:?}: {}", stderr(&oom));
+        let killed = ok(&pm.cmd(&["inspect", "--format", "{{.State.OOMKilled}}", &name]), "inspect");
+        ok(&pm.cmd(&["rm", "-f", &name]), "rm -f");
+        killed.trim().to_string()
+    };
+    assert_eq!(oom_killed(None), oom_killed(Some("runc")));
 }
 
 #[test]

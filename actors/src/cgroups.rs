@@ -146,6 +146,11 @@ impl Cgroup {
         Ok(Self { relative, manager })
     }
 
+    /// Whether the host's controllers are in the v2 tree.
+    pub fn is_v2(&self) -> bool {
+        self.manager.v2()
+    }
+
     /// The path relative to the hierarchies' roots.
     pub fn relative(&self) -> &str {
         &self.relative

@@ -36,6 +36,7 @@ pub mod hooks;
 pub mod launch;
 pub mod meta;
 pub mod monitors;
+pub mod oom;
 pub mod process;
 pub mod procfs;
 pub mod resolve;
@@ -44,6 +45,7 @@ pub mod restart;
 pub mod rpc;
 pub mod sandbox;
 pub mod spec;
+pub mod stats;
 pub mod status;
 pub mod supervisor;
 

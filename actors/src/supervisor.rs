@@ -12,7 +12,7 @@ use actix::prelude::*;
 use tracing::{info, warn};
 use wire::api::{
     Checkpoint, CopyIn, CopyOut, Create, Delete, Exec, Executed, GetState, Kill, List, Monitor, Monitored, Pause,
-    ProcessInfo, Ps, Resume, Start, Update, Wait, WaitProcess,
+    ProcessInfo, Ps, Resume, Start, Stats, Update, Wait, WaitProcess,
 };
 use wire::{ApiError, ContainerState, ErrorKind, ExitStatus};
 
@@ -317,6 +317,7 @@ forward!(Pause => ContainerState);
 forward!(Resume => ContainerState);
 forward!(Update => ContainerState);
 forward!(Checkpoint => ContainerState);
+forward!(Stats => String);
 
 impl Handler<crate::Api<List>> for Supervisor {
     type Result = ResponseFuture<Result<Vec<ContainerState>, ApiError>>;

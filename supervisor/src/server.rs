@@ -453,6 +453,7 @@ pub async fn route(supervisor: &Addr<Supervisor>, request: Request) -> Result<Re
         Request::Update(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
         Request::Checkpoint(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::State),
         Request::Monitor(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::Monitored),
+        Request::Stats(m) => supervisor.send(actors::Api(m)).await.map_err(stopped)?.map(Reply::Stats),
     }
 }
 

@@ -454,6 +454,14 @@ pub struct Wait {
     pub kill_on_hangup: bool,
 }
 
+/// A container's resource usage read from its cgroups, as runc's `events --stats` reports it:
+/// a JSON object with `cpu`, `memory`, `pids`, `blkio` and `hugetlb` (those the host has).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Stats {
+    /// A full id or an unambiguous prefix.
+    pub id: String,
+}
+
 /// Makes the caller the monitor of a container (or of one of its processes): the process a
 /// pid file names, which the caller's caller (containerd's shim, conmon) waits for and reads
 /// the container's cgroups and namespaces from. paddockd moves the caller into every cgroup of
@@ -477,9 +485,10 @@ pub struct Monitor {
 /// The answer to [`Monitor`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Monitored {
-    /// The container's init (host pid and start time, from `/proc/<pid>/stat`), whose
-    /// namespaces the monitor joins; `None` once the container has stopped.
-    pub init: Option<(i32, u64)>,
+    /// The process (host pid and start time, from `/proc/<pid>/stat`) whose network, IPC and
+    /// UTS namespaces the monitor joins: the container's init, or for a pod member that has
+    /// not started yet its sandbox's process; `None` once the container has stopped.
+    pub namespaces_of: Option<(i32, u64)>,
 }
 
 /// Deletes a container: stops what is left of it, frees its resources and removes its state.
@@ -557,6 +566,8 @@ pub enum Request {
     Checkpoint(Checkpoint),
     /// See [`Monitor`].
     Monitor(Monitor),
+    /// See [`Stats`].
+    Stats(Stats),
 }
 
 impl Request {
@@ -581,6 +592,7 @@ impl Request {
             Request::Update(_) => "update",
             Request::Checkpoint(_) => "checkpoint",
             Request::Monitor(_) => "monitor",
+            Request::Stats(_) => "stats",
         }
     }
 }
@@ -627,6 +639,8 @@ pub enum Reply {
     Processes(Vec<ProcessInfo>),
     /// The caller monitors a container (see [`Monitor`]).
     Monitored(Monitored),
+    /// A container's resource usage, JSON (see [`Stats`]).
+    Stats(String),
 }
 
 /// A request with the id its reply will carry, so one connection can have several in flight.
@@ -721,6 +735,9 @@ impl ApiCall for CopyIn {
 }
 impl ApiCall for Monitor {
     type Reply = Monitored;
+}
+impl ApiCall for Stats {
+    type Reply = String;
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use crate::api::{
     Checkpoint, ContainerState, CopyIn, CopyOut, Create, Delete, Exec, Executed, ExitStatus, GetState, Kill, List,
-    Monitor, Monitored, Pause, ProcessInfo, Ps, Reply, Request, RequestFrame, Resume, ServerFrame, Start, Update, Wait,
-    WaitProcess,
+    Monitor, Monitored, Pause, ProcessInfo, Ps, Reply, Request, RequestFrame, Resume, ServerFrame, Start, Stats,
+    Update, Wait, WaitProcess,
 };
 use crate::conn::Connection;
 use crate::error::{ApiError, ErrorKind, WireError};
@@ -130,6 +130,14 @@ impl Client {
                 ServerFrame::Reply { .. } => continue,
                 ServerFrame::Fatal(err) => return Err(err),
             }
+        }
+    }
+
+    /// A container's resource usage, as runc's `events --stats` reports it (JSON).
+    pub fn stats(&mut self, id: &str) -> Result<String, ApiError> {
+        match self.call(Request::Stats(Stats { id: id.into() }))? {
+            Reply::Stats(json) => Ok(json),
+            other => Err(unexpected(other)),
         }
     }
 

@@ -93,8 +93,36 @@ impl Actor for ContainerActor {
         if let Some(sandbox) = &self.sandbox {
             sandbox.do_send(Listen { id: self.meta.id.clone(), recipient: ctx.address().recipient() });
         }
+        if let Some(watch) = self.cgroup.as_ref().and_then(|cg| crate::oom::watch(&cg.dirs())) {
+            ctx.add_stream(futures_util::StreamExt::map(watch, OomNotice));
+        }
         self.resume_restarts(ctx);
     }
+}
+
+/// The kernel's OOM killer acted in the container's memory cgroup (see [`crate::oom`]).
+struct OomNotice(crate::oom::OomSignal);
+
+impl StreamHandler<OomNotice> for ContainerActor {
+    fn handle(&mut self, OomNotice(signal): OomNotice, ctx: &mut Context<Self>) {
+        if signal == crate::oom::OomSignal::Invoked {
+            // Counted here; the kill's own count comes a moment later.
+            self.oom_kills += 1;
+            self.publish(wire::events::EventKind::Oom);
+            return;
+        }
+        let Some(cgroup) = self.cgroup.clone() else { return };
+        let count = async move { blocking(move || Ok(cgroup.oom_kills())).await.unwrap_or(0) };
+        ctx.spawn(count.into_actor(self).map(|count, act, _| {
+            if count > act.oom_kills {
+                act.oom_kills = count;
+                act.publish(wire::events::EventKind::Oom);
+            }
+        }));
+    }
+
+    /// The cgroup is gone: nothing more to watch (the actor lives on).
+    fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
 /// A running gofer: its actor, and its process for a direct look at whether it still runs.

@@ -22,10 +22,14 @@ impl Handler<crate::Api<Monitor>> for ContainerActor {
     type Result = ResponseFuture<Result<Monitored, ApiError>>;
 
     fn handle(&mut self, crate::Api(msg): crate::Api<Monitor>, _: &mut Context<Self>) -> Self::Result {
-        let init = self.meta.init.filter(|_| self.meta.status != Status::Stopped);
-        let Some(init) = init else {
+        if self.meta.status == Status::Stopped {
             // Nothing to join: the monitor's wait answers at once.
-            return Box::pin(async { Ok(Monitored { init: None }) });
+            return Box::pin(async { Ok(Monitored { namespaces_of: None }) });
+        }
+        // The namespaces are the init's; a pod member has none until it starts, but its
+        // network, IPC and UTS namespaces are its sandbox's, which the sandbox process is in.
+        let Some(init) = self.meta.init.or(self.meta.sandbox) else {
+            return Box::pin(async { Ok(Monitored { namespaces_of: None }) });
         };
         let monitor = msg.monitor_pid;
         let record = match crate::procfs::record(monitor) {
@@ -44,7 +48,7 @@ impl Handler<crate::Api<Monitor>> for ContainerActor {
             if let Some(cgroup) = cgroup {
                 blocking(move || join_cgroups(&cgroup, monitor)).await?;
             }
-            Ok(Monitored { init: Some((init.pid, init.start_time)) })
+            Ok(Monitored { namespaces_of: Some((init.pid, init.start_time)) })
         })
     }
 }

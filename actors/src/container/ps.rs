@@ -1,7 +1,8 @@
-//! Listing a container's processes: its cgroup says which, `/proc` says what they are.
+//! Listing a container's processes (its cgroup says which, `/proc` says what they are), and
+//! its resource usage (its cgroup's counters).
 
 use actix::prelude::*;
-use wire::api::{ProcessInfo, Ps};
+use wire::api::{ProcessInfo, Ps, Stats};
 use wire::ApiError;
 
 use super::ContainerActor;
@@ -30,6 +31,26 @@ impl Handler<crate::Api<Ps>> for ContainerActor {
                 Ok(cgroup.procs().into_iter().filter(ours).filter_map(describe).collect())
             })
             .await
+        })
+    }
+}
+
+impl Handler<crate::Api<Stats>> for ContainerActor {
+    type Result = ResponseFuture<Result<String, ApiError>>;
+
+    fn handle(&mut self, crate::Api(_): crate::Api<Stats>, _: &mut Context<Self>) -> Self::Result {
+        let id = self.meta.id.clone();
+        if self.meta.status == wire::Status::Stopped {
+            let e = ApiError::new(
+                wire::ErrorKind::InvalidStatus,
+                format!("container {} is not running: it has no usage to report", wire::ids::show_id(&id)),
+            );
+            return Box::pin(async move { Err(e) });
+        }
+        let cgroup = self.cgroup.clone();
+        Box::pin(async move {
+            let Some(cgroup) = cgroup else { return Ok("{}".to_string()) };
+            blocking(move || Ok(crate::stats::collect(&cgroup.dirs(), cgroup.is_v2()).to_string())).await
         })
     }
 }

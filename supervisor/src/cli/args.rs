@@ -254,10 +254,22 @@ pub enum Command {
     ///
     /// Without --follow, the retained history (kept per container until it is deleted); with
     /// it, the history and then every new event until interrupted.
+    ///
+    /// runc's forms: `--stats ID` prints the container's resource usage once
+    /// (`{"type":"stats","id":…,"data":{cpu,memory,pids,blkio,hugetlb}}`); `--interval D ID`
+    /// prints it every D (`5s`, `500ms`) and an `{"type":"oom","id":…}` line whenever the
+    /// kernel's OOM killer acts in the container, until the container stops.
     Events {
         /// Keep printing new events.
         #[arg(long, short = 'f')]
         follow: bool,
+        /// Print the resource usage of the containers once, as runc's `events --stats`.
+        #[arg(long, conflicts_with_all = ["follow", "interval"])]
+        stats: bool,
+        /// Print the resource usage of the container every so often, and OOM kills as they
+        /// happen, as runc's `events --interval`.
+        #[arg(long, conflicts_with = "follow")]
+        interval: Option<String>,
         /// Only these containers (ids or unambiguous prefixes); default: all.
         ids: Vec<String>,
     },

@@ -1,5 +1,8 @@
 //! `ctl events`: paddockd writes the events as JSON lines into a pipe ctl hands it, and ctl
 //! copies them to its stdout as they come. The request's reply comes when the stream ends.
+//!
+//! runc's forms, `--stats` and `--interval`, print a container's resource usage (read by
+//! paddockd from its cgroups) and its OOM kills, in runc's `{"type","id","data"}` lines.
 
 use std::io::Write as _;
 
@@ -37,4 +40,71 @@ pub fn print(client: &mut Client, ids: Vec<String>, follow: bool) -> anyhow::Res
         Reply::Done => Ok(0),
         other => anyhow::bail!("unexpected reply {other:?}"),
     }
+}
+
+/// runc's `events --stats`: one stats line per container.
+pub fn print_stats(client: &mut Client, ids: &[String]) -> anyhow::Result<i32> {
+    anyhow::ensure!(!ids.is_empty(), "events --stats needs a container id");
+    for id in ids {
+        let state = client.state(id)?;
+        let data: serde_json::Value = serde_json::from_str(&client.stats(&state.id)?)?;
+        println!("{}", serde_json::json!({"type": "stats", "id": state.id, "data": data}));
+    }
+    Ok(0)
+}
+
+/// runc's `events --interval D ID`: a stats line every D and an `oom` line per OOM kill, until
+/// the container stops (or is deleted).
+pub fn stream_stats(root: &std::path::Path, ids: &[String], every: &str) -> anyhow::Result<i32> {
+    let [id] = ids else { anyhow::bail!("events --interval takes exactly one container id") };
+    let every = humantime::parse_duration(every).map_err(|e| anyhow::anyhow!("--interval {every:?}: {e}"))?;
+    anyhow::ensure!(!every.is_zero(), "--interval must be longer than zero");
+    let mut client = crate::autostart::connect_or_start(root)?;
+    let id = client.state(id)?.id;
+    // OOM kills come from paddockd's event stream, on a connection of its own; the retained
+    // history it starts with is what happened before (up to `seen`).
+    let seen = last_seq(&mut client, &id)?;
+    let mut follower = crate::autostart::connect_or_start(root)?;
+    let (reader, writer) = std::io::pipe()?;
+    let watched = id.clone();
+    std::thread::spawn(move || {
+        let _ = follower.call(Request::Events(Events { ids: vec![watched], follow: true, sink: FdSlot::new(writer) }));
+    });
+    let oom_id = id.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(reader)).map_while(Result::ok) {
+            let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if event["type"] == "oom" && event["seq"].as_u64().is_some_and(|seq| seq > seen) {
+                println!("{}", serde_json::json!({"type": "oom", "id": oom_id}));
+            }
+        }
+    });
+    loop {
+        match client.stats(&id) {
+            Ok(json) => {
+                let data: serde_json::Value = serde_json::from_str(&json)?;
+                println!("{}", serde_json::json!({"type": "stats", "id": id, "data": data}));
+            }
+            Err(e) if matches!(e.kind, wire::ErrorKind::NotFound | wire::ErrorKind::InvalidStatus) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// The sequence number of the last retained event of container `id` (0 if none).
+fn last_seq(client: &mut Client, id: &str) -> anyhow::Result<u64> {
+    let (mut reader, writer) = std::io::pipe()?;
+    let collector = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut reader, &mut text);
+        text
+    });
+    client.call(Request::Events(Events { ids: vec![id.to_string()], follow: false, sink: FdSlot::new(writer) }))?;
+    let text = collector.join().unwrap_or_default();
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["seq"].as_u64())
+        .max()
+        .unwrap_or(0))
 }

@@ -188,7 +188,9 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             println!("{}", features::features_json());
             Ok(0)
         }
-        Command::Events { follow, ids } => events::print(&mut connect(&root)?, ids, follow),
+        Command::Events { stats: true, ids, .. } => events::print_stats(&mut connect(&root)?, &ids),
+        Command::Events { interval: Some(every), ids, .. } => events::stream_stats(&root, &ids, &every),
+        Command::Events { follow, ids, .. } => events::print(&mut connect(&root)?, ids, follow),
         Command::Run { detach, rm, name, bundle, pid_file, tty, console_socket, restart, runc: _, id, command } => {
             let id = match (name, id) {
                 (Some(_), Some(_)) => {

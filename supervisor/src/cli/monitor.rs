@@ -178,11 +178,11 @@ impl Watch<'_> {
     ) -> Result<ExitStatus, Interrupted> {
         let mut client = Client::connect(&self.socket).map_err(|_| Interrupted::Unreachable)?;
         let monitored = client.monitor(self.id, self.pid).map_err(classify)?;
-        if monitored.init.is_some() {
-            *init = monitored.init;
+        if monitored.namespaces_of.is_some() {
+            *init = monitored.namespaces_of;
         }
         if !*joined {
-            if let Some(process) = monitored.init {
+            if let Some(process) = monitored.namespaces_of {
                 join_namespaces(process).map_err(Interrupted::Refused)?;
             }
             *joined = true;
