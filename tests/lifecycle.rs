@@ -16,18 +16,20 @@ fn created_running_stopped_deleted() {
     assert_eq!(state["status"], "created");
     assert_eq!(state["id"], id.as_str());
     assert_eq!(state["bundle"], bundle.path_str().as_str());
-    let pid = state["pid"].as_i64().unwrap() as i32;
+    let pid = state["initPid"].as_i64().unwrap() as i32;
     assert!(pid > 0 && process_alive(pid));
     // The pid file names the container's monitor (what runc's callers waitpid on), which
-    // lives as long as the container.
+    // lives as long as the container, and the state reports the same pid.
     let monitor: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().expect("a pid without a newline");
     assert!(process_alive(monitor));
+    assert_eq!(state["pid"].as_i64().unwrap() as i32, monitor, "state and pid file disagree");
     let monitor_fd = harness::pidfd(monitor).unwrap();
 
     p.ctl_ok(&["start", &id]);
     let state = p.state(&id);
     assert_eq!(state["status"], "running");
-    assert_eq!(state["pid"].as_i64().unwrap() as i32, pid, "the pid stays the container's init");
+    assert_eq!(state["initPid"].as_i64().unwrap() as i32, pid, "the init stays the container's init");
+    assert_eq!(state["pid"].as_i64().unwrap() as i32, monitor, "state and pid file disagree");
     // The init now runs the user's program.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(String::from_utf8_lossy(&cmdline).starts_with("sleep"), "{:?}", String::from_utf8_lossy(&cmdline));

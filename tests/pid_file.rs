@@ -43,8 +43,10 @@ fn the_pid_files_process_is_in_the_containers_cgroups_and_namespaces_but_never_t
     let pid_file = bundle.path().join("pid");
     p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), "--pid-file", pid_file.to_str().unwrap(), &id]);
     let monitor = read_pid(&pid_file);
-    let init = p.state(&id)["pid"].as_i64().unwrap() as i32;
+    let state = p.state(&id);
+    let init = state["initPid"].as_i64().unwrap() as i32;
     assert_ne!(monitor, init, "detached, the pid file names a monitor");
+    assert_eq!(state["pid"].as_i64().unwrap() as i32, monitor, "the state reports the pid file's pid");
 
     // Every cgroup of the container's, but the v1 freezer (pause and CRIU freeze exactly the
     // container's processes).

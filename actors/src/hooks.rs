@@ -113,11 +113,12 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
 fn state_json(meta: &Meta, stage: Stage) -> String {
     let mut state = meta.state(GoferStatus::Running);
     state.status = stage.status();
-    if stage == Stage::Poststop {
-        state.pid = None;
-    } else if state.pid.is_none() {
-        state.pid = meta.init.map(|r| r.pid);
-    }
+    // A hook reaches the container through its pid (a network hook enters its namespaces), so
+    // it gets the init itself, never the monitor a pid file may name.
+    state.pid = match stage {
+        Stage::Poststop => None,
+        _ => state.init_pid.or(meta.init.map(|r| r.pid)),
+    };
     state.to_oci_json().to_string()
 }
 

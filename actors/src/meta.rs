@@ -75,6 +75,10 @@ pub struct Meta {
     /// The container's cgroup, relative to each hierarchy's root.
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// The process its pid file names, when a detached create left a monitor there (see
+    /// `ctl`'s `monitor-process`): the pid its state reports, so that the two agree.
+    #[serde(default)]
+    pub monitor: Option<ProcessRecord>,
     /// What its restart policy did.
     #[serde(default)]
     pub restart: RestartRecord,
@@ -97,10 +101,27 @@ pub struct RestartRecord {
 }
 
 impl Meta {
+    /// Whether it has processes (it is created, running or paused).
+    fn live(&self) -> bool {
+        matches!(self.status, Status::Created | Status::Running | Status::Paused)
+    }
+
+    /// The process whose namespaces are the container's: its init, or for a subcontainer that
+    /// is created but not started, which has no process of its own yet, its sandbox (as runsc
+    /// reports).
+    fn namespaces_process(&self) -> Option<ProcessRecord> {
+        self.init.or(self.sandbox)
+    }
+
     /// Whether this is its sandbox's root container (the one the sandbox was made for).
     pub fn is_root(&self) -> bool {
         self.id == self.sandbox_id
     }
+}
+
+/// Whether the process `record` describes still runs (not another with its pid).
+fn alive(record: &ProcessRecord) -> bool {
+    crate::procfs::start_time(record.pid).is_ok_and(|t| t == record.start_time)
 }
 
 impl Meta {
@@ -109,12 +130,10 @@ impl Meta {
         ContainerState {
             id: self.id.clone(),
             status: self.status,
-            pid: match self.status {
-                // A subcontainer that is created but not started has no process of its own
-                // yet: like runsc, report its sandbox's.
-                Status::Created | Status::Running | Status::Paused => self.init.or(self.sandbox).map(|p| p.pid),
-                _ => None,
-            },
+            // The pid file's process while it stands for the container (what runc's state and
+            // pid file both name), else the process in its namespaces.
+            pid: self.live().then(|| self.monitor.filter(alive).or(self.namespaces_process()).map(|p| p.pid)).flatten(),
+            init_pid: self.live().then(|| self.namespaces_process().map(|p| p.pid)).flatten(),
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),
             created: self.created.clone(),
@@ -362,6 +381,7 @@ mod tests {
             gofer_restarts: 0,
             restart: Default::default(),
             cgroup: None,
+            monitor: None,
         }
     }
 

@@ -245,7 +245,7 @@ async fn monitored_namespaces(
     let mut replace = HashMap::new();
     for (monitor, addr) in monitored {
         let state = addr.send(Snapshot).await.map_err(|_| ApiError::internal("container actor stopped"))?;
-        let init = state.pid.filter(|_| state.status != wire::Status::Stopped).ok_or_else(|| {
+        let init = state.init_pid.filter(|_| state.status != wire::Status::Stopped).ok_or_else(|| {
             ApiError::invalid_spec(format!(
                 "a namespace path names /proc/{monitor}, the monitor of container {}, which is {}: it has no \
                  namespaces to join",

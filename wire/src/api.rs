@@ -137,8 +137,13 @@ pub struct ContainerState {
     pub id: String,
     /// The current status.
     pub status: Status,
-    /// The host pid of the container's init process, while it exists.
+    /// The host pid that stands for the container while it has processes: its pid file's
+    /// process (a monitor, when a detached create left one), else its init.
     pub pid: Option<i32>,
+    /// The host pid of the process in the container's namespaces, while it has processes: its
+    /// init, or for a subcontainer created but not started, its sandbox (as runsc reports).
+    #[serde(default)]
+    pub init_pid: Option<i32>,
     /// The bundle directory (empty for the embedded default, which has none).
     pub bundle: PathBuf,
     /// The root filesystem on the host, as the spec names it.
@@ -176,7 +181,8 @@ pub struct RestartInfo {
 
 impl ContainerState {
     /// The state as JSON, in the shape `runc state` prints (the OCI state plus runc's
-    /// `rootfs`, `created` and `owner`, plus paddock's `sandboxId` and `exitStatus`).
+    /// `rootfs`, `created` and `owner`, plus paddock's `sandboxId`, `initPid` and
+    /// `exitStatus`).
     pub fn to_oci_json(&self) -> serde_json::Value {
         let mut v = serde_json::json!({
             "ociVersion": OCI_VERSION,
@@ -194,6 +200,9 @@ impl ContainerState {
         }
         if let Some(exit) = self.exit_status {
             v["exitStatus"] = serde_json::json!(exit.code());
+        }
+        if let Some(init) = self.init_pid {
+            v["initPid"] = serde_json::json!(init);
         }
         v["gofer"] = serde_json::json!({ "status": self.gofer.to_string(), "restarts": self.gofer_restarts });
         let mut restart = serde_json::json!({ "policy": self.restart.policy, "count": self.restart.count });
@@ -855,6 +864,7 @@ mod tests {
             id: "x".into(),
             status: Status::Running,
             pid: Some(42),
+            init_pid: Some(41),
             bundle: "/b".into(),
             rootfs: "/b/rootfs".into(),
             created: "2026-01-01T00:00:00Z".into(),

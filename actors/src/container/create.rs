@@ -106,6 +106,7 @@ fn new_meta(msg: &Create, spec: oci_spec::runtime::Spec, sandbox_id: &str) -> Re
         gofer_restarts: 0,
         cgroup: Some(cgroup),
         restart: Default::default(),
+        monitor: None,
     })
 }
 

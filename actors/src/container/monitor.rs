@@ -19,37 +19,49 @@ use super::ContainerActor;
 use crate::blocking;
 
 impl Handler<crate::Api<Monitor>> for ContainerActor {
-    type Result = ResponseFuture<Result<Monitored, ApiError>>;
+    type Result = AtomicResponse<Self, Result<Monitored, ApiError>>;
 
     fn handle(&mut self, crate::Api(msg): crate::Api<Monitor>, _: &mut Context<Self>) -> Self::Result {
+        let ready = |r: Result<Monitored, ApiError>| AtomicResponse::new(Box::pin(actix::fut::ready(r)));
         if self.meta.status == Status::Stopped {
             // Nothing to join: the monitor's wait answers at once.
-            return Box::pin(async { Ok(Monitored { namespaces_of: None }) });
+            return ready(Ok(Monitored { namespaces_of: None }));
         }
         // The namespaces are the init's; a pod member has none until it starts, but its
         // network, IPC and UTS namespaces are its sandbox's, which the sandbox process is in.
         let Some(init) = self.meta.init.or(self.meta.sandbox) else {
-            return Box::pin(async { Ok(Monitored { namespaces_of: None }) });
+            return ready(Ok(Monitored { namespaces_of: None }));
         };
         let monitor = msg.monitor_pid;
         let record = match crate::procfs::record(monitor) {
             Ok(r) => r,
-            Err(e) => {
-                let e = ApiError::io(format!("monitor process {monitor}"), e);
-                return Box::pin(async move { Err(e) });
-            }
+            Err(e) => return ready(Err(ApiError::io(format!("monitor process {monitor}"), e))),
         };
         self.monitors.retain(|m| crate::procfs::start_time(m.pid).is_ok_and(|t| t == m.start_time));
         if !self.monitors.contains(&record) {
             self.monitors.push(record);
         }
+        // The container's own monitor (not an exec'd process's) is the pid its state reports,
+        // as it is the pid in its pid file; kept with the metadata, so a restarted paddockd
+        // reports it too.
+        let store_it = msg.pid.is_none() && self.meta.monitor != Some(record);
+        if store_it {
+            self.meta.monitor = Some(record);
+        }
+        let (store, meta) = (self.store.clone(), self.meta.clone());
         let cgroup = self.cgroup.clone();
-        Box::pin(async move {
-            if let Some(cgroup) = cgroup {
-                blocking(move || join_cgroups(&cgroup, monitor)).await?;
+        AtomicResponse::new(Box::pin(
+            async move {
+                if let Some(cgroup) = cgroup {
+                    blocking(move || join_cgroups(&cgroup, monitor)).await?;
+                }
+                if store_it {
+                    super::save(&store, &meta).await?;
+                }
+                Ok(Monitored { namespaces_of: Some((init.pid, init.start_time)) })
             }
-            Ok(Monitored { namespaces_of: Some((init.pid, init.start_time)) })
-        })
+            .into_actor(self),
+        ))
     }
 }
 
