@@ -79,6 +79,11 @@ pub struct Meta {
     /// `ctl`'s `monitor-process`): the pid its state reports, so that the two agree.
     #[serde(default)]
     pub monitor: Option<ProcessRecord>,
+    /// For a container without a mount namespace, the id of the mount its root filesystem's
+    /// path was on at create: the tree its init attached on top is detached at delete, and
+    /// never that one.
+    #[serde(default)]
+    pub host_root_mount: Option<u64>,
     /// What its restart policy did.
     #[serde(default)]
     pub restart: RestartRecord,
@@ -382,6 +387,7 @@ mod tests {
             restart: Default::default(),
             cgroup: None,
             monitor: None,
+            host_root_mount: None,
         }
     }
 

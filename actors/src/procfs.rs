@@ -119,6 +119,26 @@ pub fn wait_exited(pidfd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool 
     }
 }
 
+/// The type of the namespace `fd` refers to, as its `CLONE_NEW*` flag (`NS_GET_NSTYPE`).
+pub fn namespace_type(fd: &impl std::os::fd::AsRawFd) -> std::io::Result<i32> {
+    // _IO(0xb7, 0x3) from <linux/nsfs.h>, which the libc crate does not export.
+    const NS_GET_NSTYPE: libc::c_ulong = (0xb7 << 8) | 0x3;
+    // SAFETY: the ioctl takes no argument and only reads the descriptor's namespace.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if ret < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// The id of the mount `path` is on (`statx`'s `STATX_MNT_ID`), which tells a mount stacked on
+/// a path from the one that was there before.
+pub fn mount_id(path: &std::path::Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statx(rustix::fs::CWD, path, rustix::fs::AtFlags::empty(), rustix::fs::StatxFlags::MNT_ID)?;
+    Ok(st.stx_mnt_id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,10 +186,18 @@ pub fn require_console(process: &oci_spec::runtime::Process, stdio: &wire::Stdio
 /// A user namespace needs uid and gid mappings (each within 32 bits, none empty), and
 /// mappings need a user namespace, as runc checks.
 fn validate_id_mappings(linux: &oci_spec::runtime::Linux) -> Result<(), ApiError> {
-    let user_ns = linux.namespaces().as_deref().unwrap_or_default().iter().any(|n| n.typ() == LinuxNamespaceType::User);
+    // A user namespace joined by path has its maps already (paddockd reads them from it).
+    let user_ns = linux
+        .namespaces()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::User)
+        .map(|n| n.path().is_some());
+    let (user_ns, joined) = (user_ns.is_some(), user_ns == Some(true));
     for (name, maps) in [("uidMappings", linux.uid_mappings()), ("gidMappings", linux.gid_mappings())] {
         let maps = maps.as_deref().unwrap_or_default();
-        if user_ns && maps.is_empty() {
+        if user_ns && !joined && maps.is_empty() {
             return Err(ApiError::invalid_spec(format!("a user namespace needs linux.{name}")));
         }
         if !user_ns && !maps.is_empty() {
@@ -206,6 +214,60 @@ fn validate_id_mappings(linux: &oci_spec::runtime::Linux) -> Result<(), ApiError
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// Gives a spec that joins a user namespace by path and lists no id maps the maps of that
+/// namespace, as runc does: the mounts made for the container and its user's ids are read
+/// through them. Only a `/proc/<pid>/ns/user` path can be read so; any other needs the maps
+/// in the spec.
+pub fn joined_user_namespace_maps(spec: &mut Spec) -> Result<(), ApiError> {
+    let Some(linux) = spec.linux_mut() else { return Ok(()) };
+    let Some(path) = linux
+        .namespaces()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|n| n.typ() == LinuxNamespaceType::User)
+        .and_then(|n| n.path().clone())
+    else {
+        return Ok(());
+    };
+    let listed = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| m.as_ref().is_some_and(|m| !m.is_empty());
+    if listed(linux.uid_mappings()) && listed(linux.gid_mappings()) {
+        return Ok(());
+    }
+    let Some((pid, _)) = crate::monitors::proc_ns_path(&path) else {
+        return Err(ApiError::invalid_spec(format!(
+            "the user namespace path {} is not /proc/<pid>/ns/user, so its id maps cannot be read: give them in \
+             linux.uidMappings and linux.gidMappings",
+            path.display()
+        )));
+    };
+    let read = |file: &str| -> Result<Vec<oci_spec::runtime::LinuxIdMapping>, ApiError> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+            .map_err(|e| ApiError::invalid_spec(format!("reading the id maps of {}: {e}", path.display())))?;
+        text.lines()
+            .map(|line| {
+                let n: Vec<u32> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+                match n[..] {
+                    [container, host, size] => Ok(oci_spec::runtime::LinuxIdMappingBuilder::default()
+                        .container_id(container)
+                        .host_id(host)
+                        .size(size)
+                        .build()
+                        .map_err(|e| ApiError::internal(e.to_string()))?),
+                    _ => Err(ApiError::invalid_spec(format!("/proc/{pid}/{file}: unexpected line {line:?}"))),
+                }
+            })
+            .collect()
+    };
+    if !listed(linux.uid_mappings()) {
+        linux.set_uid_mappings(Some(read("uid_map")?));
+    }
+    if !listed(linux.gid_mappings()) {
+        linux.set_gid_mappings(Some(read("gid_map")?));
     }
     Ok(())
 }
@@ -230,20 +292,14 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     crate::hooks::validate(spec)?;
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {
-            let joinable = matches!(
-                ns.typ(),
-                LinuxNamespaceType::Network
-                    | LinuxNamespaceType::Uts
-                    | LinuxNamespaceType::Ipc
-                    | LinuxNamespaceType::Pid
-            );
+            let joinable = ns.typ() != LinuxNamespaceType::Time;
             if let Some(path) = ns.path() {
                 if !joinable {
                     return Err(ApiError::new(
                         ErrorKind::Unsupported,
                         format!(
-                            "joining an existing {:?} namespace by path ({}) is not supported: the sandbox has its \
-                             own (only network, uts, ipc and pid namespaces can be joined)",
+                            "joining an existing {:?} namespace by path ({}) is not supported (a time namespace's \
+                             offsets are set before its first process runs)",
                             ns.typ(),
                             path.display()
                         ),
@@ -255,6 +311,16 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
             }
         }
         validate_id_mappings(linux)?;
+        let mount_ns =
+            linux.namespaces().as_deref().unwrap_or_default().iter().any(|n| n.typ() == LinuxNamespaceType::Mount);
+        let restricted = [("maskedPaths", linux.masked_paths()), ("readonlyPaths", linux.readonly_paths())];
+        if let Some((field, _)) = restricted.iter().find(|(_, p)| p.as_ref().is_some_and(|p| !p.is_empty())) {
+            if !mount_ns {
+                return Err(ApiError::invalid_spec(format!(
+                    "linux.{field} needs a mount namespace: without one they would be applied to the host's mounts"
+                )));
+            }
+        }
         if let Some(propagation) = linux.rootfs_propagation() {
             if wire::mounts::propagation_of(propagation).is_none() {
                 return Err(ApiError::invalid_spec(format!(

@@ -58,12 +58,14 @@ impl Pty {
     /// without one) and its stdin, stdout and stderr. The master is closed here.
     pub fn attach(self) -> Result<(), ApiError> {
         drop(self.master);
-        rustix::process::ioctl_tiocsctty(&self.slave)
+        // Above 0..=2 first: on one of them, it would be closed when dropped after the dup2s.
+        let slave = crate::sync::above_stdio(self.slave)?;
+        rustix::process::ioctl_tiocsctty(&slave)
             .map_err(|e| ApiError::io("making the pty the controlling terminal", e))?;
         for target in 0..3 {
             // SAFETY: dup2 onto 0..=2 replaces the standard descriptors, which nothing else in
             // this process holds as an OwnedFd.
-            if unsafe { libc::dup2(self.slave.as_fd().as_raw_fd(), target) } < 0 {
+            if unsafe { libc::dup2(slave.as_fd().as_raw_fd(), target) } < 0 {
                 return Err(ApiError::io("dup2 of the pty onto stdio", std::io::Error::last_os_error()));
             }
         }

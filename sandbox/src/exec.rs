@@ -53,11 +53,12 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
     let console = job.stdio.console.take();
     let extra: Vec<OwnedFd> = job.stdio.extra.iter_mut().filter_map(FdSlot::take).collect();
     let (mnt, user, cgroup) = (job.namespaces.mnt.take(), job.namespaces.user.take(), job.namespaces.cgroup.take());
+    let root = job.namespaces.root.take();
     let mut keep = vec![sync.as_raw_fd()];
     for fd in stdio.iter().flatten().chain(console.iter()).chain(extra.iter()) {
         keep.push(fd.as_raw_fd());
     }
-    for fd in [&mnt, &user, &cgroup].into_iter().flatten() {
+    for fd in [&mnt, &user, &cgroup, &root].into_iter().flatten() {
         keep.push(fd.as_raw_fd());
     }
     if sys::close_all_except(&keep).is_err() {
@@ -84,6 +85,12 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
         }
         let mnt = mnt.as_ref().ok_or_else(|| ApiError::new(ErrorKind::Protocol, "no mount namespace to enter"))?;
         nix::sched::setns(mnt, CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("entering the mount namespace", e))?;
+        // The init's root, which is not the namespace's when it chrooted.
+        if let Some(root) = &root {
+            nix::unistd::fchdir(root).map_err(|e| ApiError::io("chdir into the container's root", e))?;
+            nix::unistd::chroot(".").map_err(|e| ApiError::io("chroot into the container's root", e))?;
+            nix::unistd::chdir("/").map_err(|e| ApiError::io("chdir /", e))?;
+        }
         crate::console::connect(&process, console.as_ref(), &stdio)?;
         let plan = process::apply(&process, seccomp.as_ref())?;
         Ok((plan, process))

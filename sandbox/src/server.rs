@@ -21,7 +21,7 @@ use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use crate::containers::{Containers, Namespaces, Phase, Reaped, Record, Staged};
 use crate::init;
-use crate::spawner::jobs::{Done, ExecJob, HooksJob, InitJob, Job, PidNamespace, RestoreJob};
+use crate::spawner::jobs::{Done, ExecJob, HooksJob, InitJob, Job, Joins, PidNamespace, RestoreJob};
 use crate::spawner::Spawner;
 use crate::{cgroup, exec};
 
@@ -285,6 +285,12 @@ impl Server {
                 rootfs: staged.rootfs.clone(),
                 binds: staged.binds.clone(),
                 pid_ns,
+                joins: Joins {
+                    mount: FdSlot::from_option(create.mount_ns.take()),
+                    cgroup: FdSlot::from_option(create.cgroup_ns.take()),
+                    user: FdSlot::from_option(create.user_ns.take()),
+                },
+                host_root: host_root(&create.bundle, spec),
                 cgroups: dup_all(cgroups)?,
                 sync: FdSlot::Empty,
                 stdio,
@@ -554,5 +560,16 @@ fn recv_gofer(conn: &mut Connection, timeout: Duration) -> Result<GoferMessage, 
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(ApiError::io("poll", e)),
         }
+    }
+}
+
+/// A container's root filesystem as the host names it: the spec's `root.path`, relative to
+/// the bundle unless absolute.
+fn host_root(bundle: &std::path::Path, spec: &oci_spec::runtime::Spec) -> std::path::PathBuf {
+    let path = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default();
+    if path.is_absolute() {
+        path
+    } else {
+        bundle.join(path)
     }
 }

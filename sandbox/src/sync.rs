@@ -128,15 +128,20 @@ pub fn reset_process_state() -> Result<(), ApiError> {
 
 /// The child side, last thing before exec: the caller's stdio (or `/dev/null`) on 0, 1, 2.
 pub fn connect_stdio(stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
-    for (target, fd) in stdio.iter().enumerate() {
+    // Every source is copied above the standard numbers before any dup2: a given descriptor
+    // may itself sit on 0, 1 or 2 (where a descriptor lands depends on which numbers were free
+    // in each process it passed through), and a dup2 onto its number would close it before
+    // its own turn.
+    let mut sources = Vec::with_capacity(3);
+    for fd in stdio {
         let source = match fd {
             Some(fd) => fd.try_clone().map_err(|e| ApiError::io("dup stdio", e))?,
             None => rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, rustix::fs::Mode::empty())
                 .map_err(|e| ApiError::io("/dev/null", e))?,
         };
-        // Above the standard numbers first: a copy that landed on its own target (they may be
-        // free) would be closed again with `source` after the dup2 onto itself.
-        let source = above_stdio(source)?;
+        sources.push(above_stdio(source)?);
+    }
+    for (target, source) in sources.iter().enumerate() {
         // SAFETY: dup2 onto 0..=2 replaces the standard descriptors, which nothing else in this
         // process holds as an OwnedFd.
         if unsafe { libc::dup2(source.as_fd().as_raw_fd(), target as i32) } < 0 {

@@ -38,6 +38,19 @@ pub struct CreateContainer {
     /// sandbox's, which is then the host's; any other gets a namespace of its own.
     #[serde(default)]
     pub pid_ns: FdSlot,
+    /// The mount namespace the container's init enters, opened by paddockd on the host: the
+    /// one its spec names by path (the container is set up and pivots there, as runc's does),
+    /// or paddockd's own when its spec has no mount namespace (the container then runs in the
+    /// host's, chrooted into its root). Empty: a new one of its own.
+    #[serde(default)]
+    pub mount_ns: FdSlot,
+    /// The cgroup namespace its spec names by path, opened by paddockd on the host.
+    #[serde(default)]
+    pub cgroup_ns: FdSlot,
+    /// The user namespace its spec names by path, opened by paddockd on the host: the
+    /// container's process enters it (whose id maps are already written) instead of a new one.
+    #[serde(default)]
+    pub user_ns: FdSlot,
     /// Run a container whose init exited again (its restart policy), on the mounts the
     /// sandbox kept for it; `mounts` is then empty.
     pub again: bool,
@@ -179,7 +192,7 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots_mut();
                 slots.extend(c.mounts.iter_mut());
                 slots.extend(c.cgroups.iter_mut());
-                slots.push(&mut c.pid_ns);
+                slots.extend([&mut c.pid_ns, &mut c.mount_ns, &mut c.cgroup_ns, &mut c.user_ns]);
                 if let Some(r) = c.restore.as_mut() {
                     slots.extend([&mut r.host_mnt, &mut r.host_cgroup]);
                 }
@@ -196,7 +209,7 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots();
                 slots.extend(c.mounts.iter());
                 slots.extend(c.cgroups.iter());
-                slots.push(&c.pid_ns);
+                slots.extend([&c.pid_ns, &c.mount_ns, &c.cgroup_ns, &c.user_ns]);
                 if let Some(r) = c.restore.as_ref() {
                     slots.extend([&r.host_mnt, &r.host_cgroup]);
                 }
@@ -330,6 +343,9 @@ mod tests {
                 mounts: vec![FdSlot::new(OwnedFd::from(g1)), FdSlot::new(OwnedFd::from(g3))],
                 cgroups: vec![],
                 pid_ns: FdSlot::Empty,
+                mount_ns: FdSlot::Empty,
+                cgroup_ns: FdSlot::Empty,
+                user_ns: FdSlot::Empty,
                 again: false,
                 restore: None,
             }),

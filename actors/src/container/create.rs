@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use oci_spec::runtime::LinuxNamespaceType;
 use tracing::{info, warn};
 use wire::api::{Create, RestoreFrom};
 use wire::gofer_proto::GoferSetup;
@@ -88,6 +89,17 @@ fn cgroup_path(spec: &oci_spec::runtime::Spec, sandbox_id: &str, id: &str) -> Re
 fn new_meta(msg: &Create, spec: oci_spec::runtime::Spec, sandbox_id: &str) -> Result<Meta, ApiError> {
     let rootfs = spec::rootfs_path(&msg.bundle, &spec)?;
     let cgroup = cgroup_path(&spec, sandbox_id, &msg.id)?;
+    let has_mount_ns = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|n| n.iter().any(|n| n.typ() == LinuxNamespaceType::Mount));
+    let host_root_mount = match has_mount_ns {
+        true => None,
+        false => Some(
+            crate::procfs::mount_id(&rootfs).map_err(|e| ApiError::io(format!("rootfs {}", rootfs.display()), e))?,
+        ),
+    };
     Ok(Meta {
         format: FORMAT_VERSION,
         id: msg.id.clone(),
@@ -107,6 +119,7 @@ fn new_meta(msg: &Create, spec: oci_spec::runtime::Spec, sandbox_id: &str) -> Re
         cgroup: Some(cgroup),
         restart: Default::default(),
         monitor: None,
+        host_root_mount,
     })
 }
 
@@ -118,7 +131,8 @@ pub(crate) async fn create(
     mut msg: Create,
     joined: Option<Joined>,
 ) -> Result<Addr<ContainerActor>, ApiError> {
-    let spec = msg.spec.parse()?;
+    let mut spec = msg.spec.parse()?;
+    spec::joined_user_namespace_maps(&mut spec)?;
     spec::validate(&spec)?;
     RestartPolicy::of(&spec)?;
     let restart_stdio = ContainerActor::keep_stdio_for_restarts(&spec, &msg.stdio);
@@ -398,6 +412,9 @@ pub(super) async fn create_in_sandbox(
             mounts,
             cgroups: cgroups.into_iter().map(FdSlot::new).collect(),
             pid_ns: pid_namespace_to_join(meta)?,
+            mount_ns: mount_namespace_to_enter(meta)?,
+            cgroup_ns: namespace_to_join(meta, LinuxNamespaceType::Cgroup)?,
+            user_ns: namespace_to_join(meta, LinuxNamespaceType::User)?,
             again,
             restore,
         })))
@@ -419,17 +436,55 @@ fn pid_namespace_to_join(meta: &Meta) -> Result<FdSlot, ApiError> {
     if !meta.is_root() {
         return Ok(FdSlot::Empty);
     }
-    let path = meta
-        .spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .and_then(|n| n.iter().find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Pid))
-        .and_then(|n| n.path().clone());
+    namespace_to_join(meta, LinuxNamespaceType::Pid)
+}
+
+/// The namespace of type `typ` that the spec names by path, opened here on the host (as runc
+/// opens it, before anything of the container exists). Empty when it names none.
+fn namespace_to_join(meta: &Meta, typ: LinuxNamespaceType) -> Result<FdSlot, ApiError> {
+    let path = listed_namespace(meta, typ).and_then(|n| n.path().clone());
     let Some(path) = path else { return Ok(FdSlot::Empty) };
     let file = std::fs::File::open(&path)
-        .map_err(|e| ApiError::invalid_spec(format!("PID namespace path {}: {e}", path.display())))?;
+        .map_err(|e| ApiError::invalid_spec(format!("{typ:?} namespace path {}: {e}", path.display())))?;
+    let fd = OwnedFd::from(file);
+    // A path that names something else (a file, another type's namespace) would be refused by
+    // setns deep in the sandbox with EINVAL; here the error can say what it is.
+    if procfs::namespace_type(&fd).ok() != Some(clone_flag(typ)) {
+        return Err(ApiError::invalid_spec(format!(
+            "{typ:?} namespace path {}: not a {typ:?} namespace",
+            path.display()
+        )));
+    }
+    Ok(FdSlot::new(fd))
+}
+
+/// The mount namespace the container's init enters (see [`CreateContainer::mount_ns`]): the
+/// spec's path, or when the spec gives it none, paddockd's own (the host's).
+fn mount_namespace_to_enter(meta: &Meta) -> Result<FdSlot, ApiError> {
+    if listed_namespace(meta, LinuxNamespaceType::Mount).is_some() {
+        return namespace_to_join(meta, LinuxNamespaceType::Mount);
+    }
+    let file =
+        std::fs::File::open("/proc/self/ns/mnt").map_err(|e| ApiError::io("opening paddockd's mount namespace", e))?;
     Ok(FdSlot::new(OwnedFd::from(file)))
+}
+
+fn listed_namespace(meta: &Meta, typ: LinuxNamespaceType) -> Option<&oci_spec::runtime::LinuxNamespace> {
+    meta.spec.linux().as_ref()?.namespaces().as_ref()?.iter().find(|n| n.typ() == typ)
+}
+
+/// The `CLONE_NEW*` flag of a namespace type.
+fn clone_flag(typ: LinuxNamespaceType) -> i32 {
+    match typ {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
 }
 
 /// Where a container of `spec` goes (re-exported for the supervisor).

@@ -95,8 +95,16 @@ impl Handler<DeleteContainer> for ContainerActor {
                     act.stop_by_force();
                     let store = act.store.clone();
                     let id = act.meta.id.clone();
+                    let host_root = act.meta.host_root_mount.map(|found| (act.meta.rootfs.clone(), found));
                     async move {
                         super::remove_cgroups(cgroups).await;
+                        if let Some((path, found)) = host_root {
+                            blocking(move || {
+                                detach_host_root(&path, found);
+                                Ok(())
+                            })
+                            .await?;
+                        }
                         blocking(move || store.remove(&id)).await
                     }
                     .into_actor(act)
@@ -137,5 +145,20 @@ impl Handler<SandboxGoingAway> for ContainerActor {
             }
             .into_actor(self),
         ))
+    }
+}
+
+/// Detaches the tree the init of a container without a mount namespace attached on its root
+/// filesystem's path in the host's, if it is there: the mount on that path now, when it is not
+/// the one that was there at create (`found`, which is the caller's own).
+fn detach_host_root(path: &std::path::Path, found: u64) {
+    match crate::procfs::mount_id(path) {
+        Ok(now) if now != found => {
+            if let Err(e) = nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+                warn!(path = %path.display(), "detaching the container's tree from the host's root filesystem path: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => warn!(path = %path.display(), "the container's root filesystem: {e}"),
     }
 }

@@ -89,6 +89,14 @@ struct Given {
     stdio: [Option<OwnedFd>; 3],
     console: Option<OwnedFd>,
     extra: Vec<OwnedFd>,
+    joins: Joined,
+}
+
+/// The existing namespaces the container enters (see [`crate::spawner::jobs::Joins`]).
+struct Joined {
+    mount: Option<OwnedFd>,
+    cgroup: Option<OwnedFd>,
+    user: Option<OwnedFd>,
 }
 
 /// The child, forked by the spawner: set up, report, wait for start, exec. Returns the exit
@@ -100,6 +108,7 @@ pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>
         stdio: [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()],
         console: job.stdio.console.take(),
         extra: job.stdio.extra.iter_mut().filter_map(FdSlot::take).collect(),
+        joins: Joined { mount: job.joins.mount.take(), cgroup: job.joins.cgroup.take(), user: job.joins.user.take() },
     };
     // Nothing but what it was given: the spawner's socket, the sandbox's stdio, the other
     // requests' descriptors are not its to hold.
@@ -107,10 +116,19 @@ pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>
     keep.extend(given.stdio.iter().flatten().map(|f| f.as_raw_fd()));
     keep.extend(given.console.iter().map(|f| f.as_raw_fd()));
     keep.extend(given.extra.iter().map(|f| f.as_raw_fd()));
+    keep.extend(
+        [&given.joins.mount, &given.joins.cgroup, &given.joins.user].into_iter().flatten().map(|f| f.as_raw_fd()),
+    );
     if sys::close_all_except(&keep).is_err() {
         return 1;
     }
-    let config = InitConfig { spec, rootfs: job.rootfs.clone(), binds: job.binds.clone(), proc };
+    let config = InitConfig {
+        spec,
+        rootfs: job.rootfs.clone(),
+        binds: job.binds.clone(),
+        host_root: job.host_root.clone(),
+        proc,
+    };
     let plan = match setup(&config, &given, seccomp.as_ref()) {
         Ok(plan) => plan,
         Err(err) => {
@@ -120,12 +138,12 @@ pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>
     };
     // Set up: from here on it holds its stdio (now 0, 1, 2), its sync socket and the
     // descriptors it passes on, and nothing else (the sandbox's procfs least of all).
-    let Given { sync, stdio, console, extra } = given;
+    let Given { sync, stdio, console, extra, joins } = given;
     let mut keep = vec![0, 1, 2, sync.as_raw_fd()];
     keep.extend(extra.iter().map(|f| f.as_raw_fd()));
     let closed = sys::close_all_except(&keep);
     // Closed above (or moved onto 0, 1, 2): not to be closed again.
-    std::mem::forget((stdio, console));
+    std::mem::forget((stdio, console, joins));
     if closed.is_err() || sync::send(&sync, sync::READY).is_err() {
         return 1;
     }
@@ -152,6 +170,9 @@ struct InitConfig<'a> {
     rootfs: PathBuf,
     /// Where the sandbox staged the gofer's bind mounts, in spec order.
     binds: Vec<PathBuf>,
+    /// Its root filesystem's path on the host, where a container without a mount namespace
+    /// has its tree attached.
+    host_root: PathBuf,
     /// The sandbox's procfs (the child sees itself in it).
     proc: &'a OwnedFd,
 }
@@ -186,7 +207,10 @@ fn setup(
                 .map_err(|e| ApiError::io("reading the container's cgroups", e))?;
         mounts::CgroupPaths::parse(&text, wants_namespace(spec, LinuxNamespaceType::Cgroup))
     };
-    if wants_namespace(spec, LinuxNamespaceType::Cgroup) {
+    if let Some(ns) = &given.joins.cgroup {
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| ApiError::io("joining the spec's cgroup namespace", e))?;
+    } else if wants_namespace(spec, LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ApiError::io("unshare cgroup namespace", e))?;
     }
@@ -207,8 +231,18 @@ fn setup(
     // it makes the chdir fail later with a clear message).
     let _ = sys::make_beneath(root.as_fd(), process.cwd(), sys::Create::Dir);
 
-    pivot_root(&root)?;
-    drop(root);
+    let own_mount_ns = given.joins.mount.is_none();
+    match &given.joins.mount {
+        None => {
+            pivot_root(&root)?;
+            // Closed now: opened after the descriptors were cleared, it may sit on 0, 1 or 2,
+            // which the stdio is about to take (dropped later, it would close one of those).
+            drop(root);
+        }
+        Some(ns) => {
+            enter_mount_namespace(root, ns, wants_namespace(spec, LinuxNamespaceType::Mount), &config.host_root)?
+        }
+    }
 
     let slash = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
         .map_err(|e| ApiError::io("open /", e))?;
@@ -224,7 +258,17 @@ fn setup(
     }
     drop(slash);
     process::apply_limits(process, config.proc)?;
-    if wants_namespace(spec, LinuxNamespaceType::User) || needs_locking(spec) {
+    if let Some(ns) = &given.joins.user {
+        // Its maps are written already. A mount namespace of the container's own is copied
+        // into one the joined user namespace owns, which locks its mounts; a joined or the
+        // host's mount namespace stays what it is.
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+            .map_err(|e| ApiError::io("joining the spec's user namespace", e))?;
+        if own_mount_ns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                .map_err(|e| ApiError::io("unshare mount namespace", e))?;
+        }
+    } else if wants_namespace(spec, LinuxNamespaceType::User) || (own_mount_ns && needs_locking(spec)) {
         enter_user_namespace(sync)?;
     }
     // After the user namespace: copying the mount namespace into a less privileged one turns
@@ -245,6 +289,40 @@ fn setup(
     // (and its slave owned) by the container's root.
     crate::console::connect(process, given.console.as_ref(), &given.stdio)?;
     process::apply(process, seccomp)
+}
+
+/// Moves the container's tree, set up in a mount namespace of its own, into an existing one:
+/// the one its spec names (`joined`: it pivots there, as runc's container does) or, for a
+/// container without a mount namespace, the host's (its tree is attached on its root
+/// filesystem's path there, as runc's mounts are, and it chroots into it; paddockd detaches it
+/// when the container is deleted).
+fn enter_mount_namespace(
+    root: OwnedFd,
+    ns: &OwnedFd,
+    joined: bool,
+    host_root: &std::path::Path,
+) -> Result<(), ApiError> {
+    let tree = sys::clone_tree(root.as_fd(), true).map_err(|e| ApiError::io("copying the container's tree", e))?;
+    drop(root);
+    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| {
+        ApiError::io(
+            if joined { "joining the spec's mount namespace" } else { "entering the host's mount namespace" },
+            e,
+        )
+    })?;
+    if joined {
+        return sys::pivot_into(tree.as_fd()).map_err(|e| ApiError::io("pivoting in the joined mount namespace", e));
+    }
+    let target =
+        rustix::fs::open(host_root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
+            .map_err(|e| {
+                ApiError::io(format!("root filesystem {} in the host's mount namespace", host_root.display()), e)
+            })?;
+    sys::attach(tree.as_fd(), target.as_fd())
+        .map_err(|e| ApiError::io(format!("attaching the container's tree on {}", host_root.display()), e))?;
+    nix::unistd::fchdir(&tree).map_err(|e| ApiError::io("chdir into the rootfs", e))?;
+    nix::unistd::chroot(".").map_err(|e| ApiError::io("chroot into the rootfs", e))?;
+    nix::unistd::chdir("/").map_err(|e| ApiError::io("chdir /", e))
 }
 
 /// Whether the container's read-only mounts must be locked: it has some, and its process

@@ -49,12 +49,39 @@ pub struct InitJob {
     pub binds: Vec<PathBuf>,
     /// Its PID namespace.
     pub pid_ns: PidNamespace,
+    /// The existing namespaces it enters instead of making its own.
+    pub joins: Joins,
+    /// Its root filesystem's path on the host (for a container without a mount namespace).
+    #[serde(default)]
+    pub host_root: PathBuf,
     /// Its cgroup, one directory per hierarchy, where the spawner places the child.
     pub cgroups: Vec<FdSlot>,
     /// The child's end of its sync socket with the sandbox.
     pub sync: FdSlot,
     /// The caller's stdio.
     pub stdio: Stdio,
+}
+
+/// The existing namespaces a container's init enters (see `CreateContainer::mount_ns` and
+/// the fields after it); each empty one it makes anew (or, for a type its spec does not list,
+/// keeps the sandbox's).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Joins {
+    /// The mount namespace its spec names, or the host's when it lists none.
+    pub mount: FdSlot,
+    /// The cgroup namespace its spec names.
+    pub cgroup: FdSlot,
+    /// The user namespace its spec names.
+    pub user: FdSlot,
+}
+
+impl Joins {
+    fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
+        vec![&mut self.mount, &mut self.cgroup, &mut self.user]
+    }
+    fn slots(&self) -> Vec<&FdSlot> {
+        vec![&self.mount, &self.cgroup, &self.user]
+    }
 }
 
 /// The namespaces of a container that a process entering it joins (those it shares with the
@@ -69,14 +96,18 @@ pub struct NamespaceFds {
     pub user: FdSlot,
     /// Its cgroup namespace, if it has one.
     pub cgroup: FdSlot,
+    /// Its root directory: entering a mount namespace puts a process at that namespace's root,
+    /// which is not the container's when it chrooted (it has no mount namespace of its own).
+    #[serde(default)]
+    pub root: FdSlot,
 }
 
 impl NamespaceFds {
     fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        vec![&mut self.mnt, &mut self.pid, &mut self.user, &mut self.cgroup]
+        vec![&mut self.mnt, &mut self.pid, &mut self.user, &mut self.cgroup, &mut self.root]
     }
     fn slots(&self) -> Vec<&FdSlot> {
-        vec![&self.mnt, &self.pid, &self.user, &self.cgroup]
+        vec![&self.mnt, &self.pid, &self.user, &self.cgroup, &self.root]
     }
 }
 
@@ -196,6 +227,7 @@ impl CarriesFds for Job {
             Job::Init(j) => {
                 let mut s = vec![&mut j.sync];
                 s.extend(j.pid_ns.slots_mut());
+                s.extend(j.joins.slots_mut());
                 s.extend(j.cgroups.iter_mut());
                 s.extend(j.stdio.slots_mut());
                 s
@@ -232,6 +264,7 @@ impl CarriesFds for Job {
             Job::Init(j) => {
                 let mut s = vec![&j.sync];
                 s.extend(j.pid_ns.slots());
+                s.extend(j.joins.slots());
                 s.extend(j.cgroups.iter());
                 s.extend(j.stdio.slots());
                 s

@@ -324,6 +324,12 @@ fn namespaces_of(state: &State, pid: Pid) -> std::io::Result<NamespaceFds> {
         pid: own("pid")?,
         user: own("user")?,
         cgroup: own("cgroup")?,
+        root: FdSlot::new(rustix::fs::openat(
+            &state.proc,
+            format!("{theirs}/root").as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?),
     })
 }
 
