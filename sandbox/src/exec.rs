@@ -47,7 +47,10 @@ pub fn spawn(spawner: &mut Spawner, mut job: ExecJob) -> Result<Pid, ApiError> {
 }
 
 /// The child, forked by the spawner: returns the exit code when it cannot exec.
-pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
+///
+/// `linux` is what the process takes of its container's `linux` (see
+/// [`crate::attributes::apply`]).
+pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>, linux: Option<oci_spec::runtime::Linux>) -> i32 {
     let Some(sync) = job.sync.take() else { return 1 };
     let stdio = [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()];
     let console = job.stdio.console.take();
@@ -71,6 +74,8 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
             return Err(ApiError::new(ErrorKind::Sandbox, "the sandbox did not place the process in its cgroups"));
         }
         process::set_rlimits(&process)?;
+        crate::attributes::apply(&process, linux.as_ref())?;
+        let final_affinity = crate::attributes::final_affinity(&process)?;
         // The cgroup namespace first: the init made it before it entered its user namespace,
         // so it belongs to the sandbox's, where we still hold our capabilities. Then the user
         // namespace: entering the mount namespace needs capabilities in it.
@@ -85,7 +90,7 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
         let mnt = mnt.as_ref().ok_or_else(|| ApiError::new(ErrorKind::Protocol, "no mount namespace to enter"))?;
         nix::sched::setns(mnt, CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("entering the mount namespace", e))?;
         crate::console::connect(&process, console.as_ref(), &stdio)?;
-        let plan = process::apply(&process, seccomp.as_ref())?;
+        let plan = process::apply(&process, seccomp.as_ref())?.with_affinity(final_affinity);
         Ok((plan, process))
     })();
     let (plan, _process) = match result {

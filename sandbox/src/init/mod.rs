@@ -224,6 +224,7 @@ fn setup(
     }
     drop(slash);
     process::apply_limits(process, config.proc)?;
+    crate::attributes::apply(process, spec.linux().as_ref())?;
     if wants_namespace(spec, LinuxNamespaceType::User) || needs_locking(spec) {
         enter_user_namespace(sync)?;
     }
