@@ -1,6 +1,6 @@
 //! The runtime-spec 1.2 fields that set what the kernel keeps for a container's process:
 //! `process.rlimits`, `process.scheduler`, `process.ioPriority`, `process.execCPUAffinity`,
-//! `linux.personality`, `linux.memoryPolicy`, and `linux.intelRdt`, which
+//! `linux.personality`, `linux.memoryPolicy`, `linux.timeOffsets`, and `linux.intelRdt`, which
 //! this host cannot honour. A probe (tests/probes/report.c) in the container prints what its
 //! process sees; each test reads it from the container's init and from a process exec'd into
 //! the container, as a user would, and checks that what paddock refuses leaves nothing behind.
@@ -236,9 +236,51 @@ fn intel_rdt_is_refused_on_a_host_without_resctrl() {
 }
 
 #[test]
-fn features_list_the_memory_policies() {
+fn time_offsets_move_the_containers_clocks() {
+    assert!(std::path::Path::new("/proc/self/timens_offsets").exists(), "this kernel has no time namespaces");
+    let p = Paddock::new();
+    const YEAR: i64 = 86400 * 365;
+    let host = parse(&String::from_utf8_lossy(
+        &std::process::Command::new(std::path::Path::new(env!("PADDOCK_PROBES")).join("report"))
+            .output()
+            .unwrap()
+            .stdout,
+    ));
+    let host_monotonic: i64 = host["monotonic_secs"].parse().unwrap();
+    let bundle = probe_bundle(|c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = serde_json::json!({
+            "monotonic": {"secs": YEAR, "nanosecs": 0},
+            "boottime": {"secs": 2 * YEAR, "nanosecs": 500}
+        });
+    });
+    let offsets =
+        |report: &HashMap<String, String>| report["timens_offsets"].split_whitespace().collect::<Vec<_>>().join(" ");
+    let expected = format!("monotonic {YEAR} 0;boottime {} 500", 2 * YEAR);
+    for report in [run_report(&p, &bundle), exec_report(&p, &bundle, None)] {
+        let monotonic: i64 = report["monotonic_secs"].parse().unwrap();
+        let boottime: i64 = report["boottime_secs"].parse().unwrap();
+        assert!(monotonic >= host_monotonic + YEAR, "{report:?}");
+        assert!(boottime >= host_monotonic + 2 * YEAR, "{report:?}");
+        assert_eq!(offsets(&report), expected, "{report:?}");
+    }
+
+    // Offsets without a time namespace: refused, as runc does.
+    let bundle = probe_bundle(|c| c["linux"]["timeOffsets"] = serde_json::json!({"monotonic": {"secs": 5}}));
+    refused(&p, &bundle, &["linux.timeOffsets", "no time namespace"]);
+    // A time namespace without offsets: the clocks are the host's.
+    let bundle =
+        probe_bundle(|c| c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "time"})));
+    let report = run_report(&p, &bundle);
+    assert_eq!(offsets(&report), "monotonic 0 0;boottime 0 0", "{report:?}");
+}
+
+#[test]
+fn features_list_the_time_namespace_and_memory_policies() {
     let p = Paddock::new();
     let features: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["features"])).unwrap();
+    let namespaces = features["linux"]["namespaces"].as_array().unwrap();
+    assert!(namespaces.contains(&serde_json::json!("time")), "{namespaces:?}");
     let modes = features["linux"]["memoryPolicy"]["modes"].as_array().unwrap();
     assert!(modes.contains(&serde_json::json!("MPOL_BIND")), "{modes:?}");
     assert_eq!(features["linux"]["intelRdt"]["enabled"], false);

@@ -37,6 +37,8 @@ pub struct Namespaces {
     pub user: Option<OwnedFd>,
     /// Its cgroup namespace, if it has one of its own.
     pub cgroup: Option<OwnedFd>,
+    /// Its time namespace, if it has one of its own.
+    pub time: Option<OwnedFd>,
 }
 
 impl Namespaces {
@@ -47,6 +49,7 @@ impl Namespaces {
             pid: fds.pid.take(),
             user: fds.user.take(),
             cgroup: fds.cgroup.take(),
+            time: fds.time.take(),
         })
     }
 
@@ -59,6 +62,7 @@ impl Namespaces {
             pid: dup_opt(&self.pid)?,
             user: dup_opt(&self.user)?,
             cgroup: dup_opt(&self.cgroup)?,
+            time: dup_opt(&self.time)?,
         })
     }
 }

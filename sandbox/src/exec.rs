@@ -56,11 +56,12 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>, linux: Opt
     let console = job.stdio.console.take();
     let extra: Vec<OwnedFd> = job.stdio.extra.iter_mut().filter_map(FdSlot::take).collect();
     let (mnt, user, cgroup) = (job.namespaces.mnt.take(), job.namespaces.user.take(), job.namespaces.cgroup.take());
+    let time = job.namespaces.time.take();
     let mut keep = vec![sync.as_raw_fd()];
     for fd in stdio.iter().flatten().chain(console.iter()).chain(extra.iter()) {
         keep.push(fd.as_raw_fd());
     }
-    for fd in [&mnt, &user, &cgroup].into_iter().flatten() {
+    for fd in [&mnt, &user, &cgroup, &time].into_iter().flatten() {
         keep.push(fd.as_raw_fd());
     }
     if sys::close_all_except(&keep).is_err() {
@@ -82,6 +83,11 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>, linux: Opt
         if let Some(cgroup) = &cgroup {
             nix::sched::setns(cgroup, CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| ApiError::io("entering the cgroup namespace", e))?;
+        }
+        // The time namespace belongs to the sandbox's user namespace too (the init made it
+        // before it entered its own); a single-threaded process's clocks change at once.
+        if let Some(time) = &time {
+            crate::init::time::enter(time).map_err(|e| ApiError::io("entering the time namespace", e))?;
         }
         if let Some(user) = &user {
             nix::sched::setns(user, CloneFlags::CLONE_NEWUSER)
@@ -105,7 +111,7 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>, linux: Opt
     let mut keep = vec![0, 1, 2, sync.as_raw_fd()];
     keep.extend(extra.iter().map(|f| f.as_raw_fd()));
     let closed = sys::close_all_except(&keep);
-    std::mem::forget((stdio, console, mnt, user, cgroup));
+    std::mem::forget((stdio, console, mnt, user, cgroup, time));
     if let Err(e) = closed {
         sync::send_error(&sync, &ApiError::io("closing descriptors", e));
         return 1;

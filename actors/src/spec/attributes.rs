@@ -1,6 +1,6 @@
 //! Checks of the runtime-spec 1.2 fields that set a process's kernel attributes
 //! (`process.rlimits`, `process.scheduler`, `process.ioPriority`, `process.execCPUAffinity`,
-//! `linux.personality`, `linux.memoryPolicy`) and of those paddock
+//! `linux.personality`, `linux.memoryPolicy`, `linux.timeOffsets`) and of those paddock
 //! cannot honour on this host (`linux.intelRdt`): everything the sandbox would refuse is
 //! refused at create (or exec), before anything is made, with the field it concerns named.
 //! The rules are runc's (libcontainer/configs/validate).
@@ -8,7 +8,9 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use oci_spec::runtime::{Linux, LinuxSchedulerFlag, LinuxSchedulerPolicy, MemoryPolicyModeType, Process};
+use oci_spec::runtime::{
+    Linux, LinuxNamespaceType, LinuxSchedulerFlag, LinuxSchedulerPolicy, MemoryPolicyModeType, Process,
+};
 use wire::{ApiError, ErrorKind};
 
 /// The highest CPU or NUMA node number a list may name (the kernel's `cpu_set_t` holds 1024).
@@ -112,7 +114,7 @@ fn validate_scheduler(scheduler: &oci_spec::runtime::Scheduler) -> Result<(), Ap
     Ok(())
 }
 
-/// Checks `linux`'s personality, memory policy and Intel RDT.
+/// Checks `linux`'s personality, memory policy, time offsets and Intel RDT.
 pub fn validate_linux(linux: &Linux) -> Result<(), ApiError> {
     if let Some(personality) = linux.personality() {
         if let Some(flags) = personality.flags().as_deref().filter(|f| !f.is_empty()) {
@@ -143,6 +145,7 @@ pub fn validate_linux(linux: &Linux) -> Result<(), ApiError> {
             _ => {}
         }
     }
+    validate_time(linux)?;
     if linux.intel_rdt().is_some() {
         let why = if resctrl_mounted() {
             "paddock does not manage resctrl groups".to_string()
@@ -154,10 +157,49 @@ pub fn validate_linux(linux: &Linux) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A time namespace needs the kernel's support; its offsets need one of the container's own,
+/// as runc requires, and only the monotonic and boot-time clocks have offsets.
+fn validate_time(linux: &Linux) -> Result<(), ApiError> {
+    let offsets = linux.time_offsets().as_ref().filter(|o| !o.is_empty());
+    if has_namespace(linux, LinuxNamespaceType::Time) {
+        if !Path::new("/proc/self/timens_offsets").exists() {
+            return Err(ApiError::new(
+                ErrorKind::Unsupported,
+                "linux.namespaces: this kernel has no time namespaces (no /proc/self/timens_offsets)",
+            ));
+        }
+    } else if offsets.is_some() {
+        return Err(ApiError::invalid_spec(
+            "linux.timeOffsets is set, but linux.namespaces has no time namespace for the offsets to apply to",
+        ));
+    }
+    let mut clocks: Vec<_> = offsets.into_iter().flatten().collect();
+    clocks.sort_by_key(|(name, _)| name.as_str());
+    for (clock, offset) in clocks {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(ApiError::invalid_spec(format!(
+                "linux.timeOffsets {clock:?}: only the monotonic and boottime clocks have offsets"
+            )));
+        }
+        if offset.nanosecs().unwrap_or(0) >= 1_000_000_000 {
+            return Err(ApiError::invalid_spec(format!(
+                "linux.timeOffsets.{clock}.nanosecs {}: must be below 1000000000",
+                offset.nanosecs().unwrap_or(0)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Whether the resctrl filesystem is mounted at /sys/fs/resctrl.
 fn resctrl_mounted() -> bool {
     const RDTGROUP_SUPER_MAGIC: i64 = 0x7655821;
     nix::sys::statfs::statfs(Path::new("/sys/fs/resctrl")).is_ok_and(|s| s.filesystem_type().0 == RDTGROUP_SUPER_MAGIC)
+}
+
+/// Whether `linux` gives the container a namespace of type `typ`.
+pub fn has_namespace(linux: &Linux, typ: LinuxNamespaceType) -> bool {
+    linux.namespaces().as_deref().unwrap_or_default().iter().any(|n| n.typ() == typ)
 }
 
 #[cfg(test)]
@@ -226,6 +268,15 @@ mod tests {
             (serde_json::json!({"memoryPolicy": {"mode": "MPOL_DEFAULT", "nodes": "0"}}), "takes no nodes"),
             (serde_json::json!({"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0-x"}}), "memoryPolicy.nodes"),
             (serde_json::json!({"intelRdt": {"closID": "x"}}), "linux.intelRdt"),
+            (serde_json::json!({"timeOffsets": {"monotonic": {"secs": 1}}}), "no time namespace"),
+            (
+                serde_json::json!({"namespaces": [{"type": "time"}], "timeOffsets": {"realtime": {"secs": 1}}}),
+                "\"realtime\"",
+            ),
+            (
+                serde_json::json!({"namespaces": [{"type": "time"}], "timeOffsets": {"boottime": {"nanosecs": 1000000000u32}}}),
+                "boottime.nanosecs",
+            ),
         ];
         for (json, expected) in cases {
             let err = validate_linux(&linux(json.clone())).unwrap_err();

@@ -13,6 +13,7 @@
 
 mod devices;
 mod mounts;
+pub mod time;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -189,6 +190,10 @@ fn setup(
     if wants_namespace(spec, LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ApiError::io("unshare cgroup namespace", e))?;
+    }
+    if wants_namespace(spec, LinuxNamespaceType::Time) {
+        let offsets = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()).unwrap_or_default();
+        time::unshare_with_offsets(config.proc, &offsets)?;
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("unshare mount namespace", e))?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());

@@ -69,14 +69,16 @@ pub struct NamespaceFds {
     pub user: FdSlot,
     /// Its cgroup namespace, if it has one.
     pub cgroup: FdSlot,
+    /// Its time namespace, if it has one.
+    pub time: FdSlot,
 }
 
 impl NamespaceFds {
     fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        vec![&mut self.mnt, &mut self.pid, &mut self.user, &mut self.cgroup]
+        vec![&mut self.mnt, &mut self.pid, &mut self.user, &mut self.cgroup, &mut self.time]
     }
     fn slots(&self) -> Vec<&FdSlot> {
-        vec![&self.mnt, &self.pid, &self.user, &self.cgroup]
+        vec![&self.mnt, &self.pid, &self.user, &self.cgroup, &self.time]
     }
 }
 

@@ -326,7 +326,7 @@ fn write_id_maps(proc: &OwnedFd, pid: Pid, uid_map: &str, gid_map: &str) -> std:
 }
 
 /// The namespaces of `pid` a process entering its container joins: its mount namespace, and
-/// its PID, user and cgroup namespaces where they are not the sandbox's.
+/// its PID, user, cgroup and time namespaces where they are not the sandbox's.
 fn namespaces_of(state: &State, pid: Pid) -> std::io::Result<NamespaceFds> {
     let open = |who: &str, ns: &str| -> std::io::Result<OwnedFd> {
         Ok(rustix::fs::openat(
@@ -348,6 +348,7 @@ fn namespaces_of(state: &State, pid: Pid) -> std::io::Result<NamespaceFds> {
         pid: own("pid")?,
         user: own("user")?,
         cgroup: own("cgroup")?,
+        time: own("time")?,
     })
 }
 
