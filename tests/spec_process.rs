@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use harness::{assert_nothing_left, install_probe, stderr, stdout, unique, Bundle, Paddock};
+use harness::{assert_nothing_left, eventually, install_probe, stderr, stdout, unique, Bundle, Paddock};
 
 /// The probe's report: each line's first word, and the rest.
 fn parse(report: &str) -> HashMap<String, String> {
@@ -276,7 +276,7 @@ fn time_offsets_move_the_containers_clocks() {
 }
 
 #[test]
-fn features_list_the_time_namespace_and_memory_policies() {
+fn features_list_the_time_namespace_memory_policies_and_net_devices() {
     let p = Paddock::new();
     let features: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["features"])).unwrap();
     let namespaces = features["linux"]["namespaces"].as_array().unwrap();
@@ -284,4 +284,60 @@ fn features_list_the_time_namespace_and_memory_policies() {
     let modes = features["linux"]["memoryPolicy"]["modes"].as_array().unwrap();
     assert!(modes.contains(&serde_json::json!("MPOL_BIND")), "{modes:?}");
     assert_eq!(features["linux"]["intelRdt"]["enabled"], false);
+    assert_eq!(features["linux"]["netDevices"]["enabled"], true);
+}
+
+/// Runs `ip` with `args` in the calling thread's network namespace; returns whether it
+/// succeeded.
+fn ip(args: &[&str]) -> bool {
+    std::process::Command::new("ip")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("running ip (iproute2)")
+        .success()
+}
+
+#[test]
+fn net_devices_move_into_the_containers_network_namespace_renamed() {
+    let p = Paddock::new();
+    // Never the host's interfaces: this test's thread, and so the ctl and paddockd it starts,
+    // live in a network namespace of their own, where the test makes a veth pair (this
+    // kernel has no dummy interfaces).
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a private network namespace for the test");
+    assert!(
+        ip(&["link", "add", "pdk-veth0", "type", "veth", "peer", "name", "pdk-veth1"]),
+        "cannot create a veth pair"
+    );
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    bundle.edit_config(|c| c["linux"]["netDevices"] = serde_json::json!({"pdk-veth0": {"name": "ctr0"}}));
+    let id = unique("netdev");
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), &id]);
+    // Gone from the runtime's namespace, there in the container's under its new name.
+    assert!(!ip(&["link", "show", "pdk-veth0"]), "the interface is still in the runtime's network namespace");
+    assert!(ip(&["link", "show", "pdk-veth1"]), "its peer left the runtime's network namespace");
+    let devices = p.ctl_ok(&["exec", &id, "--", "cat", "/proc/net/dev"]);
+    assert!(devices.contains("ctr0:"), "{devices}");
+    assert!(!devices.contains("pdk-veth"), "{devices}");
+    p.ctl_ok(&["start", &id]);
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+    // The kernel destroys a virtual interface with the namespace it is in (a veth pair with
+    // either end), as under runc; a physical one would return to the host's initial namespace.
+    assert!(!ip(&["link", "show", "ctr0"]) && !ip(&["link", "show", "pdk-veth0"]));
+    // The kernel dismantles a network namespace asynchronously, after its last user is gone.
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || !ip(&["link", "show", "pdk-veth1"])),
+        "the container's network namespace outlived its delete"
+    );
+
+    // An interface the runtime's namespace does not have: refused, nothing left.
+    let bundle = Bundle::busybox(&["true"]);
+    bundle.edit_config(|c| c["linux"]["netDevices"] = serde_json::json!({"pdk-missing0": {}}));
+    refused(&p, &bundle, &["linux.netDevices \"pdk-missing0\"", "no such network interface"]);
+    // A bad name: refused before anything starts.
+    let bundle = Bundle::busybox(&["true"]);
+    bundle.edit_config(|c| c["linux"]["netDevices"] = serde_json::json!({"pdk-veth9": {"name": "a:b"}}));
+    refused(&p, &bundle, &["linux.netDevices \"pdk-veth9\"", "\"a:b\" is not a network interface name"]);
 }

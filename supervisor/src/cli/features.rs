@@ -32,6 +32,7 @@ pub fn features_json() -> String {
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
+            "netDevices": { "enabled": true },
             "memoryPolicy": {
                 "modes": [
                     "MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE",
