@@ -36,6 +36,7 @@ pub mod hooks;
 pub mod launch;
 pub mod meta;
 pub mod monitors;
+pub mod netdev;
 pub mod oom;
 pub mod process;
 pub mod procfs;

@@ -1,6 +1,8 @@
 //! What paddock needs from an OCI spec beyond what the sandbox applies: validation, the root
 //! filesystem's host path, the overlay choice, and the embedded default.
 
+pub mod attributes;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -95,6 +97,7 @@ pub fn placement(spec: &Spec) -> Result<Placement, ApiError> {
 pub fn exec_process(container: &Spec, exec: &wire::api::ExecSpec) -> Result<oci_spec::runtime::Process, ApiError> {
     let mut process = exec_process_itself(container, exec)?;
     validate_user(&process)?;
+    attributes::validate_process(&process)?;
     if let (None, Some(size)) = (process.console_size(), exec.console_size) {
         process.set_console_size(Some(console_size(size)));
     }
@@ -289,6 +292,7 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
         return Err(ApiError::invalid_spec(format!("process.cwd {:?} is not an absolute path", process.cwd())));
     }
     validate_user(process)?;
+    attributes::validate_process(process)?;
     crate::hooks::validate(spec)?;
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {
@@ -330,6 +334,7 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
             }
         }
         validate_sysctls(linux)?;
+        attributes::validate_linux(linux)?;
     }
     let has_uts = spec
         .linux()

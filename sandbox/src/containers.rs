@@ -39,6 +39,8 @@ pub struct Namespaces {
     pub cgroup: Option<OwnedFd>,
     /// Its init's root directory.
     pub root: Option<OwnedFd>,
+    /// Its time namespace, if it has one of its own.
+    pub time: Option<OwnedFd>,
 }
 
 impl Namespaces {
@@ -50,6 +52,7 @@ impl Namespaces {
             user: fds.user.take(),
             cgroup: fds.cgroup.take(),
             root: fds.root.take(),
+            time: fds.time.take(),
         })
     }
 
@@ -63,6 +66,7 @@ impl Namespaces {
             user: dup_opt(&self.user)?,
             cgroup: dup_opt(&self.cgroup)?,
             root: dup_opt(&self.root)?,
+            time: dup_opt(&self.time)?,
         })
     }
 }

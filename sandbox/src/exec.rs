@@ -47,18 +47,22 @@ pub fn spawn(spawner: &mut Spawner, mut job: ExecJob) -> Result<Pid, ApiError> {
 }
 
 /// The child, forked by the spawner: returns the exit code when it cannot exec.
-pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
+///
+/// `linux` is what the process takes of its container's `linux` (see
+/// [`crate::attributes::apply`]).
+pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>, linux: Option<oci_spec::runtime::Linux>) -> i32 {
     let Some(sync) = job.sync.take() else { return 1 };
     let stdio = [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()];
     let console = job.stdio.console.take();
     let extra: Vec<OwnedFd> = job.stdio.extra.iter_mut().filter_map(FdSlot::take).collect();
     let (mnt, user, cgroup) = (job.namespaces.mnt.take(), job.namespaces.user.take(), job.namespaces.cgroup.take());
     let root = job.namespaces.root.take();
+    let time = job.namespaces.time.take();
     let mut keep = vec![sync.as_raw_fd()];
     for fd in stdio.iter().flatten().chain(console.iter()).chain(extra.iter()) {
         keep.push(fd.as_raw_fd());
     }
-    for fd in [&mnt, &user, &cgroup, &root].into_iter().flatten() {
+    for fd in [&mnt, &user, &cgroup, &root, &time].into_iter().flatten() {
         keep.push(fd.as_raw_fd());
     }
     if sys::close_all_except(&keep).is_err() {
@@ -72,12 +76,19 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
             return Err(ApiError::new(ErrorKind::Sandbox, "the sandbox did not place the process in its cgroups"));
         }
         process::set_rlimits(&process)?;
+        crate::attributes::apply(&process, linux.as_ref())?;
+        let final_affinity = crate::attributes::final_affinity(&process)?;
         // The cgroup namespace first: the init made it before it entered its user namespace,
         // so it belongs to the sandbox's, where we still hold our capabilities. Then the user
         // namespace: entering the mount namespace needs capabilities in it.
         if let Some(cgroup) = &cgroup {
             nix::sched::setns(cgroup, CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| ApiError::io("entering the cgroup namespace", e))?;
+        }
+        // The time namespace belongs to the sandbox's user namespace too (the init made it
+        // before it entered its own); a single-threaded process's clocks change at once.
+        if let Some(time) = &time {
+            crate::init::time::enter(time).map_err(|e| ApiError::io("entering the time namespace", e))?;
         }
         if let Some(user) = &user {
             nix::sched::setns(user, CloneFlags::CLONE_NEWUSER)
@@ -92,7 +103,7 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
             nix::unistd::chdir("/").map_err(|e| ApiError::io("chdir /", e))?;
         }
         crate::console::connect(&process, console.as_ref(), &stdio)?;
-        let plan = process::apply(&process, seccomp.as_ref())?;
+        let plan = process::apply(&process, seccomp.as_ref())?.with_affinity(final_affinity);
         Ok((plan, process))
     })();
     let (plan, _process) = match result {
@@ -107,7 +118,7 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
     let mut keep = vec![0, 1, 2, sync.as_raw_fd()];
     keep.extend(extra.iter().map(|f| f.as_raw_fd()));
     let closed = sys::close_all_except(&keep);
-    std::mem::forget((stdio, console, mnt, user, cgroup));
+    std::mem::forget((stdio, console, mnt, user, cgroup, time));
     if let Err(e) = closed {
         sync::send_error(&sync, &ApiError::io("closing descriptors", e));
         return 1;

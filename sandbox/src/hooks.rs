@@ -44,9 +44,10 @@ pub fn run(spawner: &mut Spawner, mut job: HooksJob) -> Result<(), ApiError> {
 pub fn child(mut job: HooksJob) -> i32 {
     let Some(report) = job.report.take() else { return 1 };
     let (mnt, user, cgroup) = (job.namespaces.mnt.take(), job.namespaces.user.take(), job.namespaces.cgroup.take());
+    let time = job.namespaces.time.take();
     let exes: Vec<Option<OwnedFd>> = job.hooks.iter_mut().map(|h| h.exe.take()).collect();
     let mut keep = vec![report.as_raw_fd()];
-    keep.extend([&mnt, &user, &cgroup].into_iter().flatten().map(|f| f.as_raw_fd()));
+    keep.extend([&mnt, &user, &cgroup, &time].into_iter().flatten().map(|f| f.as_raw_fd()));
     keep.extend(exes.iter().flatten().map(|f| f.as_raw_fd()));
     if sys::close_all_except(&keep).is_err() {
         return 1;
@@ -56,10 +57,13 @@ pub fn child(mut job: HooksJob) -> i32 {
         return 1;
     }
     let Some(mnt) = mnt else { return 1 };
-    // In the order exec enters them (see crate::exec): cgroup, user, mount.
+    // In the order exec enters them (see crate::exec): cgroup, time, user, mount.
     let mut join = Vec::new();
     if let Some(cgroup) = &cgroup {
         join.push((cgroup, CloneFlags::CLONE_NEWCGROUP.bits()));
+    }
+    if let Some(time) = &time {
+        join.push((time, crate::init::time::CLONE_NEWTIME));
     }
     if let Some(user) = &user {
         join.push((user, CloneFlags::CLONE_NEWUSER.bits()));

@@ -16,6 +16,7 @@
 //! Usage (internal, called by paddockd): `paddock-sandbox --id ID --control-fd N`
 
 mod args;
+mod attributes;
 mod cgroup;
 mod console;
 mod containers;

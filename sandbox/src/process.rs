@@ -29,6 +29,8 @@ pub struct ExecPlan {
     envp_ptrs: Vec<*const libc::c_char>,
     /// The seccomp filter still to install right before `execve` (with no_new_privs set).
     seccomp: Option<Arc<Filter>>,
+    /// The CPU affinity to take right before `execve` (`process.execCPUAffinity.final`).
+    affinity: Option<nix::sched::CpuSet>,
 }
 
 impl ExecPlan {
@@ -36,12 +38,23 @@ impl ExecPlan {
         let pointers =
             |strings: &[CString]| strings.iter().map(|s| s.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
         let (argv_ptrs, envp_ptrs) = (pointers(&argv), pointers(&envp));
-        Self { path, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs, seccomp }
+        Self { path, _argv: argv, _envp: envp, argv_ptrs, envp_ptrs, seccomp, affinity: None }
     }
 
-    /// Installs the seccomp filter, if one is still due, and replaces the process image.
-    /// Returns only on failure.
+    /// The plan with `affinity` as the CPU affinity the process takes right before `execve`.
+    pub fn with_affinity(mut self, affinity: Option<nix::sched::CpuSet>) -> Self {
+        self.affinity = affinity;
+        self
+    }
+
+    /// Takes the final CPU affinity and installs the seccomp filter, if either is still due,
+    /// and replaces the process image. Returns only on failure.
     pub fn exec(&self) -> ApiError {
+        if let Some(affinity) = &self.affinity {
+            if let Err(err) = crate::attributes::set_affinity(affinity) {
+                return ApiError::invalid_spec(format!("process.execCPUAffinity.final: {err}"));
+            }
+        }
         if let Some(filter) = &self.seccomp {
             if let Err(err) = filter.install() {
                 return ApiError::io("installing the seccomp filter", err);
@@ -153,8 +166,13 @@ pub fn set_rlimits(process: &Process) -> Result<(), ApiError> {
         // SAFETY: setrlimit reads the rlimit struct we own.
         if unsafe { libc::setrlimit(resource, &rl) } != 0 {
             let err = std::io::Error::last_os_error();
+            let hint = if err.raw_os_error() == Some(libc::EPERM) {
+                " (raising a hard limit above the runtime's own takes CAP_SYS_RESOURCE, which it lacks)"
+            } else {
+                ""
+            };
             return Err(spec_error(format!(
-                "rlimit {:?} soft {} hard {}: {err}",
+                "process.rlimits {} (soft {}, hard {}): {err}{hint}",
                 limit.typ(),
                 limit.soft(),
                 limit.hard()

@@ -134,6 +134,9 @@ pub(crate) async fn create(
     let mut spec = msg.spec.parse()?;
     spec::joined_user_namespace_maps(&mut spec)?;
     spec::validate(&spec)?;
+    if let Some(linux) = spec.linux() {
+        crate::netdev::validate(linux, joined.is_some())?;
+    }
     RestartPolicy::of(&spec)?;
     let restart_stdio = ContainerActor::keep_stdio_for_restarts(&spec, &msg.stdio);
     if let Some(process) = spec.process() {
@@ -245,6 +248,11 @@ async fn build_root(
     // Record the processes before the container exists, so a crash from here on leaves
     // enough on disk to find and stop them.
     save(store, meta).await?;
+    // The interfaces go into the sandbox's network namespace before the container's init
+    // exists, so that it, and the createRuntime hooks, find them there (as runc's do).
+    if let (Some(linux), Some(record)) = (meta.spec.linux().clone(), meta.sandbox) {
+        blocking(move || crate::netdev::move_in(&linux, &record)).await?;
+    }
 
     let cgroup_dirs = {
         let cgroup = cgroup.clone();

@@ -13,6 +13,7 @@
 
 mod devices;
 mod mounts;
+pub mod time;
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -214,6 +215,10 @@ fn setup(
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ApiError::io("unshare cgroup namespace", e))?;
     }
+    if wants_namespace(spec, LinuxNamespaceType::Time) {
+        let offsets = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()).unwrap_or_default();
+        time::unshare_with_offsets(config.proc, &offsets)?;
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("unshare mount namespace", e))?;
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
@@ -258,6 +263,7 @@ fn setup(
     }
     drop(slash);
     process::apply_limits(process, config.proc)?;
+    crate::attributes::apply(process, spec.linux().as_ref())?;
     if let Some(ns) = &given.joins.user {
         // Its maps are written already. A mount namespace of the container's own is copied
         // into one the joined user namespace owns, which locks its mounts; a joined or the

@@ -100,14 +100,17 @@ pub struct NamespaceFds {
     /// which is not the container's when it chrooted (it has no mount namespace of its own).
     #[serde(default)]
     pub root: FdSlot,
+    /// Its time namespace, if it has one.
+    #[serde(default)]
+    pub time: FdSlot,
 }
 
 impl NamespaceFds {
     fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        vec![&mut self.mnt, &mut self.pid, &mut self.user, &mut self.cgroup, &mut self.root]
+        vec![&mut self.mnt, &mut self.pid, &mut self.user, &mut self.cgroup, &mut self.root, &mut self.time]
     }
     fn slots(&self) -> Vec<&FdSlot> {
-        vec![&self.mnt, &self.pid, &self.user, &self.cgroup, &self.root]
+        vec![&self.mnt, &self.pid, &self.user, &self.cgroup, &self.root, &self.time]
     }
 }
 

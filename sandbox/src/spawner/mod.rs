@@ -92,6 +92,9 @@ struct State {
     filters: HashMap<String, Option<Arc<Filter>>>,
     /// Each container's staged mounts.
     staged: HashMap<String, Staged>,
+    /// Each container's `linux.personality` and `linux.memoryPolicy` (in an otherwise empty
+    /// `Linux`), which the processes exec'd into it take on as its init did.
+    linux: HashMap<String, oci_spec::runtime::Linux>,
 }
 
 /// The spawner's life: answer the sandbox until it goes away.
@@ -115,7 +118,7 @@ fn run(socket: UnixStream, proc: &OwnedFd, own_pid_ns: OwnedFd, sandbox: Pid) ->
         return 1;
     }
     let mut conn = Connection::new(socket, DEFAULT_MAX_FRAME);
-    let mut state = State { proc, own_pid_ns, filters: HashMap::new(), staged: HashMap::new() };
+    let mut state = State { proc, own_pid_ns, filters: HashMap::new(), staged: HashMap::new(), linux: HashMap::new() };
     loop {
         let envelope = match conn.recv::<Envelope<Job>>() {
             Ok(e) => e,
@@ -147,6 +150,7 @@ fn handle(state: &mut State, job: Job) -> Result<Done, ApiError> {
                 sandbox_root::unstage(&staged);
             }
             state.filters.remove(&id);
+            state.linux.remove(&id);
             Ok(Done::Finished)
         }
         Job::CopyMounts { id } => {
@@ -170,6 +174,7 @@ fn handle(state: &mut State, job: Job) -> Result<Done, ApiError> {
                 .map_err(|e| e.context(format!("container {:?}", job.id)))?
                 .map(Arc::new);
             state.filters.insert(job.id.clone(), filter.clone());
+            state.linux.insert(job.id.clone(), inherited_by_exec(&spec));
             let pid_ns = std::mem::replace(&mut job.pid_ns, PidNamespace::Inherit);
             let cgroups: Vec<OwnedFd> = job.cgroups.iter_mut().filter_map(FdSlot::take).collect();
             let proc = &state.proc;
@@ -183,9 +188,16 @@ fn handle(state: &mut State, job: Job) -> Result<Done, ApiError> {
                 .map_err(|e| ApiError::invalid_spec(format!("invalid OCI process for exec: {e}")))?;
             let pid_ns = join_or_inherit(&mut job.namespaces.pid);
             let cgroups: Vec<OwnedFd> = job.cgroups.iter_mut().filter_map(FdSlot::take).collect();
-            let pid = clone_into_sandbox(&pid_ns, &state.own_pid_ns, || crate::exec::child(*job, filter))?;
+            let linux = state.linux.get(&job.id).cloned();
+            let pid = clone_into_sandbox(&pid_ns, &state.own_pid_ns, || crate::exec::child(*job, filter, linux))?;
             // From here, with the spawner's procfs and cgroup directories: the process itself
             // holds none of them. It waits for the sandbox's word meanwhile.
+            // Its initial CPU affinity before it joins the cgroups (runc's order), so that
+            // what it does there runs where the spec says.
+            if let Err(e) = crate::attributes::initial_affinity(&process, pid) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return Err(e);
+            }
             place(&cgroups, pid)?;
             if let Err(e) = crate::process::set_oom_score_adj(&process, &state.proc, &pid.to_string()) {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -214,9 +226,21 @@ fn handle(state: &mut State, job: Job) -> Result<Done, ApiError> {
             .map_err(|e| ApiError::io(format!("opening the namespaces of process {pid}"), e)),
         Job::Forget { id } => {
             state.filters.remove(&id);
+            state.linux.remove(&id);
             Ok(Done::Finished)
         }
     }
+}
+
+/// What of a container's `linux` a process exec'd into it takes on: its personality and
+/// memory policy (as runc applies them to both).
+fn inherited_by_exec(spec: &oci_spec::runtime::Spec) -> oci_spec::runtime::Linux {
+    let mut kept = oci_spec::runtime::Linux::default();
+    kept.set_namespaces(None);
+    if let Some(linux) = spec.linux() {
+        kept.set_personality(linux.personality().clone()).set_memory_policy(linux.memory_policy().clone());
+    }
+    kept
 }
 
 /// Places a new child in its container's cgroups, from outside: the child never holds a
@@ -302,7 +326,7 @@ fn write_id_maps(proc: &OwnedFd, pid: Pid, uid_map: &str, gid_map: &str) -> std:
 }
 
 /// The namespaces of `pid` a process entering its container joins: its mount namespace, and
-/// its PID, user and cgroup namespaces where they are not the sandbox's.
+/// its PID, user, cgroup and time namespaces where they are not the sandbox's.
 fn namespaces_of(state: &State, pid: Pid) -> std::io::Result<NamespaceFds> {
     let open = |who: &str, ns: &str| -> std::io::Result<OwnedFd> {
         Ok(rustix::fs::openat(
@@ -330,6 +354,7 @@ fn namespaces_of(state: &State, pid: Pid) -> std::io::Result<NamespaceFds> {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?),
+        time: own("time")?,
     })
 }
 
