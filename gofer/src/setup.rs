@@ -155,10 +155,15 @@ fn open_bind(
         }
         _ => sys::clone_tree(source.as_fd(), bind.recursive).map_err(|e| mount_err(dest, format!("open_tree: {e}")))?,
     };
-    let set = bind.attrs | if bind.readonly { libc::MOUNT_ATTR_RDONLY } else { 0 };
-    if set != 0 {
-        sys::mount_setattr(tree.as_fd(), true, set, 0)
+    // The plain options change the bind mount itself, as a remount of it would; with `rbind`
+    // its submounts keep theirs (`ro` leaves them writable). The `r` forms change them all.
+    if bind.attrs | bind.clear != 0 {
+        sys::mount_setattr(tree.as_fd(), false, bind.attrs, bind.clear)
             .map_err(|e| mount_err(dest, format!("mount attributes: {e}")))?;
+    }
+    if bind.rec_attrs | bind.rec_clear != 0 {
+        sys::mount_setattr(tree.as_fd(), true, bind.rec_attrs, bind.rec_clear)
+            .map_err(|e| mount_err(dest, format!("recursive mount attributes: {e}")))?;
     }
     Ok(tree)
 }
