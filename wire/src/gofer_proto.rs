@@ -68,6 +68,9 @@ pub struct BindMount {
     pub rec_attrs: u64,
     /// `MOUNT_ATTR_*` bits to clear on every mount of the tree.
     pub rec_clear: u64,
+    /// `slave` or `rslave`: the copy stays a slave of its source's peer group, so that what
+    /// the host mounts beneath the source later shows in the container (and nothing goes back).
+    pub slave: bool,
 }
 
 /// Everything a gofer needs to prepare a container's filesystem.
@@ -185,6 +188,7 @@ mod tests {
                     clear: 0x70,
                     rec_attrs: 1,
                     rec_clear: 0,
+                    slave: true,
                 }],
                 unreachable: vec!["/tmp".into()],
                 io: vec![FdSlot::new(OwnedFd::from(s1)), FdSlot::new(OwnedFd::from(s3))],

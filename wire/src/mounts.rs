@@ -229,6 +229,7 @@ pub fn bind_mounts(mounts: &[Mount]) -> Vec<BindMount> {
                 clear: o.clear,
                 rec_attrs: o.rec_attrs,
                 rec_clear: o.rec_clear,
+                slave: o.propagation == Some(libc::MS_SLAVE),
             }
         })
         .collect()

@@ -199,7 +199,7 @@ fn setup(
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
     let mut binds: VecDeque<PathBuf> = config.binds.iter().cloned().collect();
     let owners = mounts::Owners::of(spec);
-    mounts::mount_all(root.as_fd(), spec_mounts, &mut binds, &cgroup_paths, owners.as_ref())?;
+    let propagations = mounts::mount_all(root.as_fd(), spec_mounts, &mut binds, &cgroup_paths, owners.as_ref())?;
     let process = spec.process().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no process"))?;
     // As runc: a /dev bind-mounted from the host is the host's business, nothing is made in it.
     if !spec_mounts.iter().any(|m| m.destination() == std::path::Path::new("/dev") && wire::mounts::is_bind(m)) {
@@ -242,6 +242,13 @@ fn setup(
                 .map_err(|e| ApiError::io("open /", e))?;
         sys::set_propagation(slash.as_fd(), recursive, flag)
             .map_err(|e| ApiError::io(format!("setting the root's propagation to {propagation}"), e))?;
+    }
+    // Each mount's own option after the root's, as runc (whose root propagation comes first).
+    if !propagations.is_empty() {
+        let slash =
+            rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(|e| ApiError::io("open /", e))?;
+        mounts::apply_propagations(slash.as_fd(), &propagations)?;
     }
 
     // The terminal before the process drops its privileges, as runc does: the pty is opened

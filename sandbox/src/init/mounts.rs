@@ -120,15 +120,26 @@ impl Owners {
     }
 }
 
+/// A mount's propagation option (`shared`, `rslave`, …), applied once the container's mount
+/// namespace is final (see [`apply_propagations`]).
+#[derive(Debug, Clone)]
+pub struct Propagation {
+    destination: PathBuf,
+    flag: u64,
+    recursive: bool,
+}
+
 /// Performs the spec's mounts, in order, beneath `root`; bind mounts move the gofer's
-/// mounts from where the sandbox staged them (`binds`, in order).
+/// mounts from where the sandbox staged them (`binds`, in order). Returns the mounts'
+/// propagation options, for [`apply_propagations`].
 pub fn mount_all(
     root: BorrowedFd<'_>,
     mounts: &[Mount],
     binds: &mut VecDeque<PathBuf>,
     cgroups: &CgroupPaths,
     owners: Option<&Owners>,
-) -> Result<(), ApiError> {
+) -> Result<Vec<Propagation>, ApiError> {
+    let mut propagations = Vec::new();
     for (i, m) in mounts.iter().enumerate() {
         if matches!(m.typ().as_deref(), Some("proc" | "sysfs")) {
             refuse_unless_directory(root, i, m)?;
@@ -146,6 +157,29 @@ pub fn mount_all(
         } else {
             mount_kernel_fs(root, m, owners)?;
         }
+        let options = parse_options(m.options().as_deref().unwrap_or_default());
+        if let Some(flag) = options.propagation {
+            propagations.push(Propagation {
+                destination: m.destination().clone(),
+                flag,
+                recursive: options.propagation_recursive,
+            });
+        }
+    }
+    Ok(propagations)
+}
+
+/// Gives each mount its propagation option, in spec order, beneath `root` (the container's
+/// `/`, after `pivot_root`). Done last, once the container's mount namespace is final: a copy
+/// into a less privileged user namespace (the container's own, or the one that locks its
+/// mounts) would turn a shared mount into a slave of one that is gone, and a detached mount
+/// (a masked path) cannot be attached beneath a shared one.
+pub fn apply_propagations(root: BorrowedFd<'_>, propagations: &[Propagation]) -> Result<(), ApiError> {
+    for p in propagations {
+        let dest = &p.destination;
+        let fd = open_beneath(root, dest, OFlags::PATH).map_err(|e| mount_error(dest, format!("propagation: {e}")))?;
+        sys::set_propagation(fd.as_fd(), p.recursive, p.flag)
+            .map_err(|e| mount_error(dest, format!("propagation: {e}")))?;
     }
     Ok(())
 }
@@ -193,11 +227,6 @@ fn attach_bind(root: BorrowedFd<'_>, m: &Mount, fd: &OwnedFd) -> Result<(), ApiE
     let target = make_beneath(root, dest, if is_dir { Create::Dir } else { Create::File })
         .map_err(|e| mount_error(dest, format!("mount point: {e}")))?;
     attach(fd.as_fd(), target.as_fd()).map_err(|e| mount_error(dest, format!("attach: {e}")))?;
-    let options = parse_options(m.options().as_deref().unwrap_or_default());
-    if let Some(propagation) = options.propagation {
-        sys::set_propagation(fd.as_fd(), options.propagation_recursive, propagation)
-            .map_err(|e| mount_error(dest, format!("propagation: {e}")))?;
-    }
     Ok(())
 }
 
@@ -214,10 +243,6 @@ fn mount_kernel_fs(root: BorrowedFd<'_>, m: &Mount, owners: Option<&Owners>) -> 
     let fd = new_mount(fstype, source, &data, options.fresh_attrs())
         .map_err(|e| mount_error(dest, format!("{fstype}: {e}")))?;
     attach(fd.as_fd(), target.as_fd()).map_err(|e| mount_error(dest, format!("attach: {e}")))?;
-    if let Some(propagation) = options.propagation {
-        sys::set_propagation(fd.as_fd(), options.propagation_recursive, propagation)
-            .map_err(|e| mount_error(dest, format!("propagation: {e}")))?;
-    }
     Ok(())
 }
 
