@@ -325,41 +325,6 @@ fn other_destinations_resolve_symlinks_inside_the_root_filesystem() {
 }
 
 #[test]
-fn with_a_terminal_dev_console_is_the_container_s_terminal() {
-    // ctl in the foreground serves the container's terminal on its own, a pty of the test's.
-    let script = "stat -c 'console %t,%T' /dev/console; echo through-the-console > /dev/console";
-    let bundle = Bundle::busybox(&["sh", "-c", script]);
-    bundle.edit_config(|c| c["process"]["terminal"] = true.into());
-    let p = Paddock::new();
-    let id = unique("console");
-    let pty = nix::pty::openpty(None, None).unwrap();
-    let mut ctl = p
-        .command()
-        .args(["run", "--bundle", &bundle.path_str(), &id])
-        .stdin(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
-        .stdout(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
-        .stderr(std::process::Stdio::from(pty.slave))
-        .spawn()
-        .unwrap();
-    let mut master = std::fs::File::from(pty.master);
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("through-the-console") {
-        match std::io::Read::read(&mut master, &mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-        }
-    }
-    let seen = String::from_utf8_lossy(&seen).into_owned();
-    // The pty slaves' major is 136 (0x88): /dev/console is the container's pty, not the host's.
-    assert!(seen.contains("console 88,0"), "{seen:?}");
-    assert!(seen.contains("through-the-console"), "{seen:?}");
-    assert!(ctl.wait().unwrap().success());
-    let _ = p.ctl(&["delete", "--force", &id]);
-    assert_nothing_left(&id);
-}
-
-#[test]
 fn features_list_exactly_the_mount_options_known() {
     let p = Paddock::new();
     let features: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["features"])).unwrap();

@@ -49,25 +49,6 @@ impl Pty {
         Ok(())
     }
 
-    /// Bind-mounts the slave on `/dev/console` (created empty beforehand, see
-    /// `init::devices`), so that programs writing to the console reach this terminal. Nothing
-    /// is done when there is no `/dev/console` (a `/dev` bind-mounted from the host).
-    pub fn mount_on_console(&self) -> Result<(), ApiError> {
-        let target = match rustix::fs::open(
-            "/dev/console",
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(ApiError::io("opening /dev/console", e)),
-        };
-        let tree = sys::clone_tree(self.slave.as_fd(), false)
-            .map_err(|e| ApiError::io("bind-mounting the terminal on /dev/console", e))?;
-        sys::attach(tree.as_fd(), target.as_fd())
-            .map_err(|e| ApiError::io("bind-mounting the terminal on /dev/console", e))
-    }
-
     /// The slave side.
     pub fn slave(&self) -> BorrowedFd<'_> {
         self.slave.as_fd()
@@ -96,14 +77,10 @@ impl Pty {
 /// The terminal has the process's `consoleSize` before anyone can read it: whoever receives
 /// the master may resize it only after the program already asked for its size (`stty size`
 /// saw 0 rows that way).
-///
-/// With `as_console` (a container's init), the terminal is also bind-mounted on the
-/// container's `/dev/console`, as the runtime-spec asks, when that file exists.
 pub fn connect(
     process: &oci_spec::runtime::Process,
     console: Option<&OwnedFd>,
     stdio: &[Option<OwnedFd>; 3],
-    as_console: bool,
 ) -> Result<(), ApiError> {
     if !process.terminal().unwrap_or(false) {
         return crate::sync::connect_stdio(stdio);
@@ -120,9 +97,6 @@ pub fn connect(
         };
         rustix::termios::tcsetwinsize(&pty.master, winsize)
             .map_err(|e| ApiError::io("setting the terminal's size (process.consoleSize)", e))?;
-    }
-    if as_console {
-        pty.mount_on_console()?;
     }
     pty.send_master(console.as_fd())?;
     pty.attach()

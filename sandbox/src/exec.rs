@@ -84,7 +84,7 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>) -> i32 {
         }
         let mnt = mnt.as_ref().ok_or_else(|| ApiError::new(ErrorKind::Protocol, "no mount namespace to enter"))?;
         nix::sched::setns(mnt, CloneFlags::CLONE_NEWNS).map_err(|e| ApiError::io("entering the mount namespace", e))?;
-        crate::console::connect(&process, console.as_ref(), &stdio, false)?;
+        crate::console::connect(&process, console.as_ref(), &stdio)?;
         let plan = process::apply(&process, seccomp.as_ref())?;
         Ok((plan, process))
     })();

@@ -26,18 +26,16 @@ const DEFAULT_LINKS: [(&str, &str); 5] = [
 ];
 
 /// Creates the spec's `linux.devices` (first, so that one of them may replace a default one),
-/// then the default devices and links in the container's `/dev` (beneath `root`), and with
-/// `terminal` an empty `/dev/console` on which the process's terminal is bind-mounted later.
+/// then the default devices and links in the container's `/dev` (beneath `root`).
+///
+/// No `/dev/console` yet: the runtime-spec's bind mount of the terminal there is a devpts
+/// mount CRIU cannot checkpoint ("unable to find a master"), which would cost checkpoints of
+/// containers with a terminal.
 ///
 /// Each spec device gets its type, major and minor, its `fileMode` (0666 when absent, as
 /// runc) and its `uid`/`gid` (container ids, translated through `owners` for a user
 /// namespace). A path that exists already is left as it is, as runc does.
-pub fn create_all(
-    root: BorrowedFd<'_>,
-    devices: &[LinuxDevice],
-    owners: Option<&Owners>,
-    terminal: bool,
-) -> Result<(), ApiError> {
+pub fn create_all(root: BorrowedFd<'_>, devices: &[LinuxDevice], owners: Option<&Owners>) -> Result<(), ApiError> {
     for (i, device) in devices.iter().enumerate() {
         create_device(root, device, owners)
             .map_err(|e| ApiError::io(format!("linux.devices[{i}] {}", device.path().display()), e))?;
@@ -61,10 +59,6 @@ pub fn create_all(
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(ApiError::io(format!("symlink /dev/{name}"), e)),
         }
-    }
-    if terminal {
-        make_beneath(root, Path::new("/dev/console"), Create::File)
-            .map_err(|e| ApiError::io("creating /dev/console", e))?;
     }
     Ok(())
 }
