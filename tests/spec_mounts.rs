@@ -309,19 +309,31 @@ fn a_proc_or_sys_destination_that_is_a_symlink_is_refused_as_with_runc() {
 }
 
 #[test]
-fn other_destinations_resolve_symlinks_inside_the_root_filesystem() {
+fn other_destinations_resolve_symlinks_inside_the_root_filesystem_dangling_ones_too() {
     let source = tempfile::Builder::new().prefix("pdk-src-").tempdir_in("/tmp").unwrap();
     std::fs::write(source.path().join("file"), "inside\n").unwrap();
-    let bundle = Bundle::busybox(&["cat", "/outside/data/file"]);
-    let rootfs = bundle.rootfs();
-    // An absolute symlink climbing above the root: resolved in the root, it names /outside.
-    std::os::unix::fs::symlink("/../../../../outside", rootfs.join("link")).unwrap();
-    std::fs::create_dir(rootfs.join("outside")).unwrap();
-    bundle.add_bind(&source.path().display().to_string(), "/link/data", &["bind", "ro"]);
+    std::fs::write(source.path().join("resolv"), "nameserver 192.0.2.1\n").unwrap();
+    let bundle_with_links = || {
+        let bundle = Bundle::busybox(&["cat", "/outside/data/file", "/run/resolv.conf"]);
+        let rootfs = bundle.rootfs();
+        // An absolute symlink climbing above the root and a relative one, both dangling:
+        // followed in the root, they name /outside and /run/resolv.conf, which are made there.
+        std::os::unix::fs::symlink("/../../../../outside", rootfs.join("link")).unwrap();
+        std::os::unix::fs::symlink("../run/resolv.conf", rootfs.join("etc/resolv.conf")).unwrap();
+        bundle.add_bind(&source.path().display().to_string(), "/link/data", &["bind", "ro"]);
+        bundle.add_bind(&source.path().join("resolv").display().to_string(), "/etc/resolv.conf", &["bind", "ro"]);
+        bundle
+    };
+    let expected = "inside\nnameserver 192.0.2.1\n";
+    let bundle = bundle_with_links();
     let p = Paddock::new();
-    assert_eq!(ok(&paddock_run(&p, &bundle, &[]), "paddock"), "inside\n");
-    assert!(rootfs.join("outside/data").is_dir());
+    assert_eq!(ok(&paddock_run(&p, &bundle, &[]), "paddock"), expected);
+    assert!(bundle.rootfs().join("outside/data").is_dir());
+    assert!(bundle.rootfs().join("run/resolv.conf").is_file());
     assert!(!Path::new("/outside").exists());
+    if let Some(runc) = runc_run(&bundle_with_links(), &[]) {
+        assert_eq!(ok(&runc, "runc"), expected);
+    }
 }
 
 #[test]
