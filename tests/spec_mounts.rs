@@ -156,29 +156,47 @@ fn recursive_mount_attributes_apply_as_the_spec_says() {
         ("rnosymfollow", &["+nosymfollow"]),
         ("rsymfollow", &["-nosymfollow"]),
     ];
-    let bundle = Bundle::busybox(&["cat", "/proc/self/mountinfo"]);
-    for (option, _) in cases {
-        // The opposite first, so that each option has something to change.
-        let opposite = match option {
-            "rsuid" => "nosuid",
-            "rdev" => "nodev",
-            "rexec" => "noexec",
-            "rdiratime" => "nodiratime",
-            "rsymfollow" => "nosymfollow",
-            "rrw" => "ro",
-            "ratime" | "rnorelatime" | "rstrictatime" | "rnostrictatime" => "noatime",
-            _ => "rw",
-        };
-        bundle.add_bind(&source.path().display().to_string(), &format!("/m/{option}"), &["rbind", opposite, option]);
-    }
-    let p = Paddock::new();
-    let out = ok(&paddock_run(&p, &bundle, &[]), "paddock");
-    for (option, expected) in cases {
-        let options = options_at(&out, &format!("/m/{option}"));
-        for e in expected {
-            let (want, name) = e.split_at(1);
-            assert_eq!(want == "+", options.contains(&name), "{option}: {name} in {options:?}");
+    // runc (1.1) clears an atime mode without naming the others, which the kernel refuses:
+    // those three are compared with paddock alone.
+    let runc_refuses = ["ratime", "rnorelatime", "rnostrictatime"];
+    let bundle_of = |with_all: bool| {
+        let bundle = Bundle::busybox(&["cat", "/proc/self/mountinfo"]);
+        for (option, _) in cases.iter().filter(|(o, _)| with_all || !runc_refuses.contains(o)) {
+            // The opposite first, so that each option has something to change.
+            let opposite = match *option {
+                "rsuid" => "nosuid",
+                "rdev" => "nodev",
+                "rexec" => "noexec",
+                "rdiratime" => "nodiratime",
+                "rsymfollow" => "nosymfollow",
+                "rrw" => "ro",
+                "ratime" | "rnorelatime" | "rstrictatime" | "rnostrictatime" => "noatime",
+                _ => "rw",
+            };
+            bundle.add_bind(
+                &source.path().display().to_string(),
+                &format!("/m/{option}"),
+                &["rbind", opposite, option],
+            );
         }
+        bundle
+    };
+    let p = Paddock::new();
+    let check = |out: &str, who: &str, with_all: bool| {
+        for (option, expected) in cases.iter().filter(|(o, _)| with_all || !runc_refuses.contains(o)) {
+            let options = options_at(out, &format!("/m/{option}"));
+            for e in expected.iter() {
+                let (want, name) = e.split_at(1);
+                assert_eq!(want == "+", options.contains(&name), "{who}, {option}: {name} in {options:?}");
+            }
+        }
+    };
+    check(&ok(&paddock_run(&p, &bundle_of(true), &[]), "paddock"), "paddock", true);
+    let bundle = bundle_of(false);
+    let paddock = ok(&paddock_run(&p, &bundle, &[]), "paddock");
+    check(&paddock, "paddock", false);
+    if let Some(runc) = runc_run(&bundle, &[]) {
+        check(&ok(&runc, "runc"), "runc", false);
     }
 }
 
