@@ -287,7 +287,8 @@ impl Cgroup {
                 "device rules need the devices controller, which this host's cgroup v1 does not mount",
             ));
         };
-        for rule in rules {
+        // The kernel never asks the controller about FIFOs, and refuses rules of type `p`.
+        for rule in rules.iter().filter(|r| r.typ() != Some(oci_spec::runtime::LinuxDeviceType::P)) {
             let line = device_rule_line(rule);
             let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
             std::fs::write(dir.join(file), &line)

@@ -335,6 +335,7 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
         }
         validate_sysctls(linux)?;
         attributes::validate_linux(linux)?;
+        validate_devices(linux)?;
     }
     let has_uts = spec
         .linux()
@@ -356,7 +357,28 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
             ));
         }
     }
+    validate_mounts(spec)?;
     overlay_of(spec, Overlay::None)?;
+    Ok(())
+}
+
+/// Refuses what paddock cannot do with a mount rather than doing something else: idmapped
+/// mounts (`idmap`, `ridmap`, a mount's own `uidMappings`/`gidMappings`) are not supported.
+fn validate_mounts(spec: &Spec) -> Result<(), ApiError> {
+    for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
+        let options = m.options().as_deref().unwrap_or_default();
+        let idmap = options.iter().find(|o| matches!(o.as_str(), "idmap" | "ridmap"));
+        if idmap.is_some() || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+            return Err(ApiError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "mounts[{i}] ({}): idmapped mounts ({}) are not supported",
+                    m.destination().display(),
+                    idmap.map_or("uidMappings/gidMappings", |o| o.as_str())
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -396,7 +418,8 @@ pub fn container_resources(spec: &Spec) -> oci_spec::runtime::LinuxResources {
     for (typ, major, minor, access) in ALWAYS_ALLOWED_DEVICES {
         rules.push(rule(typ, major, minor, access));
     }
-    for dev in linux.devices().as_deref().unwrap_or_default() {
+    // A FIFO is no device: no cgroup rule names one (the v1 controller refuses `p` rules).
+    for dev in linux.devices().as_deref().unwrap_or_default().iter().filter(|d| d.typ() != LinuxDeviceType::P) {
         rules.push(rule(dev.typ(), Some(dev.major()), Some(dev.minor()), "rwm"));
     }
     resources.set_devices(Some(rules));
@@ -425,6 +448,29 @@ pub fn merge_resources(spec: &mut Spec, update: &oci_spec::runtime::LinuxResourc
         linux.set_resources(Some(merged));
         spec.set_linux(Some(linux));
     }
+}
+
+/// Checks `linux.devices`: each path absolute and without `..`, each type one a node can have
+/// (`a` is a cgroup rule's wildcard, not a node).
+fn validate_devices(linux: &oci_spec::runtime::Linux) -> Result<(), ApiError> {
+    for (i, dev) in linux.devices().as_deref().unwrap_or_default().iter().enumerate() {
+        let path = dev.path();
+        if !path.is_absolute() || path.components().any(|c| c == std::path::Component::ParentDir) {
+            return Err(ApiError::invalid_spec(format!(
+                "linux.devices[{i}].path {:?} is not an absolute path without '..'",
+                path.display()
+            )));
+        }
+        if path.parent().is_none() {
+            return Err(ApiError::invalid_spec(format!("linux.devices[{i}].path \"/\" names no file")));
+        }
+        if dev.typ() == LinuxDeviceType::A {
+            return Err(ApiError::invalid_spec(format!(
+                "linux.devices[{i}].type \"a\" is not a node type (c, u, b or p)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `linux.sysctl` as runc does: each key must be namespaced, and its namespace must be

@@ -44,7 +44,9 @@ pub fn setup(mut s: GoferSetup) -> Result<View, ApiError> {
     };
     // A restarted gofer's mounts came from the sandbox, which has them already.
     if !adopting {
-        send_to_sandbox(&mut s.io, &mounts)?;
+        // The rootfs first, then the binds: a slave bind's copy stays a slave.
+        let slaves: Vec<bool> = std::iter::once(false).chain(s.binds.iter().map(|b| b.slave)).collect();
+        send_to_sandbox(&mut s.io, &mounts, &slaves)?;
     }
     assemble_view(&s, mounts)
 }
@@ -153,25 +155,34 @@ fn open_bind(
             let meta = file.metadata().map_err(|e| mount_err(dest, e))?;
             scratch.copy_file(&mut file, &meta)?
         }
+        _ if bind.slave => sys::clone_tree_as_slave(source.as_fd(), bind.recursive)
+            .map_err(|e| mount_err(dest, format!("open_tree: {e}")))?,
         _ => sys::clone_tree(source.as_fd(), bind.recursive).map_err(|e| mount_err(dest, format!("open_tree: {e}")))?,
     };
-    let set = bind.attrs | if bind.readonly { libc::MOUNT_ATTR_RDONLY } else { 0 };
-    if set != 0 {
-        sys::mount_setattr(tree.as_fd(), true, set, 0)
+    // The plain options change the bind mount itself, as a remount of it would; with `rbind`
+    // its submounts keep theirs (`ro` leaves them writable). The `r` forms change them all.
+    if bind.attrs | bind.clear != 0 {
+        sys::mount_setattr(tree.as_fd(), false, bind.attrs, bind.clear)
             .map_err(|e| mount_err(dest, format!("mount attributes: {e}")))?;
+    }
+    if bind.rec_attrs | bind.rec_clear != 0 {
+        sys::mount_setattr(tree.as_fd(), true, bind.rec_attrs, bind.rec_clear)
+            .map_err(|e| mount_err(dest, format!("recursive mount attributes: {e}")))?;
     }
     Ok(tree)
 }
 
 /// Sends a copy of each mount down its io socket, in order. (Copies are made here: a detached
 /// mount can be cloned only by the process that made it.)
-fn send_to_sandbox(io: &mut [FdSlot], mounts: &[OwnedFd]) -> Result<(), ApiError> {
+fn send_to_sandbox(io: &mut [FdSlot], mounts: &[OwnedFd], slaves: &[bool]) -> Result<(), ApiError> {
     if io.len() != mounts.len() {
         return Err(ApiError::new(ErrorKind::Protocol, format!("{} io sockets for {} mounts", io.len(), mounts.len())));
     }
-    for (slot, mount) in io.iter_mut().zip(mounts) {
+    for ((slot, mount), slave) in io.iter_mut().zip(mounts).zip(slaves) {
         let socket = slot.take().ok_or_else(|| ApiError::new(ErrorKind::Protocol, "an io socket is missing"))?;
-        let copy = sys::clone_tree(mount.as_fd(), true).map_err(|e| ApiError::io("cloning a mount", e))?;
+        let copy =
+            if *slave { sys::clone_tree_as_slave(mount.as_fd(), true) } else { sys::clone_tree(mount.as_fd(), true) }
+                .map_err(|e| ApiError::io("cloning a mount", e))?;
         let mut conn = Connection::new(UnixStream::from(socket), DEFAULT_MAX_FRAME);
         conn.send(&GoferMessage::Mount { mount: FdSlot::new(copy) })
             .map_err(|e| ApiError::new(ErrorKind::Sandbox, format!("handing a mount to the sandbox: {e}")))?;

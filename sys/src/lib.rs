@@ -11,7 +11,7 @@ pub mod path;
 pub mod remove;
 pub mod trust;
 
-pub use mount::{attach, clone_tree, mount_setattr, new_mount, pivot_into, set_propagation};
+pub use mount::{attach, clone_tree, clone_tree_as_slave, mount_setattr, new_mount, pivot_into, set_propagation};
 pub use path::{make_beneath, open_beneath, Create};
 pub use remove::remove_dir_within_mount;
 

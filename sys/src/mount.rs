@@ -94,6 +94,20 @@ pub fn clone_tree(target: BorrowedFd<'_>, recursive: bool) -> std::io::Result<Ow
     Ok(tree)
 }
 
+/// A detached copy of the mount (tree, with `recursive`) at `target` that is a slave of what
+/// `target` is a member or slave of: mount events beneath the source reach the copy, never the
+/// other way. (A copy of a private mount is private.) For the spec's `slave` and `rslave`
+/// bind mounts, whose point is to see what the host mounts later.
+pub fn clone_tree_as_slave(target: BorrowedFd<'_>, recursive: bool) -> std::io::Result<OwnedFd> {
+    let mut flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH;
+    if recursive {
+        flags |= OpenTreeFlags::AT_RECURSIVE;
+    }
+    let tree = open_tree(target, "", flags)?;
+    set_propagation(tree.as_fd(), recursive, libc::MS_SLAVE)?;
+    Ok(tree)
+}
+
 /// Makes the detached mount `root` the calling process's `/`, and detaches everything it saw
 /// before. Every mount is made private first, so nothing propagates back to where the mount
 /// namespace was copied from.

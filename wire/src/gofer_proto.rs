@@ -59,10 +59,18 @@ pub struct BindMount {
     pub destination: PathBuf,
     /// `rbind`: with the mounts below the source.
     pub recursive: bool,
-    /// `ro`.
-    pub readonly: bool,
-    /// Other `MOUNT_ATTR_*` bits (nosuid, nodev, noexec, atime).
+    /// `MOUNT_ATTR_*` bits to set on the mount itself (`ro`, `nosuid`, …, an atime mode).
     pub attrs: u64,
+    /// `MOUNT_ATTR_*` bits to clear on the mount itself (`rw`, `suid`, …, `MOUNT_ATTR__ATIME`
+    /// with an atime mode).
+    pub clear: u64,
+    /// `MOUNT_ATTR_*` bits to set on every mount of the tree (`rro`, `rnosuid`, …).
+    pub rec_attrs: u64,
+    /// `MOUNT_ATTR_*` bits to clear on every mount of the tree.
+    pub rec_clear: u64,
+    /// `slave` or `rslave`: the copy stays a slave of its source's peer group, so that what
+    /// the host mounts beneath the source later shows in the container (and nothing goes back).
+    pub slave: bool,
 }
 
 /// Everything a gofer needs to prepare a container's filesystem.
@@ -176,8 +184,11 @@ mod tests {
                     source: "data".into(),
                     destination: "/data".into(),
                     recursive: true,
-                    readonly: true,
-                    attrs: 2,
+                    attrs: 3,
+                    clear: 0x70,
+                    rec_attrs: 1,
+                    rec_clear: 0,
+                    slave: true,
                 }],
                 unreachable: vec!["/tmp".into()],
                 io: vec![FdSlot::new(OwnedFd::from(s1)), FdSlot::new(OwnedFd::from(s3))],

@@ -7,10 +7,24 @@ use oci_spec::runtime::Mount;
 use crate::gofer_proto::BindMount;
 
 /// A mount's options, sorted into what the new mount API wants.
+///
+/// The plain attribute options (`ro`, `nosuid`, …) change the mount itself only (for an
+/// `rbind`, its submounts keep their own attributes, as with mount(8) and runc); their `r`
+/// forms (`rro`, `rnosuid`, …, runtime-spec 1.1) change every mount of the tree
+/// (`mount_setattr` with `AT_RECURSIVE`). A filesystem made fresh has no submounts, so for it
+/// both amount to the same.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MountOptions {
-    /// `MOUNT_ATTR_*` bits (read-only, nosuid, ...).
+    /// `MOUNT_ATTR_*` bits to set on the mount itself (read-only, nosuid, …; the atime mode
+    /// when [`MountOptions::clear`] holds `MOUNT_ATTR__ATIME`).
     pub attrs: u64,
+    /// `MOUNT_ATTR_*` bits to clear on the mount itself (`rw`, `suid`, …; `MOUNT_ATTR__ATIME`
+    /// when an atime option was given: the atime modes are an enum, not bits).
+    pub clear: u64,
+    /// `MOUNT_ATTR_*` bits to set on every mount of the tree (the `r` options).
+    pub rec_attrs: u64,
+    /// `MOUNT_ATTR_*` bits to clear on every mount of the tree.
+    pub rec_clear: u64,
     /// Filesystem parameters for `fsconfig` (`mode=755`, `newinstance`, ...).
     pub data: Vec<String>,
     /// `bind` or `rbind` was given.
@@ -19,7 +33,80 @@ pub struct MountOptions {
     pub recursive: bool,
     /// A propagation type (`MS_PRIVATE`, `MS_SHARED`, ...), if given.
     pub propagation: Option<u64>,
+    /// The propagation was given in its `r` form (`rshared`, …): for every mount of the tree.
+    pub propagation_recursive: bool,
 }
+
+impl MountOptions {
+    /// The attributes a freshly made filesystem gets at `fsmount` (it has no submounts, so the
+    /// recursive options count as plain ones, applied after them).
+    pub fn fresh_attrs(&self) -> u64 {
+        let mut attrs = self.attrs;
+        if self.rec_clear & ATIME_MASK != 0 {
+            attrs &= !ATIME_MASK;
+        }
+        (attrs & !self.rec_clear) | self.rec_attrs
+    }
+
+    /// Whether the mount (or, with `rro`, every mount of its tree) ends up read-only.
+    pub fn readonly(&self) -> bool {
+        (self.attrs | self.rec_attrs) & libc::MOUNT_ATTR_RDONLY != 0
+    }
+}
+
+/// The options paddock knows, as `ctl features` lists them: the attributes in their plain and
+/// recursive forms, the binds and the propagation types.
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "async",
+    "atime",
+    "bind",
+    "defaults",
+    "dev",
+    "diratime",
+    "exec",
+    "noatime",
+    "nodev",
+    "nodiratime",
+    "noexec",
+    "norelatime",
+    "nostrictatime",
+    "nosuid",
+    "nosymfollow",
+    "private",
+    "ratime",
+    "rbind",
+    "rdev",
+    "rdiratime",
+    "relatime",
+    "rexec",
+    "rnoatime",
+    "rnodev",
+    "rnodiratime",
+    "rnoexec",
+    "rnorelatime",
+    "rnostrictatime",
+    "rnosuid",
+    "rnosymfollow",
+    "ro",
+    "rprivate",
+    "rrelatime",
+    "rro",
+    "rrw",
+    "rshared",
+    "rslave",
+    "rstrictatime",
+    "rsuid",
+    "rsymfollow",
+    "runbindable",
+    "rw",
+    "shared",
+    "slave",
+    "strictatime",
+    "suid",
+    "symfollow",
+    "sync",
+    "unbindable",
+];
 
 const ATIME_MASK: u64 = libc::MOUNT_ATTR__ATIME;
 
@@ -37,49 +124,88 @@ pub fn propagation_of(name: &str) -> Option<(u64, bool)> {
     Some((flag, recursive))
 }
 
-/// Sorts mount(8)-style options.
+/// Sorts mount(8)-style options. Later options override earlier ones.
+///
+/// The atime options choose one mode: `relatime`, `noatime` or `strictatime`; `atime` and
+/// `nostrictatime` mean the kernel's default (relatime), `norelatime` strictatime (neither
+/// relatime nor noatime).
 pub fn parse_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
     let mut o = MountOptions::default();
     for opt in options {
-        let set = |o: &mut MountOptions, on: bool, bit: u64| {
-            if on {
-                o.attrs |= bit
-            } else {
-                o.attrs &= !bit
-            }
+        let opt = opt.as_ref();
+        // `rro` is `ro` for the whole tree; `ro`, `rw` and `relatime` are not `r` forms.
+        let (recursive, attr) = match opt.strip_prefix('r').and_then(attribute_of) {
+            Some(attr) => (true, Some(attr)),
+            None => (false, attribute_of(opt)),
         };
-        let atime = |o: &mut MountOptions, bits: u64| o.attrs = (o.attrs & !ATIME_MASK) | bits;
-        match opt.as_ref() {
-            "ro" | "rro" => set(&mut o, true, libc::MOUNT_ATTR_RDONLY),
-            "rw" | "rrw" => set(&mut o, false, libc::MOUNT_ATTR_RDONLY),
-            "nosuid" | "rnosuid" => set(&mut o, true, libc::MOUNT_ATTR_NOSUID),
-            "suid" | "rsuid" => set(&mut o, false, libc::MOUNT_ATTR_NOSUID),
-            "nodev" | "rnodev" => set(&mut o, true, libc::MOUNT_ATTR_NODEV),
-            "dev" | "rdev" => set(&mut o, false, libc::MOUNT_ATTR_NODEV),
-            "noexec" | "rnoexec" => set(&mut o, true, libc::MOUNT_ATTR_NOEXEC),
-            "exec" | "rexec" => set(&mut o, false, libc::MOUNT_ATTR_NOEXEC),
-            "nodiratime" | "rnodiratime" => set(&mut o, true, libc::MOUNT_ATTR_NODIRATIME),
-            "diratime" | "rdiratime" => set(&mut o, false, libc::MOUNT_ATTR_NODIRATIME),
-            "nosymfollow" | "rnosymfollow" => set(&mut o, true, libc::MOUNT_ATTR_NOSYMFOLLOW),
-            "symfollow" | "rsymfollow" => set(&mut o, false, libc::MOUNT_ATTR_NOSYMFOLLOW),
-            "relatime" | "rrelatime" => atime(&mut o, libc::MOUNT_ATTR_RELATIME),
-            "norelatime" | "rnorelatime" | "atime" | "ratime" => atime(&mut o, 0),
-            "strictatime" | "rstrictatime" => atime(&mut o, libc::MOUNT_ATTR_STRICTATIME),
-            "noatime" | "rnoatime" => atime(&mut o, libc::MOUNT_ATTR_NOATIME),
+        if let Some(attr) = attr {
+            let (set, clear) =
+                if recursive { (&mut o.rec_attrs, &mut o.rec_clear) } else { (&mut o.attrs, &mut o.clear) };
+            match attr {
+                Attr::Set(bit) => {
+                    *set |= bit;
+                    *clear &= !bit;
+                }
+                Attr::Clear(bit) => {
+                    *set &= !bit;
+                    *clear |= bit;
+                }
+                Attr::Atime(mode) => {
+                    *set = (*set & !ATIME_MASK) | mode;
+                    *clear |= ATIME_MASK;
+                }
+            }
+            continue;
+        }
+        match opt {
             "bind" => o.bind = true,
             "rbind" => {
                 o.bind = true;
                 o.recursive = true;
             }
-            "private" | "rprivate" => o.propagation = Some(libc::MS_PRIVATE),
-            "shared" | "rshared" => o.propagation = Some(libc::MS_SHARED),
-            "slave" | "rslave" => o.propagation = Some(libc::MS_SLAVE),
-            "unbindable" | "runbindable" => o.propagation = Some(libc::MS_UNBINDABLE),
             "defaults" | "async" => {}
-            other => o.data.push(other.to_string()),
+            other => match propagation_of(other) {
+                Some((flag, recursive)) => {
+                    o.propagation = Some(flag);
+                    o.propagation_recursive = recursive;
+                }
+                None => o.data.push(other.to_string()),
+            },
         }
     }
     o
+}
+
+/// What a plain attribute option does.
+enum Attr {
+    /// Sets a `MOUNT_ATTR_*` bit.
+    Set(u64),
+    /// Clears one.
+    Clear(u64),
+    /// Chooses an atime mode (an enum within `MOUNT_ATTR__ATIME`; relatime is 0).
+    Atime(u64),
+}
+
+/// A plain attribute option (no `r` prefix), if `opt` is one.
+fn attribute_of(opt: &str) -> Option<Attr> {
+    Some(match opt {
+        "ro" => Attr::Set(libc::MOUNT_ATTR_RDONLY),
+        "rw" => Attr::Clear(libc::MOUNT_ATTR_RDONLY),
+        "nosuid" => Attr::Set(libc::MOUNT_ATTR_NOSUID),
+        "suid" => Attr::Clear(libc::MOUNT_ATTR_NOSUID),
+        "nodev" => Attr::Set(libc::MOUNT_ATTR_NODEV),
+        "dev" => Attr::Clear(libc::MOUNT_ATTR_NODEV),
+        "noexec" => Attr::Set(libc::MOUNT_ATTR_NOEXEC),
+        "exec" => Attr::Clear(libc::MOUNT_ATTR_NOEXEC),
+        "nodiratime" => Attr::Set(libc::MOUNT_ATTR_NODIRATIME),
+        "diratime" => Attr::Clear(libc::MOUNT_ATTR_NODIRATIME),
+        "nosymfollow" => Attr::Set(libc::MOUNT_ATTR_NOSYMFOLLOW),
+        "symfollow" => Attr::Clear(libc::MOUNT_ATTR_NOSYMFOLLOW),
+        "relatime" | "atime" | "nostrictatime" => Attr::Atime(libc::MOUNT_ATTR_RELATIME),
+        "strictatime" | "norelatime" => Attr::Atime(libc::MOUNT_ATTR_STRICTATIME),
+        "noatime" => Attr::Atime(libc::MOUNT_ATTR_NOATIME),
+        _ => return None,
+    })
 }
 
 /// Whether `mount` is a bind mount (by its type or its options): those come from the gofer.
@@ -99,8 +225,11 @@ pub fn bind_mounts(mounts: &[Mount]) -> Vec<BindMount> {
                 source: m.source().clone().unwrap_or_default(),
                 destination: m.destination().clone(),
                 recursive: o.recursive,
-                readonly: o.attrs & libc::MOUNT_ATTR_RDONLY != 0,
-                attrs: o.attrs & !libc::MOUNT_ATTR_RDONLY,
+                attrs: o.attrs,
+                clear: o.clear,
+                rec_attrs: o.rec_attrs,
+                rec_clear: o.rec_clear,
+                slave: o.propagation == Some(libc::MS_SLAVE),
             }
         })
         .collect()
@@ -124,9 +253,31 @@ mod tests {
         assert_eq!(o.data, vec!["mode=755".to_string(), "size=65536k".to_string()]);
         assert_eq!(o.propagation, Some(libc::MS_PRIVATE));
         assert!(!o.bind);
+        assert_eq!(o.clear, libc::MOUNT_ATTR__ATIME);
         let o = parse_options(&["ro", "rw", "noatime", "relatime", "rbind"]);
         assert_eq!(o.attrs, libc::MOUNT_ATTR_RELATIME);
+        assert_eq!(o.clear, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR__ATIME);
         assert!(o.bind && o.recursive);
+    }
+
+    #[test]
+    fn recursive_forms_apply_to_the_tree() {
+        let o = parse_options(&["rbind", "rro", "nosuid", "rnoatime", "rnodev", "rdev", "rshared"]);
+        assert_eq!(o.attrs, libc::MOUNT_ATTR_NOSUID);
+        assert_eq!(o.clear, 0);
+        assert_eq!(o.rec_attrs, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOATIME);
+        assert_eq!(o.rec_clear, libc::MOUNT_ATTR__ATIME | libc::MOUNT_ATTR_NODEV);
+        assert_eq!((o.propagation, o.propagation_recursive), (Some(libc::MS_SHARED), true));
+        assert!(o.readonly());
+        let o = parse_options(&["relatime", "rrelatime", "rstrictatime", "ro", "rw", "rrw"]);
+        assert_eq!(o.attrs, libc::MOUNT_ATTR_RELATIME);
+        assert_eq!(o.rec_attrs, libc::MOUNT_ATTR_STRICTATIME);
+        assert_eq!(o.rec_clear, libc::MOUNT_ATTR__ATIME | libc::MOUNT_ATTR_RDONLY);
+        assert!(!o.readonly());
+        // A fresh mount: the recursive forms override the plain ones.
+        let o = parse_options(&["noatime", "rstrictatime", "nosuid", "rsuid", "rro"]);
+        assert_eq!(o.fresh_attrs(), libc::MOUNT_ATTR_STRICTATIME | libc::MOUNT_ATTR_RDONLY);
+        assert!(!parse_options(&["shared"]).propagation_recursive);
     }
 
     #[test]
@@ -149,8 +300,8 @@ mod tests {
         let binds = bind_mounts(&mounts);
         assert_eq!(binds.len(), 2);
         assert_eq!(binds[0].destination, std::path::PathBuf::from("/a"));
-        assert!(binds[0].readonly && !binds[0].recursive);
-        assert!(binds[1].recursive && !binds[1].readonly);
+        assert!(binds[0].attrs == libc::MOUNT_ATTR_RDONLY && !binds[0].recursive);
+        assert!(binds[1].recursive && binds[1].attrs & libc::MOUNT_ATTR_RDONLY == 0);
         assert_eq!(binds[1].attrs, libc::MOUNT_ATTR_NOSUID);
         assert_eq!(binds[1].source, std::path::PathBuf::from("/src/b"));
     }

@@ -1,12 +1,16 @@
-//! The default device nodes and links every container gets in `/dev`, as runc creates them.
+//! The device nodes and links every container gets in `/dev`, as runc creates them: the
+//! spec's `linux.devices` and the runtime-spec's default set.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
-use rustix::fs::{FileType, Mode};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType};
+use rustix::fs::{AtFlags, FileType, Mode};
 use wire::ApiError;
 
 use sys::{make_beneath, Create};
+
+use super::mounts::Owners;
 
 /// `(name, major, minor)` of the character devices of the OCI runtime spec's default set.
 const DEFAULT_DEVICES: [(&str, u32, u32); 6] =
@@ -21,8 +25,21 @@ const DEFAULT_LINKS: [(&str, &str); 5] = [
     ("ptmx", "pts/ptmx"),
 ];
 
-/// Creates the default devices and links in the container's `/dev` (beneath `root`).
-pub fn create_default(root: BorrowedFd<'_>) -> Result<(), ApiError> {
+/// Creates the spec's `linux.devices` (first, so that one of them may replace a default one),
+/// then the default devices and links in the container's `/dev` (beneath `root`).
+///
+/// No `/dev/console` yet: the runtime-spec's bind mount of the terminal there is a devpts
+/// mount CRIU cannot checkpoint ("unable to find a master"), which would cost checkpoints of
+/// containers with a terminal.
+///
+/// Each spec device gets its type, major and minor, its `fileMode` (0666 when absent, as
+/// runc) and its `uid`/`gid` (container ids, translated through `owners` for a user
+/// namespace). A path that exists already is left as it is, as runc does.
+pub fn create_all(root: BorrowedFd<'_>, devices: &[LinuxDevice], owners: Option<&Owners>) -> Result<(), ApiError> {
+    for (i, device) in devices.iter().enumerate() {
+        create_device(root, device, owners)
+            .map_err(|e| ApiError::io(format!("linux.devices[{i}] {}", device.path().display()), e))?;
+    }
     let dev = make_beneath(root, Path::new("/dev"), Create::Dir).map_err(|e| ApiError::io("/dev", e))?;
     for (name, major, minor) in DEFAULT_DEVICES {
         let res = rustix::fs::mknodat(
@@ -44,4 +61,50 @@ pub fn create_default(root: BorrowedFd<'_>) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+fn create_device(root: BorrowedFd<'_>, device: &LinuxDevice, owners: Option<&Owners>) -> std::io::Result<()> {
+    let path = device.path();
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path names no file"));
+    };
+    let dir = make_beneath(root, parent, Create::Dir)?;
+    let (file_type, dev) = match device.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => {
+            (FileType::CharacterDevice, rustix::fs::makedev(major_minor(device.major())?, major_minor(device.minor())?))
+        }
+        LinuxDeviceType::B => {
+            (FileType::BlockDevice, rustix::fs::makedev(major_minor(device.major())?, major_minor(device.minor())?))
+        }
+        LinuxDeviceType::P => (FileType::Fifo, 0),
+        LinuxDeviceType::A => {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "type \"a\" is not a node type"))
+        }
+    };
+    let mode = device.file_mode().map_or(0o666, |m| m & 0o7777);
+    match rustix::fs::mknodat(dir.as_fd(), name, file_type, Mode::from_raw_mode(mode), dev) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::EXIST) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let uid = device.uid().unwrap_or(0);
+    let gid = device.gid().unwrap_or(0);
+    let (uid, gid) = match owners {
+        Some(o) => (o.host_uid(uid).unwrap_or(uid), o.host_gid(gid).unwrap_or(gid)),
+        None => (uid, gid),
+    };
+    let (uid, gid) = (rustix::fs::Uid::from_raw(uid), rustix::fs::Gid::from_raw(gid));
+    rustix::fs::chownat(dir.as_fd(), name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)?;
+    // The mode again after chown, which clears set-id bits.
+    if mode & 0o6000 != 0 {
+        rustix::fs::chmodat(dir.as_fd(), name, Mode::from_raw_mode(mode), AtFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// A major or minor number as the kernel takes it (runc refuses negative ones too).
+fn major_minor(n: i64) -> std::io::Result<u32> {
+    u32::try_from(n).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("device number {n} is out of range"))
+    })
 }

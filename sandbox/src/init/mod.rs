@@ -227,11 +227,14 @@ fn setup(
             .map_err(|e| ApiError::io(format!("rootfs {}", config.rootfs.display()), e))?;
     let spec_mounts = spec.mounts().as_deref().unwrap_or_default();
     let mut binds: VecDeque<PathBuf> = config.binds.iter().cloned().collect();
-    mounts::mount_all(root.as_fd(), spec_mounts, &mut binds, &cgroup_paths, mounts::Owners::of(spec).as_ref())?;
-    if !spec_mounts.iter().any(|m| m.destination() == std::path::Path::new("/dev") && wire::mounts::is_bind(m)) {
-        devices::create_default(root.as_fd())?;
-    }
+    let owners = mounts::Owners::of(spec);
+    let propagations = mounts::mount_all(root.as_fd(), spec_mounts, &mut binds, &cgroup_paths, owners.as_ref())?;
     let process = spec.process().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no process"))?;
+    // As runc: a /dev bind-mounted from the host is the host's business, nothing is made in it.
+    if !spec_mounts.iter().any(|m| m.destination() == std::path::Path::new("/dev") && wire::mounts::is_bind(m)) {
+        let devices = spec.linux().as_ref().and_then(|l| l.devices().as_deref()).unwrap_or_default();
+        devices::create_all(root.as_fd(), devices, owners.as_ref())?;
+    }
     // The working directory is created if missing, as runc does (a read-only root that lacks
     // it makes the chdir fail later with a clear message).
     let _ = sys::make_beneath(root.as_fd(), process.cwd(), sys::Create::Dir);
@@ -290,6 +293,13 @@ fn setup(
         sys::set_propagation(slash.as_fd(), recursive, flag)
             .map_err(|e| ApiError::io(format!("setting the root's propagation to {propagation}"), e))?;
     }
+    // Each mount's own option after the root's, as runc (whose root propagation comes first).
+    if !propagations.is_empty() {
+        let slash =
+            rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(|e| ApiError::io("open /", e))?;
+        mounts::apply_propagations(slash.as_fd(), &propagations)?;
+    }
 
     // The terminal before the process drops its privileges, as runc does: the pty is opened
     // (and its slave owned) by the container's root.
@@ -336,9 +346,7 @@ fn enter_mount_namespace(
 fn needs_locking(spec: &Spec) -> bool {
     let readonly_root = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
     let readonly_bind = spec.mounts().as_deref().unwrap_or_default().iter().any(|m| {
-        wire::mounts::is_bind(m)
-            && wire::mounts::parse_options(m.options().as_deref().unwrap_or_default()).attrs & libc::MOUNT_ATTR_RDONLY
-                != 0
+        wire::mounts::is_bind(m) && wire::mounts::parse_options(m.options().as_deref().unwrap_or_default()).readonly()
     });
     let may_admin = spec
         .process()

@@ -79,6 +79,16 @@ impl Owners {
             .map(|(c, h, _)| h + (id - c))
     }
 
+    /// The host's uid for the container's `id`, if the mappings map it.
+    pub fn host_uid(&self, id: u32) -> Option<u32> {
+        Self::host(&self.uids, id)
+    }
+
+    /// The host's gid for the container's `id`, if the mappings map it.
+    pub fn host_gid(&self, id: u32) -> Option<u32> {
+        Self::host(&self.gids, id)
+    }
+
     /// `data` with its `uid=`/`gid=` translated to host ids, and a tmpfs given the container's
     /// root as owner when it names none.
     fn translate(&self, fstype: &str, data: &[String]) -> Vec<String> {
@@ -110,16 +120,30 @@ impl Owners {
     }
 }
 
+/// A mount's propagation option (`shared`, `rslave`, …), applied once the container's mount
+/// namespace is final (see [`apply_propagations`]).
+#[derive(Debug, Clone)]
+pub struct Propagation {
+    destination: PathBuf,
+    flag: u64,
+    recursive: bool,
+}
+
 /// Performs the spec's mounts, in order, beneath `root`; bind mounts move the gofer's
-/// mounts from where the sandbox staged them (`binds`, in order).
+/// mounts from where the sandbox staged them (`binds`, in order). Returns the mounts'
+/// propagation options, for [`apply_propagations`].
 pub fn mount_all(
     root: BorrowedFd<'_>,
     mounts: &[Mount],
     binds: &mut VecDeque<PathBuf>,
     cgroups: &CgroupPaths,
     owners: Option<&Owners>,
-) -> Result<(), ApiError> {
-    for m in mounts {
+) -> Result<Vec<Propagation>, ApiError> {
+    let mut propagations = Vec::new();
+    for (i, m) in mounts.iter().enumerate() {
+        if matches!(m.typ().as_deref(), Some("proc" | "sysfs")) {
+            refuse_unless_directory(root, i, m)?;
+        }
         if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
             mount_cgroups(root, m, cgroups)?;
             continue;
@@ -133,8 +157,66 @@ pub fn mount_all(
         } else {
             mount_kernel_fs(root, m, owners)?;
         }
+        let options = parse_options(m.options().as_deref().unwrap_or_default());
+        if let Some(flag) = options.propagation {
+            propagations.push(Propagation {
+                destination: m.destination().clone(),
+                flag,
+                recursive: options.propagation_recursive,
+            });
+        }
+    }
+    Ok(propagations)
+}
+
+/// Gives each mount its propagation option, in spec order, beneath `root` (the container's
+/// `/`, after `pivot_root`). Done last, once the container's mount namespace is final: a copy
+/// into a less privileged user namespace (the container's own, or the one that locks its
+/// mounts) would turn a shared mount into a slave of one that is gone, and a detached mount
+/// (a masked path) cannot be attached beneath a shared one.
+pub fn apply_propagations(root: BorrowedFd<'_>, propagations: &[Propagation]) -> Result<(), ApiError> {
+    for p in propagations {
+        let dest = &p.destination;
+        let fd = open_beneath(root, dest, OFlags::PATH).map_err(|e| mount_error(dest, format!("propagation: {e}")))?;
+        sys::set_propagation(fd.as_fd(), p.recursive, p.flag)
+            .map_err(|e| mount_error(dest, format!("propagation: {e}")))?;
     }
     Ok(())
+}
+
+/// Refuses a proc or sysfs mount whose destination exists in the root filesystem as anything
+/// but a directory, a symlink above all: the image would choose where the container's
+/// `/proc` lands (CVE-2019-19921), and runc refuses too. Other destinations resolve their
+/// symlinks beneath the root.
+fn refuse_unless_directory(root: BorrowedFd<'_>, index: usize, m: &Mount) -> Result<(), ApiError> {
+    let dest = m.destination();
+    let (Some(parent), Some(name)) = (dest.parent(), dest.file_name()) else {
+        return Err(ApiError::invalid_spec(format!(
+            "mounts[{index}]: destination {} names no directory",
+            dest.display()
+        )));
+    };
+    let refused = |what: String| {
+        ApiError::invalid_spec(format!("mounts[{index}]: destination {} {what}: refused", dest.display()))
+    };
+    let Ok(dir) = open_beneath(root, parent, OFlags::PATH | OFlags::DIRECTORY) else {
+        return Ok(()); // Nothing there yet: it is made as a directory.
+    };
+    let stat = match rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(mount_error(dest, e)),
+    };
+    match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
+        rustix::fs::FileType::Directory => Ok(()),
+        rustix::fs::FileType::Symlink => {
+            let target = rustix::fs::readlinkat(&dir, name, Vec::new())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Err(refused(format!("is a symlink in the root filesystem (to {target:?})")))
+        }
+        _ => Err(refused("is not a directory in the root filesystem".to_string())),
+    }
 }
 
 fn attach_bind(root: BorrowedFd<'_>, m: &Mount, fd: &OwnedFd) -> Result<(), ApiError> {
@@ -145,11 +227,6 @@ fn attach_bind(root: BorrowedFd<'_>, m: &Mount, fd: &OwnedFd) -> Result<(), ApiE
     let target = make_beneath(root, dest, if is_dir { Create::Dir } else { Create::File })
         .map_err(|e| mount_error(dest, format!("mount point: {e}")))?;
     attach(fd.as_fd(), target.as_fd()).map_err(|e| mount_error(dest, format!("attach: {e}")))?;
-    let options = parse_options(m.options().as_deref().unwrap_or_default());
-    if let Some(propagation) = options.propagation {
-        sys::set_propagation(fd.as_fd(), options.recursive, propagation)
-            .map_err(|e| mount_error(dest, format!("propagation: {e}")))?;
-    }
     Ok(())
 }
 
@@ -163,13 +240,9 @@ fn mount_kernel_fs(root: BorrowedFd<'_>, m: &Mount, owners: Option<&Owners>) -> 
     let target = make_beneath(root, dest, Create::Dir).map_err(|e| mount_error(dest, format!("mount point: {e}")))?;
     let source = m.source().as_ref().and_then(|s| s.to_str());
     let data = owners.map_or_else(|| options.data.clone(), |o| o.translate(fstype, &options.data));
-    let fd =
-        new_mount(fstype, source, &data, options.attrs).map_err(|e| mount_error(dest, format!("{fstype}: {e}")))?;
+    let fd = new_mount(fstype, source, &data, options.fresh_attrs())
+        .map_err(|e| mount_error(dest, format!("{fstype}: {e}")))?;
     attach(fd.as_fd(), target.as_fd()).map_err(|e| mount_error(dest, format!("attach: {e}")))?;
-    if let Some(propagation) = options.propagation {
-        sys::set_propagation(fd.as_fd(), false, propagation)
-            .map_err(|e| mount_error(dest, format!("propagation: {e}")))?;
-    }
     Ok(())
 }
 
@@ -180,7 +253,7 @@ fn mount_kernel_fs(root: BorrowedFd<'_>, m: &Mount, owners: Option<&Owners>) -> 
 /// subdirectory of a fresh mount is what gets attached.
 fn mount_cgroups(root: BorrowedFd<'_>, m: &Mount, cgroups: &CgroupPaths) -> Result<(), ApiError> {
     let dest = m.destination();
-    let options = parse_options(m.options().as_deref().unwrap_or_default());
+    let attrs = parse_options(m.options().as_deref().unwrap_or_default()).fresh_attrs();
     let fail = |what: &str, e: std::io::Error| mount_error(dest, format!("{what}: {e}"));
     let v1: Vec<&(String, String)> = cgroups.entries.iter().filter(|(c, _)| !c.is_empty()).collect();
     let own_part = |fd: OwnedFd, path: &str| -> std::io::Result<OwnedFd> {
@@ -193,12 +266,12 @@ fn mount_cgroups(root: BorrowedFd<'_>, m: &Mount, cgroups: &CgroupPaths) -> Resu
     let target = make_beneath(root, dest, Create::Dir).map_err(|e| fail("mount point", e))?;
     if v1.is_empty() {
         let path = cgroups.entries.iter().find(|(c, _)| c.is_empty()).map_or("/", |(_, p)| p.as_str());
-        let fd = new_mount("cgroup2", Some("cgroup2"), &[], options.attrs)
+        let fd = new_mount("cgroup2", Some("cgroup2"), &[], attrs)
             .and_then(|fd| own_part(fd, path))
             .map_err(|e| fail("cgroup2", e))?;
         return attach(fd.as_fd(), target.as_fd()).map_err(|e| fail("attach", e));
     }
-    let rw = options.attrs & !libc::MOUNT_ATTR_RDONLY;
+    let rw = attrs & !libc::MOUNT_ATTR_RDONLY;
     let tmpfs = new_mount("tmpfs", Some("tmpfs"), &["mode=755".to_string()], rw).map_err(|e| fail("tmpfs", e))?;
     attach(tmpfs.as_fd(), target.as_fd()).map_err(|e| fail("attach", e))?;
     for (controllers, path) in v1 {
@@ -207,7 +280,7 @@ fn mount_cgroups(root: BorrowedFd<'_>, m: &Mount, cgroups: &CgroupPaths) -> Resu
             None => (controllers.as_str(), controllers.split(',').map(String::from).collect()),
         };
         let what = format!("cgroup {controllers}");
-        let fd = new_mount("cgroup", Some("cgroup"), &fs_options, options.attrs)
+        let fd = new_mount("cgroup", Some("cgroup"), &fs_options, attrs)
             .and_then(|fd| own_part(fd, path))
             .map_err(|e| fail(&what, e))?;
         let place = make_beneath(tmpfs.as_fd(), Path::new(name), Create::Dir).map_err(|e| fail(&what, e))?;
@@ -218,7 +291,7 @@ fn mount_cgroups(root: BorrowedFd<'_>, m: &Mount, cgroups: &CgroupPaths) -> Resu
             }
         }
     }
-    if options.attrs & libc::MOUNT_ATTR_RDONLY != 0 {
+    if attrs & libc::MOUNT_ATTR_RDONLY != 0 {
         sys::mount_setattr(tmpfs.as_fd(), false, libc::MOUNT_ATTR_RDONLY, 0).map_err(|e| fail("read-only", e))?;
     }
     Ok(())

@@ -154,7 +154,19 @@ fn copy_in(client: &mut Client, src: Location, id: &str, path: &Path) -> anyhow:
     });
     let local = local.join().map_err(|_| anyhow::anyhow!("the copy thread panicked"))?;
     remote?;
-    local
+    // The container's side stops reading at the archive's end-of-archive blocks and may hang
+    // up before the rest of the padding is written: once it has unpacked everything, a broken
+    // pipe on this side lost nothing.
+    match local {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Packs a local path as a tar stream: its contents (for `DIR/.`), or the path under its own

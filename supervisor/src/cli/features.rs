@@ -19,12 +19,7 @@ pub fn features_json() -> String {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": SPEC_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": [
-            "async", "atime", "bind", "defaults", "dev", "diratime", "exec", "noatime", "nodev",
-            "nodiratime", "noexec", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
-            "relatime", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw", "shared",
-            "slave", "strictatime", "suid", "sync", "unbindable"
-        ],
+        "mountOptions": wire::mounts::KNOWN_OPTIONS,
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps::all().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
