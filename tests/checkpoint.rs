@@ -47,7 +47,7 @@ fn count_inside(p: &Paddock, id: &str) -> u64 {
 }
 
 fn init_pid(p: &Paddock, id: &str) -> i32 {
-    p.state(id)["pid"].as_i64().unwrap() as i32
+    p.state(id)["initPid"].as_i64().unwrap() as i32
 }
 
 #[test]
@@ -61,6 +61,11 @@ fn a_checkpointed_container_stops_and_its_restore_carries_on_counting_into_the_n
     detached_with_stdout(&p, &["run", "-d", "--bundle", &bundle.path_str(), &id], &before);
     assert!(eventually(Duration::from_secs(10), || counts(&before).len() >= 5), "the counter does not count");
     let old_pid = init_pid(&p, &id);
+    let links: Vec<String> = (0..3)
+        .map(|fd| {
+            std::fs::read_link(format!("/proc/{old_pid}/fd/{fd}")).map(|l| l.display().to_string()).unwrap_or_default()
+        })
+        .collect();
 
     let out = p.ctl(&[
         "checkpoint",
@@ -75,6 +80,11 @@ fn a_checkpointed_container_stops_and_its_restore_carries_on_counting_into_the_n
     assert_eq!(p.state(&id)["status"], "stopped");
     assert!(!process_alive(old_pid));
     assert!(image.join("paddock-checkpoint.json").is_file() && work.join("dump.log").is_file());
+    // runc's record of the standard descriptors, which clients read: what each linked to.
+    let descriptors: Vec<String> = serde_json::from_slice(&std::fs::read(image.join("descriptors.json")).unwrap())
+        .expect("a JSON array of strings");
+    assert_eq!(descriptors, links);
+    assert!(descriptors[1].ends_with("before.out"), "{descriptors:?}");
     let last = *counts(&before).last().unwrap();
     p.ctl_ok(&["delete", &id]);
 

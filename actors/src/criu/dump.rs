@@ -185,11 +185,38 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
         args.push("--leave-running".into());
     }
     args.extend(dump.options.iter().cloned());
+    // Read before CRIU runs: without --leave-running the process is gone after.
+    let descriptors = standard_descriptors(pid);
     run(&dump.criu, &args, &dump.image, &dump.work, DUMP_LOG, "checkpoint")?;
+    let path = dump.image.join(DESCRIPTORS_FILE);
+    let json = serde_json::to_vec(&descriptors).map_err(|e| ApiError::internal(e.to_string()))?;
+    write_private(&path, &json).map_err(|e| io_err(format!("writing {}", path.display()), e))?;
     let json = serde_json::to_vec_pretty(&record).map_err(|e| ApiError::internal(e.to_string()))?;
     let path = dump.image.join(CHECKPOINT_FILE);
     std::fs::write(&path, json).map_err(|e| io_err(format!("writing {}", path.display()), e))?;
     Ok(record)
+}
+
+/// runc's record of the init's standard descriptors in a checkpoint image, which clients and
+/// tools read (what each of 0, 1 and 2 linked to; a pipe's `pipe:[inode]` is the key a restore
+/// passes to CRIU's `--inherit-fd`).
+pub const DESCRIPTORS_FILE: &str = "descriptors.json";
+
+/// What `/proc/<pid>/fd/0`, `1` and `2` link to, as runc records them: an empty string for a
+/// descriptor that is closed or cannot be read.
+fn standard_descriptors(pid: i32) -> [String; 3] {
+    std::array::from_fn(|fd| {
+        std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default()
+    })
+}
+
+/// Writes a file only its owner can read (as runc writes `descriptors.json`: mode 0600).
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
 }
 
 #[cfg(test)]
