@@ -43,6 +43,11 @@ pub struct CreateContainer {
     pub again: bool,
     /// Restore the container's processes with CRIU instead of forking its init.
     pub restore: Option<Box<RestoreInSandbox>>,
+    /// The init stops once its mounts are set up, before it pivots into its root, so that
+    /// paddockd runs the create hooks (`prestart`, `createRuntime`, `createContainer`) there,
+    /// as runc does; [`SandboxRequest::FinishCreate`] lets it go on.
+    #[serde(default)]
+    pub stop_before_pivot: bool,
 }
 
 /// The key of the sandbox's network namespace in a checkpoint (runc's name for it).
@@ -112,6 +117,13 @@ pub enum SandboxRequest {
     Attach,
     /// See [`CreateContainer`].
     Create(CreateContainer),
+    /// Let an init stopped before its pivot (see [`CreateContainer::stop_before_pivot`]) finish
+    /// its setup; the reply comes once it waits for start. Nothing to do for an init that did
+    /// not stop.
+    FinishCreate {
+        /// The container's id.
+        id: String,
+    },
     /// Let a created container's process run the user's program.
     Start {
         /// The container's id.
@@ -332,6 +344,7 @@ mod tests {
                 pid_ns: FdSlot::Empty,
                 again: false,
                 restore: None,
+                stop_before_pivot: false,
             }),
         };
         tx.send(&req).unwrap();

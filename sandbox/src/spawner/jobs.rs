@@ -55,6 +55,8 @@ pub struct InitJob {
     pub sync: FdSlot,
     /// The caller's stdio.
     pub stdio: Stdio,
+    /// Stop once the mounts are set up, before the pivot, until the create hooks ran.
+    pub stop_before_pivot: bool,
 }
 
 /// The namespaces of a container that a process entering it joins (those it shares with the
