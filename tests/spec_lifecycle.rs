@@ -197,3 +197,132 @@ fn a_failing_poststop_hook_on_delete_is_a_warning_as_with_runc() {
     assert!(reference.status.success(), "runc's delete fails: {}", stderr(&reference));
     assert!(!stdout(&runc.run(&["list", "-q"])).contains(&rid));
 }
+
+/// Whether `out` failed with a message containing `needle`.
+fn failed_with(out: &Output, needle: &str) -> bool {
+    !out.status.success() && stderr(out).contains(needle)
+}
+
+#[test]
+fn kill_and_delete_refuse_what_runc_refuses_and_take_whole_ids_only() {
+    let p = Paddock::new();
+    let runc = Runc::new();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let b = bundle.path_str();
+    let missing = unique("missing");
+    // Each case, with paddock and with runc: (arguments, succeeds).
+    for (args, ok) in [
+        (vec!["kill", missing.as_str(), "KILL"], false),
+        (vec!["kill", "", "KILL"], false),
+        (vec!["delete", missing.as_str()], false),
+        (vec!["delete", ""], false),
+        (vec!["delete", "--force", missing.as_str()], true),
+    ] {
+        assert_eq!(p.ctl(&args).status.success(), ok, "ctl {args:?}");
+        assert_eq!(runc.run(&args).status.success(), ok, "runc {args:?}");
+    }
+    assert!(failed_with(&p.ctl(&["kill", &missing, "KILL"]), "does not exist"));
+    assert!(failed_with(&p.ctl(&["delete", &missing]), "does not exist"), "containerd's shim looks for these words");
+
+    // A prefix of another container's id names no container: kill and delete leave it alone.
+    let long = unique("prefixed");
+    let prefix = &long[..long.len() - 2];
+    p.ctl_ok(&["create", "--bundle", &b, &long]);
+    assert!(failed_with(&p.ctl(&["kill", prefix, "KILL"]), "does not exist"));
+    assert!(failed_with(&p.ctl(&["delete", prefix]), "does not exist"));
+    p.ctl_ok(&["delete", "--force", prefix]);
+    assert_eq!(p.state(&long)["status"], "created", "a prefix reached the container");
+
+    // A created container is deleted without --force, as runc does (containerd deletes a task
+    // whose start failed so).
+    p.ctl_ok(&["delete", &long]);
+    assert!(!p.ids().contains(&long));
+    assert_nothing_left(&long);
+    let rid = unique("rcreated");
+    assert!(runc.run(&["create", "--bundle", &b, &rid]).status.success());
+    assert!(runc.run(&["delete", &rid]).status.success(), "runc deletes a created container");
+
+    // Running or paused: delete without --force refuses and changes nothing.
+    let id = unique("alive");
+    p.ctl_ok(&["run", "-d", "--bundle", &b, &id]);
+    let pid = p.state(&id)["pid"].as_i64().unwrap();
+    assert!(failed_with(&p.ctl(&["delete", &id]), "running"));
+    p.ctl_ok(&["pause", &id]);
+    assert!(failed_with(&p.ctl(&["delete", &id]), "paused"));
+    assert_eq!(p.state(&id)["status"], "paused");
+    p.ctl_ok(&["resume", &id]);
+    assert_eq!(p.state(&id)["status"], "running");
+    assert_eq!(p.state(&id)["pid"].as_i64().unwrap(), pid);
+
+    // Stopped: kill refuses, kill --all is a no-op that succeeds, as with runc.
+    p.ctl_ok(&["kill", &id, "KILL"]);
+    p.ctl_ok(&["wait", &id]);
+    assert!(failed_with(&p.ctl(&["kill", &id, "TERM"]), "stopped"));
+    p.ctl_ok(&["kill", "--all", &id, "KILL"]);
+    let rid = unique("rstopped");
+    assert!(runc.run(&["run", "-d", "--bundle", &b, &rid]).status.success());
+    assert!(runc.run(&["kill", &rid, "KILL"]).status.success());
+    assert!(harness::eventually(std::time::Duration::from_secs(10), || stdout(&runc.run(&["state", &rid]))
+        .contains("\"stopped\"")));
+    assert!(!runc.run(&["kill", &rid, "TERM"]).status.success(), "runc kills a stopped container");
+    assert!(runc.run(&["kill", "--all", &rid, "KILL"]).status.success());
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn a_spec_of_another_major_version_or_no_semver_is_refused_at_create() {
+    let p = Paddock::new();
+    for version in ["2.0.0", "1.0", "garbage"] {
+        let bundle = Bundle::busybox(&["true"]);
+        bundle.edit_config(|c| c["ociVersion"] = json!(version));
+        let id = unique("ociversion");
+        let out = p.ctl(&["create", "--bundle", &bundle.path_str(), &id]);
+        assert!(failed_with(&out, &format!("ociVersion {version:?}")), "{version}: {}", stderr(&out));
+        assert!(!p.ids().contains(&id));
+        assert_nothing_left(&id);
+    }
+    // Any 1.x is taken.
+    let bundle = Bundle::busybox(&["true"]);
+    bundle.edit_config(|c| c["ociVersion"] = json!("1.3.0"));
+    let id = unique("ociversion");
+    p.ctl_ok(&["run", "--bundle", &bundle.path_str(), &id]);
+}
+
+#[test]
+fn exec_adds_capabilities_groups_and_no_new_privs_as_runc_does() {
+    let p = Paddock::new();
+    let runc = Runc::new();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    bundle.edit_config(|c| c["process"]["noNewPrivileges"] = json!(false));
+    let b = bundle.path_str();
+    let (id, rid) = (unique("execflags"), unique("rexecflags"));
+    p.ctl_ok(&["run", "-d", "--bundle", &b, &id]);
+    assert!(runc.run(&["run", "-d", "--bundle", &b, &rid]).status.success());
+    let show = "grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status; id -G";
+    let flags = ["--cap", "CAP_SYS_ADMIN", "--cap", "CAP_NET_RAW", "-g", "10", "-g", "20", "--no-new-privs"];
+    let mut ours = vec!["exec"];
+    ours.extend(flags);
+    ours.extend([id.as_str(), "sh", "-c", show]);
+    let mut theirs = vec!["exec"];
+    theirs.extend(flags);
+    theirs.extend([rid.as_str(), "sh", "-c", show]);
+    let (out, reference) = (p.ctl(&ours), runc.run(&theirs));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(reference.status.success(), "runc: {}", stderr(&reference));
+    assert_eq!(stdout(&out), stdout(&reference));
+    assert!(stdout(&out).contains("NoNewPrivs:\t1") && stdout(&out).contains("0 10 20"), "{}", stdout(&out));
+    // Without the flags: the container's own sets.
+    let plain = p.ctl_ok(&["exec", &id, "sh", "-c", show]);
+    assert!(plain.contains("NoNewPrivs:\t0") && plain != stdout(&out), "{plain}");
+
+    // Neither AppArmor nor SELinux is enabled here: a profile or label is refused by name, an
+    // empty one means none.
+    let out = p.ctl(&["exec", "--apparmor", "my-profile", &id, "true"]);
+    assert!(failed_with(&out, "\"my-profile\": AppArmor is not enabled"), "{}", stderr(&out));
+    assert!(!runc.run(&["exec", "--apparmor", "my-profile", &rid, "true"]).status.success());
+    let out = p.ctl(&["exec", "--process-label", "system_u:system_r:container_t:s0", &id, "true"]);
+    assert!(failed_with(&out, "SELinux is not enabled"), "{}", stderr(&out));
+    p.ctl_ok(&["exec", "--process-label", "", "--apparmor", "", &id, "true"]);
+    p.ctl_ok(&["delete", "--force", &id]);
+}

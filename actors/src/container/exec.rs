@@ -16,6 +16,12 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
         let id = self.meta.id.clone();
         let prepared = (|| {
             status::require(&id, Operation::Exec, self.meta.status)?;
+            if !msg.spec.sub_cgroups.is_empty() {
+                return Err(ApiError::new(
+                    ErrorKind::Unsupported,
+                    format!("exec in {id:?}: --cgroup {:?}: sub-cgroups are not supported yet", msg.spec.sub_cgroups),
+                ));
+            }
             if self.meta.init.is_none() {
                 return Err(ApiError::new(
                     ErrorKind::InvalidStatus,
