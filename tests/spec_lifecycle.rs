@@ -326,3 +326,64 @@ fn exec_adds_capabilities_groups_and_no_new_privs_as_runc_does() {
     p.ctl_ok(&["exec", "--process-label", "", "--apparmor", "", &id, "true"]);
     p.ctl_ok(&["delete", "--force", &id]);
 }
+
+/// `command` with `files` as its descriptors 3, 4, … (as conmon hands sockets on to runc).
+fn with_fds(mut command: Command, files: Vec<std::fs::File>) -> Output {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let raw: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
+    let above = 3 + raw.len() as i32 + 100;
+    // SAFETY: between fork and exec only fcntl and dup2 (async-signal-safe) on open descriptors.
+    unsafe {
+        command.pre_exec(move || {
+            // Sources above the targets first, so no dup2 overwrites one still needed.
+            let high: Vec<i32> = raw.iter().map(|fd| libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, above)).collect();
+            for (i, fd) in high.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = capture(&mut command);
+    drop(files);
+    out
+}
+
+#[test]
+fn preserve_fds_passes_more_descriptors_than_one_message_holds() {
+    let p = Paddock::new();
+    let dir = scratch();
+    let count = 300;
+    let files = |name: &str| {
+        let first = std::fs::File::create(dir.path().join(name)).unwrap();
+        let mut all: Vec<std::fs::File> = (1..count).map(|_| first.try_clone().unwrap()).collect();
+        all.push(first);
+        all
+    };
+    let last = 3 + count - 1;
+    let show = format!("readlink /proc/self/fd/{last}; ls /proc/self/fd | wc -l");
+    let bundle = Bundle::busybox(&["sh", "-c", &show]);
+    let id = unique("manyfds");
+    let mut run = p.command();
+    run.args(["run", "--preserve-fds", &count.to_string(), "--bundle", &bundle.path_str(), &id]);
+    let out = with_fds(run, files("run"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    assert_eq!(lines[0], dir.path().join("run").display().to_string());
+    // 0–2, the preserved ones and ls's own directory: nothing else.
+    assert_eq!(lines[1], (3 + count + 1).to_string());
+    p.ctl_ok(&["delete", &id]);
+
+    let id = unique("manyfdsexec");
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id, "--", "sleep", "1000"]);
+    let mut exec = p.command();
+    exec.args(["exec", "--preserve-fds", &count.to_string(), &id, "--", "sh", "-c", &show]);
+    let out = with_fds(exec, files("exec"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with(&dir.path().join("exec").display().to_string()), "{}", stdout(&out));
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}
