@@ -387,3 +387,57 @@ fn preserve_fds_passes_more_descriptors_than_one_message_holds() {
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }
+
+/// The cgroup of `pid` in the v1 hierarchy of `controller`, as a directory.
+fn v1_cgroup_dir(pid: i64, controller: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == controller)))
+        .unwrap_or_else(|| panic!("no {controller} line in {text}"));
+    let (controllers, path) = line.splitn(3, ':').skip(1).fold((String::new(), String::new()), |(c, _), part| {
+        if c.is_empty() {
+            (part.to_string(), String::new())
+        } else {
+            (c, part.to_string())
+        }
+    });
+    Path::new("/sys/fs/cgroup").join(controllers).join(path.trim_start_matches('/'))
+}
+
+#[test]
+fn exec_cgroup_runs_the_process_in_an_existing_sub_cgroup() {
+    if !Path::new("/sys/fs/cgroup/memory").is_dir() {
+        panic!("this test expects v1 memory and pids hierarchies (a hybrid host)");
+    }
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique("execcg");
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    let pid = p.state(&id)["pid"].as_i64().unwrap();
+    let (memory, pids) = (v1_cgroup_dir(pid, "memory"), v1_cgroup_dir(pid, "pids"));
+    for dir in [&memory, &pids] {
+        std::fs::create_dir(dir.join("sub")).unwrap();
+    }
+    let out = p.ctl(&["exec", "--cgroup", "memory,pids:sub", &id, "cat", "/proc/self/cgroup"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = stdout(&out);
+    for line in lines.lines() {
+        let controllers = line.split(':').nth(1).unwrap_or_default();
+        let in_sub = line.ends_with("/sub");
+        let listed = controllers.split(',').any(|c| c == "memory" || c == "pids");
+        assert_eq!(in_sub, listed, "{line} (all: {lines})");
+    }
+    // Every hierarchy: sub exists in two only, which is named.
+    let out = p.ctl(&["exec", "--cgroup", "sub", &id, "true"]);
+    assert!(failed_with(&out, "does not exist"), "{}", stderr(&out));
+    let out = p.ctl(&["exec", "--cgroup", "nosuchcontroller:sub", &id, "true"]);
+    assert!(failed_with(&out, "\"nosuchcontroller\""), "{}", stderr(&out));
+    let out = p.ctl(&["exec", "--cgroup", "../escape", &id, "true"]);
+    assert!(failed_with(&out, "beneath"), "{}", stderr(&out));
+    for dir in [&memory, &pids] {
+        std::fs::remove_dir(dir.join("sub")).unwrap();
+    }
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}

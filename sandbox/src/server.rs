@@ -386,7 +386,8 @@ impl Server {
             return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")));
         }
         let namespaces = record.namespaces.to_fds()?;
-        let cgroups = dup_all(&record.cgroups)?;
+        let cgroups =
+            if request.cgroups.is_empty() { dup_all(&record.cgroups)? } else { std::mem::take(&mut request.cgroups) };
         let job = ExecJob {
             id: id.clone(),
             process: std::mem::take(&mut request.process),

@@ -92,6 +92,10 @@ pub struct ExecProcess {
     pub process: String,
     /// The caller's stdio.
     pub stdio: Stdio,
+    /// Sub-cgroups of the container's to place the process in, one directory per hierarchy
+    /// (runc's `exec --cgroup`); empty: the container's own.
+    #[serde(default)]
+    pub cgroups: Vec<FdSlot>,
 }
 
 /// An OCI hook to run in a container's namespaces (`createContainer`, `startContainer`).
@@ -197,7 +201,11 @@ impl CarriesFds for SandboxRequest {
                 }
                 slots
             }
-            SandboxRequest::Exec(e) => e.stdio.slots_mut(),
+            SandboxRequest::Exec(e) => {
+                let mut slots = e.stdio.slots_mut();
+                slots.extend(e.cgroups.iter_mut());
+                slots
+            }
             SandboxRequest::RunHooks { hooks, .. } => hooks.iter_mut().map(|h| &mut h.exe).collect(),
             _ => Vec::new(),
         }
@@ -214,7 +222,11 @@ impl CarriesFds for SandboxRequest {
                 }
                 slots
             }
-            SandboxRequest::Exec(e) => e.stdio.slots(),
+            SandboxRequest::Exec(e) => {
+                let mut slots = e.stdio.slots();
+                slots.extend(e.cgroups.iter());
+                slots
+            }
             SandboxRequest::RunHooks { hooks, .. } => hooks.iter().map(|h| &h.exe).collect(),
             _ => Vec::new(),
         }

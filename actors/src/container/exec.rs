@@ -16,12 +16,6 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
         let id = self.meta.id.clone();
         let prepared = (|| {
             status::require(&id, Operation::Exec, self.meta.status)?;
-            if !msg.spec.sub_cgroups.is_empty() {
-                return Err(ApiError::new(
-                    ErrorKind::Unsupported,
-                    format!("exec in {id:?}: --cgroup {:?}: sub-cgroups are not supported yet", msg.spec.sub_cgroups),
-                ));
-            }
             if self.meta.init.is_none() {
                 return Err(ApiError::new(
                     ErrorKind::InvalidStatus,
@@ -30,13 +24,22 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
             }
             let process = spec::exec_process(&self.meta.spec, &msg.spec)?;
             spec::require_console(&process, &msg.stdio)?;
-            serde_json::to_string(&process).map_err(|e| ApiError::internal(format!("encoding the process: {e}")))
+            let cgroups = match (&self.cgroup, msg.spec.sub_cgroups.is_empty()) {
+                (_, true) => Vec::new(),
+                (Some(cgroup), false) => cgroup.open_sub_dirs(&msg.spec.sub_cgroups)?,
+                (None, false) => return Err(ApiError::internal(format!("container {id:?} has no cgroup"))),
+            };
+            let process = serde_json::to_string(&process)
+                .map_err(|e| ApiError::internal(format!("encoding the process: {e}")))?;
+            Ok((process, cgroups))
         })();
-        let process = match prepared {
+        let (process, cgroups) = match prepared {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
-        let call = self.sandbox_call(SandboxRequest::Exec(ExecProcess { id: id.clone(), process, stdio: msg.stdio }));
+        let cgroups = cgroups.into_iter().map(wire::FdSlot::new).collect();
+        let call =
+            self.sandbox_call(SandboxRequest::Exec(ExecProcess { id: id.clone(), process, stdio: msg.stdio, cgroups }));
         Box::pin(async move {
             match call.await? {
                 SandboxReply::Executed { container_pid, pidfd, .. } => {
