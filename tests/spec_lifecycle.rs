@@ -441,3 +441,20 @@ fn exec_cgroup_runs_the_process_in_an_existing_sub_cgroup() {
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }
+
+#[test]
+fn exec_in_a_paused_container_is_refused_and_says_why() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    let id = unique("pausedexec");
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    p.ctl_ok(&["pause", &id]);
+    assert!(failed_with(&p.ctl(&["exec", &id, "true"]), "paused"));
+    let out = p.ctl(&["exec", "--ignore-paused", &id, "true"]);
+    assert!(failed_with(&out, "--ignore-paused"), "{}", stderr(&out));
+    assert_eq!(p.state(&id)["status"], "paused");
+    p.ctl_ok(&["resume", &id]);
+    p.ctl_ok(&["exec", "--ignore-paused", &id, "true"]);
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}

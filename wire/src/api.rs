@@ -382,8 +382,8 @@ pub struct ExecSpec {
     /// The process's SELinux label (`--process-label`).
     #[serde(default)]
     pub selinux_label: Option<String>,
-    /// Run the process in a paused container too (`--ignore-paused`): it is frozen with the
-    /// container, from before it executes its program until the container is resumed.
+    /// runc's `--ignore-paused` (exec in a paused container): refused for now with a message
+    /// that says so, rather than as any exec in a paused container.
     #[serde(default)]
     pub ignore_paused: bool,
     /// A sub-cgroup of the container's to run the process in (`--cgroup`): `PATH` for every

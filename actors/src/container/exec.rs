@@ -15,6 +15,14 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
     fn handle(&mut self, crate::Api(msg): crate::Api<Exec>, _: &mut Context<Self>) -> Self::Result {
         let id = self.meta.id.clone();
         let prepared = (|| {
+            if msg.spec.ignore_paused && self.meta.status == wire::Status::Paused {
+                // runc starts the process frozen, and its exec returns once the container is
+                // resumed; the sandbox cannot wait so without stalling its other containers.
+                return Err(ApiError::new(
+                    ErrorKind::Unsupported,
+                    format!("exec in {id:?} with --ignore-paused: a paused container cannot take a new process yet; resume it first"),
+                ));
+            }
             status::require(&id, Operation::Exec, self.meta.status)?;
             if self.meta.init.is_none() {
                 return Err(ApiError::new(

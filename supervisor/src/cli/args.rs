@@ -170,7 +170,7 @@ pub enum Command {
         /// Pass ctl's descriptors 3 … 3+N-1 on to the process, as its 3, 4, ….
         #[arg(long, default_value_t = 0)]
         preserve_fds: u32,
-        /// Exec in a paused container too: the process is frozen with it until it is resumed.
+        /// runc's flag to exec in a paused container: refused with a clear error (resume first).
         #[arg(long)]
         ignore_paused: bool,
         /// The process's AppArmor profile (refused where AppArmor is not enabled).
