@@ -61,15 +61,15 @@ impl HookedBundle {
     }
 
     /// A hook running the script. `Where::Host`: a runtime-namespace hook; `Where::Container`
-    /// runs in the container's mount namespace with its path resolved on the host
-    /// (createContainer) and `Where::ContainerPath` with its path resolved in the container
-    /// (startContainer).
+    /// runs in the container's mount namespace before its pivot, where paths resolve on the
+    /// host, as runc runs it (createContainer), and `Where::ContainerPath` in the container's
+    /// mount tree (startContainer).
     fn logging_hook(&self, stage: &str, place: Where) -> Value {
         let host_script = self.script.to_string_lossy().into_owned();
         let host_log = self.host_log().to_string_lossy().into_owned();
         let (path, log) = match place {
             Where::Host => (host_script, host_log),
-            Where::Container => (host_script, "/hooklog/log".to_string()),
+            Where::Container => (host_script, host_log),
             Where::ContainerPath => ("/hook.sh".to_string(), "/hooklog/log".to_string()),
         };
         json!({

@@ -159,15 +159,15 @@ impl AsyncWriter {
         self.send_frame(&frame, &fds).await
     }
 
-    async fn send_frame(&mut self, mut bytes: &[u8], fds: &[RawFd]) -> Result<(), WireError> {
-        let mut fds = fds;
+    async fn send_frame(&mut self, mut bytes: &[u8], mut fds: &[RawFd]) -> Result<(), WireError> {
         while !bytes.is_empty() {
             self.stream.writable().await?;
             let stream = &self.stream;
-            match stream.try_io(Interest::WRITABLE, || send_with_fds(stream.as_fd(), bytes, fds)) {
+            let (len, batch) = wire::fds::next_batch(bytes, fds);
+            match stream.try_io(Interest::WRITABLE, || send_with_fds(stream.as_fd(), &bytes[..len], batch)) {
                 Ok(n) => {
                     bytes = &bytes[n..];
-                    fds = &[];
+                    fds = &fds[batch.len()..];
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

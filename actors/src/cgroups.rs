@@ -190,6 +190,71 @@ impl Cgroup {
             .collect()
     }
 
+    /// A descriptor of each directory with runc's `exec --cgroup` applied: `PATH` (every
+    /// hierarchy) or `CONTROLLER[,CONTROLLER]:PATH` (the hierarchies of those controllers)
+    /// names an existing sub-cgroup of this one; the other hierarchies keep this one.
+    pub fn open_sub_dirs(&self, specs: &[String]) -> Result<Vec<OwnedFd>, ApiError> {
+        let dirs = self.dirs();
+        let mut chosen = dirs.clone();
+        for spec in specs {
+            let (controllers, sub) = match spec.split_once(':') {
+                Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
+                None => (None, spec.as_str()),
+            };
+            let bad = |why: String| ApiError::invalid_argument(format!("--cgroup {spec:?}: {why}"));
+            let sub = Path::new(sub.trim_start_matches('/'));
+            if sub.as_os_str().is_empty() || sub.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+                return Err(bad("not a path beneath the container's cgroup".into()));
+            }
+            let mut matched = vec![false; controllers.as_ref().map_or(0, Vec::len)];
+            for (i, dir) in dirs.iter().enumerate() {
+                // A v1 hierarchy is named by its controllers (cpu,cpuacct); the v2 tree by none.
+                let here: Vec<String> = dir
+                    .strip_prefix("/sys/fs/cgroup")
+                    .ok()
+                    .and_then(|d| d.components().next())
+                    .map(|c| c.as_os_str().to_string_lossy().split(',').map(String::from).collect())
+                    .unwrap_or_default();
+                let applies = match &controllers {
+                    None => true,
+                    Some(list) => {
+                        let mut any = false;
+                        for (j, c) in list.iter().enumerate() {
+                            if here.iter().any(|h| h == c) || (self.is_v2() && dirs.len() == 1) {
+                                matched[j] = true;
+                                any = true;
+                            }
+                        }
+                        any
+                    }
+                };
+                if applies {
+                    let target = dir.join(sub);
+                    if !target.is_dir() {
+                        return Err(bad(format!("{} does not exist", target.display())));
+                    }
+                    chosen[i] = target;
+                }
+            }
+            if let Some(list) = &controllers {
+                if let Some(j) = matched.iter().position(|m| !m) {
+                    return Err(bad(format!("controller {:?} is not mounted here", list[j])));
+                }
+            }
+        }
+        chosen
+            .into_iter()
+            .map(|d| {
+                rustix::fs::open(
+                    &d,
+                    rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(|e| cg_err(d.display(), e))
+            })
+            .collect()
+    }
+
     /// Moves process `pid` (host pid) into the cgroup, in every hierarchy.
     pub fn add(&self, pid: i32) -> Result<(), ApiError> {
         for dir in self.dirs() {

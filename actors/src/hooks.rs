@@ -1,11 +1,17 @@
 //! OCI hooks (runtime-spec 1.2), with the reference's failure semantics.
 //!
 //! `prestart`, `createRuntime`, `poststart` and `poststop` run here, in paddockd's namespaces
-//! (the runtime namespace); `createContainer` and `startContainer` run in the container's
-//! namespaces, forked by its sandbox. Every hook gets the container's state as JSON on stdin,
+//! (the runtime namespace). `createContainer` runs here too, while the container's init waits
+//! with its mounts set up before its pivot (as runc runs it): in the container's namespaces,
+//! with the container's rootfs as working directory and the runtime's root as root, so its
+//! path (and its interpreter, its libraries, the programs it runs) resolve as on the host while
+//! what it mounts under its working directory lands in the container. `startContainer` runs in
+//! the container's namespaces and mount tree, forked by its sandbox. Every hook gets the container's state as JSON on stdin,
 //! exactly its `args` and `env`, and is killed with its process group at its `timeout`.
 
 use std::os::fd::OwnedFd;
+
+use rustix::fs::{Mode, OFlags};
 use std::path::Path;
 use std::time::Duration;
 
@@ -167,7 +173,7 @@ async fn run_here_with(
     blocking(move || {
         let state = state_json(&meta, stage);
         let cwd = if meta.bundle.as_os_str().is_empty() { Path::new("/") } else { meta.bundle.as_path() };
-        let place = sys::hook::Place { join: Vec::new(), cwd: Some(cwd) };
+        let place = sys::hook::Place { cwd: Some(cwd), ..Default::default() };
         for (i, hook) in stage.of(&meta.spec).iter().enumerate() {
             debug!(container = %meta.id, hook = %hook.path().display(), "running {} hook", stage.name());
             run_one(&meta, stage, i, hook, &state, &place).or_else(&on_failure)?;
@@ -213,30 +219,96 @@ fn run_one(
     result.map_err(|e| failure(meta, stage, i, hook, e))
 }
 
-/// Runs the hooks of a container-namespace `stage` (createContainer, startContainer) through
-/// the container's sandbox.
+/// Whether the container's init stops before its pivot for the create hooks: it has some.
+pub fn stops_before_pivot(spec: &Spec) -> bool {
+    [Stage::Prestart, Stage::CreateRuntime, Stage::CreateContainer].into_iter().any(|s| !s.of(spec).is_empty())
+}
+
+/// Runs the `createContainer` hooks here, one after the other, in the namespaces of the
+/// container's init (which waits before its pivot, its rootfs as working directory); the
+/// first failure is the error.
+pub async fn run_create_container(meta: &Meta) -> Result<(), ApiError> {
+    let stage = Stage::CreateContainer;
+    if stage.of(&meta.spec).is_empty() {
+        return Ok(());
+    }
+    let pid = meta
+        .init
+        .map(|r| r.pid)
+        .ok_or_else(|| ApiError::internal(format!("container {:?}: no process to run hooks in", meta.id)))?;
+    let meta = meta.clone();
+    blocking(move || {
+        let open = |path: &str| -> Result<OwnedFd, ApiError> {
+            rustix::fs::open(path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| ApiError::io(format!("container {:?}: opening {path}", meta.id), e))
+        };
+        let namespaces = namespaces_of(pid)?;
+        let root = open("/")?;
+        let cwd = open(&format!("/proc/{pid}/cwd"))?;
+        let place = sys::hook::Place {
+            join: namespaces.iter().map(|(fd, typ)| (fd, *typ)).collect(),
+            root: Some(&root),
+            cwd_fd: Some(&cwd),
+            ..Default::default()
+        };
+        let state = state_json(&meta, stage);
+        for (i, hook) in stage.of(&meta.spec).iter().enumerate() {
+            debug!(container = %meta.id, hook = %hook.path().display(), "running {} hook", stage.name());
+            run_one(&meta, stage, i, hook, &state, &place)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The namespaces of process `pid` that are not paddockd's own, in the order a process joins
+/// them: the user namespace after those it owns may need the host's privileges for, the mount
+/// namespace last. (Its PID namespace is left out: only a child could enter it.)
+fn namespaces_of(pid: i32) -> Result<Vec<(OwnedFd, i32)>, ApiError> {
+    let kinds = [
+        ("cgroup", libc::CLONE_NEWCGROUP),
+        ("ipc", libc::CLONE_NEWIPC),
+        ("uts", libc::CLONE_NEWUTS),
+        ("net", libc::CLONE_NEWNET),
+        ("user", libc::CLONE_NEWUSER),
+        ("mnt", libc::CLONE_NEWNS),
+    ];
+    let mut out = Vec::new();
+    for (name, typ) in kinds {
+        let open = |path: String| -> Result<OwnedFd, ApiError> {
+            rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| ApiError::io(path, e))
+        };
+        let theirs = open(format!("/proc/{pid}/ns/{name}"))?;
+        let ours = open(format!("/proc/self/ns/{name}"))?;
+        let same = match (rustix::fs::fstat(&theirs), rustix::fs::fstat(&ours)) {
+            (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+            _ => false,
+        };
+        // Entering one's own user namespace is refused; the others would be no-ops.
+        if !same {
+            out.push((theirs, typ));
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the hooks of `startContainer` through the container's sandbox, in the container's
+/// namespaces and mount tree.
 pub async fn run_in_container(sandbox: &Addr<SandboxActor>, meta: &Meta, stage: Stage) -> Result<(), ApiError> {
     let hooks = stage.of(&meta.spec);
     if hooks.is_empty() {
         return Ok(());
     }
-    let mut calls = Vec::with_capacity(hooks.len());
-    for (i, hook) in hooks.iter().enumerate() {
-        // createContainer's path resolves in the runtime namespace: open it here.
-        let exe = if stage == Stage::CreateContainer {
-            let file: OwnedFd = std::fs::File::open(hook.path()).map_err(|e| failure(meta, stage, i, hook, e))?.into();
-            wire::FdSlot::new(file)
-        } else {
-            wire::FdSlot::Empty
-        };
-        calls.push(HookCall {
+    let calls = hooks
+        .iter()
+        .map(|hook| HookCall {
             path: hook.path().clone(),
-            exe,
+            exe: wire::FdSlot::Empty,
             args: hook.args().clone().unwrap_or_default(),
             env: hook.env().clone().unwrap_or_default(),
             timeout: timeout_of(hook).map(|t| t.as_secs()),
-        });
-    }
+        })
+        .collect();
     let request = SandboxRequest::RunHooks {
         id: meta.id.clone(),
         stage: stage.name().into(),

@@ -96,12 +96,87 @@ pub fn placement(spec: &Spec) -> Result<Placement, ApiError> {
 /// process with the command, environment, working directory and user replaced.
 pub fn exec_process(container: &Spec, exec: &wire::api::ExecSpec) -> Result<oci_spec::runtime::Process, ApiError> {
     let mut process = exec_process_itself(container, exec)?;
+    runc_exec_flags(&mut process, exec)?;
     validate_user(&process)?;
     attributes::validate_process(&process)?;
+    check_security_labels(&process)?;
     if let (None, Some(size)) = (process.console_size(), exec.console_size) {
         process.set_console_size(Some(console_size(size)));
     }
     Ok(process)
+}
+
+/// Applies runc's exec flags that change the process: `--cap` (added to every capability
+/// set), `--additional-gids`, `--no-new-privs`, `--apparmor`, `--process-label`.
+fn runc_exec_flags(process: &mut oci_spec::runtime::Process, exec: &wire::api::ExecSpec) -> Result<(), ApiError> {
+    if !exec.add_caps.is_empty() {
+        let mut added = Vec::with_capacity(exec.add_caps.len());
+        for name in &exec.add_caps {
+            // The spec's own reading of a name: CAP_SYS_ADMIN or SYS_ADMIN, any case.
+            let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::from(name.as_str()))
+                .map_err(|_| ApiError::invalid_argument(format!("--cap {name:?}: not a capability")))?;
+            added.push(cap);
+        }
+        let mut caps = process.capabilities().clone().unwrap_or_default();
+        let with = |set: &Option<oci_spec::runtime::Capabilities>| {
+            let mut set = set.clone().unwrap_or_default();
+            set.extend(added.iter().copied());
+            Some(set)
+        };
+        caps.set_bounding(with(caps.bounding()));
+        caps.set_effective(with(caps.effective()));
+        caps.set_permitted(with(caps.permitted()));
+        caps.set_inheritable(with(caps.inheritable()));
+        caps.set_ambient(with(caps.ambient()));
+        process.set_capabilities(Some(caps));
+    }
+    if !exec.additional_gids.is_empty() {
+        let mut user = process.user().clone();
+        let mut gids = user.additional_gids().clone().unwrap_or_default();
+        gids.extend(exec.additional_gids.iter().copied().filter(|g| !gids.contains(g)).collect::<Vec<_>>());
+        user.set_additional_gids(Some(gids));
+        process.set_user(user);
+    }
+    if exec.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
+    if let Some(profile) = &exec.apparmor_profile {
+        process.set_apparmor_profile(Some(profile.clone()));
+    }
+    if let Some(label) = &exec.selinux_label {
+        process.set_selinux_label(Some(label.clone()));
+    }
+    Ok(())
+}
+
+/// Refuses an AppArmor profile when AppArmor is not enabled (as runc does: the profile could
+/// not confine the process), and an SELinux label when SELinux is absent. Empty means none.
+/// (Where they are enabled, a profile or label is taken without being applied, as before:
+/// Docker names its default profile on every AppArmor host.)
+pub fn check_security_labels(process: &oci_spec::runtime::Process) -> Result<(), ApiError> {
+    if let Some(profile) = process.apparmor_profile().as_ref().filter(|p| !p.is_empty()) {
+        if !apparmor_enabled() {
+            return Err(ApiError::new(
+                ErrorKind::Unsupported,
+                format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"),
+            ));
+        }
+    }
+    if let Some(label) = process.selinux_label().as_ref().filter(|l| !l.is_empty()) {
+        if !Path::new("/sys/fs/selinux/enforce").exists() {
+            return Err(ApiError::new(
+                ErrorKind::Unsupported,
+                format!("process.selinuxLabel {label:?}: SELinux is not enabled on this host"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the kernel has AppArmor enabled (where runc asks).
+fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|v| v.trim() == "Y")
+        || Path::new("/sys/kernel/security/apparmor").exists()
 }
 
 /// A `process.consoleSize` of `(rows, columns)`.
@@ -275,11 +350,42 @@ pub fn joined_user_namespace_maps(spec: &mut Spec) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Refuses a spec of another major version of the runtime-spec (whose fields could mean
+/// something else), or whose `ociVersion` is not a SemVer 2.0 version at all. Any 1.x is
+/// taken, as runc takes it: newer minors only add fields, which are checked one by one.
+pub fn check_oci_version(version: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| {
+        ApiError::invalid_spec(format!(
+            "ociVersion {version:?}: {why} (this runtime implements 1.0.0 to {})",
+            wire::api::OCI_VERSION
+        ))
+    };
+    // MAJOR.MINOR.PATCH, then an optional -prerelease and +build of [0-9A-Za-z.-].
+    let (core, suffix) = match version.find(['-', '+']) {
+        Some(at) => version.split_at(at),
+        None => (version, ""),
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    let numeric =
+        |n: &&str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && (n.len() == 1 || !n.starts_with('0'));
+    let suffix_ok = suffix.is_empty()
+        || (suffix.len() > 1
+            && suffix[1..].split(['.', '+', '-']).all(|p| p.bytes().all(|b| b.is_ascii_alphanumeric())));
+    if numbers.len() != 3 || !numbers.iter().all(numeric) || !suffix_ok {
+        return Err(bad("not a SemVer version (MAJOR.MINOR.PATCH)"));
+    }
+    if numbers[0] != "1" {
+        return Err(bad(&format!("major version {} is not supported", numbers[0])));
+    }
+    Ok(())
+}
+
 /// Checks what must hold before anything is started. A container that joins a sandbox
 /// shares the sandbox's network, IPC and UTS namespaces whatever paths its spec gives for
 /// them (CRI points them at the pod's own, as runsc ignores them), and its PID namespace is
 /// the pod's when its spec names one (CRI's shareProcessNamespace), its own otherwise.
 pub fn validate(spec: &Spec) -> Result<(), ApiError> {
+    check_oci_version(spec.version())?;
     let root = spec.root().as_ref().ok_or_else(|| ApiError::invalid_spec("the spec has no root"))?;
     if root.path().as_os_str().is_empty() {
         return Err(ApiError::invalid_spec("root.path is empty"));
@@ -349,13 +455,8 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
             )));
         }
     }
-    if let Some(profile) = spec.process().as_ref().and_then(|p| p.apparmor_profile().as_ref()) {
-        if !profile.is_empty() && !std::path::Path::new("/sys/kernel/security/apparmor").exists() {
-            return Err(ApiError::new(
-                ErrorKind::Unsupported,
-                format!("process.apparmorProfile {profile:?}: AppArmor is not enabled on this host"),
-            ));
-        }
+    if let Some(process) = spec.process() {
+        check_security_labels(process)?;
     }
     validate_mounts(spec)?;
     overlay_of(spec, Overlay::None)?;
@@ -696,6 +797,17 @@ pub fn embedded_default(id: &str, args: Vec<String>) -> Result<Spec, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn oci_versions_of_another_major_or_not_semver_are_refused() {
+        for good in ["1.0.0", "1.0.2-dev", "1.2.0", "1.3.0", "1.1.0-rc.1", "1.0.0+build.5"] {
+            check_oci_version(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in ["2.0.0", "0.9.0", "1.0", "1", "", "v1.0.0", "1.0.0-", "01.0.0", "1.x.0", "1.0.0 "] {
+            let e = check_oci_version(bad).expect_err(bad);
+            assert!(e.message.starts_with(&format!("ociVersion {bad:?}")), "{e}");
+        }
+    }
 
     #[test]
     fn embedded_default_is_valid_and_overlaid() {

@@ -1,6 +1,6 @@
-//! OCI hooks that run in a container's namespaces: `createContainer` (its file opened by
-//! paddockd in the runtime's mount namespace) and `startContainer` (its path resolved in the
-//! container's).
+//! OCI hooks that run in a container's namespaces and mount tree: `startContainer` (its path
+//! resolved in the container's). (`createContainer` hooks, whose paths resolve in the
+//! runtime's mount namespace, are run by paddockd.)
 //!
 //! The spawner forks a runner, the sandbox's child, in the container's PID namespace; the
 //! runner runs the hooks one after the other (each in the container's cgroup, user and mount
@@ -69,7 +69,7 @@ pub fn child(mut job: HooksJob) -> i32 {
         join.push((user, CloneFlags::CLONE_NEWUSER.bits()));
     }
     join.push((&mnt, CloneFlags::CLONE_NEWNS.bits()));
-    let place = sys::hook::Place { join, cwd: Some(Path::new("/")) };
+    let place = sys::hook::Place { join, cwd: Some(Path::new("/")), ..Default::default() };
     for (i, (call, exe)) in job.hooks.into_iter().zip(exes).enumerate() {
         let path = call.path.clone();
         let hook = sys::hook::Hook {

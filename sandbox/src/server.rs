@@ -139,6 +139,26 @@ impl Server {
         Ok(match request {
             SandboxRequest::Attach => Answer::Now(SandboxReply::Attached(self.containers.snapshot())),
             SandboxRequest::Create(create) => Answer::Now(self.create(create)?),
+            SandboxRequest::FinishCreate { id } => {
+                let record = self.containers.get_mut(&id)?;
+                let Phase::Created(waiting) = &mut record.phase else {
+                    return Err(ApiError::new(
+                        ErrorKind::InvalidStatus,
+                        format!("container {id:?} is not being created"),
+                    ));
+                };
+                let Some(maps) = waiting.before_pivot.take() else { return Ok(Answer::Now(SandboxReply::Done)) };
+                let (pid, sync) = (waiting.pid, waiting.sync.try_clone().map_err(|e| ApiError::io("dup", e))?);
+                init::finish(self.spawner()?, &id, pid, &sync, &maps)?;
+                // It entered its final namespaces (a user namespace, a new mount namespace)
+                // after the pivot: those are the ones exec and the hooks join.
+                let namespaces = match self.spawner()?.call(Job::Namespaces { pid: pid.as_raw() })? {
+                    Done::Namespaces(fds) => Namespaces::from_fds(fds)?,
+                    other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
+                };
+                self.containers.get_mut(&id)?.namespaces = namespaces;
+                Answer::Now(SandboxReply::Done)
+            }
             SandboxRequest::Start { id } => {
                 let record = self.containers.get_mut(&id)?;
                 let Phase::Created(waiting) = &record.phase else {
@@ -147,6 +167,12 @@ impl Server {
                         format!("container {id:?} is not waiting to be started"),
                     ));
                 };
+                if waiting.before_pivot.is_some() {
+                    return Err(ApiError::new(
+                        ErrorKind::InvalidStatus,
+                        format!("container {id:?}: its create hooks have not run"),
+                    ));
+                }
                 init::start(&id, waiting)?;
                 record.phase = Phase::Running;
                 Answer::Now(SandboxReply::Done)
@@ -294,6 +320,7 @@ impl Server {
                 cgroups: dup_all(cgroups)?,
                 sync: FdSlot::Empty,
                 stdio,
+                stop_before_pivot: create.stop_before_pivot,
             };
             let waiting = init::create(self.spawner()?, job)?;
             (waiting.pid, Some(waiting))
@@ -365,7 +392,8 @@ impl Server {
             return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")));
         }
         let namespaces = record.namespaces.to_fds()?;
-        let cgroups = dup_all(&record.cgroups)?;
+        let cgroups =
+            if request.cgroups.is_empty() { dup_all(&record.cgroups)? } else { std::mem::take(&mut request.cgroups) };
         let job = ExecJob {
             id: id.clone(),
             process: std::mem::take(&mut request.process),

@@ -1,9 +1,10 @@
 //! The handshake between the sandbox and a child it forked (a container's init or an exec'd
 //! process), over a close-on-exec `SOCK_SEQPACKET` pair.
 //!
-//! The sandbox sends `P` once it has placed the child in its container's cgroups, `M` once it
-//! has mapped its user namespace's ids, `S` to start. The child sends one-byte messages (`R`
-//! ready, `U` please map my user namespace's ids) or `E`, a kind byte and a message for an
+//! The sandbox sends `P` once it has placed the child in its container's cgroups, `D` once
+//! the create hooks ran, `M` once it has mapped its user namespace's ids, `S` to start. The
+//! child sends one-byte messages (`H` stopped before the pivot, `R` ready, `U` please map my
+//! user namespace's ids) or `E`, a kind byte and a message for an
 //! error. A successful `execve` closes the child's end, which the sandbox sees as end-of-file.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -29,6 +30,11 @@ pub const START: u8 = b'S';
 pub const MAP_IDS: u8 = b'U';
 /// The sandbox wrote them.
 pub const IDS_MAPPED: u8 = b'M';
+/// The child's mounts are set up and it waits before its pivot (its working directory is its
+/// root), for the create hooks.
+pub const BEFORE_PIVOT: u8 = b'H';
+/// The create hooks ran: go on.
+pub const HOOKS_RAN: u8 = b'D';
 
 /// A close-on-exec seqpacket pair: (sandbox's end, child's end).
 pub fn pair() -> Result<(OwnedFd, OwnedFd), ApiError> {

@@ -45,6 +45,12 @@ pub struct Place<'a> {
     pub join: Vec<(&'a OwnedFd, i32)>,
     /// Its working directory (after entering the namespaces).
     pub cwd: Option<&'a Path>,
+    /// A root to change to after entering the namespaces (a directory of another mount
+    /// namespace: the runtime's, where a `createContainer` hook's paths resolve).
+    pub root: Option<&'a OwnedFd>,
+    /// A working directory given as a descriptor, taking the place of `cwd`: the
+    /// container's rootfs, before its pivot.
+    pub cwd_fd: Option<&'a OwnedFd>,
 }
 
 /// How a hook failed.
@@ -102,6 +108,9 @@ pub struct Prepared {
     /// Descriptors to place in the child: `(source, target)`, sources all above the targets.
     moves: Vec<(OwnedFd, RawFd)>,
     joins: Vec<(RawFd, i32)>,
+    /// See [`Place::root`] and [`Place::cwd_fd`] (-1: none).
+    root_fd: RawFd,
+    cwd_fd: RawFd,
     /// Whether the file is executed through descriptor 3.
     by_fd: bool,
     output: OwnedFd,
@@ -141,7 +150,20 @@ pub fn prepare(hook: Hook, state: &[u8], place: &Place<'_>) -> Result<Prepared, 
         moves.push((high(exe)?, EXE_FD));
     }
     let joins = place.join.iter().map(|(fd, typ)| (fd.as_raw_fd(), *typ)).collect();
-    Ok(Prepared { path, argv_owned, envp_owned, cwd, moves, joins, by_fd, output, timeout: hook.timeout })
+    let (root_fd, cwd_fd) = (place.root.map_or(-1, |f| f.as_raw_fd()), place.cwd_fd.map_or(-1, |f| f.as_raw_fd()));
+    Ok(Prepared {
+        path,
+        argv_owned,
+        envp_owned,
+        cwd,
+        moves,
+        joins,
+        root_fd,
+        cwd_fd,
+        by_fd,
+        output,
+        timeout: hook.timeout,
+    })
 }
 
 /// A started hook.
@@ -169,6 +191,8 @@ impl Prepared {
         let child = Child {
             moves: &raw_moves,
             joins: &self.joins,
+            root_fd: self.root_fd,
+            cwd_fd: self.cwd_fd,
             cwd: self.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             path: if self.by_fd { empty.as_ptr() } else { self.path.as_ptr() },
             by_fd: self.by_fd,
@@ -310,6 +334,8 @@ fn tail(output: &OwnedFd) -> String {
 struct Child<'a> {
     moves: &'a [(RawFd, RawFd)],
     joins: &'a [(RawFd, i32)],
+    root_fd: RawFd,
+    cwd_fd: RawFd,
     cwd: *const libc::c_char,
     path: *const libc::c_char,
     by_fd: bool,
@@ -336,7 +362,15 @@ impl Child<'_> {
                 self.fail();
             }
         }
-        if !self.cwd.is_null() && libc::chdir(self.cwd) < 0 {
+        // Before the descriptors are moved, which could overwrite these.
+        if self.root_fd >= 0 && (libc::fchdir(self.root_fd) < 0 || libc::chroot(c".".as_ptr()) < 0) {
+            self.fail();
+        }
+        if self.cwd_fd >= 0 {
+            if libc::fchdir(self.cwd_fd) < 0 {
+                self.fail();
+            }
+        } else if !self.cwd.is_null() && libc::chdir(self.cwd) < 0 {
             self.fail();
         }
         for &(from, to) in self.moves {

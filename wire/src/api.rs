@@ -367,6 +367,29 @@ pub struct ExecSpec {
     /// `process.consoleSize`, unless the process already has one): a foreground ctl passes
     /// its own, so that the process never sees a terminal of size 0.
     pub console_size: Option<(u32, u32)>,
+    /// Capabilities added to every set of the process (runc's `exec --cap`), as `CAP_NAME`.
+    #[serde(default)]
+    pub add_caps: Vec<String>,
+    /// Groups added to the process's additional groups (`--additional-gids`).
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+    /// Set `noNewPrivileges` (`--no-new-privs`).
+    #[serde(default)]
+    pub no_new_privs: bool,
+    /// The process's AppArmor profile (`--apparmor`).
+    #[serde(default)]
+    pub apparmor_profile: Option<String>,
+    /// The process's SELinux label (`--process-label`).
+    #[serde(default)]
+    pub selinux_label: Option<String>,
+    /// runc's `--ignore-paused` (exec in a paused container): refused for now with a message
+    /// that says so, rather than as any exec in a paused container.
+    #[serde(default)]
+    pub ignore_paused: bool,
+    /// A sub-cgroup of the container's to run the process in (`--cgroup`): `PATH` for every
+    /// hierarchy, or `CONTROLLER[,CONTROLLER]:PATH` for some; it must exist.
+    #[serde(default)]
+    pub sub_cgroups: Vec<String>,
 }
 
 /// Runs another process in a container (created or running).

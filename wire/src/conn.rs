@@ -110,13 +110,13 @@ impl AsFd for Connection {
 }
 
 /// Writes a whole frame, descriptors attached to its first chunk.
-fn send_all(sock: BorrowedFd<'_>, mut bytes: &[u8], fds: &[i32]) -> Result<(), WireError> {
-    let mut fds = fds;
+fn send_all(sock: BorrowedFd<'_>, mut bytes: &[u8], mut fds: &[i32]) -> Result<(), WireError> {
     while !bytes.is_empty() {
-        match send_with_fds(sock, bytes, fds) {
+        let (len, batch) = crate::fds::next_batch(bytes, fds);
+        match send_with_fds(sock, &bytes[..len], batch) {
             Ok(n) => {
                 bytes = &bytes[n..];
-                fds = &[];
+                fds = &fds[batch.len()..];
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
@@ -148,6 +148,32 @@ mod tests {
     }
 
     impl CarriesFds for String {}
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct ManyFds(Vec<FdSlot>);
+
+    impl CarriesFds for ManyFds {
+        fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
+            self.0.iter_mut().collect()
+        }
+        fn fd_slots(&self) -> Vec<&FdSlot> {
+            self.0.iter().collect()
+        }
+    }
+
+    #[test]
+    fn more_descriptors_than_one_control_message_holds_travel_in_full_batches() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut left, mut right) = (Connection::new(a, 1 << 20), Connection::new(b, 1 << 20));
+        let (_r, w) = std::io::pipe().unwrap();
+        let count = crate::fds::MAX_FDS_PER_FRAME * 2 + 7;
+        let msg = ManyFds((0..count).map(|_| FdSlot::new(w.try_clone().unwrap())).collect());
+        left.send(&msg).unwrap();
+        left.send(&"after".to_string()).unwrap();
+        let got: ManyFds = right.recv().unwrap();
+        assert_eq!(got.0.iter().filter(|s| matches!(s, FdSlot::Present(_))).count(), count);
+        assert_eq!(right.recv::<String>().unwrap(), "after");
+    }
 
     #[test]
     fn messages_with_and_without_fds_in_sequence() {

@@ -18,6 +18,21 @@ use crate::error::WireError;
 /// (`SCM_MAX_FD`).
 pub const MAX_FDS_PER_FRAME: usize = 253;
 
+/// The most descriptors one message may carry: several `SCM_RIGHTS` batches of
+/// [`MAX_FDS_PER_FRAME`] (runc's `--preserve-fds` takes any number the caller has open).
+pub const MAX_FDS_PER_MESSAGE: usize = 4096;
+
+/// What to send next of a frame's `bytes` and the `fds` not sent yet: a full batch on a
+/// single byte while more than one batch is left, else all of them with all the bytes. A
+/// frame has a byte for every descriptor slot, so it never runs out of bytes first.
+pub fn next_batch<'a>(bytes: &[u8], fds: &'a [RawFd]) -> (usize, &'a [RawFd]) {
+    if fds.len() > MAX_FDS_PER_FRAME {
+        (1, &fds[..MAX_FDS_PER_FRAME])
+    } else {
+        (bytes.len(), fds)
+    }
+}
+
 /// A place in a message for one file descriptor.
 #[derive(Debug, Default)]
 pub enum FdSlot {
@@ -93,8 +108,8 @@ pub trait CarriesFds {
 /// The raw descriptors a message sends, in slot order.
 pub fn fds_to_send<T: CarriesFds + ?Sized>(msg: &T) -> Result<Vec<RawFd>, WireError> {
     let fds: Vec<RawFd> = msg.fd_slots().into_iter().filter_map(|slot| slot.as_fd().map(|fd| fd.as_raw_fd())).collect();
-    if fds.len() > MAX_FDS_PER_FRAME {
-        return Err(WireError::TooManyFds { count: fds.len(), max: MAX_FDS_PER_FRAME });
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(WireError::TooManyFds { count: fds.len(), max: MAX_FDS_PER_MESSAGE });
     }
     Ok(fds)
 }

@@ -7,13 +7,14 @@
 //! us allocate more than the payload could hold.
 //!
 //! Descriptors: a sender attaches a frame's descriptors to its first `sendmsg`, so they ride
-//! with the frame's first bytes. The kernel ends a `recvmsg` of a stream socket right after
+//! with the frame's first bytes (more than one `SCM_RIGHTS` message holds go in full batches,
+//! one a byte, the last with the rest of the frame). The kernel ends a `recvmsg` of a stream socket right after
 //! the bytes that carried descriptors, so the last byte a read returns with descriptors lies
 //! inside the frame they belong to. The reader tags each batch with that byte's offset in the
 //! stream and hands a frame exactly the batches tagged inside it — never another frame's, and
-//! never a batch twice. A frame can own one batch: a second one inside the same frame is a
-//! protocol error, so a peer cannot make us hold more than one batch's descriptors beyond
-//! the frame being read.
+//! never a batch twice. A frame owns one batch, or several of which all but the last are full,
+//! up to [`MAX_FDS_PER_MESSAGE`]: anything else is a protocol error, so a peer cannot make us
+//! hold more than that beyond the frame being read.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::WireError;
+use crate::fds::{MAX_FDS_PER_FRAME, MAX_FDS_PER_MESSAGE};
 
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
@@ -40,6 +42,24 @@ type Config = bincode::config::Configuration<
 
 fn config() -> Config {
     bincode::config::standard().with_limit::<HARD_MAX_FRAME>()
+}
+
+/// A frame's batches of descriptors as a sender makes them: full ones (of
+/// [`MAX_FDS_PER_FRAME`]) but the last, [`MAX_FDS_PER_MESSAGE`] at most in all. Anything else
+/// is refused, so a peer cannot make us hold more than that beyond the frame being read.
+fn check_batches(sizes: impl Iterator<Item = usize>) -> Result<(), WireError> {
+    let (mut total, mut open) = (0, true);
+    for size in sizes {
+        if !open {
+            return Err(WireError::Decode("descriptors arrived twice within one frame".into()));
+        }
+        total += size;
+        open = size == MAX_FDS_PER_FRAME;
+    }
+    if total > MAX_FDS_PER_MESSAGE {
+        return Err(WireError::Decode(format!("more than {MAX_FDS_PER_MESSAGE} descriptors arrived with one frame")));
+    }
+    Ok(())
 }
 
 /// Encodes `msg` as one complete frame (length prefix included).
@@ -124,22 +144,18 @@ impl FrameReader {
     /// and when descriptors arrived twice within one frame.
     pub fn next_frame_with_fds(&mut self) -> Result<Option<Frame>, WireError> {
         let Some(payload) = self.next_frame()? else {
-            // The frame being read may own one batch; a second is no frame's.
-            if self.fds.len() > 1 {
-                return Err(WireError::Decode("descriptors arrived twice within one frame".into()));
-            }
+            // Every batch held belongs to the frame being read.
+            check_batches(self.fds.iter().map(|(_, b)| b.len()))?;
             return Ok(None);
         };
-        let mut fds = Vec::new();
+        let mut batches = Vec::new();
         while self.fds.front().is_some_and(|(at, _)| *at < self.start) {
             if let Some((_, batch)) = self.fds.pop_front() {
-                if !fds.is_empty() {
-                    return Err(WireError::Decode("descriptors arrived twice within one frame".into()));
-                }
-                fds = batch;
+                batches.push(batch);
             }
         }
-        Ok(Some(Frame { payload, fds }))
+        check_batches(batches.iter().map(Vec::len))?;
+        Ok(Some(Frame { payload, fds: batches.into_iter().flatten().collect() }))
     }
 
     /// The configured maximum payload size.

@@ -56,6 +56,11 @@ pub struct CreateContainer {
     pub again: bool,
     /// Restore the container's processes with CRIU instead of forking its init.
     pub restore: Option<Box<RestoreInSandbox>>,
+    /// The init stops once its mounts are set up, before it pivots into its root, so that
+    /// paddockd runs the create hooks (`prestart`, `createRuntime`, `createContainer`) there,
+    /// as runc does; [`SandboxRequest::FinishCreate`] lets it go on.
+    #[serde(default)]
+    pub stop_before_pivot: bool,
 }
 
 /// The key of the sandbox's network namespace in a checkpoint (runc's name for it).
@@ -100,6 +105,10 @@ pub struct ExecProcess {
     pub process: String,
     /// The caller's stdio.
     pub stdio: Stdio,
+    /// Sub-cgroups of the container's to place the process in, one directory per hierarchy
+    /// (runc's `exec --cgroup`); empty: the container's own.
+    #[serde(default)]
+    pub cgroups: Vec<FdSlot>,
 }
 
 /// An OCI hook to run in a container's namespaces (`createContainer`, `startContainer`).
@@ -125,6 +134,13 @@ pub enum SandboxRequest {
     Attach,
     /// See [`CreateContainer`].
     Create(CreateContainer),
+    /// Let an init stopped before its pivot (see [`CreateContainer::stop_before_pivot`]) finish
+    /// its setup; the reply comes once it waits for start. Nothing to do for an init that did
+    /// not stop.
+    FinishCreate {
+        /// The container's id.
+        id: String,
+    },
     /// Let a created container's process run the user's program.
     Start {
         /// The container's id.
@@ -198,7 +214,11 @@ impl CarriesFds for SandboxRequest {
                 }
                 slots
             }
-            SandboxRequest::Exec(e) => e.stdio.slots_mut(),
+            SandboxRequest::Exec(e) => {
+                let mut slots = e.stdio.slots_mut();
+                slots.extend(e.cgroups.iter_mut());
+                slots
+            }
             SandboxRequest::RunHooks { hooks, .. } => hooks.iter_mut().map(|h| &mut h.exe).collect(),
             _ => Vec::new(),
         }
@@ -215,7 +235,11 @@ impl CarriesFds for SandboxRequest {
                 }
                 slots
             }
-            SandboxRequest::Exec(e) => e.stdio.slots(),
+            SandboxRequest::Exec(e) => {
+                let mut slots = e.stdio.slots();
+                slots.extend(e.cgroups.iter());
+                slots
+            }
             SandboxRequest::RunHooks { hooks, .. } => hooks.iter().map(|h| &h.exe).collect(),
             _ => Vec::new(),
         }
@@ -348,6 +372,7 @@ mod tests {
                 user_ns: FdSlot::Empty,
                 again: false,
                 restore: None,
+                stop_before_pivot: false,
             }),
         };
         tx.send(&req).unwrap();

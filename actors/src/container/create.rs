@@ -368,13 +368,23 @@ fn restore_in_sandbox(meta: &Meta, from: &RestoreFrom, state_dir: &Path) -> Resu
     Ok(PlannedRestore { request, work })
 }
 
-/// The hooks of create, once the container's init is set up and waits: `prestart` and
-/// `createRuntime` here, `createContainer` in the container's namespaces. A failure fails the
-/// create (and the caller destroys what was made).
+/// The hooks of create, while the container's init has its mounts set up and waits before
+/// its pivot (as runc runs them): `prestart` and `createRuntime` here, `createContainer` here
+/// too but in the container's namespaces; then the init finishes its setup. A failure fails
+/// the create (and the caller destroys what was made).
 pub(super) async fn create_hooks(sandbox: &Addr<SandboxActor>, meta: &Meta) -> Result<(), ApiError> {
+    if !hooks::stops_before_pivot(&meta.spec) {
+        return Ok(());
+    }
     hooks::run_here(meta, Stage::Prestart).await?;
     hooks::run_here(meta, Stage::CreateRuntime).await?;
-    hooks::run_in_container(sandbox, meta, Stage::CreateContainer).await
+    hooks::run_create_container(meta).await?;
+    let id = meta.id.clone();
+    sandbox
+        .send(Call(SandboxRequest::FinishCreate { id: id.clone() }))
+        .await
+        .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of {id:?} went away")))??;
+    Ok(())
 }
 
 /// Sets the spec's `linux.resources` (with the devices every container needs) on the
@@ -410,6 +420,9 @@ pub(super) async fn create_in_sandbox(
     restore: Option<Box<RestoreInSandbox>>,
 ) -> Result<i32, ApiError> {
     let id = meta.id.clone();
+    // A first launch stops before its pivot for the create hooks; a restart or a restore runs
+    // none of them.
+    let stop_before_pivot = !again && restore.is_none() && hooks::stops_before_pivot(&meta.spec);
     let reply = sandbox
         .send(Call(SandboxRequest::Create(CreateContainer {
             id: id.clone(),
@@ -425,6 +438,7 @@ pub(super) async fn create_in_sandbox(
             user_ns: namespace_to_join(meta, LinuxNamespaceType::User)?,
             again,
             restore,
+            stop_before_pivot,
         })))
         .await
         .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of {id:?} went away")))??;

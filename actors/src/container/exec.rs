@@ -15,6 +15,14 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
     fn handle(&mut self, crate::Api(msg): crate::Api<Exec>, _: &mut Context<Self>) -> Self::Result {
         let id = self.meta.id.clone();
         let prepared = (|| {
+            if msg.spec.ignore_paused && self.meta.status == wire::Status::Paused {
+                // runc starts the process frozen, and its exec returns once the container is
+                // resumed; the sandbox cannot wait so without stalling its other containers.
+                return Err(ApiError::new(
+                    ErrorKind::Unsupported,
+                    format!("exec in {id:?} with --ignore-paused: a paused container cannot take a new process yet; resume it first"),
+                ));
+            }
             status::require(&id, Operation::Exec, self.meta.status)?;
             if self.meta.init.is_none() {
                 return Err(ApiError::new(
@@ -24,13 +32,22 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
             }
             let process = spec::exec_process(&self.meta.spec, &msg.spec)?;
             spec::require_console(&process, &msg.stdio)?;
-            serde_json::to_string(&process).map_err(|e| ApiError::internal(format!("encoding the process: {e}")))
+            let cgroups = match (&self.cgroup, msg.spec.sub_cgroups.is_empty()) {
+                (_, true) => Vec::new(),
+                (Some(cgroup), false) => cgroup.open_sub_dirs(&msg.spec.sub_cgroups)?,
+                (None, false) => return Err(ApiError::internal(format!("container {id:?} has no cgroup"))),
+            };
+            let process = serde_json::to_string(&process)
+                .map_err(|e| ApiError::internal(format!("encoding the process: {e}")))?;
+            Ok((process, cgroups))
         })();
-        let process = match prepared {
+        let (process, cgroups) = match prepared {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
-        let call = self.sandbox_call(SandboxRequest::Exec(ExecProcess { id: id.clone(), process, stdio: msg.stdio }));
+        let cgroups = cgroups.into_iter().map(wire::FdSlot::new).collect();
+        let call =
+            self.sandbox_call(SandboxRequest::Exec(ExecProcess { id: id.clone(), process, stdio: msg.stdio, cgroups }));
         Box::pin(async move {
             match call.await? {
                 SandboxReply::Executed { container_pid, pidfd, .. } => {

@@ -36,6 +36,9 @@ pub struct WaitingInit {
     pub pid: Pid,
     /// The sandbox's end of the sync pair.
     pub sync: OwnedFd,
+    /// Set while it waits before its pivot for the create hooks (see [`finish`]): the id maps
+    /// it may ask for once it goes on.
+    pub before_pivot: Option<IdMaps>,
 }
 
 /// Has the spawner fork the container's init (and place it in the container's cgroups), and
@@ -45,6 +48,7 @@ pub struct WaitingInit {
 pub fn create(spawner: &mut Spawner, mut job: InitJob) -> Result<WaitingInit, ApiError> {
     let what = format!("container {:?}", job.id);
     let maps = IdMaps::of(&job.spec.parse()?);
+    let stop_before_pivot = job.stop_before_pivot;
     let (parent_end, child_end) = sync::pair()?;
     job.sync = FdSlot::new(child_end);
     let pid = match spawner.call(Job::Init(Box::new(job)))? {
@@ -54,24 +58,53 @@ pub fn create(spawner: &mut Spawner, mut job: InitJob) -> Result<WaitingInit, Ap
     let handshake = (|| {
         // The spawner placed it in the container's cgroups before it answered.
         sync::send(&parent_end, sync::PLACED).map_err(|e| ApiError::io("sync", e))?;
-        let mut got = sync::read(parent_end.as_fd());
-        if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::MAP_IDS)) {
-            spawner.call(Job::MapIds { pid: pid.as_raw(), uid_map: maps.uid.clone(), gid_map: maps.gid.clone() })?;
-            got = sync::send(&parent_end, sync::IDS_MAPPED).and_then(|()| sync::read(parent_end.as_fd()));
+        let got = sync::read(parent_end.as_fd());
+        if stop_before_pivot && matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::BEFORE_PIVOT)) {
+            return Ok(true);
         }
-        match got {
-            Ok(Some(msg)) if msg.first() == Some(&sync::READY) => Ok(()),
-            other => Err(sync::failure(&what, "setting up", other)),
-        }
+        after_pivot(spawner, pid, &parent_end, &maps, got, &what).map(|()| false)
     })();
     match handshake {
-        Ok(()) => Ok(WaitingInit { pid, sync: parent_end }),
+        Ok(stopped) => Ok(WaitingInit { pid, sync: parent_end, before_pivot: stopped.then_some(maps) }),
         Err(err) => {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(pid, None);
             Err(err)
         }
     }
+}
+
+/// The rest of the handshake, from the child's message `got` after its mounts: its id maps
+/// when it asks for them, then ready.
+fn after_pivot(
+    spawner: &mut Spawner,
+    pid: Pid,
+    sync_end: &OwnedFd,
+    maps: &IdMaps,
+    mut got: std::io::Result<Option<Vec<u8>>>,
+    what: &str,
+) -> Result<(), ApiError> {
+    if matches!(&got, Ok(Some(msg)) if msg.first() == Some(&sync::MAP_IDS)) {
+        spawner.call(Job::MapIds { pid: pid.as_raw(), uid_map: maps.uid.clone(), gid_map: maps.gid.clone() })?;
+        got = sync::send(sync_end, sync::IDS_MAPPED).and_then(|()| sync::read(sync_end.as_fd()));
+    }
+    match got {
+        Ok(Some(msg)) if msg.first() == Some(&sync::READY) => Ok(()),
+        other => Err(sync::failure(what, "setting up", other)),
+    }
+}
+
+/// Lets an init that waits before its pivot (the create hooks ran) finish its setup; returns
+/// once it waits for start. On failure it is killed, and reaped as any exited init.
+pub fn finish(spawner: &mut Spawner, id: &str, pid: Pid, sync_end: &OwnedFd, maps: &IdMaps) -> Result<(), ApiError> {
+    let what = format!("container {id:?}");
+    let result = sync::send(sync_end, sync::HOOKS_RAN)
+        .map_err(|e| ApiError::new(ErrorKind::Sandbox, format!("{what}: its process is gone: {e}")))
+        .and_then(|()| after_pivot(spawner, pid, sync_end, maps, sync::read(sync_end.as_fd()), &what));
+    if result.is_err() {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    result
 }
 
 /// Lets a waiting init run its program. Returns once it has called `execve` successfully.
@@ -129,6 +162,7 @@ pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>
         binds: job.binds.clone(),
         host_root: job.host_root.clone(),
         proc,
+        stop_before_pivot: job.stop_before_pivot,
     };
     let plan = match setup(&config, &given, seccomp.as_ref()) {
         Ok(plan) => plan,
@@ -176,6 +210,8 @@ struct InitConfig<'a> {
     host_root: PathBuf,
     /// The sandbox's procfs (the child sees itself in it).
     proc: &'a OwnedFd,
+    /// Wait before the pivot for the create hooks.
+    stop_before_pivot: bool,
 }
 
 /// Whether the spec gives the container a namespace of `typ` of its own.
@@ -238,6 +274,19 @@ fn setup(
     // The working directory is created if missing, as runc does (a read-only root that lacks
     // it makes the chdir fail later with a clear message).
     let _ = sys::make_beneath(root.as_fd(), process.cwd(), sys::Create::Dir);
+
+    if config.stop_before_pivot {
+        // As runc: the create hooks run now, with the mounts in place and the old root still
+        // there; from the rootfs as working directory (where paddockd finds it).
+        nix::unistd::fchdir(&root).map_err(|e| ApiError::io("chdir into the rootfs", e))?;
+        sync::send(sync, sync::BEFORE_PIVOT).map_err(|e| ApiError::io("sync", e))?;
+        if !sync::expect(sync, sync::HOOKS_RAN) {
+            return Err(ApiError::new(
+                ErrorKind::Sandbox,
+                "the sandbox did not let the setup go on after the create hooks",
+            ));
+        }
+    }
 
     let own_mount_ns = given.joins.mount.is_none();
     match &given.joins.mount {
@@ -385,6 +434,7 @@ fn enter_user_namespace(sync: &OwnedFd) -> Result<(), ApiError> {
 }
 
 /// The id maps of a container's user namespace, as `/proc/PID/{uid,gid}_map` take them.
+#[derive(Debug)]
 pub struct IdMaps {
     uid: String,
     gid: String,

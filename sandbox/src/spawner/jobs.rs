@@ -60,6 +60,8 @@ pub struct InitJob {
     pub sync: FdSlot,
     /// The caller's stdio.
     pub stdio: Stdio,
+    /// Stop once the mounts are set up, before the pivot, until the create hooks ran.
+    pub stop_before_pivot: bool,
 }
 
 /// The existing namespaces a container's init enters (see `CreateContainer::mount_ns` and

@@ -167,12 +167,22 @@ pub enum Command {
         /// Add a capability (runc's flag; may repeat).
         #[arg(long = "cap", short = 'c')]
         caps: Vec<String>,
-        /// Pass this many more descriptors (3, 4, …) to the process (only 0 is supported).
+        /// Pass ctl's descriptors 3 … 3+N-1 on to the process, as its 3, 4, ….
         #[arg(long, default_value_t = 0)]
         preserve_fds: u32,
-        /// Exec even in a paused container (refused: a paused container runs nothing).
+        /// runc's flag to exec in a paused container: refused with a clear error (resume first).
         #[arg(long)]
         ignore_paused: bool,
+        /// The process's AppArmor profile (refused where AppArmor is not enabled).
+        #[arg(long)]
+        apparmor: Option<String>,
+        /// The process's SELinux label (refused where SELinux is not enabled).
+        #[arg(long)]
+        process_label: Option<String>,
+        /// Run the process in a sub-cgroup of the container's, which must exist: `PATH` for
+        /// every hierarchy, or `CONTROLLER[,CONTROLLER]:PATH` (may repeat).
+        #[arg(long)]
+        cgroup: Vec<String>,
         /// The container's id (or an unambiguous prefix).
         id: String,
         /// The command and its arguments.

@@ -42,6 +42,17 @@ pub fn main() -> i32 {
     }
 }
 
+/// Checks that `id` is a container's whole id, as runc names containers, before a kill or a
+/// delete: an id that is only a prefix of another's does not exist. (containerd's shim deletes
+/// with --force an id it deleted already; a prefix match would take another container.)
+fn exactly(client: &mut Client, id: &str) -> Result<(), wire::ApiError> {
+    let state = client.state(id)?;
+    if state.id != id {
+        return Err(wire::ApiError::not_found(format!("container {} does not exist", wire::ids::show_id(id))));
+    }
+    Ok(())
+}
+
 fn connect(root: &Path) -> anyhow::Result<Client> {
     connect_or_start(root)
 }
@@ -99,7 +110,9 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
         }
         Command::Kill { all, pid, id, signal } => {
             let signal = crate::signals::parse_signal(&signal).map_err(anyhow::Error::msg)?;
-            connect(&root)?.kill(&id, signal, all, pid)?;
+            let mut client = connect(&root)?;
+            exactly(&mut client, &id)?;
+            client.kill(&id, signal, all, pid)?;
             Ok(0)
         }
         Command::Wait { pid, rootpid, id } => {
@@ -126,7 +139,10 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             no_new_privs,
             caps,
             preserve_fds: _,
-            ignore_paused: _,
+            ignore_paused,
+            apparmor,
+            process_label,
+            cgroup,
             id,
             command,
         } => {
@@ -136,10 +152,24 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
                 }
                 None => None,
             };
-            let process = run::exec_process_overrides(process, &additional_gids, no_new_privs, &caps)?;
             // A terminal ctl serves itself starts at ctl's own size.
             let console_size = (console_socket.is_none() && !detach).then(terminal::own_window_size).flatten();
-            let spec = wire::api::ExecSpec { process, args: command, env, cwd, user, tty, console_size };
+            let spec = wire::api::ExecSpec {
+                process,
+                args: command,
+                env,
+                cwd,
+                user,
+                tty,
+                console_size,
+                add_caps: caps,
+                additional_gids,
+                no_new_privs,
+                apparmor_profile: apparmor,
+                selinux_label: process_label,
+                ignore_paused,
+                sub_cgroups: cgroup,
+            };
             run::exec(&root, &id, spec, detach, pid_file.as_deref(), console_socket.as_deref())
         }
         Command::Ps { format, id } => {
@@ -157,7 +187,8 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::Delete { force, id } => {
-            match connect(&root)?.delete(&id, force) {
+            let mut client = connect(&root)?;
+            match exactly(&mut client, &id).and_then(|()| client.delete(&id, force)) {
                 // runc: deleting with --force what is not there (any more) succeeds.
                 Err(e) if force && e.kind == wire::ErrorKind::NotFound => Ok(0),
                 Err(e) => Err(e.into()),

@@ -157,7 +157,7 @@ static PRESERVED: std::sync::Mutex<Vec<std::os::fd::OwnedFd>> = std::sync::Mutex
 pub fn preserve_fds(count: u32) -> anyhow::Result<()> {
     // One request carries them all, beside the three standard streams, the console socket
     // and the few descriptors the sandbox adds on the way to the process.
-    const MOST: u32 = wire::fds::MAX_FDS_PER_FRAME as u32 - 8;
+    const MOST: u32 = wire::fds::MAX_FDS_PER_MESSAGE as u32 - 8;
     if count > MOST {
         anyhow::bail!("--preserve-fds {count}: at most {MOST} descriptors can be passed on");
     }
@@ -383,50 +383,4 @@ pub fn exec(
 /// Whether runc's `exec --process` JSON asks for a terminal.
 fn process_wants_terminal(json: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(json).is_ok_and(|p| p["terminal"] == serde_json::Value::Bool(true))
-}
-
-/// Applies runc's `exec --additional-gids/-g`, `--no-new-privs` and `--cap` to a `--process`
-/// JSON document (they need one: ctl's own exec flags have no form for them).
-pub fn exec_process_overrides(
-    process: Option<String>,
-    gids: &[u32],
-    no_new_privs: bool,
-    caps: &[String],
-) -> anyhow::Result<Option<String>> {
-    if gids.is_empty() && !no_new_privs && caps.is_empty() {
-        return Ok(process);
-    }
-    let Some(text) = process else {
-        anyhow::bail!("--additional-gids, --no-new-privs and --cap are supported with --process FILE only");
-    };
-    let mut value: serde_json::Value = serde_json::from_str(&text).context("the --process file is not JSON")?;
-    let obj = value.as_object_mut().context("the --process file is not a JSON object")?;
-    if !gids.is_empty() {
-        let user = obj.entry("user").or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
-        let extra = user.as_object_mut().context("process.user is not an object")?;
-        let list = extra.entry("additionalGids").or_insert_with(|| serde_json::json!([]));
-        if let Some(list) = list.as_array_mut() {
-            list.extend(gids.iter().map(|g| serde_json::json!(g)));
-        }
-    }
-    if no_new_privs {
-        obj.insert("noNewPrivileges".into(), serde_json::Value::Bool(true));
-    }
-    if !caps.is_empty() {
-        let sets = obj.entry("capabilities").or_insert_with(|| serde_json::json!({}));
-        let sets = sets.as_object_mut().context("process.capabilities is not an object")?;
-        for set in ["bounding", "effective", "permitted", "inheritable", "ambient"] {
-            let list = sets.entry(set).or_insert_with(|| serde_json::json!([]));
-            if let Some(list) = list.as_array_mut() {
-                for cap in caps {
-                    let name =
-                        if cap.starts_with("CAP_") { cap.clone() } else { format!("CAP_{}", cap.to_uppercase()) };
-                    if !list.iter().any(|c| c == &serde_json::json!(name)) {
-                        list.push(serde_json::json!(name));
-                    }
-                }
-            }
-        }
-    }
-    Ok(Some(value.to_string()))
 }
