@@ -294,6 +294,7 @@ impl Server {
                 cgroups: dup_all(cgroups)?,
                 sync: FdSlot::Empty,
                 stdio,
+                seccomp_relay: FdSlot::from_option(create.seccomp_relay.take()),
             };
             let waiting = init::create(self.spawner()?, job)?;
             (waiting.pid, Some(waiting))
@@ -373,6 +374,7 @@ impl Server {
             cgroups,
             sync: FdSlot::Empty,
             stdio: std::mem::take(&mut request.stdio),
+            seccomp_relay: FdSlot::from_option(request.seccomp_relay.take()),
         };
         let pid = exec::spawn(self.spawner()?, job)?;
         let container_pid = crate::containers::container_pid_of(self.proc()?.as_fd(), pid).unwrap_or(pid);

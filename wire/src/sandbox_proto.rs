@@ -56,6 +56,11 @@ pub struct CreateContainer {
     pub again: bool,
     /// Restore the container's processes with CRIU instead of forking its init.
     pub restore: Option<Box<RestoreInSandbox>>,
+    /// When the container's seccomp filter notifies an agent (`SCMP_ACT_NOTIFY`): the process's
+    /// end of paddockd's relay, over which it hands paddockd the filter's notification
+    /// descriptor for the agent at `linux.seccomp.listenerPath`, which only paddockd reaches.
+    #[serde(default)]
+    pub seccomp_relay: FdSlot,
 }
 
 /// The key of the sandbox's network namespace in a checkpoint (runc's name for it).
@@ -100,6 +105,9 @@ pub struct ExecProcess {
     pub process: String,
     /// The caller's stdio.
     pub stdio: Stdio,
+    /// As [`CreateContainer::seccomp_relay`], for this process.
+    #[serde(default)]
+    pub seccomp_relay: FdSlot,
 }
 
 /// An OCI hook to run in a container's namespaces (`createContainer`, `startContainer`).
@@ -192,13 +200,17 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots_mut();
                 slots.extend(c.mounts.iter_mut());
                 slots.extend(c.cgroups.iter_mut());
-                slots.extend([&mut c.pid_ns, &mut c.mount_ns, &mut c.cgroup_ns, &mut c.user_ns]);
+                slots.extend([&mut c.pid_ns, &mut c.mount_ns, &mut c.cgroup_ns, &mut c.user_ns, &mut c.seccomp_relay]);
                 if let Some(r) = c.restore.as_mut() {
                     slots.extend([&mut r.host_mnt, &mut r.host_cgroup]);
                 }
                 slots
             }
-            SandboxRequest::Exec(e) => e.stdio.slots_mut(),
+            SandboxRequest::Exec(e) => {
+                let mut slots = e.stdio.slots_mut();
+                slots.push(&mut e.seccomp_relay);
+                slots
+            }
             SandboxRequest::RunHooks { hooks, .. } => hooks.iter_mut().map(|h| &mut h.exe).collect(),
             _ => Vec::new(),
         }
@@ -209,13 +221,17 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots();
                 slots.extend(c.mounts.iter());
                 slots.extend(c.cgroups.iter());
-                slots.extend([&c.pid_ns, &c.mount_ns, &c.cgroup_ns, &c.user_ns]);
+                slots.extend([&c.pid_ns, &c.mount_ns, &c.cgroup_ns, &c.user_ns, &c.seccomp_relay]);
                 if let Some(r) = c.restore.as_ref() {
                     slots.extend([&r.host_mnt, &r.host_cgroup]);
                 }
                 slots
             }
-            SandboxRequest::Exec(e) => e.stdio.slots(),
+            SandboxRequest::Exec(e) => {
+                let mut slots = e.stdio.slots();
+                slots.push(&e.seccomp_relay);
+                slots
+            }
             SandboxRequest::RunHooks { hooks, .. } => hooks.iter().map(|h| &h.exe).collect(),
             _ => Vec::new(),
         }
@@ -346,6 +362,7 @@ mod tests {
                 mount_ns: FdSlot::Empty,
                 cgroup_ns: FdSlot::Empty,
                 user_ns: FdSlot::Empty,
+                seccomp_relay: FdSlot::Empty,
                 again: false,
                 restore: None,
             }),

@@ -410,6 +410,17 @@ pub(super) async fn create_in_sandbox(
     restore: Option<Box<RestoreInSandbox>>,
 ) -> Result<i32, ApiError> {
     let id = meta.id.clone();
+    // A restored container's processes have their filters already.
+    let seccomp_relay = match (&restore, crate::seccomp_agent::Listener::of(&meta.spec)) {
+        (None, Some(listener)) => FdSlot::new(crate::seccomp_agent::relay(crate::seccomp_agent::Delivery::new(
+            listener,
+            &meta.id,
+            meta.bundle.clone(),
+            &meta.spec,
+            "creating",
+        ))?),
+        _ => FdSlot::Empty,
+    };
     let reply = sandbox
         .send(Call(SandboxRequest::Create(CreateContainer {
             id: id.clone(),
@@ -425,6 +436,7 @@ pub(super) async fn create_in_sandbox(
             user_ns: namespace_to_join(meta, LinuxNamespaceType::User)?,
             again,
             restore,
+            seccomp_relay,
         })))
         .await
         .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of {id:?} went away")))??;

@@ -3,7 +3,7 @@
 use actix::prelude::*;
 use wire::api::{Exec, Executed, WaitProcess};
 use wire::sandbox_proto::{ExecProcess, SandboxReply, SandboxRequest};
-use wire::{ApiError, ErrorKind, ExitStatus};
+use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use super::ContainerActor;
 use crate::status::{self, Operation};
@@ -24,13 +24,36 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
             }
             let process = spec::exec_process(&self.meta.spec, &msg.spec)?;
             spec::require_console(&process, &msg.stdio)?;
-            serde_json::to_string(&process).map_err(|e| ApiError::internal(format!("encoding the process: {e}")))
+            let process = serde_json::to_string(&process)
+                .map_err(|e| ApiError::internal(format!("encoding the process: {e}")))?;
+            // The process gets the container's filter; one that notifies an agent is handed
+            // to it for this process too, as runc does.
+            let relay = match crate::seccomp_agent::Listener::of(&self.meta.spec) {
+                Some(listener) => {
+                    let mut delivery = crate::seccomp_agent::Delivery::new(
+                        listener,
+                        &id,
+                        self.meta.bundle.clone(),
+                        &self.meta.spec,
+                        "running",
+                    );
+                    delivery.init_pid = self.meta.init.as_ref().map(|r| r.pid);
+                    FdSlot::new(crate::seccomp_agent::relay(delivery)?)
+                }
+                None => FdSlot::Empty,
+            };
+            Ok((process, relay))
         })();
-        let process = match prepared {
+        let (process, seccomp_relay) = match prepared {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
-        let call = self.sandbox_call(SandboxRequest::Exec(ExecProcess { id: id.clone(), process, stdio: msg.stdio }));
+        let call = self.sandbox_call(SandboxRequest::Exec(ExecProcess {
+            id: id.clone(),
+            process,
+            stdio: msg.stdio,
+            seccomp_relay,
+        }));
         Box::pin(async move {
             match call.await? {
                 SandboxReply::Executed { container_pid, pidfd, .. } => {
