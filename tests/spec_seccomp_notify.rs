@@ -250,6 +250,32 @@ fn an_exec_d_process_has_its_own_descriptor_sent_with_the_running_state() {
 }
 
 #[test]
+fn an_exec_fails_when_the_agent_is_gone_and_the_container_runs_on() {
+    let p = Paddock::new();
+    let agent = Agent::start(vec![Answer::Error(libc::EPERM)]);
+    let listener = agent.path_str();
+    let bundle = bundle_with("exec sleep 1000", notify_mkdir(&listener, "m"));
+    let id = unique("notify-gone");
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), &id]);
+    p.ctl_ok(&["start", &id]);
+    // The agent stops listening (its socket is removed); it still serves the init's filter.
+    drop(agent);
+    let out = p.ctl(&["exec", &id, "--", "sh", "-c", "echo should not run"]);
+    assert!(!out.status.success(), "exec succeeded without an agent");
+    assert_eq!(stdout(&out), "");
+    assert!(
+        stderr(&out).contains(&format!("linux.seccomp.listenerPath {listener}: sending the seccomp descriptor")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(p.state(&id)["status"], "running");
+    p.ctl_ok(&["kill", &id, "KILL"]);
+    p.ctl_ok(&["wait", &id]);
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+}
+
+#[test]
 fn profiles_the_runtime_cannot_serve_are_refused_and_leave_nothing() {
     let p = Paddock::new();
     let refused = |profile: Value, expected: &str| {
