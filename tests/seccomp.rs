@@ -147,11 +147,12 @@ fn a_bad_profile_fails_create_naming_the_fault_and_leaves_nothing() {
             ]}),
             "linux.seccomp.syscalls[1].args[0]: index 6 is out of range",
         ),
+        // (SCMP_ACT_NOTIFY's own refusals: tests/spec_seccomp_notify.rs.)
         (
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", "syscalls": [
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
                 {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}
             ]}),
-            "linux.seccomp.syscalls[0] (mkdir): SCMP_ACT_NOTIFY needs a seccomp agent",
+            "linux.seccomp.listenerPath: the profile uses SCMP_ACT_NOTIFY",
         ),
         (
             json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 100000}),

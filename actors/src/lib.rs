@@ -45,6 +45,7 @@ pub mod resources;
 pub mod restart;
 pub mod rpc;
 pub mod sandbox;
+pub mod seccomp_agent;
 pub mod spec;
 pub mod stats;
 pub mod status;

@@ -58,7 +58,9 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>, linux: Opt
     let (mnt, user, cgroup) = (job.namespaces.mnt.take(), job.namespaces.user.take(), job.namespaces.cgroup.take());
     let root = job.namespaces.root.take();
     let time = job.namespaces.time.take();
+    let relay = job.seccomp_relay.take();
     let mut keep = vec![sync.as_raw_fd()];
+    keep.extend(relay.iter().map(|f| f.as_raw_fd()));
     for fd in stdio.iter().flatten().chain(console.iter()).chain(extra.iter()) {
         keep.push(fd.as_raw_fd());
     }
@@ -103,7 +105,7 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>, linux: Opt
             nix::unistd::chdir("/").map_err(|e| ApiError::io("chdir /", e))?;
         }
         crate::console::connect(&process, console.as_ref(), &stdio)?;
-        let plan = process::apply(&process, seccomp.as_ref())?.with_affinity(final_affinity);
+        let plan = process::apply(&process, seccomp.as_ref(), relay)?.with_affinity(final_affinity);
         Ok((plan, process))
     })();
     let (plan, _process) = match result {

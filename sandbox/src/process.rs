@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +57,7 @@ impl ExecPlan {
             }
         }
         if let Some(filter) = &self.seccomp {
+            // Not one that notifies an agent: apply() installs those.
             if let Err(err) = filter.install() {
                 return ApiError::io("installing the seccomp filter", err);
             }
@@ -87,15 +89,32 @@ fn cstring(what: &str, s: impl AsRef<[u8]>) -> Result<CString, ApiError> {
 /// process with CAP_SYS_ADMIN install a filter, so it is installed here, before any
 /// capability is dropped, and the remaining steps (user switch, capabilities, chdir, the
 /// start handshake) run under it, as they do under runc.
-pub fn apply(process: &Process, seccomp: Option<&Arc<Filter>>) -> Result<ExecPlan, ApiError> {
+///
+/// A filter that notifies a seccomp agent is installed here in either case (with
+/// `noNewPrivileges`, last), and its notification descriptor handed over `relay` to paddockd
+/// for the agent (see [`crate::seccomp::hand_off`]) before this returns: so a container's
+/// init does it during create, as runc's does, and create fails when the agent cannot be
+/// reached. The agent then answers whatever the filter notifies of the rest.
+pub fn apply(process: &Process, seccomp: Option<&Arc<Filter>>, relay: Option<OwnedFd>) -> Result<ExecPlan, ApiError> {
     // Nothing of the sandbox's goes through execve, whatever it left inheritable; done here,
     // before the filter, which may not allow close_range.
     sys::cloexec_from(3).map_err(|e| ApiError::io("marking descriptors close-on-exec", e))?;
     let no_new_privs = process.no_new_privileges().unwrap_or(false);
-    if let (Some(filter), false) = (seccomp, no_new_privs) {
-        filter.install().map_err(|e| {
-            ApiError::io("installing the seccomp filter (without process.noNewPrivileges it needs CAP_SYS_ADMIN)", e)
+    let install = |filter: &Filter| -> Result<(), ApiError> {
+        let notify = filter.install().map_err(|e| {
+            let hint = if no_new_privs { "" } else { " (without process.noNewPrivileges it needs CAP_SYS_ADMIN)" };
+            ApiError::io(format!("installing the seccomp filter{hint}"), e)
         })?;
+        match (notify, relay.as_ref()) {
+            (Some(notify), Some(relay)) => crate::seccomp::hand_off(notify, relay.as_fd()),
+            (Some(_), None) => {
+                Err(ApiError::internal("a seccomp filter that notifies an agent, but no relay to paddockd"))
+            }
+            (None, _) => Ok(()),
+        }
+    };
+    if let (Some(filter), false) = (seccomp, no_new_privs) {
+        install(filter)?;
     }
     let caps = process.capabilities().as_ref();
     if let Some(caps) = caps {
@@ -124,12 +143,18 @@ pub fn apply(process: &Process, seccomp: Option<&Arc<Filter>>) -> Result<ExecPla
     }
     let path_var = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     let path = find_program(program, path_var)?;
-    Ok(ExecPlan::new(
+    let plan = ExecPlan::new(
         cstring("process.args[0]", path.as_os_str().as_bytes())?,
         args.iter().map(|a| cstring("process.args", a)).collect::<Result<_, _>>()?,
         env.iter().map(|e| cstring("process.env", e)).collect::<Result<_, _>>()?,
-        seccomp.filter(|_| no_new_privs).cloned(),
-    ))
+        seccomp.filter(|f| no_new_privs && !f.notifies()).cloned(),
+    );
+    if let (Some(filter), true) = (seccomp, no_new_privs) {
+        if filter.notifies() {
+            install(filter)?;
+        }
+    }
+    Ok(plan)
 }
 
 /// The process's rlimits and oomScoreAdj: raising a hard limit or lowering the score needs

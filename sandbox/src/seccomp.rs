@@ -10,9 +10,15 @@
 //!
 //! Processes that `ctl exec` starts get the container's filter too, as with runc. The sandbox
 //! keeps each container's compiled filter for that, in the container's record.
+//!
+//! A profile with `SCMP_ACT_NOTIFY` is loaded with `SECCOMP_FILTER_FLAG_NEW_LISTENER`: the
+//! process gets the filter's notification descriptor and hands it at once, over the relay
+//! socket paddockd gave it, to paddockd, which forwards it to the seccomp agent at
+//! `listenerPath` (a host path only paddockd can reach) with the container's state, and only
+//! then lets the process go on (see [`hand_off`]).
 
 use std::io::{Read, Seek};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::str::FromStr;
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
@@ -32,7 +38,8 @@ const OPTIMIZE_ABOVE: usize = 32;
 /// filter at 4096 instructions), kept by the sandbox for each container that has a profile.
 pub struct Filter {
     program: Vec<libc::sock_filter>,
-    /// `SECCOMP_FILTER_FLAG_*` bits for `seccomp(2)`.
+    /// `SECCOMP_FILTER_FLAG_*` bits for `seccomp(2)` (with `_NEW_LISTENER` when the profile
+    /// uses `SCMP_ACT_NOTIFY`).
     flags: libc::c_ulong,
 }
 
@@ -43,12 +50,19 @@ impl std::fmt::Debug for Filter {
 }
 
 impl Filter {
-    /// Installs the filter on the calling thread, for good.
+    /// Whether the filter notifies a seccomp agent (`SCMP_ACT_NOTIFY`): installing it yields
+    /// the notification descriptor, which [`hand_off`] passes on.
+    pub fn notifies(&self) -> bool {
+        self.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0
+    }
+
+    /// Installs the filter on the calling thread, for good. Returns the filter's notification
+    /// descriptor when it [notifies](Self::notifies) an agent.
     ///
     /// It allocates nothing on success, so it can be the last step before `execve` even under
     /// a profile that denies `brk` or `mmap`. Without `no_new_privs` the kernel requires
     /// CAP_SYS_ADMIN.
-    pub fn install(&self) -> std::io::Result<()> {
+    pub fn install(&self) -> std::io::Result<Option<OwnedFd>> {
         let prog = libc::sock_fprog {
             // compile() checked that the length fits the kernel's limit, far below u16::MAX.
             len: self.program.len() as libc::c_ushort,
@@ -64,11 +78,17 @@ impl Filter {
                 &prog as *const libc::sock_fprog,
             )
         };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(std::io::Error::last_os_error())
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
         }
+        if !self.notifies() {
+            return Ok(None);
+        }
+        // The kernel returns the new listener's descriptor (close-on-exec) as the result.
+        let fd = i32::try_from(rc).map_err(|_| std::io::Error::other(format!("seccomp(2) returned {rc}")))?;
+        // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER a non-negative result is a descriptor
+        // that the kernel just opened for us and nothing else owns.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
     /// How many BPF instructions the filter has.
@@ -107,19 +127,49 @@ fn unsupported(what: impl std::fmt::Display) -> ApiError {
 /// - Each of `architectures` is added to the filter.
 /// - `SECCOMP_FILTER_FLAG_LOG`, `_SPEC_ALLOW` and `_TSYNC` are passed to `seccomp(2)`.
 ///
-/// `SCMP_ACT_NOTIFY` (and so `listenerPath`, `listenerMetadata` and
-/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`) needs a seccomp agent, which paddock does not
-/// support: a profile that uses it is refused rather than run without it.
+/// `SCMP_ACT_NOTIFY` as runc has it: a rule may notify the seccomp agent at `listenerPath`,
+/// which the profile must then name (a `listenerPath` without any such rule is ignored, as the
+/// runtime-spec says; `listenerMetadata` without `listenerPath` is refused).
+/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` only applies to such a filter. The default action
+/// cannot notify, and neither can `sendmsg`: the process makes system calls after loading the
+/// filter (`sendmsg` first, to hand the notification descriptor on), and one that waited for
+/// an agent that has no descriptor yet would wait forever (runc refuses the same two, with
+/// `write` for `sendmsg`).
 pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, ApiError> {
     let syscalls = profile.syscalls().as_deref().unwrap_or_default();
     if profile.default_action() == LinuxSeccompAction::ScmpActNotify {
-        return Err(unsupported(format_args!("defaultAction: {NOTIFY_UNSUPPORTED}")));
+        return Err(unsupported(
+            "defaultAction: SCMP_ACT_NOTIFY cannot be the default action: the runtime's own system calls after \
+             loading the filter would wait for a seccomp agent that does not have the filter's descriptor yet",
+        ));
     }
     let default_action = action(profile.default_action(), profile.default_errno_ret())
         .map_err(|e| spec_error(format_args!("defaultAction: {e}")))?;
+    let mut notifies = false;
     for (i, call) in syscalls.iter().enumerate() {
-        if call.action() == LinuxSeccompAction::ScmpActNotify {
-            return Err(unsupported(format_args!("syscalls[{i}] ({}): {NOTIFY_UNSUPPORTED}", call.names().join(", "))));
+        if call.action() != LinuxSeccompAction::ScmpActNotify {
+            continue;
+        }
+        notifies = true;
+        if let Some(k) = call.names().iter().position(|n| n == HAND_OFF_SYSCALL) {
+            return Err(unsupported(format_args!(
+                "syscalls[{i}].names[{k}]: SCMP_ACT_NOTIFY cannot be used for {HAND_OFF_SYSCALL:?}: the container's \
+                 process hands the filter's descriptor on with it, which would wait forever for an agent that does \
+                 not have it yet"
+            )));
+        }
+    }
+    if notifies && profile.listener_path().is_none() {
+        return Err(spec_error(
+            "listenerPath: the profile uses SCMP_ACT_NOTIFY, which needs the path of a seccomp agent's socket",
+        ));
+    }
+    if profile.listener_metadata().is_some() && profile.listener_path().is_none() {
+        return Err(spec_error("listenerMetadata: must not be set without listenerPath"));
+    }
+    if let Some(path) = profile.listener_path() {
+        if notifies && !path.is_absolute() {
+            return Err(spec_error(format_args!("listenerPath {}: not an absolute path", path.display())));
         }
     }
 
@@ -152,9 +202,14 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, ApiError> {
             // The process is single-threaded when it installs the filter, so this changes
             // nothing; passing it on is still what the profile asked for.
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => flags |= libc::SECCOMP_FILTER_FLAG_TSYNC,
+            // libseccomp only learned this flag in 2.6; the kernel takes it from us directly,
+            // and refuses it (EINVAL) on a filter without a listener.
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv if notifies => {
+                flags |= libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+            }
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
-                return Err(unsupported(format_args!(
-                    "flags[{i}]: {flag} only applies to SCMP_ACT_NOTIFY, and {NOTIFY_UNSUPPORTED}"
+                return Err(spec_error(format_args!(
+                    "flags[{i}]: {flag} only applies to a profile that uses SCMP_ACT_NOTIFY, and this one does not"
                 )))
             }
         }
@@ -196,11 +251,84 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, ApiError> {
             added.map_err(|e| what(format_args!(".names[{k}] {name:?}: libseccomp refused the rule: {e}")))?;
         }
     }
+    if notifies {
+        flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    }
     export(&ctx, flags)
 }
 
-/// Why a profile with `SCMP_ACT_NOTIFY` is refused.
-const NOTIFY_UNSUPPORTED: &str = "SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which paddock does not support";
+/// The system call [`hand_off`] passes the notification descriptor with, which the filter
+/// therefore cannot have notify.
+const HAND_OFF_SYSCALL: &str = "sendmsg";
+
+/// Hands the notification descriptor of a just-installed filter to paddockd over `relay` (its
+/// seccomp relay socket, see `actors::seccomp_agent`) and waits until paddockd has passed it to
+/// the seccomp agent: from then on the agent answers whatever the filter notifies, including
+/// the process's own remaining system calls before `execve`.
+///
+/// One `sendmsg` (the filter may notify anything else) carrying the descriptor; paddockd learns
+/// the process's pid from the kernel (`SCM_CREDENTIALS`), as it sees it. It answers `K` or an
+/// error message. Allocates nothing.
+pub fn hand_off(notify: OwnedFd, relay: BorrowedFd<'_>) -> Result<(), ApiError> {
+    const SPACE: usize = 64;
+    // A buffer aligned for cmsghdr, large enough for one descriptor.
+    #[repr(C, align(8))]
+    struct Control([u8; SPACE]);
+    let mut control = Control([0; SPACE]);
+    let mut byte = [b'F'];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    // SAFETY: msghdr is plain data; zero is valid for every field not set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.0.as_mut_ptr().cast();
+    msg.msg_controllen = space.min(SPACE) as _;
+    // SAFETY: msg_control points to SPACE aligned bytes, enough for one header and one int
+    // (CMSG_SPACE(4) is 24 on 64-bit); CMSG_FIRSTHDR is then non-null and CMSG_DATA in bounds.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), notify.as_raw_fd());
+    }
+    let gone = |e: std::io::Error| ApiError::io("handing the seccomp notification descriptor to paddockd", e);
+    loop {
+        // SAFETY: `msg` and everything it points to live across the call, which only reads them.
+        let sent = unsafe { libc::sendmsg(relay.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if sent >= 0 {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(gone(err));
+        }
+    }
+    // paddockd holds its own copy now.
+    drop(notify);
+    let mut answer = [0u8; 4096];
+    let n = loop {
+        // SAFETY: recv writes at most answer.len() bytes into the buffer we own.
+        let n = unsafe { libc::recv(relay.as_raw_fd(), answer.as_mut_ptr().cast(), answer.len(), 0) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(gone(err));
+        }
+    };
+    match answer.get(..n) {
+        Some([b'K']) => Ok(()),
+        Some([]) | None => Err(ApiError::new(
+            ErrorKind::Sandbox,
+            "paddockd went away before it passed the seccomp notification descriptor to the agent",
+        )),
+        Some(text) => Err(ApiError::new(ErrorKind::Io, String::from_utf8_lossy(text.get(1..).unwrap_or_default()))),
+    }
+}
 
 /// The libseccomp action for an OCI action and its `errnoRet`, as runc maps them.
 fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, String> {
@@ -218,7 +346,7 @@ fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpActi
         LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(errno()?),
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
-        LinuxSeccompAction::ScmpActNotify => return Err(NOTIFY_UNSUPPORTED.to_string()),
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
     })
 }
 
@@ -496,25 +624,71 @@ mod tests {
     }
 
     #[test]
-    fn bad_profiles_are_refused_with_the_field_named() {
-        let err = refused(json!({
+    fn notify_rules_need_a_listener_and_load_with_one() {
+        let filter = compiled(json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "syscalls": [
                 {"names": ["read"], "action": "SCMP_ACT_ERRNO"},
-                {"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}
             ],
-            "listenerPath": "/run/agent.sock"
+            "listenerPath": "/run/agent.sock",
+            "listenerMetadata": "meta",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
         }));
+        assert!(filter.notifies());
+        assert_eq!(filter.flags, libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV);
+        // listenerPath without a notifying rule is ignored, as the runtime-spec says.
+        let quiet = compiled(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"}));
+        assert!(!quiet.notifies());
+        assert_eq!(quiet.flags, 0);
+
+        let err = refused(json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/agent.sock"}));
         assert_eq!(err.kind, ErrorKind::Unsupported);
-        assert!(err.message.contains("linux.seccomp.syscalls[1] (mkdir)"), "{}", err.message);
-        assert!(err.message.contains("SCMP_ACT_NOTIFY"), "{}", err.message);
-        let err = refused(json!({"defaultAction": "SCMP_ACT_NOTIFY"}));
-        assert_eq!(err.kind, ErrorKind::Unsupported);
-        assert!(err.message.contains("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY"), "{}", err.message);
+        assert!(
+            err.message.contains("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default"),
+            "{}",
+            err.message
+        );
+        let err = refused(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }));
+        assert_eq!(err.kind, ErrorKind::InvalidSpec);
+        assert!(
+            err.message.contains("linux.seccomp.listenerPath: the profile uses SCMP_ACT_NOTIFY"),
+            "{}",
+            err.message
+        );
+        let err = refused(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir", "sendmsg"], "action": "SCMP_ACT_NOTIFY"}]
+        }));
+        assert!(
+            err.message.contains("linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY cannot be used for \"sendmsg\""),
+            "{}",
+            err.message
+        );
+        let err = refused(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "meta"}));
+        assert!(
+            err.message.contains("linux.seccomp.listenerMetadata: must not be set without listenerPath"),
+            "{}",
+            err.message
+        );
+        let err = refused(json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }));
+        assert!(err.message.contains("linux.seccomp.listenerPath agent.sock: not an absolute path"), "{}", err.message);
+    }
+
+    #[test]
+    fn bad_profiles_are_refused_with_the_field_named() {
         let err =
             refused(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]}));
         assert!(
-            err.message.contains("linux.seccomp.flags[0]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"),
+            err.message.contains("linux.seccomp.flags[0]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV only applies to a profile that uses SCMP_ACT_NOTIFY"),
             "{}",
             err.message
         );

@@ -321,6 +321,7 @@ impl Server {
                 sync: FdSlot::Empty,
                 stdio,
                 stop_before_pivot: create.stop_before_pivot,
+                seccomp_relay: FdSlot::from_option(create.seccomp_relay.take()),
             };
             let waiting = init::create(self.spawner()?, job)?;
             (waiting.pid, Some(waiting))
@@ -401,6 +402,7 @@ impl Server {
             cgroups,
             sync: FdSlot::Empty,
             stdio: std::mem::take(&mut request.stdio),
+            seccomp_relay: FdSlot::from_option(request.seccomp_relay.take()),
         };
         let pid = exec::spawn(self.spawner()?, job)?;
         let container_pid = crate::containers::container_pid_of(self.proc()?.as_fd(), pid).unwrap_or(pid);

@@ -61,6 +61,11 @@ pub struct CreateContainer {
     /// as runc does; [`SandboxRequest::FinishCreate`] lets it go on.
     #[serde(default)]
     pub stop_before_pivot: bool,
+    /// When the container's seccomp filter notifies an agent (`SCMP_ACT_NOTIFY`): the process's
+    /// end of paddockd's relay, over which it hands paddockd the filter's notification
+    /// descriptor for the agent at `linux.seccomp.listenerPath`, which only paddockd reaches.
+    #[serde(default)]
+    pub seccomp_relay: FdSlot,
 }
 
 /// The key of the sandbox's network namespace in a checkpoint (runc's name for it).
@@ -109,6 +114,9 @@ pub struct ExecProcess {
     /// (runc's `exec --cgroup`); empty: the container's own.
     #[serde(default)]
     pub cgroups: Vec<FdSlot>,
+    /// As [`CreateContainer::seccomp_relay`], for this process.
+    #[serde(default)]
+    pub seccomp_relay: FdSlot,
 }
 
 /// An OCI hook to run in a container's namespaces (`createContainer`, `startContainer`).
@@ -208,7 +216,7 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots_mut();
                 slots.extend(c.mounts.iter_mut());
                 slots.extend(c.cgroups.iter_mut());
-                slots.extend([&mut c.pid_ns, &mut c.mount_ns, &mut c.cgroup_ns, &mut c.user_ns]);
+                slots.extend([&mut c.pid_ns, &mut c.mount_ns, &mut c.cgroup_ns, &mut c.user_ns, &mut c.seccomp_relay]);
                 if let Some(r) = c.restore.as_mut() {
                     slots.extend([&mut r.host_mnt, &mut r.host_cgroup]);
                 }
@@ -217,6 +225,7 @@ impl CarriesFds for SandboxRequest {
             SandboxRequest::Exec(e) => {
                 let mut slots = e.stdio.slots_mut();
                 slots.extend(e.cgroups.iter_mut());
+                slots.push(&mut e.seccomp_relay);
                 slots
             }
             SandboxRequest::RunHooks { hooks, .. } => hooks.iter_mut().map(|h| &mut h.exe).collect(),
@@ -229,7 +238,7 @@ impl CarriesFds for SandboxRequest {
                 let mut slots = c.stdio.slots();
                 slots.extend(c.mounts.iter());
                 slots.extend(c.cgroups.iter());
-                slots.extend([&c.pid_ns, &c.mount_ns, &c.cgroup_ns, &c.user_ns]);
+                slots.extend([&c.pid_ns, &c.mount_ns, &c.cgroup_ns, &c.user_ns, &c.seccomp_relay]);
                 if let Some(r) = c.restore.as_ref() {
                     slots.extend([&r.host_mnt, &r.host_cgroup]);
                 }
@@ -238,6 +247,7 @@ impl CarriesFds for SandboxRequest {
             SandboxRequest::Exec(e) => {
                 let mut slots = e.stdio.slots();
                 slots.extend(e.cgroups.iter());
+                slots.push(&e.seccomp_relay);
                 slots
             }
             SandboxRequest::RunHooks { hooks, .. } => hooks.iter().map(|h| &h.exe).collect(),
@@ -370,6 +380,7 @@ mod tests {
                 mount_ns: FdSlot::Empty,
                 cgroup_ns: FdSlot::Empty,
                 user_ns: FdSlot::Empty,
+                seccomp_relay: FdSlot::Empty,
                 again: false,
                 restore: None,
                 stop_before_pivot: false,

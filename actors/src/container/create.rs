@@ -423,6 +423,17 @@ pub(super) async fn create_in_sandbox(
     // A first launch stops before its pivot for the create hooks; a restart or a restore runs
     // none of them.
     let stop_before_pivot = !again && restore.is_none() && hooks::stops_before_pivot(&meta.spec);
+    // A restored container's processes have their filters already.
+    let seccomp_relay = match (&restore, crate::seccomp_agent::Listener::of(&meta.spec)) {
+        (None, Some(listener)) => FdSlot::new(crate::seccomp_agent::relay(crate::seccomp_agent::Delivery::new(
+            listener,
+            &meta.id,
+            meta.bundle.clone(),
+            &meta.spec,
+            "creating",
+        ))?),
+        _ => FdSlot::Empty,
+    };
     let reply = sandbox
         .send(Call(SandboxRequest::Create(CreateContainer {
             id: id.clone(),
@@ -439,6 +450,7 @@ pub(super) async fn create_in_sandbox(
             again,
             restore,
             stop_before_pivot,
+            seccomp_relay,
         })))
         .await
         .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of {id:?} went away")))??;

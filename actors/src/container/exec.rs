@@ -3,7 +3,7 @@
 use actix::prelude::*;
 use wire::api::{Exec, Executed, WaitProcess};
 use wire::sandbox_proto::{ExecProcess, SandboxReply, SandboxRequest};
-use wire::{ApiError, ErrorKind, ExitStatus};
+use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use super::ContainerActor;
 use crate::status::{self, Operation};
@@ -39,15 +39,36 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
             };
             let process = serde_json::to_string(&process)
                 .map_err(|e| ApiError::internal(format!("encoding the process: {e}")))?;
-            Ok((process, cgroups))
+            // The process gets the container's filter; one that notifies an agent is handed
+            // to it for this process too, as runc does.
+            let relay = match crate::seccomp_agent::Listener::of(&self.meta.spec) {
+                Some(listener) => {
+                    let mut delivery = crate::seccomp_agent::Delivery::new(
+                        listener,
+                        &id,
+                        self.meta.bundle.clone(),
+                        &self.meta.spec,
+                        "running",
+                    );
+                    delivery.init_pid = self.meta.init.as_ref().map(|r| r.pid);
+                    FdSlot::new(crate::seccomp_agent::relay(delivery)?)
+                }
+                None => FdSlot::Empty,
+            };
+            Ok((process, cgroups, relay))
         })();
-        let (process, cgroups) = match prepared {
+        let (process, cgroups, seccomp_relay) = match prepared {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         let cgroups = cgroups.into_iter().map(wire::FdSlot::new).collect();
-        let call =
-            self.sandbox_call(SandboxRequest::Exec(ExecProcess { id: id.clone(), process, stdio: msg.stdio, cgroups }));
+        let call = self.sandbox_call(SandboxRequest::Exec(ExecProcess {
+            id: id.clone(),
+            process,
+            stdio: msg.stdio,
+            cgroups,
+            seccomp_relay,
+        }));
         Box::pin(async move {
             match call.await? {
                 SandboxReply::Executed { container_pid, pidfd, .. } => {

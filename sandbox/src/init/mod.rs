@@ -137,6 +137,7 @@ struct Joined {
 /// code when it cannot exec.
 pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>>, proc: &OwnedFd) -> i32 {
     let Some(sync) = job.sync.take() else { return 1 };
+    let relay = job.seccomp_relay.take();
     let given = Given {
         sync,
         stdio: [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()],
@@ -147,6 +148,7 @@ pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>
     // Nothing but what it was given: the spawner's socket, the sandbox's stdio, the other
     // requests' descriptors are not its to hold.
     let mut keep: Vec<i32> = vec![given.sync.as_raw_fd(), proc.as_raw_fd()];
+    keep.extend(relay.iter().map(|f| f.as_raw_fd()));
     keep.extend(given.stdio.iter().flatten().map(|f| f.as_raw_fd()));
     keep.extend(given.console.iter().map(|f| f.as_raw_fd()));
     keep.extend(given.extra.iter().map(|f| f.as_raw_fd()));
@@ -164,7 +166,7 @@ pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>
         proc,
         stop_before_pivot: job.stop_before_pivot,
     };
-    let plan = match setup(&config, &given, seccomp.as_ref()) {
+    let plan = match setup(&config, &given, seccomp.as_ref(), relay) {
         Ok(plan) => plan,
         Err(err) => {
             sync::send_error(&given.sync, &err);
@@ -223,6 +225,7 @@ fn setup(
     config: &InitConfig<'_>,
     given: &Given,
     seccomp: Option<&Arc<seccomp::Filter>>,
+    relay: Option<OwnedFd>,
 ) -> Result<process::ExecPlan, ApiError> {
     let sync = &given.sync;
     sync::reset_process_state()?;
@@ -353,7 +356,7 @@ fn setup(
     // The terminal before the process drops its privileges, as runc does: the pty is opened
     // (and its slave owned) by the container's root.
     crate::console::connect(process, given.console.as_ref(), &given.stdio)?;
-    process::apply(process, seccomp)
+    process::apply(process, seccomp, relay)
 }
 
 /// Moves the container's tree, set up in a mount namespace of its own, into an existing one:

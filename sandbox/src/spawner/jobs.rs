@@ -62,6 +62,10 @@ pub struct InitJob {
     pub stdio: Stdio,
     /// Stop once the mounts are set up, before the pivot, until the create hooks ran.
     pub stop_before_pivot: bool,
+    /// paddockd's seccomp relay, when the container's filter notifies an agent (see
+    /// [`crate::seccomp::hand_off`]).
+    #[serde(default)]
+    pub seccomp_relay: FdSlot,
 }
 
 /// The existing namespaces a container's init enters (see `CreateContainer::mount_ns` and
@@ -132,6 +136,9 @@ pub struct ExecJob {
     pub sync: FdSlot,
     /// The caller's stdio.
     pub stdio: Stdio,
+    /// paddockd's seccomp relay, when the container's filter notifies an agent.
+    #[serde(default)]
+    pub seccomp_relay: FdSlot,
 }
 
 /// OCI hooks run one after the other in a container's namespaces, by one process (see
@@ -230,7 +237,7 @@ impl CarriesFds for Job {
         match self {
             Job::Stage { mounts, .. } => mounts.iter_mut().collect(),
             Job::Init(j) => {
-                let mut s = vec![&mut j.sync];
+                let mut s = vec![&mut j.sync, &mut j.seccomp_relay];
                 s.extend(j.pid_ns.slots_mut());
                 s.extend(j.joins.slots_mut());
                 s.extend(j.cgroups.iter_mut());
@@ -238,7 +245,7 @@ impl CarriesFds for Job {
                 s
             }
             Job::Exec(j) => {
-                let mut s = vec![&mut j.sync];
+                let mut s = vec![&mut j.sync, &mut j.seccomp_relay];
                 s.extend(j.namespaces.slots_mut());
                 s.extend(j.cgroups.iter_mut());
                 s.extend(j.stdio.slots_mut());
@@ -267,7 +274,7 @@ impl CarriesFds for Job {
         match self {
             Job::Stage { mounts, .. } => mounts.iter().collect(),
             Job::Init(j) => {
-                let mut s = vec![&j.sync];
+                let mut s = vec![&j.sync, &j.seccomp_relay];
                 s.extend(j.pid_ns.slots());
                 s.extend(j.joins.slots());
                 s.extend(j.cgroups.iter());
@@ -275,7 +282,7 @@ impl CarriesFds for Job {
                 s
             }
             Job::Exec(j) => {
-                let mut s = vec![&j.sync];
+                let mut s = vec![&j.sync, &j.seccomp_relay];
                 s.extend(j.namespaces.slots());
                 s.extend(j.cgroups.iter());
                 s.extend(j.stdio.slots());
