@@ -177,17 +177,7 @@ impl Cgroup {
 
     /// A descriptor of each directory, for the sandbox.
     pub fn open_dirs(&self) -> Result<Vec<OwnedFd>, ApiError> {
-        self.dirs()
-            .into_iter()
-            .map(|d| {
-                rustix::fs::open(
-                    &d,
-                    rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                )
-                .map_err(|e| cg_err(d.display(), e))
-            })
-            .collect()
+        open_paths(self.dirs())
     }
 
     /// A descriptor of each directory with runc's `exec --cgroup` applied: `PATH` (every
@@ -242,17 +232,7 @@ impl Cgroup {
                 }
             }
         }
-        chosen
-            .into_iter()
-            .map(|d| {
-                rustix::fs::open(
-                    &d,
-                    rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                )
-                .map_err(|e| cg_err(d.display(), e))
-            })
-            .collect()
+        open_paths(chosen)
     }
 
     /// Moves process `pid` (host pid) into the cgroup, in every hierarchy.
@@ -459,6 +439,21 @@ pub fn device_rule_line(rule: &oci_spec::runtime::LinuxDeviceCgroup) -> String {
     let num = |n: Option<i64>| n.filter(|n| *n >= 0).map_or("*".to_string(), |n| n.to_string());
     let access = rule.access().clone().unwrap_or_else(|| "rwm".to_string());
     format!("{typ} {}:{} {access}", num(rule.major()), num(rule.minor()))
+}
+
+/// An `O_PATH` descriptor of each cgroup directory, for the sandbox (which places processes
+/// through them and never holds them in a container's process).
+fn open_paths(dirs: Vec<PathBuf>) -> Result<Vec<OwnedFd>, ApiError> {
+    dirs.into_iter()
+        .map(|d| {
+            rustix::fs::open(
+                &d,
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )
+            .map_err(|e| cg_err(d.display(), e))
+        })
+        .collect()
 }
 
 #[cfg(test)]
