@@ -10,7 +10,7 @@
 //! matches when its type (or `a`) matches, every requested access (`r`, `w`, `m`) is among
 //! its own, and its major and minor (or wildcards) match.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
@@ -109,11 +109,13 @@ fn rule_block(rule: &LinuxDeviceCgroup) -> Vec<Insn> {
             insn(0x5d, 1, 3, 0, 0), // JNE_X: if r1 != r3 jump
         ]);
     }
+    // A number beyond i32 names no device (the kernel's majors have 12 bits, minors 20):
+    // compared as i32::MAX, which no device has either, so the rule keeps matching nothing.
     if let Some(major) = rule.major().filter(|m| *m >= 0) {
-        tests.push(vec![insn(JMP_JNE_K, 4, 0, 0, major as i32)]);
+        tests.push(vec![insn(JMP_JNE_K, 4, 0, 0, i32::try_from(major).unwrap_or(i32::MAX))]);
     }
     if let Some(minor) = rule.minor().filter(|m| *m >= 0) {
-        tests.push(vec![insn(JMP_JNE_K, 5, 0, 0, minor as i32)]);
+        tests.push(vec![insn(JMP_JNE_K, 5, 0, 0, i32::try_from(minor).unwrap_or(i32::MAX))]);
     }
     let verdict = [insn(ALU64_MOV_K, 0, 0, 0, i32::from(rule.allow())), insn(JMP_EXIT, 0, 0, 0, 0)];
     let total: usize = tests.iter().map(Vec::len).sum::<usize>() + verdict.len();
@@ -122,7 +124,9 @@ fn rule_block(rule: &LinuxDeviceCgroup) -> Vec<Insn> {
         block.extend(test);
         // The jump lands just past the block.
         let remaining = total - block.len();
-        block.last_mut().expect("a test has a jump").off = remaining as i16;
+        #[expect(clippy::cast_possible_truncation, reason = "a rule's block is at most 8 instructions")]
+        let offset = remaining as i16;
+        block.last_mut().expect("a test has a jump").off = offset;
     }
     block.extend(verdict);
     block
@@ -137,6 +141,19 @@ fn bpf(cmd: libc::c_long, attr: &mut [u8]) -> std::io::Result<libc::c_long> {
     } else {
         Ok(ret)
     }
+}
+
+/// A `bpf(2)` command that returns a new descriptor, which the caller then owns.
+fn bpf_fd(cmd: libc::c_long, attr: &mut [u8]) -> std::io::Result<OwnedFd> {
+    let fd = bpf(cmd, attr)?;
+    let fd = RawFd::try_from(fd).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the command returned a new descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The `u32` a `bpf_attr` length field takes.
+fn attr_len(len: usize) -> std::io::Result<u32> {
+    u32::try_from(len).map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "device filter too long"))
 }
 
 fn put_u32(attr: &mut [u8], offset: usize, value: u32) {
@@ -155,16 +172,15 @@ fn load(rules: &[LinuxDeviceCgroup]) -> std::io::Result<OwnedFd> {
     let try_load = |log: Option<&mut [u8]>| {
         let mut attr = [0u8; 128];
         put_u32(&mut attr, 0, BPF_PROG_TYPE_CGROUP_DEVICE);
-        put_u32(&mut attr, 4, prog.len() as u32);
+        put_u32(&mut attr, 4, attr_len(prog.len())?);
         put_u64(&mut attr, 8, prog.as_ptr() as u64);
         put_u64(&mut attr, 16, license.as_ptr() as u64);
         if let Some(log) = log {
             put_u32(&mut attr, 24, 1); // log_level
-            put_u32(&mut attr, 28, log.len() as u32);
+            put_u32(&mut attr, 28, attr_len(log.len())?);
             put_u64(&mut attr, 32, log.as_mut_ptr() as u64);
         }
-        // SAFETY: BPF_PROG_LOAD returns a new descriptor that we then own.
-        bpf(BPF_PROG_LOAD, &mut attr).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        bpf_fd(BPF_PROG_LOAD, &mut attr)
     };
     try_load(None).or_else(|e| {
         let mut log = vec![0u8; 1 << 20];
@@ -182,9 +198,9 @@ fn attached(cgroup: BorrowedFd<'_>) -> std::io::Result<Vec<u32>> {
     put_u32(&mut attr, 0, cgroup.as_raw_fd() as u32);
     put_u32(&mut attr, 4, BPF_CGROUP_DEVICE);
     put_u64(&mut attr, 16, ids.as_mut_ptr() as u64);
-    put_u32(&mut attr, 24, ids.len() as u32);
+    put_u32(&mut attr, 24, attr_len(ids.len())?);
     bpf(BPF_PROG_QUERY, &mut attr)?;
-    let count = u32::from_ne_bytes(attr[24..28].try_into().expect("4 bytes")) as usize;
+    let count = usize::try_from(u32::from_ne_bytes(attr[24..28].try_into().expect("4 bytes"))).unwrap_or(usize::MAX);
     ids.truncate(count.min(ids.len()));
     Ok(ids)
 }
@@ -209,9 +225,7 @@ pub fn apply(cgroup: BorrowedFd<'_>, rules: &[LinuxDeviceCgroup]) -> std::io::Re
     for id in before {
         let mut attr = [0u8; 12];
         put_u32(&mut attr, 0, id);
-        let Ok(fd) = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr) else { continue };
-        // SAFETY: BPF_PROG_GET_FD_BY_ID returned a new descriptor that we now own.
-        let old = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        let Ok(old) = bpf_fd(BPF_PROG_GET_FD_BY_ID, &mut attr) else { continue };
         attach_or_detach(BPF_PROG_DETACH, cgroup, old.as_fd())?;
     }
     Ok(())

@@ -168,31 +168,35 @@ unsafe fn child(
     envp: *const *const libc::c_char,
     err_fd: RawFd,
 ) -> ! {
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    // Rust ignores SIGPIPE; the ignored disposition would survive execve.
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    libc::setsid();
-    // Before the descriptors move: a move may land on a namespace descriptor's number.
-    for &(fd, nstype) in joins {
-        if libc::setns(fd, nstype) < 0 {
+    // SAFETY: the caller guarantees this runs only in the cloned child, whose copy of the
+    // parent's memory keeps these pointers valid.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Rust ignores SIGPIPE; the ignored disposition would survive execve.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::setsid();
+        // Before the descriptors move: a move may land on a namespace descriptor's number.
+        for &(fd, nstype) in joins {
+            if libc::setns(fd, nstype) < 0 {
+                fail(err_fd);
+            }
+        }
+        let mut top = 2;
+        for &(from, to) in moves {
+            if libc::dup2(from, to) < 0 {
+                fail(err_fd);
+            }
+            top = top.max(to);
+        }
+        // Only the planned descriptors reach the helper, whatever else paddockd has inheritable.
+        if sys::cloexec_from(top + 1).is_err() {
             fail(err_fd);
         }
+        libc::execve(program, argv, envp);
+        fail(err_fd)
     }
-    let mut top = 2;
-    for &(from, to) in moves {
-        if libc::dup2(from, to) < 0 {
-            fail(err_fd);
-        }
-        top = top.max(to);
-    }
-    // Only the planned descriptors reach the helper, whatever else paddockd has inheritable.
-    if sys::cloexec_from(top + 1).is_err() {
-        fail(err_fd);
-    }
-    libc::execve(program, argv, envp);
-    fail(err_fd)
 }
 
 /// Reports errno to the parent and exits.
@@ -200,10 +204,14 @@ unsafe fn child(
 /// # Safety
 /// Child side of a fork only.
 unsafe fn fail(err_fd: RawFd) -> ! {
-    let errno = *libc::__errno_location();
-    let bytes = errno.to_ne_bytes();
-    libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
-    libc::_exit(127)
+    // SAFETY: the child's own errno and its end of the error pipe; _exit skips the parent's
+    // atexit handlers and buffers.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let bytes = errno.to_ne_bytes();
+        libc::write(err_fd, bytes.as_ptr().cast(), bytes.len());
+        libc::_exit(127)
+    }
 }
 
 /// The namespaces of a gofer: IPC, mount, network, PID, UTS (not cgroup: it is placed in the

@@ -149,6 +149,10 @@ impl RouteSocket {
 
     /// `RTM_NEWLINK` for interface `index`: into the network namespace `netns`, named
     /// `name` there. Waits for the kernel's acknowledgement.
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the message is two attributes, an interface name of at most 15 bytes and a descriptor"
+    )]
     fn move_link(&self, index: u32, name: &str, netns: i32) -> std::io::Result<()> {
         let mut attrs = Vec::new();
         let mut name_bytes = name.as_bytes().to_vec();
@@ -190,6 +194,7 @@ impl RouteSocket {
 }
 
 /// Appends an rtattr (length, type, payload, padded to 4 bytes).
+#[expect(clippy::cast_possible_truncation, reason = "payloads here are an interface name or a u32")]
 fn push_attr(out: &mut Vec<u8>, typ: u16, payload: &[u8]) {
     out.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
     out.extend_from_slice(&typ.to_ne_bytes());

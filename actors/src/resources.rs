@@ -45,14 +45,23 @@ pub enum Version {
 /// file is in; on v2 every file is in the cgroup's one directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Controller {
+    /// `cpu` (v1: also `cpuacct`, mounted together on most hosts).
     Cpu,
+    /// `cpuset`.
     Cpuset,
+    /// `memory`.
     Memory,
+    /// `pids`.
     Pids,
+    /// `blkio` (v2: `io`).
     Blkio,
+    /// `hugetlb`.
     Hugetlb,
+    /// `net_cls` (v1 only).
     NetCls,
+    /// `net_prio` (v1 only).
     NetPrio,
+    /// `rdma`.
     Rdma,
     /// A `linux.resources.unified` key: v2 only, wherever its name says.
     Unified,
@@ -138,13 +147,28 @@ pub enum Step {
     Write(Write),
     /// v1 `memory.limit_in_bytes` and `memory.memsw.limit_in_bytes` (0: not set), ordered by
     /// [`memory_and_swap_v1`] from the current limit and whether swap is accounted.
-    MemoryAndSwapV1 { limit: i64, swap: i64 },
+    MemoryAndSwapV1 {
+        /// The memory limit.
+        limit: i64,
+        /// The memory+swap limit.
+        swap: i64,
+    },
     /// v2 `cpu.max`: the quota and period given, the other kept from the file (see
     /// [`cpu_max_line`]). One write, as runc does (cgroups-rs writes it twice when both are
     /// given, and so passes through a state the kernel may refuse).
-    CpuMax { quota: Option<i64>, period: Option<u64> },
+    CpuMax {
+        /// The quota in µs (negative: unlimited).
+        quota: Option<i64>,
+        /// The period in µs.
+        period: Option<u64>,
+    },
     /// v2 `memory.checkBeforeUpdate`: refuse limits at or below `memory.current` (0: not set).
-    CheckMemoryUsage { limit: i64, swap: i64 },
+    CheckMemoryUsage {
+        /// The memory limit asked for.
+        limit: i64,
+        /// The swap limit asked for.
+        swap: i64,
+    },
     /// v2 `weightDevice`: `io.bfq.weight` lines, written only if BFQ takes per-device weights
     /// (see [`bfq_takes_device_weights`]); silently skipped otherwise, as runc does.
     BfqDeviceWeights(Vec<String>),
@@ -195,22 +219,35 @@ pub struct Plan {
 pub enum ResourceError {
     /// A value runc would refuse before writing anything.
     #[error("linux.resources.{field}: {why}")]
-    Invalid { field: &'static str, why: String },
+    Invalid {
+        /// The field under `linux.resources`.
+        field: &'static str,
+        /// What is wrong with its value.
+        why: String,
+    },
     /// A v1 controller that is not mounted.
     #[error("the {controller} controller is not mounted")]
-    NoController { controller: &'static str },
+    NoController {
+        /// The controller's name.
+        controller: &'static str,
+    },
     /// The kernel refused a write.
     #[error("writing {value:?} to {}: {source}", path.display())]
     Write {
+        /// The file.
         path: PathBuf,
+        /// What was written.
         value: String,
+        /// The kernel's answer.
         #[source]
         source: io::Error,
     },
     /// A file could not be read.
     #[error("reading {}: {source}", path.display())]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The kernel's answer.
         #[source]
         source: io::Error,
     },
@@ -591,7 +628,9 @@ pub fn cpu_weight_from_shares(shares: u64) -> u64 {
             let l = (shares as f64).log2();
             let exponent = (l * l + 125.0 * l) / 612.0 - 7.0 / 34.0;
             // In range by the bounds above: at most 10000.
-            10f64.powf(exponent).ceil() as u64
+            #[expect(clippy::cast_possible_truncation, reason = "between 1 and 10000 by the bounds above")]
+            let weight = 10f64.powf(exponent).ceil() as u64;
+            weight
         }
     }
 }

@@ -205,7 +205,7 @@ impl<R: Read> Read for ExactSize<R> {
         if self.left == 0 {
             return Ok(0);
         }
-        let want = buf.len().min(self.left as usize);
+        let want = usize::try_from(self.left).map_or(buf.len(), |left| buf.len().min(left));
         let n = if self.exhausted { 0 } else { self.inner.read(&mut buf[..want])? };
         let n = if n == 0 {
             self.exhausted = true;
@@ -392,8 +392,13 @@ fn unpack_one<R: Read>(
     let parent = directory_beneath(dest_dir, relative.parent().unwrap_or(Path::new("")))?;
     let parent = parent.as_fd();
     let mode = Mode::from_raw_mode(header.mode().unwrap_or(0o644) & 0o7777);
-    let uid = header.uid().ok().map(|u| rustix::fs::Uid::from_raw(u as u32));
-    let gid = header.gid().ok().map(|g| rustix::fs::Gid::from_raw(g as u32));
+    // A tar header holds up to 64 bits; an id beyond 32 would wrap to another user.
+    let owner_id = |id: u64, what: &str| {
+        u32::try_from(id)
+            .map_err(|_| ApiError::invalid_argument(format!("entry {}: {what} {id} out of range", relative.display())))
+    };
+    let uid = header.uid().ok().map(|u| owner_id(u, "uid")).transpose()?.map(rustix::fs::Uid::from_raw);
+    let gid = header.gid().ok().map(|g| owner_id(g, "gid")).transpose()?.map(rustix::fs::Gid::from_raw);
     let typ = header.entry_type();
     match typ {
         tar::EntryType::Directory => {

@@ -60,6 +60,7 @@ fn confine() -> Result<(), sys::confine::ConfineError> {
 }
 
 fn main() {
+    sys::exit_on_panic("paddock-gofer");
     let args = match args::GoferArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {

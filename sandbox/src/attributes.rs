@@ -37,6 +37,7 @@ pub fn apply(process: &Process, linux: Option<&Linux>) -> Result<(), ApiError> {
 }
 
 /// `process.scheduler`, through `sched_setattr(2)`.
+#[expect(clippy::cast_possible_truncation, reason = "the size of sched_attr and a policy number")]
 fn set_scheduler(process: &Process) -> Result<(), ApiError> {
     let Some(scheduler) = process.scheduler() else { return Ok(()) };
     let policy = match scheduler.policy() {

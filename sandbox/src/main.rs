@@ -48,6 +48,7 @@ fn confine() -> Result<(), sys::confine::ConfineError> {
 }
 
 fn main() {
+    sys::exit_on_panic("paddock-sandbox");
     let args = match args::SandboxArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {

@@ -4,6 +4,7 @@ use std::os::fd::AsRawFd;
 
 /// Brings the loopback interface of the current network namespace up, as runc does for a new
 /// network namespace. A socket ioctl is all it takes; no netlink crate needed.
+#[expect(clippy::cast_possible_truncation, reason = "IFF_UP is 1")]
 pub fn loopback_up() -> std::io::Result<()> {
     let sock = nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Inet,

@@ -62,6 +62,7 @@ impl Filter {
     /// It allocates nothing on success, so it can be the last step before `execve` even under
     /// a profile that denies `brk` or `mmap`. Without `no_new_privs` the kernel requires
     /// CAP_SYS_ADMIN.
+    #[expect(clippy::cast_possible_truncation, reason = "compile() checked the length against the kernel's limit")]
     pub fn install(&self) -> std::io::Result<Option<OwnedFd>> {
         let prog = libc::sock_fprog {
             // compile() checked that the length fits the kernel's limit, far below u16::MAX.
@@ -269,6 +270,7 @@ const HAND_OFF_SYSCALL: &str = "sendmsg";
 /// One `sendmsg` (the filter may notify anything else) carrying the descriptor; paddockd learns
 /// the process's pid from the kernel (`SCM_CREDENTIALS`), as it sees it. It answers `K` or an
 /// error message. Allocates nothing.
+#[expect(clippy::cast_possible_truncation, reason = "the size of one int in a control message")]
 pub fn hand_off(notify: OwnedFd, relay: BorrowedFd<'_>) -> Result<(), ApiError> {
     const SPACE: usize = 64;
     // A buffer aligned for cmsghdr, large enough for one descriptor.
@@ -331,6 +333,7 @@ pub fn hand_off(notify: OwnedFd, relay: BorrowedFd<'_>) -> Result<(), ApiError> 
 }
 
 /// The libseccomp action for an OCI action and its `errnoRet`, as runc maps them.
+#[expect(clippy::cast_possible_truncation, reason = "errno values and an argument index below 6, checked")]
 fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, String> {
     let errno = || -> Result<u16, String> {
         match errno_ret {
@@ -351,6 +354,7 @@ fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpActi
 }
 
 /// The libseccomp comparison for one argument condition.
+#[expect(clippy::cast_possible_truncation, reason = "errno values and an argument index below 6, checked")]
 fn condition(arg: &LinuxSeccompArg) -> Result<ScmpArgCompare, String> {
     let index = arg.index();
     if index >= SYSCALL_MAX_ARGUMENTS {

@@ -133,6 +133,7 @@ pub fn reset_process_state() -> Result<(), ApiError> {
 }
 
 /// The child side, last thing before exec: the caller's stdio (or `/dev/null`) on 0, 1, 2.
+#[expect(clippy::cast_possible_truncation, reason = "descriptor numbers 0 to 2")]
 pub fn connect_stdio(stdio: &[Option<OwnedFd>; 3]) -> Result<(), ApiError> {
     // Every source is copied above the standard numbers before any dup2: a given descriptor
     // may itself sit on 0, 1 or 2 (where a descriptor lands depends on which numbers were free
@@ -170,6 +171,10 @@ pub fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, ApiError> {
 /// runc's `--preserve-fds` does, first moving `sync` above them so it survives for the exec's
 /// verdict; returns `sync` (perhaps renumbered). Whatever else the child held on those numbers
 /// is replaced: after this only the exec follows.
+#[expect(
+    clippy::cast_possible_truncation,
+    reason = "descriptor numbers: at most 3 + the preserved fds, which are capped far below i32::MAX"
+)]
 pub fn place_extra_fds(extra: &[OwnedFd], sync: OwnedFd) -> Result<OwnedFd, (OwnedFd, ApiError)> {
     let top = 3 + extra.len() as i32;
     if extra.is_empty() {

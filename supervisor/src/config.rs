@@ -129,16 +129,16 @@ impl DaemonConfig {
         if let Some(log) = &self.log {
             tracing_subscriber::EnvFilter::try_new(log).map_err(|e| anyhow::anyhow!("log {log:?}: {e}"))?;
         }
-        for (key, value) in [
-            ("max_connections", self.max_connections),
-            ("max_requests", self.max_requests),
-            ("frame_timeout", self.frame_timeout.map(|t| t as usize)),
-            ("restart_intensity", self.restart_intensity),
-            ("restart_period", self.restart_period.map(|p| p as usize)),
-            ("event_history", self.event_history),
-            ("event_queue", self.event_queue),
+        for (key, zero) in [
+            ("max_connections", self.max_connections == Some(0)),
+            ("max_requests", self.max_requests == Some(0)),
+            ("frame_timeout", self.frame_timeout == Some(0)),
+            ("restart_intensity", self.restart_intensity == Some(0)),
+            ("restart_period", self.restart_period == Some(0)),
+            ("event_history", self.event_history == Some(0)),
+            ("event_queue", self.event_queue == Some(0)),
         ] {
-            if value == Some(0) {
+            if zero {
                 anyhow::bail!("{key} must be at least 1");
             }
         }

@@ -222,7 +222,9 @@ impl Prepared {
         drop(err_write);
         // SAFETY: the kernel stored a new pidfd in `pidfd` for us.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-        Ok(Running { pid: ret as i32, pidfd, errors: err_read, prepared: self })
+        // The kernel returns a pid_t in a long.
+        let pid = i32::try_from(ret).map_err(|_| start(std::io::Error::from_raw_os_error(libc::ERANGE)))?;
+        Ok(Running { pid, pidfd, errors: err_read, prepared: self })
     }
 }
 
@@ -316,7 +318,7 @@ fn read_errno(pipe: &OwnedFd) -> Option<i32> {
 fn tail(output: &OwnedFd) -> String {
     let len = rustix::fs::fstat(output).map(|s| s.st_size.max(0) as u64).unwrap_or(0);
     let from = len.saturating_sub(OUTPUT_TAIL as u64);
-    let mut buf = vec![0u8; (len - from) as usize];
+    let mut buf = vec![0u8; usize::try_from(len - from).unwrap_or(OUTPUT_TAIL)];
     let mut got = 0;
     while got < buf.len() {
         match rustix::io::pread(output, &mut buf[got..], from + got as u64) {
@@ -351,45 +353,49 @@ impl Child<'_> {
     /// # Safety
     /// Only in the child of a fork-like clone, with pointers to live, NUL-terminated data.
     unsafe fn run(&self) -> ! {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        // Rust ignores SIGPIPE; the ignored disposition would survive execve.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::setsid();
-        for &(fd, nstype) in self.joins {
-            if libc::setns(fd, nstype) < 0 {
+        // SAFETY: the caller guarantees this runs only in the cloned child, with the
+        // pointers it holds still valid (the parent's memory is the child's copy).
+        unsafe {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // Rust ignores SIGPIPE; the ignored disposition would survive execve.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            libc::setsid();
+            for &(fd, nstype) in self.joins {
+                if libc::setns(fd, nstype) < 0 {
+                    self.fail();
+                }
+            }
+            // Before the descriptors are moved, which could overwrite these.
+            if self.root_fd >= 0 && (libc::fchdir(self.root_fd) < 0 || libc::chroot(c".".as_ptr()) < 0) {
                 self.fail();
             }
-        }
-        // Before the descriptors are moved, which could overwrite these.
-        if self.root_fd >= 0 && (libc::fchdir(self.root_fd) < 0 || libc::chroot(c".".as_ptr()) < 0) {
-            self.fail();
-        }
-        if self.cwd_fd >= 0 {
-            if libc::fchdir(self.cwd_fd) < 0 {
+            if self.cwd_fd >= 0 {
+                if libc::fchdir(self.cwd_fd) < 0 {
+                    self.fail();
+                }
+            } else if !self.cwd.is_null() && libc::chdir(self.cwd) < 0 {
                 self.fail();
             }
-        } else if !self.cwd.is_null() && libc::chdir(self.cwd) < 0 {
-            self.fail();
-        }
-        for &(from, to) in self.moves {
-            // dup2 clears close-on-exec on the copy: the interpreter of a script executed
-            // through descriptor 3 opens /dev/fd/3.
-            if libc::dup2(from, to) < 0 {
+            for &(from, to) in self.moves {
+                // dup2 clears close-on-exec on the copy: the interpreter of a script executed
+                // through descriptor 3 opens /dev/fd/3.
+                if libc::dup2(from, to) < 0 {
+                    self.fail();
+                }
+            }
+            // Only stdio (and the file to run) reach the hook.
+            if crate::cloexec_from(if self.by_fd { EXE_FD + 1 } else { EXE_FD }).is_err() {
                 self.fail();
             }
+            if self.by_fd {
+                libc::syscall(libc::SYS_execveat, EXE_FD, self.path, self.argv, self.envp, libc::AT_EMPTY_PATH);
+            } else {
+                libc::execve(self.path, self.argv, self.envp);
+            }
+            self.fail()
         }
-        // Only stdio (and the file to run) reach the hook.
-        if crate::cloexec_from(if self.by_fd { EXE_FD + 1 } else { EXE_FD }).is_err() {
-            self.fail();
-        }
-        if self.by_fd {
-            libc::syscall(libc::SYS_execveat, EXE_FD, self.path, self.argv, self.envp, libc::AT_EMPTY_PATH);
-        } else {
-            libc::execve(self.path, self.argv, self.envp);
-        }
-        self.fail()
     }
 
     /// Reports errno to the parent and exits.
@@ -397,9 +403,13 @@ impl Child<'_> {
     /// # Safety
     /// Child side of a fork only.
     unsafe fn fail(&self) -> ! {
-        let errno = *libc::__errno_location();
-        let bytes = errno.to_ne_bytes();
-        libc::write(self.err_fd, bytes.as_ptr().cast(), bytes.len());
-        libc::_exit(127)
+        // SAFETY: the child's own errno and its end of the error pipe; _exit skips the
+        // parent's atexit handlers and buffers, which the child must not run.
+        unsafe {
+            let errno = *libc::__errno_location();
+            let bytes = errno.to_ne_bytes();
+            libc::write(self.err_fd, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127)
+        }
     }
 }

@@ -77,6 +77,21 @@ pub fn inherit_only(fd: i32, target: i32) -> std::io::Result<()> {
     cloexec_from(target + 1)
 }
 
+/// Makes a panic end the process at once with status 101, after printing the message, instead
+/// of unwinding: what `panic = "abort"` would do for the sandbox and gofer alone (Cargo cannot
+/// set it per binary, and paddockd keeps unwinding). A forked child of these helpers must never
+/// unwind into its parent's copy of the stack and run destructors that belong to the parent,
+/// and `abort()` is not used because a PID 1 (the sandbox is one) ignores its own SIGABRT.
+pub fn exit_on_panic(program: &'static str) {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprint!("{program}: ");
+        print(info);
+        // SAFETY: _exit ends the process without running anything of the unwound state.
+        unsafe { libc::_exit(101) }
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -88,8 +103,10 @@ mod tests {
         match unsafe { libc::fork() } {
             0 => {
                 let ok = super::close_all_except(&[w, 0, 2]).is_ok();
+                // SAFETY: F_GETFD only reads the descriptor's flags.
                 let alive = |fd: i32| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
                 let good = ok && alive(w) && alive(0) && alive(2) && !alive(1) && !alive(r);
+                // SAFETY: leaves the forked child without running the test runner's exit path.
                 unsafe { libc::_exit(if good { 0 } else { 1 }) }
             }
             pid => {

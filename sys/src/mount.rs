@@ -61,7 +61,7 @@ pub fn new_mount(fstype: &str, source: Option<&str>, options: &[String], attrs: 
         res.map_err(|e| std::io::Error::new(std::io::Error::from(e).kind(), format!("option {opt:?}: {e}")))?;
     }
     fsconfig_create(fs.as_fd())?;
-    Ok(fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::from_bits_retain(attrs as u32))?)
+    Ok(fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::from_bits_retain(attr_bits(attrs)?))?)
 }
 
 /// Attaches the detached mount `mount` on top of what `target` (an `O_PATH` descriptor)
@@ -146,4 +146,12 @@ pub fn pivot_into(root: BorrowedFd<'_>) -> std::io::Result<()> {
     nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)?;
     nix::unistd::chdir("/")?;
     Ok(())
+}
+
+/// The 32 bits `fsmount` takes, from the 64-bit `mount_setattr` attribute set the callers build;
+/// an attribute above them is refused rather than silently dropped.
+fn attr_bits(attrs: u64) -> std::io::Result<u32> {
+    u32::try_from(attrs).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("mount attributes {attrs:#x} do not fit fsmount"))
+    })
 }

@@ -91,8 +91,24 @@ mod tests {
         // The hello's layout is part of the protocol: this must never change (only the version
         // byte does, with the protocol).
         let frame = crate::frame::encode_frame(&Hello::new("ab"), 100).unwrap();
-        let expected: &[u8] =
-            &[12, 0, 0, 0, b'P', b'A', b'D', b'D', b'O', b'C', b'K', 0, PROTOCOL_VERSION as u8, 2, b'a', b'b'];
+        let expected: &[u8] = &[
+            12,
+            0,
+            0,
+            0,
+            b'P',
+            b'A',
+            b'D',
+            b'D',
+            b'O',
+            b'C',
+            b'K',
+            0,
+            PROTOCOL_VERSION.to_le_bytes()[0],
+            2,
+            b'a',
+            b'b',
+        ];
         assert_eq!(frame, expected);
     }
 }

@@ -3,6 +3,9 @@
 //! seconds. `cargo fuzz` (see fuzz/) explores far more; this keeps every change honest.
 //! Set PADDOCK_FUZZ_ROUNDS to run longer.
 
+// Truncating casts are how this generator cuts random numbers down to bytes and lengths.
+#![allow(clippy::cast_possible_truncation)]
+
 use wire::api::{Kill, Request, RequestFrame};
 use wire::frame::encode_frame;
 use wire::fuzzing::{decode, stream, Decoder};
