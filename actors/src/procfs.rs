@@ -52,40 +52,68 @@ pub fn open_verified(record: &ProcessRecord) -> Option<OwnedFd> {
     (start_time(record.pid).ok()? == record.start_time).then_some(fd)
 }
 
-/// Helper processes (`paddock-sandbox` or `paddock-gofer`, started with `--id <id>` and the
-/// state directory `state_dir`) of container `id`, except the pids in `keep`. A paddockd
-/// killed between starting a helper and recording it leaves such strays; the next one finds
-/// them by their command line and environment.
-pub fn stray_helpers(id: &str, state_dir: &std::path::Path, keep: &[i32]) -> Vec<i32> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut marker = format!("{}=", crate::launch::STATE_DIR_ENV).into_bytes();
-    marker.extend_from_slice(state_dir.as_os_str().as_bytes());
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if keep.contains(&pid) {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let program = argv.first().map(|a| a.rsplit(|b| *b == b'/').next().unwrap_or(a)).unwrap_or_default();
-        let helper =
-            program == crate::config::SANDBOX_BINARY.as_bytes() || program == crate::config::GOFER_BINARY.as_bytes();
-        if !helper || argv.get(1) != Some(&&b"--id"[..]) || argv.get(2) != Some(&id.as_bytes()) {
-            continue;
-        }
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
-        if environ.split(|b| *b == 0).any(|var| var == marker.as_slice()) {
-            found.push(pid);
-        }
-    }
-    found
+/// The helper processes (`paddock-sandbox`, `paddock-gofer`) running on the host, each with
+/// the container id and state directory it was started for: read from `/proc` once when
+/// paddockd starts, so that taking over n containers costs one scan, not n.
+#[derive(Debug, Default)]
+pub struct HelperScan {
+    helpers: Vec<RunningHelper>,
 }
 
-/// Kills the stray helpers of container `id` (see [`stray_helpers`]) and waits until they are
-/// gone: until then they still populate the cgroups a cleanup is about to remove.
-pub fn kill_stray_helpers(id: &str, state_dir: &std::path::Path, keep: &[i32]) {
-    for pid in stray_helpers(id, state_dir, keep) {
+/// One helper process found by [`HelperScan::now`].
+#[derive(Debug)]
+struct RunningHelper {
+    pid: i32,
+    /// The id after `--id` on its command line.
+    id: Vec<u8>,
+    /// Its state directory, from its environment.
+    state_dir: Vec<u8>,
+}
+
+impl HelperScan {
+    /// Every helper process now running (those whose /proc files vanish meanwhile are skipped).
+    pub fn now() -> Self {
+        let marker = format!("{}=", crate::launch::STATE_DIR_ENV).into_bytes();
+        let mut helpers = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+            let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let program = argv.first().map(|a| a.rsplit(|b| *b == b'/').next().unwrap_or(a)).unwrap_or_default();
+            let helper = program == crate::config::SANDBOX_BINARY.as_bytes()
+                || program == crate::config::GOFER_BINARY.as_bytes();
+            if !helper || argv.get(1) != Some(&&b"--id"[..]) {
+                continue;
+            }
+            let Some(id) = argv.get(2) else { continue };
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+            let Some(state_dir) = environ.split(|b| *b == 0).find_map(|var| var.strip_prefix(marker.as_slice())) else {
+                continue;
+            };
+            helpers.push(RunningHelper { pid, id: id.to_vec(), state_dir: state_dir.to_vec() });
+        }
+        HelperScan { helpers }
+    }
+
+    /// The helpers of container `id` started with the state directory `state_dir`, except the
+    /// pids in `keep`. A paddockd killed between starting a helper and recording it leaves
+    /// such strays; the next one finds them by their command line and environment.
+    pub fn strays(&self, id: &str, state_dir: &std::path::Path, keep: &[i32]) -> Vec<i32> {
+        use std::os::unix::ffi::OsStrExt;
+        self.helpers
+            .iter()
+            .filter(|h| h.id == id.as_bytes() && h.state_dir == state_dir.as_os_str().as_bytes())
+            .filter(|h| !keep.contains(&h.pid))
+            .map(|h| h.pid)
+            .collect()
+    }
+}
+
+/// Kills `strays`, helpers of container `id` no record knows (see [`HelperScan::strays`]),
+/// and waits until they are gone: until then they still populate the cgroups a cleanup is
+/// about to remove.
+pub fn kill_stray_helpers(id: &str, strays: &[i32]) {
+    for &pid in strays {
         tracing::warn!(container = id, pid, "killing a helper process no record knows");
         // Through a pidfd, so the wait below follows this very process; it is not our child
         // any more (its parent died), so init reaps it.

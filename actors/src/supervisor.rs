@@ -21,6 +21,7 @@ use crate::container::{self, ContainerActor, DeleteContainer, SandboxOf, Snapsho
 use crate::events::{EventBus, Subscription};
 use crate::meta::{Meta, MetaStore};
 use crate::monitors::{self, Monitors};
+use crate::procfs::HelperScan;
 use crate::sandbox::SandboxActor;
 use crate::spec::Placement;
 use crate::{blocking, resolve};
@@ -89,9 +90,16 @@ async fn restore_all(
     store: MetaStore,
     events: EventBus,
 ) -> Vec<(String, String, Addr<ContainerActor>)> {
-    let (metas, errors) = {
+    let (metas, errors, helpers) = {
         let store = store.clone();
-        blocking(move || Ok(store.load_all())).await.unwrap_or_default()
+        blocking(move || {
+            let (metas, errors) = store.load_all();
+            // Only worth a scan of /proc when there is something to take over.
+            let helpers = if metas.is_empty() { HelperScan::default() } else { HelperScan::now() };
+            Ok((metas, errors, helpers))
+        })
+        .await
+        .unwrap_or_default()
     };
     for e in errors {
         match e.kind {
@@ -120,7 +128,9 @@ async fn restore_all(
         };
         for meta in metas {
             let id = meta.id.clone();
-            match container::recover(config.clone(), store.clone(), events.clone(), meta, found.as_ref()).await {
+            match container::recover(config.clone(), store.clone(), events.clone(), meta, found.as_ref(), &helpers)
+                .await
+            {
                 Ok(Some(addr)) => restored.push((id, sandbox_id.clone(), addr)),
                 Ok(None) => {}
                 Err(e) => warn!(container = %id, "cannot restore: {e}"),

@@ -19,6 +19,7 @@ use crate::events::EventBus;
 use crate::gofer::DestroyGofer;
 use crate::gofer::GoferActor;
 use crate::meta::{Meta, MetaStore};
+use crate::procfs::HelperScan;
 use crate::restart::{RestartBudget, RestartPolicy};
 use crate::sandbox::{SandboxActor, SandboxNotice};
 use wire::events::EventKind;
@@ -38,15 +39,17 @@ pub(crate) async fn recover(
     events: EventBus,
     mut meta: Meta,
     found: Option<&Found>,
+    helpers: &HelperScan,
 ) -> Result<Option<Addr<ContainerActor>>, ApiError> {
     let id = meta.id.clone();
     let dir: PathBuf = store.dir(&id);
-    {
-        // Helpers started for this container but never recorded (paddockd died in between).
-        let keep: Vec<i32> = [meta.sandbox, meta.gofer].iter().flatten().map(|r| r.pid).collect();
-        let (sid, sdir) = (id.clone(), dir.clone());
+    // Helpers started for this container but never recorded (paddockd died in between).
+    let keep: Vec<i32> = [meta.sandbox, meta.gofer].iter().flatten().map(|r| r.pid).collect();
+    let strays = helpers.strays(&id, &dir, &keep);
+    if !strays.is_empty() {
+        let sid = id.clone();
         let _ = blocking(move || {
-            crate::procfs::kill_stray_helpers(&sid, &sdir, &keep);
+            crate::procfs::kill_stray_helpers(&sid, &strays);
             Ok(())
         })
         .await;
