@@ -31,6 +31,23 @@ pub fn transition(id: &str, from: Status, to: Status) -> Result<Status, ApiError
     }
 }
 
+/// Checks the one transition that is not the OCI lifecycle's but a restart policy's: a stopped
+/// container whose policy starts its process again goes `Stopped → Running` (only from
+/// Stopped: a container that was never started is started by `start`, not by a policy).
+pub fn restart_transition(id: &str, from: Status) -> Result<Status, ApiError> {
+    if from == Status::Stopped {
+        Ok(Status::Running)
+    } else {
+        Err(ApiError::new(
+            ErrorKind::InvalidStatus,
+            format!(
+                "container {}: a restart policy restarts only a stopped container, not a {from} one",
+                wire::ids::show_id(id)
+            ),
+        ))
+    }
+}
+
 /// An operation on a container, as far as its status matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -223,5 +240,16 @@ mod tests {
     fn delete_of_running_container_suggests_force() {
         let e = require("web", Operation::Delete, Running).unwrap_err();
         assert!(e.message.contains("--force"), "{}", e.message);
+    }
+
+    #[test]
+    fn only_a_stopped_container_is_restarted_by_a_policy() {
+        for from in [Status::Creating, Status::Created, Status::Running, Status::Paused, Status::Stopped] {
+            let res = restart_transition("c", from);
+            assert_eq!(res.as_ref().ok(), (from == Status::Stopped).then_some(&Status::Running), "from {from}");
+            if let Err(e) = res {
+                assert_eq!(e.kind, ErrorKind::InvalidStatus);
+            }
+        }
     }
 }

@@ -197,14 +197,17 @@ impl Handler<RestartNow> for ContainerActor {
             Ok::<_, ApiError>(record)
         };
         AtomicResponse::new(Box::pin(fut.into_actor(self).then(|res, act, _| {
+            // A delete or start may have moved it meanwhile: the table decides.
+            let res = res.and_then(|record| {
+                crate::status::restart_transition(&act.meta.id, act.meta.status).map(|to| (record, to))
+            });
             match res {
-                Ok(record) => {
+                Ok((record, to)) => {
                     let restart = &mut act.meta.restart;
                     restart.count += 1;
                     restart.pending = false;
                     restart.stopped_by_user = false;
-                    // Stopped to running is not an OCI transition; it is this policy's.
-                    act.meta.status = Status::Running;
+                    act.meta.status = to;
                     act.meta.exit_status = None;
                     act.meta.init = Some(record);
                     act.restart_budget.started(Instant::now());
