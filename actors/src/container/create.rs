@@ -16,16 +16,16 @@ use tracing::{info, warn};
 use wire::api::{Create, RestoreFrom};
 use wire::gofer_proto::GoferSetup;
 use wire::sandbox_proto::{CreateContainer, RestoreInSandbox, SandboxReply, SandboxRequest};
-use wire::{ApiError, ErrorKind, FdSlot, GoferStatus, Status};
+use wire::{ApiError, ErrorKind, FdSlot, Status};
 
-use super::{now_rfc3339, save, ContainerActor, GoferHandle, Parts};
+use super::{now_rfc3339, save, ActorParts, ContainerActor, GoferHandle, Parts};
 use crate::cgroups::{self, Cgroup};
 use crate::config::SupervisorConfig;
 use crate::events::EventBus;
 use crate::gofer::GoferActor;
 use crate::hooks::{self, Stage};
 use crate::meta::{Meta, MetaStore, ProcessRecord, FORMAT_VERSION};
-use crate::restart::{RestartBudget, RestartPolicy};
+use crate::restart::RestartPolicy;
 use crate::sandbox::{Call, Connected, SandboxActor};
 use crate::spec::{self, Placement};
 use crate::status::{self};
@@ -179,28 +179,19 @@ pub(crate) async fn create(
         }
         return Err(e);
     }
-    let cgroup = parts.cgroups.first().cloned();
-    let gofer_status = if parts.gofer.is_some() { GoferStatus::Running } else { GoferStatus::Stopped };
     let pending_stdio = joined.is_some().then(|| std::mem::take(&mut msg.stdio));
-    let restart_budget = RestartBudget::container(config.restart_limits);
     Ok(ContainerActor {
-        meta,
-        config,
-        store,
-        sandbox: parts.sandbox.clone().or(joined.map(|j| j.sandbox)),
-        gofer: parts.gofer,
-        gofer_status,
-        gofer_budget: RestartBudget::gofer(),
-        gofer_waiters: Vec::new(),
-        waiters: Vec::new(),
-        cgroup,
         pending_stdio,
-        events,
-        restart_budget,
         restart_stdio,
-        oom_kills: 0,
-        checkpointing: false,
-        monitors: Vec::new(),
+        ..ContainerActor::new(ActorParts {
+            meta,
+            config,
+            store,
+            events,
+            sandbox: parts.sandbox.clone().or(joined.map(|j| j.sandbox)),
+            cgroup: parts.cgroups.first().cloned(),
+            gofer: parts.gofer,
+        })
     }
     .start())
 }

@@ -82,6 +82,45 @@ pub struct ContainerActor {
     monitors: Vec<crate::meta::ProcessRecord>,
 }
 
+/// What a container's actor is made from, when created or taken over after a restart of
+/// paddockd; everything else starts empty.
+struct ActorParts {
+    meta: Meta,
+    config: Arc<SupervisorConfig>,
+    store: MetaStore,
+    events: EventBus,
+    sandbox: Option<Addr<SandboxActor>>,
+    gofer: Option<GoferHandle>,
+    cgroup: Option<Arc<Cgroup>>,
+}
+
+impl ContainerActor {
+    /// The actor for `parts`, not started, with no waiter, budget spent or stdio held.
+    fn new(parts: ActorParts) -> Self {
+        let ActorParts { meta, config, store, events, sandbox, gofer, cgroup } = parts;
+        let restart_budget = RestartBudget::container(config.restart_limits);
+        ContainerActor {
+            meta,
+            gofer_status: if gofer.is_some() { GoferStatus::Running } else { GoferStatus::Stopped },
+            config,
+            store,
+            sandbox,
+            gofer,
+            gofer_budget: RestartBudget::gofer(),
+            gofer_waiters: Vec::new(),
+            waiters: Vec::new(),
+            cgroup,
+            pending_stdio: None,
+            events,
+            restart_budget,
+            restart_stdio: None,
+            oom_kills: 0,
+            checkpointing: false,
+            monitors: Vec::new(),
+        }
+    }
+}
+
 impl Actor for ContainerActor {
     type Context = Context<Self>;
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tracing::info;
 use wire::sandbox_proto::{ProcessState, SandboxContainer};
-use wire::{ApiError, GoferStatus, Status};
+use wire::{ApiError, Status};
 
-use super::{apply_notice, save, ContainerActor, GoferHandle, Parts};
+use super::{apply_notice, save, ActorParts, ContainerActor, GoferHandle, Parts};
 use crate::blocking;
 use crate::cgroups::{self, Cgroup};
 use crate::config::SupervisorConfig;
@@ -20,7 +20,7 @@ use crate::gofer::DestroyGofer;
 use crate::gofer::GoferActor;
 use crate::meta::{Meta, MetaStore};
 use crate::procfs::HelperScan;
-use crate::restart::{RestartBudget, RestartPolicy};
+use crate::restart::RestartPolicy;
 use crate::sandbox::{SandboxActor, SandboxNotice};
 use wire::events::EventKind;
 
@@ -134,27 +134,18 @@ pub(crate) async fn recover(
         let cg = cg.clone();
         let _ = blocking(move || cg.set_frozen(false)).await;
     }
-    let restart_budget = RestartBudget::container(config.restart_limits);
     info!(container = %id, status = %meta.status, "container restored");
-    let gofer_status = if gofer.is_some() { GoferStatus::Running } else { GoferStatus::Stopped };
     let addr = ContainerActor {
-        meta,
-        config,
-        store,
-        sandbox: found.map(|f| f.addr.clone()),
-        gofer,
-        gofer_status,
-        gofer_budget: RestartBudget::gofer(),
-        gofer_waiters: Vec::new(),
-        waiters: Vec::new(),
-        cgroup,
-        pending_stdio: None,
-        events,
-        restart_budget,
-        restart_stdio: None,
         oom_kills,
-        checkpointing: false,
-        monitors: Vec::new(),
+        ..ContainerActor::new(ActorParts {
+            meta,
+            config,
+            store,
+            events,
+            sandbox: found.map(|f| f.addr.clone()),
+            gofer,
+            cgroup,
+        })
     }
     .start();
     if let Some(notice) = pending_notice {
