@@ -21,7 +21,8 @@
 //!   keeps (no process: the container's own process is all that is left of a detached run).
 //!
 //! Sizes come from the environment, for a quick run: `ROUNDS` (default 50), `WARMUP` (3),
-//! `BURST` (100), `CLIENTS` (8), `DENSITY` (50), `STATE_CALLS` (2000). For example:
+//! `BURST` (100), `CLIENTS` (8), `DENSITY` (50), `STATE_CALLS` (2000), and `STATE_DIR` (where
+//! both state roots go; /dev/shm, a tmpfs like a host's /run). For example:
 //! `ROUNDS=5 BURST=16 DENSITY=5 STATE_CALLS=200 cargo bench -p paddock-tests --bench suite`.
 //!
 //! Every container is made with a unique id under the bench's own state roots (temporary
@@ -47,6 +48,10 @@ struct Sizes {
     clients: usize,
     density: usize,
     state_calls: usize,
+    /// Where both runtimes' state roots go: `STATE_DIR`, by default /dev/shm, a tmpfs as a
+    /// host's /run is (where /run/paddock and /run/runc are). On a disk, paddock's fsyncs of
+    /// its metadata cost what the disk's flushes cost; runc writes its state without fsync.
+    state_dir: PathBuf,
 }
 
 impl Sizes {
@@ -64,6 +69,7 @@ impl Sizes {
             clients: get("CLIENTS", 8).max(1),
             density: get("DENSITY", 50).max(1),
             state_calls: get("STATE_CALLS", 2000).max(1),
+            state_dir: std::env::var_os("STATE_DIR").map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from),
         }
     }
 }
@@ -75,8 +81,8 @@ struct Runc {
 }
 
 impl Runc {
-    fn new() -> Self {
-        let root = tempfile::Builder::new().prefix("pdk-bench-runc-").tempdir_in("/tmp").expect("runc root");
+    fn new(parent: &Path) -> Self {
+        let root = tempfile::Builder::new().prefix("pdk-bench-runc-").tempdir_in(parent).expect("runc root");
         Self { bin: runc(), root }
     }
 
@@ -124,8 +130,8 @@ struct Embedded {
 }
 
 impl Embedded {
-    fn start(run_bundle: &Path, sleep_bundle: &Path) -> Self {
-        let root = tempfile::Builder::new().prefix("pdk-bench-embedded-").tempdir_in("/tmp").expect("embedded root");
+    fn start(parent: &Path, run_bundle: &Path, sleep_bundle: &Path) -> Self {
+        let root = tempfile::Builder::new().prefix("pdk-bench-embedded-").tempdir_in(parent).expect("embedded root");
         let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<(Job, Reply)>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
         let state_root = root.path().to_path_buf();
@@ -298,15 +304,36 @@ fn wire_create(id: &str, bundle: &Path) -> Create {
     }
 }
 
-/// The wire client's run: create, start, wait, delete over the held connection.
-fn client_run(client: &mut Client, id: &str, bundle: &Path) -> Duration {
+/// The wire client's run: create, start, wait, delete over the held connection. Returns the
+/// time of each of the four calls.
+fn client_run(client: &mut Client, id: &str, bundle: &Path) -> [Duration; 4] {
     let request = wire_create(id, bundle);
-    let start = Instant::now();
+    let mut lap = Lap::new();
     client.create(request).unwrap_or_else(|e| panic!("wire create {id}: {e}"));
+    let create = lap.next();
     client.start(id).unwrap_or_else(|e| panic!("wire start {id}: {e}"));
+    let start = lap.next();
     client.wait(id).unwrap_or_else(|e| panic!("wire wait {id}: {e}"));
+    let wait = lap.next();
     client.delete(id, false).unwrap_or_else(|e| panic!("wire delete {id}: {e}"));
-    start.elapsed()
+    [create, start, wait, lap.next()]
+}
+
+/// Consecutive intervals of one stopwatch.
+struct Lap(Instant);
+
+impl Lap {
+    fn new() -> Self {
+        Self(Instant::now())
+    }
+
+    /// The time since the previous lap (or the start).
+    fn next(&mut self) -> Duration {
+        let now = Instant::now();
+        let lap = now - self.0;
+        self.0 = now;
+        lap
+    }
 }
 
 /// The wire client's cycle: create, start, delete --force over the held connection.
@@ -422,8 +449,8 @@ fn helper_pids(id: &str) -> Vec<i32> {
 
 fn main() {
     let sizes = Sizes::from_env();
-    let runc = Runc::new();
-    let paddock = Paddock::new();
+    let runc = Runc::new(&sizes.state_dir);
+    let paddock = Paddock::new_in(&sizes.state_dir);
     let true_bundle = Bundle::busybox(&["/bin/true"]);
     let sleep_bundle = Bundle::busybox(&["sleep", "3600"]);
     let (tb, sb): (PathBuf, PathBuf) = (true_bundle.path().into(), sleep_bundle.path().into());
@@ -431,7 +458,7 @@ fn main() {
     // Starts paddockd (ctl starts it on first use).
     paddock.ctl_ok(&["list"]);
     let mut client = Client::connect(&paddock.root().join("paddockd.sock")).expect("connecting to paddockd");
-    let embedded = Embedded::start(&tb, &sb);
+    let embedded = Embedded::start(&sizes.state_dir, &tb, &sb);
     let mut table = Table::default();
 
     let runc_run = |id: &str| -> Duration {
@@ -466,12 +493,19 @@ fn main() {
 
     // run: /bin/true end to end.
     let (mut r_ctl, mut r_client, mut r_emb, mut r_runc, mut r_floor) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut phases: [Vec<Duration>; 4] = Default::default();
     for round in 0..sizes.rounds {
         alternate(
             round,
             &mut [
                 &mut || r_ctl.push(time(paddock.command().args(["run", "--rm", "--bundle", &tbs, &unique("run")]))),
-                &mut || r_client.push(client_run(&mut client, &unique("run"), &tb)),
+                &mut || {
+                    let laps = client_run(&mut client, &unique("run"), &tb);
+                    r_client.push(laps.iter().sum());
+                    for (phase, lap) in phases.iter_mut().zip(laps) {
+                        phase.push(lap);
+                    }
+                },
                 &mut || r_emb.push(embedded.one(Job::Run(unique("run")))),
                 &mut || r_runc.push(runc_run(&unique("run"))),
                 &mut || r_floor.push(time(Command::new("unshare").args(["-mpfiun", "--mount-proc", "true"]))),
@@ -486,6 +520,9 @@ fn main() {
     table.timings(run_measure, "paddock wire client", Summary::of(r_client), runc_run_summary);
     table.timings(run_measure, "paddock embedded API", Summary::of(r_emb), runc_run_summary);
     table.timings(run_measure, "floor `unshare -mpfiun true`", Summary::of(r_floor), runc_run_summary);
+    for (call, timings) in ["create", "start", "wait", "delete"].into_iter().zip(phases) {
+        table.timings(&format!("run, its `{call}` call alone"), "paddock wire client", Summary::of(timings), None);
+    }
 
     // cycle: create → start → delete --force of a sleep.
     let (mut c_ctl, mut c_client, mut c_emb, mut c_runc) = (vec![], vec![], vec![], vec![]);
@@ -674,8 +711,14 @@ fn main() {
     }
 
     println!(
-        "rounds {}, warm-up {}, burst {} by {} clients, density {}, state calls {}",
-        sizes.rounds, sizes.warmup, sizes.burst, sizes.clients, sizes.density, sizes.state_calls
+        "rounds {}, warm-up {}, burst {} by {} clients, density {}, state calls {}, state roots in {}",
+        sizes.rounds,
+        sizes.warmup,
+        sizes.burst,
+        sizes.clients,
+        sizes.density,
+        sizes.state_calls,
+        sizes.state_dir.display()
     );
     println!("paddock/runc: ratio of the medians (of the rates for containers/s); the same runtime's rows alternate");
     table.print();
