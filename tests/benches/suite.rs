@@ -38,7 +38,7 @@ use harness::bench::{ms, runc, smaps_kib, status_kib, time, us, Summary};
 use harness::{bin_dir, processes_mentioning, unique, Bundle, Paddock};
 use wire::api::Create;
 use wire::client::Client;
-use wire::SpecJson;
+use wire::{ApiError, SpecJson};
 
 /// How big a run is; each from the environment variable of its name in capitals.
 struct Sizes {
@@ -119,7 +119,7 @@ enum Job {
     State { id: String, calls: usize },
 }
 
-type Reply = std::sync::mpsc::Sender<Result<Vec<Duration>, String>>;
+type Reply = std::sync::mpsc::Sender<Result<Vec<Duration>, ApiError>>;
 
 /// An actors `Supervisor` in this process, on an actix system of its own thread: the
 /// embedded API, no socket and no ctl in between. Its containers are deleted when it stops.
@@ -133,7 +133,7 @@ impl Embedded {
     fn start(parent: &Path, run_bundle: &Path, sleep_bundle: &Path) -> Self {
         let root = tempfile::Builder::new().prefix("pdk-bench-embedded-").tempdir_in(parent).expect("embedded root");
         let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<(Job, Reply)>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), ApiError>>();
         let state_root = root.path().to_path_buf();
         let (run_bundle, sleep_bundle) = (run_bundle.to_path_buf(), sleep_bundle.to_path_buf());
         let thread = std::thread::spawn(move || {
@@ -143,7 +143,7 @@ impl Embedded {
                 let supervisor = match actors::Supervisor::start(config) {
                     Ok(s) => s,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(format!("the embedded supervisor did not start: {e}")));
+                        let _ = ready_tx.send(Err(e.context("the embedded supervisor did not start")));
                         return;
                     }
                 };
@@ -203,8 +203,9 @@ mod embedded {
     use actix::Addr;
     use actors::{Api, Supervisor};
     use wire::api::{Create, Delete, GetState, List, Start, Wait};
+    use wire::ApiError;
 
-    async fn ask<T>(supervisor: &Addr<Supervisor>, request: T) -> Result<T::Reply, String>
+    async fn ask<T>(supervisor: &Addr<Supervisor>, request: T) -> Result<T::Reply, ApiError>
     where
         T: wire::api::ApiCall + Send + 'static,
         T::Reply: Send + 'static,
@@ -212,13 +213,14 @@ mod embedded {
     {
         match supervisor.send(Api(request)).await {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("the supervisor is gone: {e}")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(ApiError::internal(format!("the supervisor is gone: {e}"))),
         }
     }
 
-    fn create(id: &str, bundle: &Path) -> Result<Create, String> {
-        let json = std::fs::read_to_string(bundle.join("config.json")).map_err(|e| format!("config.json: {e}"))?;
+    fn create(id: &str, bundle: &Path) -> Result<Create, ApiError> {
+        let config = bundle.join("config.json");
+        let json = std::fs::read_to_string(&config).map_err(|e| ApiError::io(config.display(), e))?;
         Ok(Create {
             id: id.to_string(),
             bundle: bundle.to_path_buf(),
@@ -229,14 +231,14 @@ mod embedded {
     }
 
     /// Deletes `id` whatever its status, after a step failed.
-    async fn cleanup<T>(supervisor: &Addr<Supervisor>, id: &str, result: Result<T, String>) -> Result<T, String> {
+    async fn cleanup<T>(supervisor: &Addr<Supervisor>, id: &str, result: Result<T, ApiError>) -> Result<T, ApiError> {
         if result.is_err() {
             let _ = ask(supervisor, Delete { id: id.to_string(), force: true }).await;
         }
         result
     }
 
-    pub async fn run(supervisor: &Addr<Supervisor>, id: &str, bundle: &Path) -> Result<Duration, String> {
+    pub async fn run(supervisor: &Addr<Supervisor>, id: &str, bundle: &Path) -> Result<Duration, ApiError> {
         let request = create(id, bundle)?;
         let start = Instant::now();
         let result = async {
@@ -250,7 +252,7 @@ mod embedded {
         cleanup(supervisor, id, result).await
     }
 
-    pub async fn cycle(supervisor: &Addr<Supervisor>, id: &str, bundle: &Path) -> Result<Duration, String> {
+    pub async fn cycle(supervisor: &Addr<Supervisor>, id: &str, bundle: &Path) -> Result<Duration, ApiError> {
         let request = create(id, bundle)?;
         let start = Instant::now();
         let result = async {
@@ -263,7 +265,7 @@ mod embedded {
         cleanup(supervisor, id, result).await
     }
 
-    pub async fn launch(supervisor: &Addr<Supervisor>, id: &str, bundle: &Path) -> Result<(), String> {
+    pub async fn launch(supervisor: &Addr<Supervisor>, id: &str, bundle: &Path) -> Result<(), ApiError> {
         let request = create(id, bundle)?;
         let result = async {
             ask(supervisor, request).await?;
@@ -273,7 +275,7 @@ mod embedded {
         cleanup(supervisor, id, result).await
     }
 
-    pub async fn state(supervisor: &Addr<Supervisor>, id: &str, calls: usize) -> Result<Vec<Duration>, String> {
+    pub async fn state(supervisor: &Addr<Supervisor>, id: &str, calls: usize) -> Result<Vec<Duration>, ApiError> {
         let mut timings = Vec::with_capacity(calls);
         for _ in 0..calls {
             let start = Instant::now();
@@ -354,7 +356,7 @@ struct Row {
     ratio: String,
 }
 
-/// The table, and the medians the ratios are taken against.
+/// The rows printed at the end, in the order they were measured.
 #[derive(Default)]
 struct Table {
     rows: Vec<Row>,
@@ -406,8 +408,8 @@ fn ratio(p: f64, r: f64) -> String {
     }
 }
 
-/// Runs `op` in a fixed rotation with the others of its round, so that no way always goes
-/// first (after the previous round's container is gone) or last.
+/// Runs every one of `ops`, starting with a different one each round, so that no way always
+/// goes first (right after the previous round's clean-up) or last.
 fn alternate(round: usize, ops: &mut [&mut dyn FnMut()]) {
     let n = ops.len();
     for k in 0..n {
@@ -442,7 +444,8 @@ fn burst(ids: &[String], clients: usize, command: &(dyn Fn(&str) -> Command + Sy
     start.elapsed()
 }
 
-/// Per-container host-side overhead of paddock: the gofer and sandbox processes of `id`.
+/// The processes paddock keeps on the host for container `id` (its gofer, its sandbox and the
+/// sandbox's PID-namespace init), found by the command line paddockd gives them.
 fn helper_pids(id: &str) -> Vec<i32> {
     processes_mentioning(&format!("--id {id} --control-fd"))
 }
