@@ -87,8 +87,14 @@ impl Default for Paddock {
 impl Paddock {
     /// A fresh, empty state root. Its daemon starts on the first ctl call.
     pub fn new() -> Self {
+        Self::new_in(Path::new("/tmp"))
+    }
+
+    /// A fresh, empty state root in directory `parent` (a tmpfs such as /dev/shm, where a
+    /// host's /run/paddock would be, for the benchmarks).
+    pub fn new_in(parent: &Path) -> Self {
         require_root();
-        let root = tempfile::Builder::new().prefix("pdk-").tempdir_in("/tmp").expect("temp root");
+        let root = tempfile::Builder::new().prefix("pdk-").tempdir_in(parent).expect("temp root");
         Self { root }
     }
 
