@@ -29,7 +29,7 @@ async fn run(root: std::path::PathBuf) -> Result<i32, Box<dyn std::error::Error>
     let supervisor = Supervisor::start(SupervisorConfig::new(root))?;
 
     let id = format!("embedded-{}", std::process::id());
-    let spec = actors::spec::embedded_default(
+    let spec = wire::spec::embedded_default(
         &id,
         vec!["/bin/sh".into(), "-c".into(), "echo hello from a sandbox inside an embedding program; exit 5".into()],
     )?;

@@ -28,7 +28,6 @@ pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod criu;
-pub mod default_seccomp;
 pub mod device_filter;
 pub mod events;
 pub mod gofer;

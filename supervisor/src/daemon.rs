@@ -14,10 +14,11 @@ use anyhow::Context as _;
 use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
+use wire::stateroot::{DEFAULT_ROOT, LOCK_FILE, PID_FILE, SOCKET_NAME, START_LOCK_FILE};
 
 use crate::config::{DaemonConfig, ShutdownMode};
 use crate::server::{Phase, ServerControl};
-use crate::{logging, server, systemd, DEFAULT_ROOT, LOCK_FILE, PID_FILE, SOCKET_NAME};
+use crate::{logging, server, systemd};
 
 /// paddockd: paddock's supervisor daemon. One serves each state root.
 #[derive(Debug, Parser)]
@@ -83,7 +84,7 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
         }
     }
     let root = args.root.clone().or(config.root.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
-    let root = crate::stateroot::prepare(&root)?;
+    let root = sys::trust::prepare_state_root(&root)?;
 
     // One daemon per root: hold its lock for our whole life.
     let lock_path = root.join(LOCK_FILE);
@@ -123,7 +124,7 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
     }
     let idle_exit = config.idle_exit(args.autostarted).map(|after| server::IdleExit {
         after,
-        start_lock: root.join(crate::START_LOCK_FILE),
+        start_lock: root.join(START_LOCK_FILE),
         // A socket systemd made is systemd's to keep (and to activate us on again).
         socket: (!activated).then(|| socket_path.clone()),
     });

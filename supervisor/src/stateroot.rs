@@ -1,27 +1,11 @@
-//! A state root: made private, checked before anything is opened in it, and never nested in
-//! (or around) another live one.
+//! A state root is never nested in (or around) another live one. (It is made private and
+//! checked before anything is opened in it by `sys::trust::prepare_state_root`.)
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use anyhow::Context as _;
-
-use crate::{LOCK_FILE, PID_FILE};
-
-/// Creates `root` (mode 0700, parents as needed) if it is missing, resolves it, and checks
-/// that no one but root (or our own user) can write to it or to any directory above it.
-/// Returns the resolved path. Nothing is created inside it.
-pub fn prepare(root: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root)
-        .with_context(|| format!("creating the state root {}", root.display()))?;
-    let resolved =
-        std::fs::canonicalize(root).with_context(|| format!("resolving the state root {}", root.display()))?;
-    sys::trust::check_private_dir(&resolved).map_err(|e| anyhow::anyhow!("state root: {e}"))?;
-    Ok(resolved)
-}
+use wire::stateroot::{LOCK_FILE, PID_FILE};
 
 /// Refuses to serve `root` when it lies inside a live state root, or holds one directly
 /// beneath it: each daemon would take the other's directories for something of its own (a

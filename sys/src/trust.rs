@@ -7,7 +7,7 @@
 //! check the root, and every directory above it, before they create or open anything there,
 //! as OpenSSH's `StrictModes` checks a user's files.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Why a directory is not trusted.
@@ -45,6 +45,51 @@ pub enum Untrusted {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a state root could not be made ready.
+///
+/// An I/O failure is this error's source, so a chain printer (anyhow's `{:#}`) prints it
+/// once, after the path; a refusal is part of the message itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StateRootError {
+    /// It, or a directory above it, could not be created.
+    #[error("creating the state root {path}")]
+    Create {
+        /// The state root.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Its path could not be resolved.
+    #[error("resolving the state root {path}")]
+    Resolve {
+        /// The state root.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It is not trusted.
+    #[error("state root: {0}")]
+    Untrusted(Untrusted),
+}
+
+/// Creates the state root `root` (mode 0700, parents as needed) if it is missing, resolves
+/// it, and checks it with [`check_private_dir`]. Returns the resolved path. Nothing is
+/// created inside it. Both paddockd (before it serves a root) and ctl (before it starts a
+/// paddockd for one) call this.
+pub fn prepare_state_root(root: &Path) -> Result<PathBuf, StateRootError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .map_err(|source| StateRootError::Create { path: root.to_path_buf(), source })?;
+    let resolved =
+        std::fs::canonicalize(root).map_err(|source| StateRootError::Resolve { path: root.to_path_buf(), source })?;
+    check_private_dir(&resolved).map_err(StateRootError::Untrusted)?;
+    Ok(resolved)
 }
 
 /// Checks that `dir` (an absolute path, symlinks resolved) and every directory above it are
@@ -112,5 +157,23 @@ mod tests {
         let file = base.path().join("file");
         std::fs::write(&file, b"").unwrap();
         assert!(matches!(check_private_dir(&file), Err(Untrusted::NotDirectory { .. })));
+    }
+
+    #[test]
+    fn a_state_root_is_made_private_and_resolved() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let root = base.path().join("a/b");
+        let resolved = prepare_state_root(&root).unwrap();
+        assert_eq!(resolved, std::fs::canonicalize(&root).unwrap());
+        assert_eq!(std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777, 0o700);
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = prepare_state_root(&root).unwrap_err();
+        assert!(matches!(err, StateRootError::Untrusted(Untrusted::Writable { .. })), "{err}");
+        assert!(err.to_string().starts_with("state root: "), "{err}");
+        let file = base.path().join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = prepare_state_root(&file.join("root")).unwrap_err();
+        assert!(matches!(err, StateRootError::Create { .. }), "{err}");
     }
 }

@@ -16,7 +16,10 @@
 //! - [`sandbox_proto`] and [`gofer_proto`]: what paddockd says to a sandbox process, and what a
 //!   gofer hands to its sandbox.
 //! - [`events`]: the event bus's records, as `ctl events` prints them.
-//! - [`client`]: a blocking client of paddockd, used by `ctl` and available to any program.
+//! - [`client`]: a blocking client of paddockd, used by `ctl` and available to any program;
+//!   [`stateroot`]: the names of a state root's files (the daemon's socket among them).
+//! - [`spec`]: the OCI spec as a frame carries it, and what ctl and paddockd both know of a
+//!   spec: the embedded default, Docker's default seccomp profile, paddock's annotations.
 //! - [`fuzzing`]: the decoders' entry points for the fuzzers.
 //!
 //! This crate depends on no other crate of paddock.
@@ -38,6 +41,7 @@ pub mod rpc;
 pub mod sandbox_proto;
 pub mod sockpath;
 pub mod spec;
+pub mod stateroot;
 
 pub use api::{ContainerState, ExitStatus, GoferStatus, Status, Stdio};
 pub use error::{ApiError, ErrorKind, WireError};

@@ -4,6 +4,20 @@
 //! non-self-describing format like bincode cannot decode. So a spec travels as its JSON text
 //! inside the bincode frame, and is parsed where it is used, with an error that names the
 //! problem instead of a broken frame.
+//!
+//! Beside the transport lives what ctl and paddockd both need to know of a spec: the
+//! embedded default ([`embedded_default`]), Docker's default seccomp profile
+//! ([`default_seccomp`]), the annotations paddock reads ([`OVERLAY_ANNOTATION`],
+//! [`restart::RESTART_ANNOTATION`]) and [`console_size`]. ctl, which every shim runs for
+//! every operation, links this crate and not the daemon's actors: this crate links no async
+//! or actor runtime, and a spec is what ctl hands paddockd, so what ctl writes into one and
+//! what paddockd reads back are described here, once.
+
+pub mod default_seccomp;
+mod embedded;
+pub mod restart;
+
+pub use embedded::{embedded_default, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 
 use std::path::Path;
 
@@ -40,6 +54,19 @@ impl SpecJson {
     pub fn parse(&self) -> Result<Spec, ApiError> {
         serde_json::from_str(&self.json).map_err(|e| ApiError::invalid_spec(format!("invalid OCI runtime spec: {e}")))
     }
+}
+
+/// The annotation that selects the overlay of a container: `none`, `root:memory` or
+/// `all:memory`, optionally followed by `:size=SIZE` (bytes, or with a k, m or g suffix).
+pub const OVERLAY_ANNOTATION: &str = "dev.paddock.overlay";
+
+/// A `process.consoleSize` of `(rows, columns)`.
+pub fn console_size((rows, columns): (u32, u32)) -> oci_spec::runtime::Box {
+    oci_spec::runtime::BoxBuilder::default()
+        .height(u64::from(rows))
+        .width(u64::from(columns))
+        .build()
+        .unwrap_or_default()
 }
 
 /// The largest `config.json` read: a spec must fit in one frame anyway.

@@ -14,8 +14,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::Context as _;
 use wire::client::{Client, ConnectError};
-
-use crate::{LOG_FILE, SOCKET_NAME, START_LOCK_FILE};
+use wire::stateroot::{LOG_FILE, SOCKET_NAME, START_LOCK_FILE};
 
 /// The environment variable that names the paddockd binary to start (default: beside ctl).
 pub const PADDOCKD_ENV: &str = "PADDOCKD";
@@ -35,7 +34,7 @@ pub fn connect_or_start(root: &Path) -> anyhow::Result<Client> {
         Err(e) => return Err(e.into()),
     }
     // Nothing is made in a root that someone else could have prepared.
-    let root = &crate::stateroot::prepare(root)?;
+    let root = &sys::trust::prepare_state_root(root)?;
     let lock_path = root.join(START_LOCK_FILE);
     let lock_file = OpenOptions::new()
         .create(true)

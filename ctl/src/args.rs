@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "ctl", about, disable_version_flag = true, args_override_self = true)]
 pub struct CtlArgs {
     /// The state root; each root has its own paddockd (started on demand).
-    #[arg(long, global = true, default_value = crate::DEFAULT_ROOT)]
+    #[arg(long, global = true, default_value = wire::stateroot::DEFAULT_ROOT)]
     pub root: PathBuf,
     /// Also write errors (and with --debug, what ctl does) to this file, as runc does.
     #[arg(long, global = true)]

@@ -216,7 +216,7 @@ fn build_spec(
         }
         None => {
             anyhow::ensure!(!command.is_empty(), "nothing to run: give a --bundle or a command after --");
-            Ok((PathBuf::new(), actors::spec::embedded_default(id, command)?))
+            Ok((PathBuf::new(), wire::spec::embedded_default(id, command)?))
         }
     }
 }
@@ -233,9 +233,9 @@ pub fn create(
     wire::ids::validate_id(id)?;
     let (bundle, mut spec) = build_spec(id, bundle, command)?;
     if let Some(policy) = how.restart {
-        actors::restart::RestartPolicy::parse(policy)?;
+        wire::spec::restart::RestartPolicy::parse(policy)?;
         let mut annotations = spec.annotations().clone().unwrap_or_default();
-        annotations.insert(actors::restart::RESTART_ANNOTATION.to_string(), policy.to_string());
+        annotations.insert(wire::spec::restart::RESTART_ANNOTATION.to_string(), policy.to_string());
         spec.set_annotations(Some(annotations));
     }
     if how.tty {
@@ -248,7 +248,7 @@ pub fn create(
         // A terminal ctl serves itself starts at ctl's own size.
         if let (Some(process), Some(size)) = (spec.process_mut(), terminal::own_window_size()) {
             if process.console_size().is_none() {
-                process.set_console_size(Some(actors::spec::console_size(size)));
+                process.set_console_size(Some(wire::spec::console_size(size)));
             }
         }
     }

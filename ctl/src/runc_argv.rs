@@ -184,7 +184,7 @@ mod tests {
     use clap::{CommandFactory, Parser};
 
     fn norm(args: &[&str]) -> Vec<String> {
-        let command = crate::cli::args::CtlArgs::command();
+        let command = crate::args::CtlArgs::command();
         let args = std::iter::once("ctl").chain(args.iter().copied()).map(OsString::from).collect();
         normalize(&command, args).into_iter().skip(1).map(|a| a.into_string().unwrap()).collect()
     }
@@ -233,9 +233,9 @@ mod tests {
             let text = std::fs::read_to_string(dir.join(format!("{client}.jsonl"))).unwrap();
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let argv: Vec<String> = serde_json::from_str(line).unwrap();
-                let command = crate::cli::args::CtlArgs::command();
+                let command = crate::args::CtlArgs::command();
                 let args = std::iter::once("ctl".to_string()).chain(argv.iter().cloned()).map(OsString::from).collect();
-                let parsed = crate::cli::args::CtlArgs::try_parse_from(normalize(&command, args));
+                let parsed = crate::args::CtlArgs::try_parse_from(normalize(&command, args));
                 if let Err(e) = parsed {
                     // `--help` and `--version` end parsing as clap's "errors" that print and exit 0.
                     assert!(

@@ -1,6 +1,15 @@
-//! ctl: the command-line client.
+//! ctl: paddock's command-line client, which speaks runc's command line. See `ctl --help`.
+//!
+//! containerd's shim, podman and Docker run it for every operation on a container, so it is
+//! a crate of its own that links the wire protocol (`wire`) and the system calls it needs
+//! (`sys`), and neither the daemon's actors nor an async or actor runtime: `.ci/run` checks
+//! that `cargo tree -p paddock-ctl` holds no tokio and no actix.
+//!
+//! - [`autostart`]: how ctl starts a paddockd when none answers.
+//! - [`signals`]: signal names and numbers as users type them.
 
 mod args;
+mod autostart;
 mod checkpoint;
 mod copy;
 mod events;
@@ -10,6 +19,7 @@ mod monitor;
 mod output;
 mod run;
 mod runc_argv;
+mod signals;
 mod terminal;
 mod update;
 
@@ -23,8 +33,12 @@ pub use args::{Command, CtlArgs, Format, LogFormat};
 
 use crate::autostart::connect_or_start;
 
+fn main() {
+    std::process::exit(run_ctl());
+}
+
 /// Runs ctl; returns the process exit code.
-pub fn main() -> i32 {
+fn run_ctl() -> i32 {
     // runc's forms of ctl's flags (`-no-subreaper`, `--systemd-cgroup=false`) as clap's.
     let args = CtlArgs::parse_from(runc_argv::normalize(&CtlArgs::command(), std::env::args_os().collect()));
     // Before ctl opens anything of its own (the log, the connection) on those numbers.

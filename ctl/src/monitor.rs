@@ -40,9 +40,8 @@ use std::time::{Duration, Instant};
 
 use wire::api::{Reply, Request};
 use wire::client::Client;
+use wire::stateroot::SOCKET_NAME;
 use wire::{ErrorKind, ExitStatus};
-
-use crate::SOCKET_NAME;
 
 /// The hidden subcommand the monitor runs as.
 pub const COMMAND: &str = "monitor-process";

@@ -91,7 +91,7 @@ pub fn write_default_spec(bundle: &Path, rootless: bool) -> anyhow::Result<()> {
         .map(|set| set.into_iter().collect())
         .unwrap_or_default();
     if let Some(linux) = spec.linux_mut() {
-        linux.set_seccomp(Some(actors::default_seccomp::profile(&bounding)));
+        linux.set_seccomp(Some(wire::spec::default_seccomp::profile(&bounding)));
     }
     let text = serde_json::to_string_pretty(&spec).context("serializing the spec")?;
     std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))

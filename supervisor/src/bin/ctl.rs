@@ -1,5 +1,0 @@
-//! ctl: paddock's command-line client. See `ctl --help`.
-
-fn main() {
-    std::process::exit(supervisor::cli::main());
-}
