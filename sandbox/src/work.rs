@@ -74,10 +74,11 @@ impl Handover {
         for (i, slot) in create.mounts.iter_mut().enumerate() {
             let socket =
                 slot.take().ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("io socket {i} is missing")))?;
-            let stream = UnixStream::from(socket);
-            // Read only when poll says so, but never block the loop if it lied.
-            stream.set_nonblocking(true).map_err(|e| ApiError::io("io socket", e))?;
-            sockets.push(Connection::new(stream, DEFAULT_MAX_FRAME));
+            // Read only when poll says so, but never block the loop if it lied. (fcntl, not
+            // std's ioctl: the sandbox's seccomp filter allows only the former.)
+            rustix::fs::fcntl_setfl(&socket, rustix::fs::OFlags::NONBLOCK)
+                .map_err(|e| ApiError::io(format!("io socket {i}"), e))?;
+            sockets.push(Connection::new(UnixStream::from(socket), DEFAULT_MAX_FRAME));
         }
         if sockets.is_empty() {
             return Err(ApiError::new(ErrorKind::Protocol, "create without a rootfs from the gofer"));
