@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use harness::{
-    capture_within, command_timeout, eventually, parent_pid, stderr, unique, wait_child, Bundle, Paddock,
-};
+use harness::{capture_within, command_timeout, eventually, parent_pid, stderr, unique, wait_child, Bundle, Paddock};
 use serde_json::{json, Value};
 
 /// A FIFO a hook blocks on (`read` from it) until the test opens it and writes a line.

@@ -152,7 +152,11 @@ struct Given {
     net: OwnedFd,
 }
 
-fn run_criu(job: &mut RestoreJob, proc: &OwnedFd, report: &OwnedFd) -> Result<std::convert::Infallible, CriuSetupError> {
+fn run_criu(
+    job: &mut RestoreJob,
+    proc: &OwnedFd,
+    report: &OwnedFd,
+) -> Result<std::convert::Infallible, CriuSetupError> {
     let given = Given {
         stdio: [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()],
         console: job.stdio.console.take(),
@@ -304,14 +308,18 @@ fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), CriuSetupError
 /// host's cgroup and (a private copy of its) mount namespace, the container's trees attached
 /// where CRIU is told to find them, a procfs of the sandbox's PID namespace, and the
 /// descriptors placed.
-fn prepare(job: &RestoreJob, given: &Given, trees: &Trees<'_>, mountpoints: &(CString, CString)) -> Result<(), CriuSetupError> {
+fn prepare(
+    job: &RestoreJob,
+    given: &Given,
+    trees: &Trees<'_>,
+    mountpoints: &(CString, CString),
+) -> Result<(), CriuSetupError> {
     crate::sync::reset_process_state()?;
     // CRIU itself stays in the sandbox's cgroup (its memory is not the container's to pay
     // for); it puts the restored processes into the container's (`--cgroup-root`).
     nix::sched::setns(&given.host_cgroup, CloneFlags::CLONE_NEWCGROUP)
         .map_err(|e| os("entering the host's cgroup namespace", e))?;
-    nix::sched::setns(&given.host_mnt, CloneFlags::CLONE_NEWNS)
-        .map_err(|e| os("entering the host's mounts", e))?;
+    nix::sched::setns(&given.host_mnt, CloneFlags::CLONE_NEWNS).map_err(|e| os("entering the host's mounts", e))?;
     nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| os("unshare mount namespace", e))?;
     let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
     nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)

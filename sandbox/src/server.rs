@@ -318,7 +318,10 @@ impl Server {
             }
             _ => {
                 let cancelled = self.work.remove(i);
-                let e = ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its create was cancelled by a destroy"));
+                let e = ApiError::new(
+                    ErrorKind::Sandbox,
+                    format!("container {id:?}: its create was cancelled by a destroy"),
+                );
                 self.peers.reply(cancelled.peer, &SandboxFrame::Reply { id: cancelled.request, result: Err(e) });
             }
         }
@@ -496,7 +499,8 @@ impl Server {
             .filter(|c| Some(*c) != spawner && !self.containers.knows(*c))
             .filter(|c| !self.work.iter().any(|w| w.work.child() == Some(*c)))
             .collect();
-        let admitted = criu.outcome(status, timed_out, unknown).and_then(|pid| self.admit(&id, pid, None, staged, cgroups));
+        let admitted =
+            criu.outcome(status, timed_out, unknown).and_then(|pid| self.admit(&id, pid, None, staged, cgroups));
         if admitted.is_err() {
             self.unstage(&id);
         }
@@ -779,7 +783,6 @@ fn pidfd_of(pid: Pid) -> Option<OwnedFd> {
     rustix::process::Pid::from_raw(pid.as_raw())
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
 }
-
 
 /// The pid and exit status of a reaped process (`None`: it did not end, only stopped or
 /// continued, or nothing was reaped).
