@@ -224,3 +224,76 @@ pub struct InFlight {
     /// What is being waited for.
     pub work: Work,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::FdSlot;
+
+    /// A create with `sockets` as its io sockets.
+    fn create_on(sockets: Vec<OwnedFd>) -> CreateContainer {
+        CreateContainer {
+            id: "c".into(),
+            bundle: "/nonexistent".into(),
+            spec: wire::SpecJson::from_json("{}"),
+            root: true,
+            stdio: wire::Stdio::default(),
+            mounts: sockets.into_iter().map(FdSlot::new).collect(),
+            cgroups: Vec::new(),
+            pid_ns: FdSlot::Empty,
+            mount_ns: FdSlot::Empty,
+            cgroup_ns: FdSlot::Empty,
+            user_ns: FdSlot::Empty,
+            again: false,
+            restore: None,
+            stop_before_pivot: false,
+            seccomp_relay: FdSlot::Empty,
+        }
+    }
+
+    /// A gofer's end that sends a mount (any descriptor stands for one here).
+    fn send_mount(gofer: UnixStream) -> Connection {
+        let mut conn = Connection::new(gofer, DEFAULT_MAX_FRAME);
+        let mount = OwnedFd::from(std::fs::File::open("/dev/null").unwrap());
+        conn.send(&GoferMessage::Mount { mount: FdSlot::new(mount) }).unwrap();
+        conn
+    }
+
+    #[test]
+    fn a_handover_completes_only_once_every_socket_has_sent_its_mount_in_order() {
+        let (ours0, gofer0) = UnixStream::pair().unwrap();
+        let (ours1, gofer1) = UnixStream::pair().unwrap();
+        let mut handover =
+            Handover::new(create_on(vec![ours0.into(), ours1.into()]), CreateMode::Fresh, PidNamespace::Inherit)
+                .unwrap();
+        // The second socket's mount alone does not complete it, nor block.
+        let _second = send_mount(gofer1);
+        assert!(handover.advance().unwrap().is_none());
+        assert!(handover.waiting_on().is_some());
+        let _first = send_mount(gofer0);
+        let mounts = handover.advance().unwrap().expect("both mounts are in");
+        assert_eq!(mounts.len(), 2);
+        assert!(handover.waiting_on().is_none());
+    }
+
+    #[test]
+    fn a_gofer_that_closes_its_socket_fails_the_handover_naming_the_socket() {
+        let (ours, gofer) = UnixStream::pair().unwrap();
+        let mut handover =
+            Handover::new(create_on(vec![ours.into()]), CreateMode::Fresh, PidNamespace::Inherit).unwrap();
+        drop(gofer);
+        let err = handover.advance().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Sandbox);
+        assert!(err.message.contains("io socket 0"), "{err}");
+        assert_eq!(handover.timed_out().kind, ErrorKind::Timeout);
+    }
+
+    #[test]
+    fn the_mode_follows_the_request_and_a_create_without_io_sockets_is_refused() {
+        let mut create = create_on(Vec::new());
+        assert!(matches!(CreateMode::of(&mut create), Ok(CreateMode::Fresh)));
+        create.again = true;
+        assert!(matches!(CreateMode::of(&mut create), Ok(CreateMode::Again)));
+        assert!(Handover::new(create_on(Vec::new()), CreateMode::Fresh, PidNamespace::Inherit).is_err());
+    }
+}
