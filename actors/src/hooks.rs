@@ -131,7 +131,7 @@ fn state_json(meta: &Meta, stage: Stage) -> String {
 /// How long a hook without a `timeout` may run. The spec lets such a hook run forever, but a
 /// hung hook would hold its container's operations (and, for the hooks the sandbox runs, its
 /// whole pod) with it; this bound is far above what any hook takes.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn timeout_of(hook: &Hook) -> Option<Duration> {
     Some(hook.timeout().and_then(|t| u64::try_from(t).ok()).map_or(DEFAULT_TIMEOUT, Duration::from_secs))

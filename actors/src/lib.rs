@@ -28,6 +28,7 @@ pub mod cgroups;
 pub mod config;
 pub mod container;
 pub mod criu;
+pub mod deadline;
 pub mod device_filter;
 pub mod events;
 pub mod gofer;

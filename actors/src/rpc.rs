@@ -2,7 +2,9 @@
 //! by id over one connection, replies routed to their callers, events handed to the owner.
 //!
 //! A writer task sends, a reader task receives; when the connection breaks, every pending
-//! call fails with a clear error and the event channel closes, which tells the owner.
+//! call fails with a clear error and the event channel closes, which tells the owner. Every
+//! call has its request's deadline (see [`crate::deadline`]): a stuck helper fails its own
+//! callers with [`ErrorKind::Timeout`] and holds nothing else.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,7 @@ use wire::handshake::{Hello, Welcome};
 use wire::rpc::{Answer, Envelope};
 use wire::{ApiError, CarriesFds, ErrorKind};
 
+use crate::deadline::Deadline;
 use crate::process::ChildProcess;
 
 type Waiter<Rep> = oneshot::Sender<Result<Rep, ApiError>>;
@@ -51,7 +54,7 @@ fn helper_error(name: &str, why: impl std::fmt::Display) -> ApiError {
 
 impl<Req, Rep> RpcClient<Req, Rep>
 where
-    Req: Serialize + CarriesFds + Send + 'static,
+    Req: Serialize + CarriesFds + Deadline + Send + 'static,
     Rep: DeserializeOwned + CarriesFds + Send + 'static,
 {
     /// Performs the handshake on `stream` with `process` (a helper named `name` in messages)
@@ -116,11 +119,14 @@ where
         Ok((Self { name: name.into(), next_id: Arc::new(AtomicU64::new(1)), tx, pending }, events_rx))
     }
 
-    /// Sends `request` and waits for its reply.
+    /// Sends `request` and waits for its reply, at most until the request's deadline. A reply
+    /// that comes after it is dropped: the caller has its timeout error by then.
     pub fn call(&self, request: Req) -> impl std::future::Future<Output = Result<Rep, ApiError>> + 'static {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let name = self.name.clone();
+        let (deadline, operation) = (request.deadline(), request.operation());
+        let pending = self.pending.clone();
         let queued = {
             let mut p = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             match &p.closed {
@@ -133,7 +139,19 @@ where
         };
         async move {
             queued?;
-            rx.await.unwrap_or_else(|_| Err(helper_error(&name, "went away")))
+            let Some(limit) = deadline else {
+                return rx.await.unwrap_or_else(|_| Err(helper_error(&name, "went away")));
+            };
+            match tokio::time::timeout(limit, rx).await {
+                Ok(reply) => reply.unwrap_or_else(|_| Err(helper_error(&name, "went away"))),
+                Err(_) => {
+                    pending.lock().unwrap_or_else(|p| p.into_inner()).waiters.remove(&id);
+                    Err(ApiError::new(
+                        ErrorKind::Timeout,
+                        format!("{name}: {operation} timed out: no answer within {} s", limit.as_secs()),
+                    ))
+                }
+            }
         }
     }
 }

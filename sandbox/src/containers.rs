@@ -199,6 +199,12 @@ impl Containers {
             .map(|(pid, _)| *pid)
     }
 
+    /// Whether `pid` is a process the sandbox tracks: a container's init or an exec'd
+    /// process.
+    pub fn knows(&self, pid: Pid) -> bool {
+        self.execs.contains_key(&pid) || self.records.values().any(|r| r.pid == pid)
+    }
+
     /// Records that the process `pid` ended and says what it was.
     pub fn process_exited(&mut self, pid: Pid, status: ExitStatus) -> Reaped {
         if let Some(exec) = self.execs.get_mut(&pid) {

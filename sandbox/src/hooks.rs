@@ -5,7 +5,8 @@
 //! The spawner forks a runner, the sandbox's child, in the container's PID namespace; the
 //! runner runs the hooks one after the other (each in the container's cgroup, user and mount
 //! namespaces, with its own timeout) and exits 0 when all succeeded, or writes why one failed
-//! to its report pipe and exits 1.
+//! to its report pipe and exits 1. The sandbox does not wait for it: its loop goes on serving
+//! the pod, and answers the request when it reaps the runner.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -13,30 +14,49 @@ use std::time::Duration;
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
-use wire::{ApiError, ErrorKind, FdSlot};
+use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use crate::spawner::jobs::{Done, HooksJob, Job};
 use crate::spawner::Spawner;
 
-/// Runs the job's hooks (through a runner the spawner forks) and waits for them; the first
-/// failure is the error.
-pub fn run(spawner: &mut Spawner, mut job: HooksJob) -> Result<(), ApiError> {
+/// A runner at work: the sandbox's child, which the loop reaps like any other.
+#[derive(Debug)]
+pub struct Runner {
+    /// The runner's pid in the sandbox's PID namespace.
+    pub pid: Pid,
+    /// The hooks' stage (`startContainer`).
+    pub stage: String,
+    /// The container and the hooks' stage, for messages (`container "a": startContainer hooks`).
+    pub what: String,
+    /// Where the runner writes why a hook failed.
+    report: OwnedFd,
+}
+
+/// Has the spawner fork a runner for the job's hooks; returns at once. The loop collects the
+/// outcome with [`Runner::outcome`] once it has reaped the runner: each hook has a timeout
+/// the runner enforces, so the runner ends.
+pub fn spawn(spawner: &mut Spawner, mut job: HooksJob) -> Result<Runner, ApiError> {
     let what = format!("container {:?}: {} hooks", job.id, job.stage);
-    let (report_read, report_write) =
+    let stage = job.stage.clone();
+    let (report, report_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ApiError::io("pipe", e))?;
     job.report = FdSlot::new(report_write);
-    let pid = match spawner.call(Job::Hooks(Box::new(job)))? {
-        Done::Spawned(pid) => Pid::from_raw(pid),
-        other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
-    };
-    // Each hook has a timeout the runner enforces, so the runner ends.
-    let status = nix::sys::wait::waitpid(pid, None).map_err(|e| ApiError::io(format!("{what}: waiting"), e))?;
-    let mut message = String::new();
-    let _ = std::io::Read::read_to_string(&mut std::fs::File::from(report_read), &mut message);
-    match status {
-        nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
-        _ if !message.is_empty() => Err(ApiError::new(ErrorKind::Sandbox, message)),
-        other => Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: the runner ended with {other:?}"))),
+    match spawner.call(Job::Hooks(Box::new(job)))? {
+        Done::Spawned(pid) => Ok(Runner { pid: Pid::from_raw(pid), stage, what, report }),
+        other => Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
+    }
+}
+
+impl Runner {
+    /// The hooks' result, from the runner's exit `status` and its report: the first failure
+    /// is the error.
+    pub fn outcome(self, status: ExitStatus) -> Result<(), ApiError> {
+        let message = crate::sync::read_report(&self.report);
+        match status {
+            ExitStatus::Exited(0) => Ok(()),
+            _ if !message.is_empty() => Err(ApiError::new(ErrorKind::Sandbox, message)),
+            other => Err(ApiError::new(ErrorKind::Sandbox, format!("{}: the runner ended with {other:?}", self.what))),
+        }
     }
 }
 

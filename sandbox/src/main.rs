@@ -31,6 +31,7 @@ mod seccomp;
 mod server;
 mod spawner;
 mod sync;
+mod work;
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;

@@ -15,7 +15,7 @@ use std::path::Path;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use rustix::fs::{Mode, OFlags};
-use wire::{ApiError, ErrorKind, FdSlot};
+use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use crate::spawner::jobs::{Done, Job, RestoreJob};
 use crate::spawner::Spawner;
@@ -24,44 +24,66 @@ use crate::spawner::Spawner;
 /// in CRIU's process (its own 0–2 stay the sandbox's).
 const FIRST_PLACED_FD: RawFd = 3;
 
-/// Has the spawner run CRIU, waits for it, and returns the restored init's pid (the one child
-/// of the sandbox CRIU left behind).
-pub fn restore(spawner: &mut Spawner, mut job: RestoreJob, proc: &OwnedFd, spawner_pid: Pid) -> Result<Pid, ApiError> {
+/// How long CRIU may take before it is killed.
+pub const CRIU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// CRIU at work: the sandbox's child, which the loop reaps like any other (and kills at
+/// [`CRIU_TIMEOUT`]).
+#[derive(Debug)]
+pub struct Criu {
+    /// CRIU's pid in the sandbox's PID namespace.
+    pub pid: Pid,
+    /// Where CRIU's process writes why it could not execute CRIU.
+    report: OwnedFd,
+    what: String,
+}
+
+/// Has the spawner fork CRIU's process; returns at once.
+pub fn spawn(spawner: &mut Spawner, mut job: RestoreJob) -> Result<Criu, ApiError> {
     let what = format!("restore of container {:?}", job.id);
-    let (report_read, report_write) =
+    let (report, report_write) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| ApiError::io("pipe", e))?;
     job.report = FdSlot::new(report_write);
-    let criu = match spawner.call(Job::Restore(Box::new(job)))? {
-        Done::Spawned(pid) => Pid::from_raw(pid),
-        other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
-    };
-    let status = wait_for_criu(criu)?;
-    let mut message = String::new();
-    let _ = std::io::Read::read_to_string(&mut std::fs::File::from(report_read), &mut message);
-    if !message.is_empty() {
-        return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: {message}")));
-    }
-    match status {
-        nix::sys::wait::WaitStatus::Exited(_, 0) => {}
-        other => return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: CRIU ended with {other:?}"))),
-    }
-    let me = Pid::this();
-    let children = children_of(proc, me);
-    let restored: Vec<Pid> = children.into_iter().filter(|c| *c != spawner_pid).collect();
-    match restored[..] {
-        [init] => Ok(init),
-        _ => Err(ApiError::new(
-            ErrorKind::Sandbox,
-            format!(
-                "{what}: CRIU succeeded but left {} processes in the sandbox ({restored:?}), not one",
-                restored.len()
-            ),
-        )),
+    match spawner.call(Job::Restore(Box::new(job)))? {
+        Done::Spawned(pid) => Ok(Criu { pid: Pid::from_raw(pid), report, what }),
+        other => Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
     }
 }
 
-/// The children of `pid` (a single-threaded process), from its procfs.
-fn children_of(proc: &OwnedFd, pid: Pid) -> Vec<Pid> {
+impl Criu {
+    /// The restored init, once CRIU (reaped with `status`) has ended: the one child of the
+    /// sandbox that CRIU left behind, among `children` (the sandbox's children that are no
+    /// process it knows). `timed_out`: the loop killed CRIU at its deadline.
+    pub fn outcome(self, status: ExitStatus, timed_out: bool, children: Vec<Pid>) -> Result<Pid, ApiError> {
+        let what = &self.what;
+        if timed_out {
+            return Err(ApiError::new(
+                ErrorKind::Timeout,
+                format!("{what}: CRIU did not finish within {} s and was killed", CRIU_TIMEOUT.as_secs()),
+            ));
+        }
+        let message = crate::sync::read_report(&self.report);
+        if !message.is_empty() {
+            return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: {message}")));
+        }
+        if status != ExitStatus::Exited(0) {
+            return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: CRIU ended with {status:?}")));
+        }
+        match children[..] {
+            [init] => Ok(init),
+            _ => Err(ApiError::new(
+                ErrorKind::Sandbox,
+                format!(
+                    "{what}: CRIU succeeded but left {} processes in the sandbox ({children:?}), not one",
+                    children.len()
+                ),
+            )),
+        }
+    }
+}
+
+/// The children of `pid` (a single-threaded process), from its procfs; zombies included.
+pub fn children_of(proc: &OwnedFd, pid: Pid) -> Vec<Pid> {
     let path = format!("{pid}/task/{pid}/children");
     let Ok(fd) = rustix::fs::openat(proc, path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) else {
         return Vec::new();
@@ -71,39 +93,52 @@ fn children_of(proc: &OwnedFd, pid: Pid) -> Vec<Pid> {
     text.split_whitespace().filter_map(|p| p.parse().ok()).map(Pid::from_raw).collect()
 }
 
-/// How long CRIU may take before it is killed.
-const CRIU_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// Waits for CRIU to end (killing it after [`CRIU_TIMEOUT`]) and reaps it.
-fn wait_for_criu(child: Pid) -> Result<nix::sys::wait::WaitStatus, ApiError> {
-    let pidfd = rustix::process::Pid::from_raw(child.as_raw())
-        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
-    if let Some(pidfd) = pidfd {
-        let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let timeout =
-            nix::poll::PollTimeout::try_from(CRIU_TIMEOUT.as_millis() as i32).unwrap_or(nix::poll::PollTimeout::MAX);
-        if matches!(nix::poll::poll(&mut fds, timeout), Ok(0)) {
-            let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(child, None);
-            return Err(ApiError::new(
-                ErrorKind::Sandbox,
-                format!("CRIU did not finish within {} s and was killed", CRIU_TIMEOUT.as_secs()),
-            ));
-        }
-    }
-    nix::sys::wait::waitpid(child, None).map_err(|e| ApiError::io("waiting for CRIU", e))
-}
-
 /// CRIU's process, forked by the spawner: prepares and executes CRIU; returns only on
 /// failure, having written why to its report pipe.
 pub fn child(mut job: RestoreJob, proc: &OwnedFd) -> i32 {
     let Some(report) = job.report.take() else { return 1 };
     let message = match run_criu(&mut job, proc, &report) {
         Ok(never) => match never {},
-        Err(e) => e,
+        Err(e) => e.to_string(),
     };
     let _ = rustix::io::write(&report, message.as_bytes());
     127
+}
+
+/// Why CRIU's process could not execute CRIU (written to its report pipe).
+#[derive(Debug, thiserror::Error)]
+enum CriuSetupError {
+    /// The request lacks a descriptor it must carry.
+    #[error("restore without {0}")]
+    Missing(&'static str),
+    /// A system call failed.
+    #[error("{what}: {source}")]
+    Os {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The staged bind mounts are not the checkpoint's.
+    #[error("{staged} bind mounts staged, {expected} to restore")]
+    Binds {
+        /// How many the sandbox staged.
+        staged: usize,
+        /// How many the checkpoint has.
+        expected: usize,
+    },
+    /// A path CRIU is given has a NUL byte.
+    #[error("{0} has a NUL byte")]
+    Nul(String),
+    /// The request or the checkpoint cannot be restored as asked.
+    #[error(transparent)]
+    Refused(#[from] ApiError),
+}
+
+/// A failed system call, saying what was being done.
+fn os(what: impl Into<String>, e: impl Into<std::io::Error>) -> CriuSetupError {
+    CriuSetupError::Os { what: what.into(), source: e.into() }
 }
 
 /// The descriptors CRIU's process was given.
@@ -117,40 +152,44 @@ struct Given {
     net: OwnedFd,
 }
 
-fn run_criu(job: &mut RestoreJob, proc: &OwnedFd, report: &OwnedFd) -> Result<std::convert::Infallible, String> {
+fn run_criu(
+    job: &mut RestoreJob,
+    proc: &OwnedFd,
+    report: &OwnedFd,
+) -> Result<std::convert::Infallible, CriuSetupError> {
     let given = Given {
         stdio: [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()],
         console: job.stdio.console.take(),
-        host_mnt: job.plan.host_mnt.take().ok_or("restore without the host's mount namespace")?,
-        host_cgroup: job.plan.host_cgroup.take().ok_or("restore without the host's cgroup namespace")?,
+        host_mnt: job.plan.host_mnt.take().ok_or(CriuSetupError::Missing("the host's mount namespace"))?,
+        host_cgroup: job.plan.host_cgroup.take().ok_or(CriuSetupError::Missing("the host's cgroup namespace"))?,
         net: rustix::fs::openat(proc, "self/ns/net", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| format!("the sandbox's network namespace: {e}"))?,
+            .map_err(|e| os("the sandbox's network namespace", e))?,
     };
     let mut keep = vec![0, 1, 2, report.as_raw_fd(), given.host_mnt.as_raw_fd(), given.host_cgroup.as_raw_fd()];
     keep.push(given.net.as_raw_fd());
     keep.extend(given.stdio.iter().flatten().chain(given.console.iter()).map(|f| f.as_raw_fd()));
-    sys::close_all_except(&keep).map_err(|e| format!("closing descriptors: {e}"))?;
-    let copy = |place: &Path| -> Result<OwnedFd, String> {
+    sys::close_all_except(&keep).map_err(|e| os("closing descriptors", e))?;
+    let copy = |place: &Path| -> Result<OwnedFd, CriuSetupError> {
         let fd = rustix::fs::open(place, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| format!("open {}: {e}", place.display()))?;
-        sys::clone_tree(fd.as_fd(), true).map_err(|e| format!("copying {}: {e}", place.display()))
+            .map_err(|e| os(format!("open {}", place.display()), e))?;
+        sys::clone_tree(fd.as_fd(), true).map_err(|e| os(format!("copying {}", place.display()), e))
     };
     let root = copy(&job.rootfs)?;
     if job.binds.len() != job.plan.bind_keys.len() {
-        return Err(format!("{} bind mounts staged, {} to restore", job.binds.len(), job.plan.bind_keys.len()));
+        return Err(CriuSetupError::Binds { staged: job.binds.len(), expected: job.plan.bind_keys.len() });
     }
     // The binds as the gofer opened them (beneath the bundle, symlinks resolved safely), not
     // their host paths again.
     let binds = job.binds.iter().map(|b| copy(b)).collect::<Result<Vec<_>, _>>()?;
-    let argv = criu_argv(job, &given).map_err(|e| e.message)?;
+    let argv = criu_argv(job, &given)?;
     let c_path = |path: &Path| {
-        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| format!("{} has a NUL byte", path.display()))
+        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| CriuSetupError::Nul(path.display().to_string()))
     };
     let mountpoints = (c_path(&job.plan.root_mountpoint)?, c_path(&job.plan.binds_mountpoint)?);
     let trees = Trees { root: &root, binds: &binds };
     prepare(job, &given, &trees, &mountpoints)?;
     let Err(e) = nix::unistd::execv(&argv[0], &argv);
-    Err(format!("executing {}: {e} (is CRIU 4.1 or later installed?)", argv[0].to_string_lossy()))
+    Err(os(format!("executing {} (is CRIU 4.1 or later installed?)", argv[0].to_string_lossy()), e))
 }
 
 /// The detached copies of the container's mounts CRIU restores on.
@@ -230,22 +269,22 @@ fn descriptor_plan(job: &RestoreJob, given: &Given) -> Result<[Placed; 3], ApiEr
 }
 
 /// Attaches the bind mounts' copies at `<place>/0`, `<place>/1`, ... on a private tmpfs.
-fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), String> {
+fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), CriuSetupError> {
     if binds.is_empty() {
         return Ok(());
     }
     let tmpfs = sys::new_mount("tmpfs", Some("paddock-criu-binds"), &["mode=0700".to_string()], 0)
-        .map_err(|e| format!("a tmpfs for the bind mounts: {e}"))?;
+        .map_err(|e| os("a tmpfs for the bind mounts", e))?;
     let dir = rustix::fs::open(place.as_c_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| format!("open {}: {e}", place.to_string_lossy()))?;
-    sys::attach(tmpfs.as_fd(), dir.as_fd()).map_err(|e| format!("attaching the binds' tmpfs: {e}"))?;
+        .map_err(|e| os(format!("open {}", place.to_string_lossy()), e))?;
+    sys::attach(tmpfs.as_fd(), dir.as_fd()).map_err(|e| os("attaching the binds' tmpfs", e))?;
     let dir = rustix::fs::open(place.as_c_str(), OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| format!("open {}: {e}", place.to_string_lossy()))?;
+        .map_err(|e| os(format!("open {}", place.to_string_lossy()), e))?;
     for (i, bind) in binds.iter().enumerate() {
         let name = i.to_string();
         let is_dir = rustix::fs::fstat(bind)
             .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
-            .map_err(|e| format!("fstat of bind {i}: {e}"))?;
+            .map_err(|e| os(format!("fstat of bind {i}"), e))?;
         let made = if is_dir {
             rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o700))
         } else {
@@ -257,10 +296,10 @@ fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), String> {
             )
             .map(drop)
         };
-        made.map_err(|e| format!("a mount point for bind {i}: {e}"))?;
+        made.map_err(|e| os(format!("a mount point for bind {i}"), e))?;
         let target = rustix::fs::openat(&dir, name.as_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| format!("open the mount point of bind {i}: {e}"))?;
-        sys::attach(bind.as_fd(), target.as_fd()).map_err(|e| format!("attaching bind {i}: {e}"))?;
+            .map_err(|e| os(format!("open the mount point of bind {i}"), e))?;
+        sys::attach(bind.as_fd(), target.as_fd()).map_err(|e| os(format!("attaching bind {i}"), e))?;
     }
     Ok(())
 }
@@ -269,37 +308,41 @@ fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), String> {
 /// host's cgroup and (a private copy of its) mount namespace, the container's trees attached
 /// where CRIU is told to find them, a procfs of the sandbox's PID namespace, and the
 /// descriptors placed.
-fn prepare(job: &RestoreJob, given: &Given, trees: &Trees<'_>, mountpoints: &(CString, CString)) -> Result<(), String> {
-    crate::sync::reset_process_state().map_err(|e| e.message)?;
+fn prepare(
+    job: &RestoreJob,
+    given: &Given,
+    trees: &Trees<'_>,
+    mountpoints: &(CString, CString),
+) -> Result<(), CriuSetupError> {
+    crate::sync::reset_process_state()?;
     // CRIU itself stays in the sandbox's cgroup (its memory is not the container's to pay
     // for); it puts the restored processes into the container's (`--cgroup-root`).
     nix::sched::setns(&given.host_cgroup, CloneFlags::CLONE_NEWCGROUP)
-        .map_err(|e| format!("entering the host's cgroup namespace: {e}"))?;
-    nix::sched::setns(&given.host_mnt, CloneFlags::CLONE_NEWNS)
-        .map_err(|e| format!("entering the host's mounts: {e}"))?;
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mount namespace: {e}"))?;
+        .map_err(|e| os("entering the host's cgroup namespace", e))?;
+    nix::sched::setns(&given.host_mnt, CloneFlags::CLONE_NEWNS).map_err(|e| os("entering the host's mounts", e))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS).map_err(|e| os("unshare mount namespace", e))?;
     let private = nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE;
     nix::mount::mount(None::<&str>, "/", None::<&str>, private, None::<&str>)
-        .map_err(|e| format!("making the mounts private: {e}"))?;
+        .map_err(|e| os("making the mounts private", e))?;
     let (root_place, binds_place) = mountpoints;
     {
         // Closed before the descriptors are placed: it may hold one of their numbers.
         let place = rustix::fs::open(root_place.as_c_str(), OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| format!("open {}: {e}", root_place.to_string_lossy()))?;
-        sys::attach(trees.root.as_fd(), place.as_fd()).map_err(|e| format!("attaching the container's root: {e}"))?;
+            .map_err(|e| os(format!("open {}", root_place.to_string_lossy()), e))?;
+        sys::attach(trees.root.as_fd(), place.as_fd()).map_err(|e| os("attaching the container's root", e))?;
     }
     attach_binds(trees.binds, binds_place)?;
     let hidden = nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV | nix::mount::MsFlags::MS_NOEXEC;
     nix::mount::mount(Some("proc"), "/proc", Some("proc"), hidden, None::<&str>)
-        .map_err(|e| format!("mounting the sandbox's procfs: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
-    let placed = descriptor_plan(job, given).map_err(|e| e.message)?;
+        .map_err(|e| os("mounting the sandbox's procfs", e))?;
+    nix::unistd::chdir("/").map_err(|e| os("chdir /", e))?;
+    let placed = descriptor_plan(job, given)?;
     // A terminal for the restored process: opened here, in the host's devpts (the container's
     // is CRIU's to restore), its master sent to the caller.
     let terminal = match (placed.contains(&Placed::Terminal), given.console.as_ref()) {
         (true, Some(console)) => {
-            let pty = crate::console::open().map_err(|e| e.message)?;
-            pty.send_master(console.as_fd()).map_err(|e| e.message)?;
+            let pty = crate::console::open()?;
+            pty.send_master(console.as_fd())?;
             Some(pty)
         }
         _ => None,
@@ -317,7 +360,7 @@ fn prepare(job: &RestoreJob, given: &Given, trees: &Trees<'_>, mountpoints: &(CS
         sources.push(
             fd.map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, 1000))
                 .transpose()
-                .map_err(|e| format!("duplicating a descriptor: {e}"))?,
+                .map_err(|e| os("duplicating a descriptor", e))?,
         );
     }
     for (i, fd) in sources.iter().enumerate() {
@@ -325,7 +368,7 @@ fn prepare(job: &RestoreJob, given: &Given, trees: &Trees<'_>, mountpoints: &(CS
         match fd {
             // SAFETY: dup2 onto a number this process means to replace.
             Some(fd) if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 => {
-                return Err(format!("placing a descriptor: {}", std::io::Error::last_os_error()));
+                return Err(os("placing a descriptor", std::io::Error::last_os_error()));
             }
             Some(_) => {}
             // SAFETY: whatever the sandbox had there is not for CRIU.
@@ -336,5 +379,5 @@ fn prepare(job: &RestoreJob, given: &Given, trees: &Trees<'_>, mountpoints: &(CS
     }
     // The pty's own descriptors may sit on placed numbers: not closed (CRIU runs next).
     std::mem::forget(terminal);
-    sys::cloexec_from(FIRST_PLACED_FD + sources.len() as RawFd).map_err(|e| format!("close_range: {e}"))
+    sys::cloexec_from(FIRST_PLACED_FD + sources.len() as RawFd).map_err(|e| os("close_range", e))
 }

@@ -1,32 +1,35 @@
-//! The sandbox's event loop: one `poll` over the control socket, the connected peers and a
-//! signalfd for SIGCHLD. Most requests are answered at once; some are answered later, from
-//! the reaper: `kill --all` with SIGKILL and `Destroy` once nothing of the container is left,
-//! `WaitPid` once the process has exited.
+//! The sandbox's event loop: one `poll` over the control socket, the connected peers, a
+//! signalfd for SIGCHLD and the sockets on which gofers hand over mounts.
+//!
+//! Nothing in the loop waits long: it is the pod's PID 1, and while it waits nothing in the
+//! pod is reaped and every other container's request waits too. Most requests are answered
+//! at once; the others later: from the reaper (`kill --all` with SIGKILL and `Destroy` once
+//! nothing of the container is left, `WaitPid` once the process has exited, hooks and a
+//! restore once their process has ended), or once a gofer's mounts are in (see
+//! [`crate::work`]). A container whose create or hooks are under way refuses what must wait
+//! for them (a start, a second create), naming what it is doing.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Duration;
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use wire::conn::Connection;
-use wire::frame::DEFAULT_MAX_FRAME;
-use wire::gofer_proto::GoferMessage;
 use wire::peers::{PeerId, Peers};
-use wire::sandbox_proto::{CreateContainer, ExecProcess, SandboxEvent, SandboxFrame, SandboxReply, SandboxRequest};
+use wire::sandbox_proto::{
+    CreateContainer, ExecProcess, RestoreInSandbox, SandboxEvent, SandboxFrame, SandboxReply, SandboxRequest,
+};
 use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use crate::containers::{Containers, Namespaces, Phase, Reaped, Record, Staged};
-use crate::init;
+use crate::init::{self, WaitingInit};
 use crate::spawner::jobs::{Done, ExecJob, HooksJob, InitJob, Job, Joins, PidNamespace, RestoreJob};
 use crate::spawner::Spawner;
-use crate::{cgroup, exec};
-
-/// How long a gofer may take to hand over a mount.
-const GOFER_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::work::{CreateMode, Handover, InFlight, Restoring, Work};
+use crate::{cgroup, exec, restore};
 
 /// What a request that is answered later waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +50,14 @@ struct Deferred {
 enum Answer {
     Now(SandboxReply),
     Later(Waiting),
+    /// Once this work completes.
+    Working(Work),
+}
+
+/// What comes of a gofer's handover: the create's reply, or more work (CRIU).
+enum Next {
+    Reply(SandboxReply),
+    Work(Work),
 }
 
 /// The sandbox's state and loop.
@@ -60,6 +71,8 @@ pub struct Server {
     spawner: Option<Spawner>,
     containers: Containers,
     deferred: Vec<Deferred>,
+    /// Long work under way, each answering a request when it completes.
+    work: Vec<InFlight>,
 }
 
 impl Server {
@@ -75,16 +88,37 @@ impl Server {
     ) -> Self {
         let refusal = setup_error.map(|e| format!("sandbox {id:?} could not set itself up: {e}"));
         let peers = Peers::new(listener, format!("paddock-sandbox {}", env!("CARGO_PKG_VERSION")), refusal);
-        Self { id, peers, signals, proc, spawner, containers: Containers::default(), deferred: Vec::new() }
+        Self {
+            id,
+            peers,
+            signals,
+            proc,
+            spawner,
+            containers: Containers::default(),
+            deferred: Vec::new(),
+            work: Vec::new(),
+        }
     }
 
     /// Runs until the sandbox is killed (or its setup failed and was reported).
     pub fn run(mut self) -> i32 {
         loop {
+            let timeout = self.poll_timeout();
             let ready: Vec<bool> = {
                 let mut pollfds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
                 pollfds.extend(self.peers.fds().into_iter().map(|fd| PollFd::new(fd, PollFlags::POLLIN)));
-                match poll(&mut pollfds, PollTimeout::NONE) {
+                let served = pollfds.len();
+                // The gofers' sockets only wake the loop; advance_work reads what came.
+                pollfds.extend(
+                    self.work
+                        .iter()
+                        .filter_map(|w| match &w.work {
+                            Work::Handover(h) => h.waiting_on(),
+                            _ => None,
+                        })
+                        .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+                );
+                match poll(&mut pollfds, timeout) {
                     Ok(_) => {}
                     Err(nix::errno::Errno::EINTR) => continue,
                     Err(e) => {
@@ -92,7 +126,7 @@ impl Server {
                         return 1;
                     }
                 }
-                pollfds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect()
+                pollfds.iter().take(served).map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect()
             };
             if ready[0] {
                 self.reap();
@@ -118,13 +152,24 @@ impl Server {
                         Ok(Answer::Later(waiting)) => {
                             self.deferred.push(Deferred { peer, request: envelope.id, waiting });
                         }
+                        Ok(Answer::Working(work)) => self.work.push(InFlight { peer, request: envelope.id, work }),
                         Err(e) => self.peers.reply(peer, &SandboxFrame::Reply { id: envelope.id, result: Err(e) }),
                     }
                 }
             }
+            self.advance_work();
             self.settle();
             self.peers.prune();
         }
+    }
+
+    /// Until the nearest deadline of the work under way (forever if none has one).
+    fn poll_timeout(&self) -> PollTimeout {
+        let Some(next) = self.work.iter().filter_map(|w| w.work.deadline()).min() else { return PollTimeout::NONE };
+        // A millisecond more: poll rounds down, and waking just before the deadline would
+        // only spin.
+        let left = next.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
+        PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
     }
 
     fn proc(&self) -> Result<&OwnedFd, ApiError> {
@@ -135,10 +180,45 @@ impl Server {
         self.spawner.as_mut().ok_or_else(|| ApiError::new(ErrorKind::Sandbox, "the sandbox has no spawner"))
     }
 
+    /// Refuses a request that must wait for work under way on its container: anything but a
+    /// destroy while the container is still being created, and another create, setup step,
+    /// start or hooks while its hooks run.
+    fn refuse_while_busy(&self, request: &SandboxRequest) -> Result<(), ApiError> {
+        let (id, op) = match request {
+            SandboxRequest::Create(c) => (&c.id, "created"),
+            SandboxRequest::FinishCreate { id } => (id, "set up further"),
+            SandboxRequest::Start { id } => (id, "started"),
+            SandboxRequest::RunHooks { id, .. } => (id, "given more hooks to run"),
+            SandboxRequest::Signal { id, .. } => (id, "signalled"),
+            SandboxRequest::Exec(e) => (&e.id, "exec'd into"),
+            SandboxRequest::WaitPid { id, any: false, .. } => (id, "waited for"),
+            SandboxRequest::Release { id } => (id, "released"),
+            SandboxRequest::CloneMounts { id } => (id, "copied"),
+            SandboxRequest::Attach | SandboxRequest::WaitPid { any: true, .. } | SandboxRequest::Destroy { .. } => {
+                return Ok(())
+            }
+        };
+        let ordered = matches!(
+            request,
+            SandboxRequest::Create(_)
+                | SandboxRequest::FinishCreate { .. }
+                | SandboxRequest::Start { .. }
+                | SandboxRequest::RunHooks { .. }
+        );
+        match self.work.iter().find(|w| w.work.container() == id.as_str()) {
+            Some(w) if ordered || w.work.creates() => Err(ApiError::new(
+                ErrorKind::InvalidStatus,
+                format!("container {id:?} is {}: it cannot be {op} until that completes", w.work.doing()),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn handle(&mut self, request: SandboxRequest) -> Result<Answer, ApiError> {
+        self.refuse_while_busy(&request)?;
         Ok(match request {
             SandboxRequest::Attach => Answer::Now(SandboxReply::Attached(self.containers.snapshot())),
-            SandboxRequest::Create(create) => Answer::Now(self.create(create)?),
+            SandboxRequest::Create(create) => self.create(create)?,
             SandboxRequest::FinishCreate { id } => {
                 let record = self.containers.get_mut(&id)?;
                 let Phase::Created(waiting) = &mut record.phase else {
@@ -152,10 +232,7 @@ impl Server {
                 init::finish(self.spawner()?, &id, pid, &sync, &maps)?;
                 // It entered its final namespaces (a user namespace, a new mount namespace)
                 // after the pivot: those are the ones exec and the hooks join.
-                let namespaces = match self.spawner()?.call(Job::Namespaces { pid: pid.as_raw() })? {
-                    Done::Namespaces(fds) => Namespaces::from_fds(fds)?,
-                    other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
-                };
+                let namespaces = self.namespaces_of(pid)?;
                 self.containers.get_mut(&id)?.namespaces = namespaces;
                 Answer::Now(SandboxReply::Done)
             }
@@ -199,6 +276,9 @@ impl Server {
             SandboxRequest::Exec(exec) => Answer::Now(self.exec(exec)?),
             SandboxRequest::WaitPid { id, pid, any } => self.wait_pid(&id, Pid::from_raw(pid), any)?,
             SandboxRequest::Destroy { id } => {
+                if self.cancel_create(&id) {
+                    return Ok(Answer::Now(SandboxReply::Done));
+                }
                 self.containers.signal_all(&id, Signal::SIGKILL)?;
                 Answer::Later(Waiting::Gone { container: id, destroy: true })
             }
@@ -212,9 +292,9 @@ impl Server {
                     return Err(ApiError::new(ErrorKind::InvalidStatus, format!("container {id:?} is not running")));
                 }
                 let namespaces = record.namespaces.to_fds()?;
-                let job = HooksJob { id, stage, hooks, state, namespaces, report: FdSlot::Empty };
-                crate::hooks::run(self.spawner()?, job)?;
-                Answer::Now(SandboxReply::Done)
+                let job = HooksJob { id: id.clone(), stage, hooks, state, namespaces, report: FdSlot::Empty };
+                let runner = crate::hooks::spawn(self.spawner()?, job)?;
+                Answer::Working(Work::Hooks { id, runner })
             }
             SandboxRequest::CloneMounts { id } => {
                 self.containers.get(&id)?;
@@ -226,120 +306,297 @@ impl Server {
         })
     }
 
-    fn create(&mut self, mut create: CreateContainer) -> Result<SandboxReply, ApiError> {
-        let id = create.id.clone();
-        let spec = create.spec.parse()?;
-        let pid_ns = self.pid_namespace(&create, &spec)?;
-        let staged = if create.again {
-            // A restart: the container's init has exited; it runs again on the very mounts
-            // it had (an overlay keeps what the container wrote).
-            match self.containers.get(&id).map(|r| &r.phase) {
-                Ok(Phase::Exited(_)) => {}
-                Ok(_) => {
-                    return Err(ApiError::new(
-                        ErrorKind::InvalidStatus,
-                        format!("container {id:?} has not exited; it cannot run again"),
-                    ))
-                }
-                Err(e) => return Err(e),
-            }
-            let Some(old) = self.containers.remove(&id) else {
-                return Err(ApiError::internal(format!("container {id:?} vanished")));
-            };
-            old.staged
-        } else {
-            if self.containers.contains(&id) {
-                return Err(ApiError::new(
-                    ErrorKind::AlreadyExists,
-                    format!("container {id:?} already exists in sandbox {:?}", self.id),
-                ));
-            }
-            let mounts = receive_mounts(&mut create.mounts)?;
-            if mounts.is_empty() {
-                return Err(ApiError::new(ErrorKind::Protocol, "create without a rootfs from the gofer"));
-            }
-            let done = self
-                .spawner()?
-                .call(Job::Stage { id: id.clone(), mounts: mounts.into_iter().map(FdSlot::new).collect() })?;
-            let (rootfs, binds) = crate::spawner::staged_paths(done)?;
-            Staged { rootfs, binds }
+    /// Ends the create of `id` that is under way, if one is: a handover is dropped, CRIU
+    /// killed (its end is reported to the create's caller as a failure, as usual).
+    fn cancel_create(&mut self, id: &str) -> bool {
+        let Some(i) = self.work.iter().position(|w| w.work.creates() && w.work.container() == id) else {
+            return false;
         };
-        let cgroups: Vec<OwnedFd> = create.cgroups.iter_mut().filter_map(FdSlot::take).collect();
-        let result = self.launch(&id, &spec, &mut create, &staged, &cgroups, pid_ns);
-        let (pid, namespaces, phase) = match result {
-            Ok(launched) => launched,
-            Err(e) => {
-                let _ = self.spawner().and_then(|s| s.call(Job::Unstage { id: id.clone() }));
-                return Err(e);
+        match &self.work[i].work {
+            Work::Restore(r) => {
+                let _ = nix::sys::signal::kill(r.criu.pid, Signal::SIGKILL);
             }
-        };
-        let pidfd = pidfd_of(pid);
-        self.containers.insert(id, Record { pid, phase, staged, released: false, cgroups, namespaces });
-        Ok(SandboxReply::Created { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd) })
+            _ => {
+                let cancelled = self.work.remove(i);
+                let e = ApiError::new(
+                    ErrorKind::Sandbox,
+                    format!("container {id:?}: its create was cancelled by a destroy"),
+                );
+                self.peers.reply(cancelled.peer, &SandboxFrame::Reply { id: cancelled.request, result: Err(e) });
+            }
+        }
+        true
     }
 
-    /// The container's first process: its init, set up and waiting for start, or its
-    /// processes restored from a checkpoint, running. Returns its pid, its namespaces and
-    /// its phase.
-    fn launch(
+    /// A create, by its mode: a restart runs the init again at once; a fresh create and a
+    /// restore first wait (in the loop) for the gofer's mounts.
+    fn create(&mut self, mut create: CreateContainer) -> Result<Answer, ApiError> {
+        let mode = CreateMode::of(&mut create)?;
+        let spec = create.spec.parse()?;
+        let pid_ns = self.pid_namespace(&create, &spec)?;
+        if let CreateMode::Again = mode {
+            return self.create_again(create, &spec, pid_ns).map(Answer::Now);
+        }
+        if self.containers.contains(&create.id) {
+            return Err(ApiError::new(
+                ErrorKind::AlreadyExists,
+                format!("container {:?} already exists in sandbox {:?}", create.id, self.id),
+            ));
+        }
+        Ok(Answer::Working(Work::Handover(Box::new(Handover::new(create, mode, pid_ns)?))))
+    }
+
+    /// A restart: the container's init has exited; it runs again on the very mounts it had
+    /// (an overlay keeps what the container wrote).
+    fn create_again(
         &mut self,
-        id: &str,
+        create: CreateContainer,
+        spec: &oci_spec::runtime::Spec,
+        pid_ns: PidNamespace,
+    ) -> Result<SandboxReply, ApiError> {
+        let id = create.id.clone();
+        match self.containers.get(&id).map(|r| &r.phase) {
+            Ok(Phase::Exited(_)) => {}
+            Ok(_) => {
+                return Err(ApiError::new(
+                    ErrorKind::InvalidStatus,
+                    format!("container {id:?} has not exited; it cannot run again"),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+        let Some(old) = self.containers.remove(&id) else {
+            return Err(ApiError::internal(format!("container {id:?} vanished")));
+        };
+        self.create_init(create, spec, old.staged, pid_ns)
+    }
+
+    /// The gofer has handed over the mounts of a fresh create or a restore: they are staged,
+    /// and the init forked (answered now) or CRIU started (answered when it ends).
+    fn handed_over(&mut self, handover: Handover, mounts: Vec<OwnedFd>) -> Result<Next, ApiError> {
+        let Handover { create, mode, pid_ns, .. } = handover;
+        let id = create.id.clone();
+        let done = self.spawner()?.call(Job::Stage { id, mounts: mounts.into_iter().map(FdSlot::new).collect() })?;
+        let (rootfs, binds) = crate::spawner::staged_paths(done)?;
+        let staged = Staged { rootfs, binds };
+        match mode {
+            CreateMode::Fresh => {
+                let spec = create.spec.parse()?;
+                self.create_init(create, &spec, staged, pid_ns).map(Next::Reply)
+            }
+            CreateMode::Restore(plan) => self.begin_restore(create, *plan, staged).map(Next::Work),
+            CreateMode::Again => Err(ApiError::internal("a restart waited for a gofer's mounts")),
+        }
+    }
+
+    /// Forks the container's init on `staged` and waits until it is set up; on failure the
+    /// mounts are unstaged.
+    fn create_init(
+        &mut self,
+        mut create: CreateContainer,
+        spec: &oci_spec::runtime::Spec,
+        staged: Staged,
+        pid_ns: PidNamespace,
+    ) -> Result<SandboxReply, ApiError> {
+        let id = create.id.clone();
+        let cgroups: Vec<OwnedFd> = create.cgroups.iter_mut().filter_map(FdSlot::take).collect();
+        let created = self
+            .configure(&create)
+            .and_then(|()| self.launch_init(spec, &mut create, &staged, &cgroups, pid_ns))
+            .and_then(|waiting| self.admit(&id, waiting.pid, Some(waiting), staged, cgroups));
+        if created.is_err() {
+            self.unstage(&id);
+        }
+        created
+    }
+
+    /// Applies the container's spec to the sandbox (its identity, its sysctls).
+    fn configure(&mut self, create: &CreateContainer) -> Result<(), ApiError> {
+        self.spawner()?.call(Job::Configure { spec: create.spec.clone(), root: create.root }).map(drop)
+    }
+
+    fn unstage(&mut self, id: &str) {
+        let _ = self.spawner().and_then(|s| s.call(Job::Unstage { id: id.to_string() }));
+    }
+
+    /// The container's init, set up and waiting for start.
+    fn launch_init(
+        &mut self,
         spec: &oci_spec::runtime::Spec,
         create: &mut CreateContainer,
         staged: &Staged,
         cgroups: &[OwnedFd],
         pid_ns: PidNamespace,
-    ) -> Result<(Pid, Namespaces, Phase), ApiError> {
-        self.spawner()?.call(Job::Configure { spec: create.spec.clone(), root: create.root })?;
-        let stdio = std::mem::take(&mut create.stdio);
-        let (pid, phase) = if let Some(plan) = create.restore.take() {
-            let proc = self.proc()?.try_clone().map_err(|e| ApiError::io("dup", e))?;
-            let spawner_pid = self.spawner()?.pid();
-            let job = RestoreJob {
-                id: id.to_string(),
-                rootfs: staged.rootfs.clone(),
-                binds: staged.binds.clone(),
-                plan: *plan,
-                stdio,
-                report: FdSlot::Empty,
-            };
-            (crate::restore::restore(self.spawner()?, job, &proc, spawner_pid)?, None)
-        } else {
-            let job = InitJob {
-                id: id.to_string(),
-                spec: create.spec.clone(),
-                rootfs: staged.rootfs.clone(),
-                binds: staged.binds.clone(),
-                pid_ns,
-                joins: Joins {
-                    mount: FdSlot::from_option(create.mount_ns.take()),
-                    cgroup: FdSlot::from_option(create.cgroup_ns.take()),
-                    user: FdSlot::from_option(create.user_ns.take()),
-                },
-                host_root: host_root(&create.bundle, spec),
-                cgroups: dup_all(cgroups)?,
-                sync: FdSlot::Empty,
-                stdio,
-                stop_before_pivot: create.stop_before_pivot,
-                seccomp_relay: FdSlot::from_option(create.seccomp_relay.take()),
-            };
-            let waiting = init::create(self.spawner()?, job)?;
-            (waiting.pid, Some(waiting))
+    ) -> Result<WaitingInit, ApiError> {
+        let job = InitJob {
+            id: create.id.clone(),
+            spec: create.spec.clone(),
+            rootfs: staged.rootfs.clone(),
+            binds: staged.binds.clone(),
+            pid_ns,
+            joins: Joins {
+                mount: FdSlot::from_option(create.mount_ns.take()),
+                cgroup: FdSlot::from_option(create.cgroup_ns.take()),
+                user: FdSlot::from_option(create.user_ns.take()),
+            },
+            host_root: host_root(&create.bundle, spec),
+            cgroups: dup_all(cgroups)?,
+            sync: FdSlot::Empty,
+            stdio: std::mem::take(&mut create.stdio),
+            stop_before_pivot: create.stop_before_pivot,
+            seccomp_relay: FdSlot::from_option(create.seccomp_relay.take()),
         };
-        let _ = spec;
-        let namespaces = match self.spawner()?.call(Job::Namespaces { pid: pid.as_raw() }) {
-            Ok(Done::Namespaces(fds)) => Namespaces::from_fds(fds),
-            Ok(other) => Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
-            Err(e) => Err(e),
+        init::create(self.spawner()?, job)
+    }
+
+    /// Starts CRIU on the staged mounts; the restore is answered when CRIU ends (see
+    /// [`Self::restored`]). On failure the mounts are unstaged.
+    fn begin_restore(
+        &mut self,
+        mut create: CreateContainer,
+        plan: RestoreInSandbox,
+        staged: Staged,
+    ) -> Result<Work, ApiError> {
+        let id = create.id.clone();
+        let cgroups: Vec<OwnedFd> = create.cgroups.iter_mut().filter_map(FdSlot::take).collect();
+        let job = RestoreJob {
+            id: id.clone(),
+            rootfs: staged.rootfs.clone(),
+            binds: staged.binds.clone(),
+            plan,
+            stdio: std::mem::take(&mut create.stdio),
+            report: FdSlot::Empty,
         };
-        match namespaces {
-            Ok(ns) => Ok((pid, ns, phase.map_or(Phase::Running, Phase::Created))),
+        let spawned = self.configure(&create).and_then(|()| restore::spawn(self.spawner()?, job));
+        match spawned {
+            Ok(criu) => Ok(Work::Restore(Box::new(Restoring {
+                id,
+                criu,
+                deadline: Instant::now() + restore::CRIU_TIMEOUT,
+                timed_out: false,
+                staged,
+                cgroups,
+            }))),
+            Err(e) => {
+                self.unstage(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// CRIU ended (reaped with `status`): the container is admitted with the init it
+    /// restored, or the restore fails and its mounts are unstaged.
+    fn restored(&mut self, restoring: Restoring, status: ExitStatus) -> Result<SandboxReply, ApiError> {
+        let Restoring { id, criu, timed_out, staged, cgroups, .. } = restoring;
+        let children = match self.proc.as_ref() {
+            Some(proc) => restore::children_of(proc, Pid::this()),
+            None => Vec::new(),
+        };
+        let spawner = self.spawner.as_ref().map(Spawner::pid);
+        // What CRIU left is the one child that is none of the sandbox's known processes.
+        let unknown = children
+            .into_iter()
+            .filter(|c| Some(*c) != spawner && !self.containers.knows(*c))
+            .filter(|c| !self.work.iter().any(|w| w.work.child() == Some(*c)))
+            .collect();
+        let admitted =
+            criu.outcome(status, timed_out, unknown).and_then(|pid| self.admit(&id, pid, None, staged, cgroups));
+        if admitted.is_err() {
+            self.unstage(&id);
+        }
+        admitted
+    }
+
+    /// Records the container whose first process is `pid` (an init waiting for start, or
+    /// restored processes, running), with the namespaces that process has.
+    fn admit(
+        &mut self,
+        id: &str,
+        pid: Pid,
+        waiting: Option<WaitingInit>,
+        staged: Staged,
+        cgroups: Vec<OwnedFd>,
+    ) -> Result<SandboxReply, ApiError> {
+        let namespaces = match self.namespaces_of(pid) {
+            Ok(ns) => ns,
             Err(e) => {
                 let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
                 let _ = waitpid(pid, None);
-                Err(e.context(format!("container {id:?}: opening its namespaces")))
+                return Err(e.context(format!("container {id:?}: opening its namespaces")));
+            }
+        };
+        let phase = waiting.map_or(Phase::Running, Phase::Created);
+        let pidfd = pidfd_of(pid);
+        self.containers.insert(id.to_string(), Record { pid, phase, staged, released: false, cgroups, namespaces });
+        Ok(SandboxReply::Created { pid: pid.as_raw(), pidfd: FdSlot::from_option(pidfd) })
+    }
+
+    /// The namespaces of process `pid`, as the spawner opens them.
+    fn namespaces_of(&mut self, pid: Pid) -> Result<Namespaces, ApiError> {
+        match self.spawner()?.call(Job::Namespaces { pid: pid.as_raw() })? {
+            Done::Namespaces(fds) => Namespaces::from_fds(fds),
+            other => Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
+        }
+    }
+
+    /// Moves the gofers' handovers on (and fails those past their deadline), and kills CRIU
+    /// past its own.
+    fn advance_work(&mut self) {
+        enum Step {
+            Wait,
+            Fail(ApiError),
+            Mounts(Vec<OwnedFd>),
+        }
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.work.len() {
+            let step = match &mut self.work[i].work {
+                Work::Handover(h) => match h.advance() {
+                    Ok(Some(mounts)) => Step::Mounts(mounts),
+                    Ok(None) if h.deadline <= now => Step::Fail(h.timed_out()),
+                    Ok(None) => Step::Wait,
+                    Err(e) => Step::Fail(e.context(format!("container {:?}: receiving its mounts", h.create.id))),
+                },
+                Work::Restore(r) if !r.timed_out && r.deadline <= now => {
+                    // Its end, reaped, answers the restore.
+                    let _ = nix::sys::signal::kill(r.criu.pid, Signal::SIGKILL);
+                    r.timed_out = true;
+                    Step::Wait
+                }
+                _ => Step::Wait,
+            };
+            match step {
+                Step::Wait => i += 1,
+                Step::Fail(e) => {
+                    let failed = self.work.remove(i);
+                    self.peers.reply(failed.peer, &SandboxFrame::Reply { id: failed.request, result: Err(e) });
+                }
+                Step::Mounts(mounts) => {
+                    let InFlight { peer, request, work } = self.work.remove(i);
+                    let Work::Handover(handover) = work else { continue };
+                    match self.handed_over(*handover, mounts) {
+                        Ok(Next::Reply(reply)) => {
+                            self.peers.reply(peer, &SandboxFrame::Reply { id: request, result: Ok(reply) })
+                        }
+                        Ok(Next::Work(work)) => self.work.push(InFlight { peer, request, work }),
+                        Err(e) => self.peers.reply(peer, &SandboxFrame::Reply { id: request, result: Err(e) }),
+                    }
+                }
             }
         }
+    }
+
+    /// Answers the request of the work whose process `pid` ended; `false` if none was.
+    fn work_ended(&mut self, pid: Pid, status: ExitStatus) -> bool {
+        let Some(i) = self.work.iter().position(|w| w.work.child() == Some(pid)) else { return false };
+        let InFlight { peer, request, work } = self.work.remove(i);
+        let result = match work {
+            Work::Hooks { runner, .. } => runner.outcome(status).map(|()| SandboxReply::Done),
+            Work::Restore(restoring) => self.restored(*restoring, status),
+            Work::Handover(_) => return false,
+        };
+        self.peers.reply(peer, &SandboxFrame::Reply { id: request, result });
+        true
     }
 
     /// Where a new container's init goes (see [`CreateContainer::pid_ns`]).
@@ -445,17 +702,29 @@ impl Server {
         }
     }
 
-    /// Reaps every exited child; reports the containers whose init ended and answers those
-    /// waiting for a process.
+    /// Reaps every exited child; answers the work whose process ended, reports the
+    /// containers whose init ended and answers those waiting for a process.
     fn reap(&mut self) {
         while let Ok(Some(_)) = self.signals.read_signal() {}
+        // The work's own processes first: the init a restore left must still be a child
+        // (perhaps a zombie) when CRIU's end is handled, not reaped as an unknown process.
+        let children: Vec<Pid> = self.work.iter().filter_map(|w| w.work.child()).collect();
+        for pid in children {
+            if let Some((pid, status)) = exit_of(waitpid(pid, Some(WaitPidFlag::WNOHANG))) {
+                self.work_ended(pid, status);
+            }
+        }
         loop {
             let (pid, status) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Exited(code)),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitStatus::Signaled(sig as i32)),
                 Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
+                reaped => match exit_of(reaped) {
+                    Some(exited) => exited,
+                    None => continue,
+                },
             };
+            if self.work_ended(pid, status) {
+                continue;
+            }
             let what = self.containers.process_exited(pid, status);
             let waiters: Vec<Deferred> = {
                 let (mine, rest): (Vec<_>, Vec<_>) =
@@ -515,21 +784,14 @@ fn pidfd_of(pid: Pid) -> Option<OwnedFd> {
         .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok())
 }
 
-/// Receives one detached mount from each of the gofer's io sockets, in order.
-fn receive_mounts(sockets: &mut [FdSlot]) -> Result<Vec<OwnedFd>, ApiError> {
-    let mut mounts = Vec::with_capacity(sockets.len());
-    for (i, slot) in sockets.iter_mut().enumerate() {
-        let socket =
-            slot.take().ok_or_else(|| ApiError::new(ErrorKind::Protocol, format!("io socket {i} is missing")))?;
-        let mut conn = Connection::new(UnixStream::from(socket), DEFAULT_MAX_FRAME);
-        let GoferMessage::Mount { mut mount } = recv_gofer(&mut conn, GOFER_TIMEOUT)?;
-        mounts.push(
-            mount
-                .take()
-                .ok_or_else(|| ApiError::new(ErrorKind::Protocol, "the gofer sent a mount without its descriptor"))?,
-        );
+/// The pid and exit status of a reaped process (`None`: it did not end, only stopped or
+/// continued, or nothing was reaped).
+fn exit_of(reaped: nix::Result<WaitStatus>) -> Option<(Pid, ExitStatus)> {
+    match reaped {
+        Ok(WaitStatus::Exited(pid, code)) => Some((pid, ExitStatus::Exited(code))),
+        Ok(WaitStatus::Signaled(pid, sig, _)) => Some((pid, ExitStatus::Signaled(sig as i32))),
+        _ => None,
     }
-    Ok(mounts)
 }
 
 /// Sets the sandbox's hostname and domain name from the root container's spec.
@@ -565,32 +827,6 @@ pub fn set_sysctls(proc: &OwnedFd, spec: &oci_spec::runtime::Spec) -> Result<(),
             .map_err(|e| ApiError::invalid_spec(format!("linux.sysctl {key:?} = {value:?}: {e}")))?;
     }
     Ok(())
-}
-
-/// Receives the gofer's message, failing if none arrives within `timeout`.
-fn recv_gofer(conn: &mut Connection, timeout: Duration) -> Result<GoferMessage, ApiError> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        if let Some(msg) = conn.try_next::<GoferMessage>()? {
-            return Ok(msg);
-        }
-        if conn.is_closed() {
-            return Err(ApiError::new(
-                ErrorKind::Sandbox,
-                format!("the gofer closed its socket: {}", conn.end_error()),
-            ));
-        }
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)) {
-            Ok(0) => return Err(ApiError::new(ErrorKind::Sandbox, "the gofer did not answer in time")),
-            Ok(_) => {
-                conn.fill()?;
-            }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(ApiError::io("poll", e)),
-        }
-    }
 }
 
 /// A container's root filesystem as the host names it: the spec's `root.path`, relative to

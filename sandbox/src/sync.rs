@@ -87,6 +87,18 @@ pub fn expect(fd: &OwnedFd, byte: u8) -> bool {
     }
 }
 
+/// What a child that has exited wrote to its report pipe (`report` is the read end): read
+/// without blocking, since a process the child left behind could hold the write end open.
+pub fn read_report(report: &OwnedFd) -> String {
+    let _ = rustix::fs::fcntl_setfl(report, OFlags::NONBLOCK);
+    let mut message = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n @ 1..) = rustix::io::read(report, &mut chunk) {
+        message.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&message).into_owned()
+}
+
 /// The child side: reports an error.
 pub fn send_error(fd: &OwnedFd, err: &ApiError) {
     let kind = match err.kind {

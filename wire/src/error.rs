@@ -36,6 +36,9 @@ pub enum ErrorKind {
     /// paddockd is shutting down and no longer serves this request (the containers are
     /// not affected; ask again once it is back).
     Unavailable,
+    /// A sandbox or gofer did not answer within the operation's deadline (it may be stuck or
+    /// stopped); the operation may still take effect once it answers.
+    Timeout,
 }
 
 /// An error returned by an operation, with a message meant for the user that names the object

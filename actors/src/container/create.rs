@@ -264,8 +264,7 @@ async fn build_root(
         std::mem::take(&mut msg.stdio),
         sandbox_ends,
         cgroup_dirs,
-        false,
-        restore.map(|r| Box::new(r.request)),
+        restore.map_or(Launch::First, |r| Launch::Restore(Box::new(r.request))),
     )
     .await;
     let host_pid = match (created, restore_log) {
@@ -399,21 +398,38 @@ async fn register_sub(store: &MetaStore, meta: &mut Meta, parts: &mut Parts, joi
     Ok(())
 }
 
-/// Creates the container in its sandbox: the sandbox receives the mounts from the gofer and
-/// forks the container's init, which waits for start. Returns the init's host pid.
+/// How a container's first process comes to be in its sandbox.
+#[derive(Debug)]
+pub(super) enum Launch {
+    /// Its init, for the first time, on the mounts its gofer hands over; it stops before its
+    /// pivot when the spec has create hooks.
+    First,
+    /// Its init again after it exited (a restart), on the mounts it had; no create hooks.
+    Again,
+    /// Its processes, restored from a checkpoint with this plan; no create hooks.
+    Restore(Box<RestoreInSandbox>),
+}
+
+/// Creates the container in its sandbox: the sandbox receives the mounts from the gofer (for
+/// a first launch or a restore) and forks the container's init, which waits for start, or has
+/// CRIU restore its processes. Returns the init's host pid.
 pub(super) async fn create_in_sandbox(
     sandbox: &Addr<SandboxActor>,
     meta: &Meta,
     stdio: wire::Stdio,
     mounts: Vec<FdSlot>,
     cgroups: Vec<OwnedFd>,
-    again: bool,
-    restore: Option<Box<RestoreInSandbox>>,
+    launch: Launch,
 ) -> Result<i32, ApiError> {
     let id = meta.id.clone();
     // A first launch stops before its pivot for the create hooks; a restart or a restore runs
     // none of them.
-    let stop_before_pivot = !again && restore.is_none() && hooks::stops_before_pivot(&meta.spec);
+    let stop_before_pivot = matches!(launch, Launch::First) && hooks::stops_before_pivot(&meta.spec);
+    let (again, restore) = match launch {
+        Launch::First => (false, None),
+        Launch::Again => (true, None),
+        Launch::Restore(plan) => (false, Some(plan)),
+    };
     // A restored container's processes have their filters already.
     let seccomp_relay = match (&restore, crate::seccomp_agent::Listener::of(&meta.spec)) {
         (None, Some(listener)) => FdSlot::new(crate::seccomp_agent::relay(crate::seccomp_agent::Delivery::new(

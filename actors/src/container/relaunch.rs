@@ -16,7 +16,7 @@ use wire::events::EventKind;
 use wire::sandbox_proto::SandboxRequest;
 use wire::{ApiError, ErrorKind, Status, Stdio};
 
-use super::create::create_in_sandbox;
+use super::create::{create_in_sandbox, Launch};
 use super::{save, ContainerActor};
 use crate::restart::{NoRestart, RestartPolicy};
 use crate::sandbox::Call;
@@ -191,7 +191,7 @@ impl Handler<RestartNow> for ContainerActor {
             let sandbox = sandbox.ok_or_else(gone)?;
             let cgroup = cgroup.ok_or_else(|| ApiError::internal(format!("container {id:?} has no cgroup")))?;
             let dirs = blocking(move || cgroup.open_dirs()).await?;
-            let host_pid = create_in_sandbox(&sandbox, &meta, stdio, Vec::new(), dirs, true, None).await?;
+            let host_pid = create_in_sandbox(&sandbox, &meta, stdio, Vec::new(), dirs, Launch::Again).await?;
             let record = procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;
             sandbox.send(Call(SandboxRequest::Start { id: id.clone() })).await.map_err(|_| gone())??;
             Ok::<_, ApiError>(record)

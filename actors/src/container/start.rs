@@ -7,7 +7,7 @@ use wire::api::Start;
 use wire::sandbox_proto::SandboxRequest;
 use wire::{ApiError, ContainerState, ErrorKind, GoferStatus, Status};
 
-use super::create::{create_hooks, create_in_sandbox, gofer_setup, io_sockets};
+use super::create::{create_hooks, create_in_sandbox, gofer_setup, io_sockets, Launch};
 use super::{save, ContainerActor, GoferHandle};
 use crate::cgroups::{self, Cgroup};
 use crate::gofer::{DestroyGofer, GoferActor, WatchGofer};
@@ -107,7 +107,7 @@ impl ContainerActor {
                     cg.open_dirs()
                 })
                 .await?;
-                let host_pid = create_in_sandbox(&sandbox, &meta, stdio, sandbox_ends, dirs, false, None).await?;
+                let host_pid = create_in_sandbox(&sandbox, &meta, stdio, sandbox_ends, dirs, Launch::First).await?;
                 let hooked = async {
                     let record =
                         procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?;
