@@ -75,6 +75,7 @@ pub enum Command {
         /// dev.paddock.restart).
         #[arg(long)]
         restart: Option<String>,
+        /// runc's create flags (bundle, console socket, pid file, …).
         #[command(flatten)]
         runc: RuncCreateFlags,
         /// The container's id.
@@ -314,6 +315,7 @@ pub enum Command {
         /// returns once the container stopped for good.
         #[arg(long)]
         restart: Option<String>,
+        /// runc's create flags (bundle, console socket, pid file, …).
         #[command(flatten)]
         runc: RuncCreateFlags,
         /// The container's id (runc's form: `run --bundle DIR ID`).

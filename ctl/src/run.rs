@@ -157,6 +157,7 @@ static PRESERVED: std::sync::Mutex<Vec<std::os::fd::OwnedFd>> = std::sync::Mutex
 pub fn preserve_fds(count: u32) -> anyhow::Result<()> {
     // One request carries them all, beside the three standard streams, the console socket
     // and the few descriptors the sandbox adds on the way to the process.
+    #[expect(clippy::cast_possible_truncation, reason = "a few thousand descriptors per message")]
     const MOST: u32 = wire::fds::MAX_FDS_PER_MESSAGE as u32 - 8;
     if count > MOST {
         anyhow::bail!("--preserve-fds {count}: at most {MOST} descriptors can be passed on");

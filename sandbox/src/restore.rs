@@ -308,6 +308,7 @@ fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), CriuSetupError
 /// host's cgroup and (a private copy of its) mount namespace, the container's trees attached
 /// where CRIU is told to find them, a procfs of the sandbox's PID namespace, and the
 /// descriptors placed.
+#[expect(clippy::cast_possible_truncation, reason = "at most a pty pair and the three stdio sources are placed")]
 fn prepare(
     job: &RestoreJob,
     given: &Given,

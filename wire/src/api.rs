@@ -957,7 +957,7 @@ mod tests {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    x as u8
+                    x.to_le_bytes()[0]
                 })
                 .collect();
             let _ = decode_payload::<RequestFrame>(&garbage);
