@@ -36,14 +36,8 @@ pub fn connect_or_start(root: &Path) -> anyhow::Result<Client> {
     // Nothing is made in a root that someone else could have prepared.
     let root = &sys::trust::prepare_state_root(root)?;
     let lock_path = root.join(START_LOCK_FILE);
-    let lock_file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
+    let lock_file =
+        sys::trust::open_lock_file(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
     let mut lock = fd_lock::RwLock::new(lock_file);
     let _held = lock.write().with_context(|| format!("locking {}", lock_path.display()))?;
     // Someone may have started it while we waited for the lock.

@@ -88,14 +88,8 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
 
     // One daemon per root: hold its lock for our whole life.
     let lock_path = root.join(LOCK_FILE);
-    let lock_file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
+    let lock_file =
+        sys::trust::open_lock_file(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
     let mut lock = fd_lock::RwLock::new(lock_file);
     let _held = lock.try_write().map_err(|_| anyhow::anyhow!("another paddockd already serves {}", root.display()))?;
     // With the lock held, so that two daemons starting at once on nested roots cannot both

@@ -128,6 +128,19 @@ pub fn check_private_dir(dir: &Path) -> Result<(), Untrusted> {
     Ok(())
 }
 
+/// Opens (creating it, 0600) a lock file in a state root, refusing a symlink in its place: the
+/// lock paddockd holds for its life and the one `ctl` holds while starting a paddockd.
+pub fn open_lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
