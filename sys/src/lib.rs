@@ -9,6 +9,7 @@ pub mod hook;
 pub mod mount;
 pub mod path;
 pub mod remove;
+pub mod spawn;
 pub mod trust;
 
 pub use mount::{attach, clone_tree, clone_tree_as_slave, mount_setattr, new_mount, pivot_into, set_propagation};
