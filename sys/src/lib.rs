@@ -5,9 +5,11 @@
 //! wraps a call yet (`mount_setattr`), it is made here, once.
 
 pub mod confine;
+pub mod durable;
 pub mod hook;
 pub mod mount;
 pub mod path;
+pub mod proc_stat;
 pub mod remove;
 pub mod spawn;
 pub mod trust;
