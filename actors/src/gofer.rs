@@ -84,7 +84,7 @@ impl GoferActor {
             let launched = launch(LaunchSpec {
                 join: Vec::new(),
                 program: &program,
-                args: vec!["--id".into(), gofer_id, "--control-fd".into(), "3".into()],
+                args: sys::helper_args::HelperArgs { id: gofer_id, control_fd: 3 }.to_args(),
                 fds: vec![(OwnedFd::from(listener), 3)],
                 namespaces: GOFER_NAMESPACES,
                 state_dir: &dir,

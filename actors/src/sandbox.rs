@@ -108,7 +108,7 @@ impl SandboxActor {
                 wire::sockpath::bind(&socket).map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
             let launched = launch(LaunchSpec {
                 program: &program,
-                args: vec!["--id".into(), sandbox_id, "--control-fd".into(), "3".into()],
+                args: sys::helper_args::HelperArgs { id: sandbox_id, control_fd: 3 }.to_args(),
                 fds: vec![(OwnedFd::from(listener), 3)],
                 namespaces: flags,
                 join,

@@ -6,6 +6,7 @@
 
 pub mod confine;
 pub mod durable;
+pub mod helper_args;
 pub mod hook;
 pub mod mount;
 pub mod path;
