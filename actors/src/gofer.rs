@@ -95,7 +95,8 @@ impl GoferActor {
             Ok((launched, stream))
         })
         .await?;
-        let record = procfs::record(launched.pid.pid()).map_err(|e| ApiError::io("reading the gofer's start time", e))?;
+        let record =
+            procfs::record(launched.pid.pid()).map_err(|e| ApiError::io("reading the gofer's start time", e))?;
         let process =
             ChildProcess::watch(launched.pid, launched.pidfd).map_err(|e| ApiError::io("watching the gofer", e))?;
         let connected = async {
@@ -127,7 +128,8 @@ impl GoferActor {
     ) -> Result<RunningGofer, ApiError> {
         let pidfd = procfs::open_verified(record)
             .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("the gofer of {id:?} is gone")))?;
-        let process = ChildProcess::watch(WatchedPid::adopt(record.pid), pidfd).map_err(|e| ApiError::io("watching the gofer", e))?;
+        let process = ChildProcess::watch(WatchedPid::adopt(record.pid), pidfd)
+            .map_err(|e| ApiError::io("watching the gofer", e))?;
         let socket = state_dir.join(SOCKET_NAME);
         let stream = blocking(move || {
             wire::sockpath::connect(&socket).map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))

@@ -273,7 +273,8 @@ impl MetaStore {
         let _guard = lock.write().map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
         let json =
             serde_json::to_vec_pretty(meta).map_err(|e| ApiError::internal(format!("encoding metadata: {e}")))?;
-        sys::durable::write_atomically(&dir.join(META_FILE), &json, 0o600).map_err(|e| io_err(e.step, &e.path, e.source))
+        sys::durable::write_atomically(&dir.join(META_FILE), &json, 0o600)
+            .map_err(|e| io_err(e.step, &e.path, e.source))
     }
 
     /// Loads the metadata in a container directory.

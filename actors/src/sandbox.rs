@@ -122,7 +122,8 @@ impl SandboxActor {
             Ok((launched, stream))
         })
         .await?;
-        let record = procfs::record(launched.pid.pid()).map_err(|e| ApiError::io("reading the sandbox's start time", e))?;
+        let record =
+            procfs::record(launched.pid.pid()).map_err(|e| ApiError::io("reading the sandbox's start time", e))?;
         let process =
             ChildProcess::watch(launched.pid, launched.pidfd).map_err(|e| ApiError::io("watching the sandbox", e))?;
         info!(sandbox = id, pid = record.pid, "sandbox started");
@@ -144,7 +145,8 @@ impl SandboxActor {
     ) -> Result<Connected, ApiError> {
         let pidfd = procfs::open_verified(record)
             .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("sandbox {id:?} is gone")))?;
-        let process = ChildProcess::watch(WatchedPid::adopt(record.pid), pidfd).map_err(|e| ApiError::io("watching the sandbox", e))?;
+        let process = ChildProcess::watch(WatchedPid::adopt(record.pid), pidfd)
+            .map_err(|e| ApiError::io("watching the sandbox", e))?;
         let socket = state_dir.join(SOCKET_NAME);
         let stream = blocking(move || {
             wire::sockpath::connect(&socket).map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))

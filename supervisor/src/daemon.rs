@@ -252,4 +252,3 @@ fn start_orphan_reaper() -> anyhow::Result<()> {
         .context("starting the orphan reaper")?;
     Ok(())
 }
-

@@ -54,9 +54,11 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Writ
 /// Flushes directory `dir`, so that the entries just made, renamed or removed in it survive a
 /// crash.
 pub fn sync_dir(dir: &Path) -> Result<(), WriteError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| WriteError { step: "fsync", path: dir.to_path_buf(), source })
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| WriteError {
+        step: "fsync",
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 #[cfg(test)]

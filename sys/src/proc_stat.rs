@@ -57,7 +57,8 @@ impl ProcStat {
     /// own, where `pid` is a pid of that namespace).
     pub fn read_at(proc: BorrowedFd<'_>, pid: i32) -> std::io::Result<Self> {
         use rustix::fs::{Mode, OFlags};
-        let file = rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let file =
+            rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::fs::File::from(file), &mut bytes)?;
         Ok(Self::parse(&bytes)?)

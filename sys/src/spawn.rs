@@ -331,8 +331,8 @@ impl Command {
         }
         let raw_moves: Vec<(RawFd, RawFd)> = moves.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
         let raw_joins: Vec<(RawFd, i32)> = self.join.iter().map(|(fd, t)| (fd.as_raw_fd(), *t)).collect();
-        let (err_read, err_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| SpawnError::Prepare(e.into()))?;
+        let (err_read, err_write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| SpawnError::Prepare(e.into()))?;
         let empty = c"";
         let plan = ChildPlan {
             moves: &raw_moves,
@@ -591,12 +591,8 @@ mod tests {
         assert!(matches!(&err, SpawnError::Exec(e) if e.raw_os_error() == Some(libc::ENOENT)), "{err:?}");
         // Joining something that is not a namespace fails in the child, before execve.
         let file = std::fs::File::open("/bin/sh").unwrap();
-        let err = Command::new("/bin/true")
-            .join_namespace(file, libc::CLONE_NEWNET)
-            .spawn()
-            .unwrap()
-            .executed()
-            .unwrap_err();
+        let err =
+            Command::new("/bin/true").join_namespace(file, libc::CLONE_NEWNET).spawn().unwrap().executed().unwrap_err();
         assert!(matches!(&err, SpawnError::Exec(e) if e.raw_os_error() == Some(libc::EINVAL)), "{err:?}");
     }
 

@@ -152,8 +152,7 @@ pub(crate) fn run(
         .fd(stderr.try_clone().map_err(|e| io("duplicating CRIU's output file", e))?, 2);
     // On the watch list from its first instant, so paddockd's orphan reaper never takes CRIU's
     // exit status.
-    let (spawned, _watched) =
-        WatchedPid::spawn(|| command.spawn(), |s| s.pid()).map_err(|e| not_run(e.into()))?;
+    let (spawned, _watched) = WatchedPid::spawn(|| command.spawn(), |s| s.pid()).map_err(|e| not_run(e.into()))?;
     let child = spawned.executed().map_err(|e| not_run(e.into()))?;
     let status = child.wait().map_err(|e| ApiError::io(format!("waiting for {}", criu.display()), e))?;
     if status.is_some_and(|s| s.exited() && s.exit_status() == Some(0)) {
