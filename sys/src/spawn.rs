@@ -138,8 +138,9 @@ pub unsafe fn fork(flags: u64, pidfd: bool) -> std::io::Result<Forked> {
     if ret == 0 {
         return Ok(Forked::Child);
     }
-    // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor in `fd`, ours alone.
-    let pidfd = pidfd.then(|| unsafe { OwnedFd::from_raw_fd(fd) });
+    // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor in `fd`, ours alone (and a
+    // number that is not one is never taken for one).
+    let pidfd = (pidfd && fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) });
     Ok(Forked::Parent { pid: ret as i32, pidfd, via })
 }
 
