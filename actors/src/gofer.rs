@@ -12,7 +12,7 @@ use wire::{ApiError, ErrorKind};
 use crate::config::{SupervisorConfig, GOFER_BINARY};
 use crate::launch::{launch, LaunchSpec, GOFER_NAMESPACES};
 use crate::meta::ProcessRecord;
-use crate::process::ChildProcess;
+use crate::process::{ChildProcess, WatchedPid};
 use crate::rpc::RpcClient;
 use crate::{blocking, procfs};
 
@@ -45,7 +45,7 @@ struct GoferEnded;
 
 /// A started gofer: its actor, its process (for a direct look at whether it still runs) and
 /// its identity for the metadata.
-pub struct Launched {
+pub struct RunningGofer {
     /// The actor.
     pub addr: Addr<GoferActor>,
     /// The process.
@@ -72,7 +72,7 @@ impl GoferActor {
         id: &str,
         state_dir: &Path,
         setup: GoferSetup,
-    ) -> Result<Launched, ApiError> {
+    ) -> Result<RunningGofer, ApiError> {
         let program = config.helper(GOFER_BINARY)?;
         let socket = state_dir.join(SOCKET_NAME);
         let gofer_id = id.to_string();
@@ -84,7 +84,7 @@ impl GoferActor {
             let launched = launch(LaunchSpec {
                 join: Vec::new(),
                 program: &program,
-                args: vec!["--id".into(), gofer_id, "--control-fd".into(), "3".into()],
+                args: sys::helper_args::HelperArgs { id: gofer_id, control_fd: 3 }.to_args(),
                 fds: vec![(OwnedFd::from(listener), 3)],
                 namespaces: GOFER_NAMESPACES,
                 state_dir: &dir,
@@ -95,7 +95,8 @@ impl GoferActor {
             Ok((launched, stream))
         })
         .await?;
-        let record = procfs::record(launched.pid).map_err(|e| ApiError::io("reading the gofer's start time", e))?;
+        let record =
+            procfs::record(launched.pid.pid()).map_err(|e| ApiError::io("reading the gofer's start time", e))?;
         let process =
             ChildProcess::watch(launched.pid, launched.pidfd).map_err(|e| ApiError::io("watching the gofer", e))?;
         let connected = async {
@@ -108,8 +109,8 @@ impl GoferActor {
         .await;
         match connected {
             Ok(rpc) => {
-                info!(container = id, pid = launched.pid, "gofer started");
-                Ok(Launched { addr: Self::start_watching(id, process.clone(), rpc), process, record })
+                info!(container = id, pid = record.pid, "gofer started");
+                Ok(RunningGofer { addr: Self::start_watching(id, process.clone(), rpc), process, record })
             }
             Err(e) => {
                 process.kill().await;
@@ -124,17 +125,18 @@ impl GoferActor {
         id: &str,
         record: &ProcessRecord,
         state_dir: &Path,
-    ) -> Result<Launched, ApiError> {
+    ) -> Result<RunningGofer, ApiError> {
         let pidfd = procfs::open_verified(record)
             .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("the gofer of {id:?} is gone")))?;
-        let process = ChildProcess::watch(record.pid, pidfd).map_err(|e| ApiError::io("watching the gofer", e))?;
+        let process = ChildProcess::watch(WatchedPid::adopt(record.pid), pidfd)
+            .map_err(|e| ApiError::io("watching the gofer", e))?;
         let socket = state_dir.join(SOCKET_NAME);
         let stream = blocking(move || {
             wire::sockpath::connect(&socket).map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))
         })
         .await?;
         let rpc = Self::connect(config, id, &process, stream).await?;
-        Ok(Launched { addr: Self::start_watching(id, process.clone(), rpc), process, record: *record })
+        Ok(RunningGofer { addr: Self::start_watching(id, process.clone(), rpc), process, record: *record })
     }
 
     async fn connect(

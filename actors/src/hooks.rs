@@ -23,7 +23,7 @@ use wire::{ApiError, ErrorKind, GoferStatus, Status};
 
 use crate::blocking;
 use crate::meta::Meta;
-use crate::process::WATCHED;
+use crate::process::WatchedPid;
 use crate::sandbox::{Call, SandboxActor};
 
 /// The kinds of hooks, in the order of a container's life.
@@ -204,19 +204,11 @@ fn run_one(
         place,
     )
     .map_err(|e| failure(meta, stage, i, hook, e))?;
-    // Registered while the watch list is held, so paddockd's orphan reaper never takes
-    // the hook's exit status.
-    let running = {
-        let mut watched = WATCHED.lock().unwrap_or_else(|p| p.into_inner());
-        let running = prepared.spawn().map_err(|e| failure(meta, stage, i, hook, e))?;
-        watched.insert(running.pid);
-        running
-    };
-    let pid = running.pid;
-    let result = running.wait();
-    crate::process::forget(pid);
-    crate::process::reap_orphans_if_on();
-    result.map_err(|e| failure(meta, stage, i, hook, e))
+    // On the watch list from its first instant, so paddockd's orphan reaper never takes the
+    // hook's exit status.
+    let (running, _watched) =
+        WatchedPid::spawn(|| prepared.spawn(), |r| r.pid).map_err(|e| failure(meta, stage, i, hook, e))?;
+    running.wait().map_err(|e| failure(meta, stage, i, hook, e))
 }
 
 /// Whether the container's init stops before its pivot for the create hooks: it has some.

@@ -7,7 +7,6 @@
 //! then deleted), so a directory under a container's name always holds its `meta.json`.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -19,7 +18,6 @@ use wire::{ApiError, ContainerState, ErrorKind, ExitStatus, GoferStatus, Status}
 pub const META_FILE: &str = "meta.json";
 /// The lock file's name.
 pub const LOCK_FILE: &str = "meta.lock";
-const TEMP_FILE: &str = "meta.json.tmp";
 /// Where a container's directory is made before it is renamed into place.
 const STAGING_PREFIX: &str = "paddockd.new.";
 /// Where a container's directory goes before it is deleted.
@@ -275,21 +273,8 @@ impl MetaStore {
         let _guard = lock.write().map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
         let json =
             serde_json::to_vec_pretty(meta).map_err(|e| ApiError::internal(format!("encoding metadata: {e}")))?;
-        let tmp = dir.join(TEMP_FILE);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)
-            .map_err(|e| io_err("creating", &tmp, e))?;
-        file.write_all(&json).map_err(|e| io_err("writing", &tmp, e))?;
-        file.sync_all().map_err(|e| io_err("fsync", &tmp, e))?;
-        drop(file);
-        let path = dir.join(META_FILE);
-        std::fs::rename(&tmp, &path).map_err(|e| io_err("renaming over", &path, e))?;
-        sync_dir(dir)
+        sys::durable::write_atomically(&dir.join(META_FILE), &json, 0o600)
+            .map_err(|e| io_err(e.step, &e.path, e.source))
     }
 
     /// Loads the metadata in a container directory.
@@ -360,7 +345,7 @@ fn already_exists(id: &str) -> ApiError {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), ApiError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err("fsync", dir, e))
+    sys::durable::sync_dir(dir).map_err(|e| io_err(e.step, &e.path, e.source))
 }
 
 #[cfg(test)]
@@ -402,7 +387,7 @@ mod tests {
         m.exit_status = Some(ExitStatus::Exited(3));
         store.save(&m).unwrap();
         assert_eq!(store.load_dir(&store.dir("c1")).unwrap(), m);
-        assert!(!store.dir("c1").join(TEMP_FILE).exists());
+        assert!(!sys::durable::temporary_path(&store.dir("c1").join(META_FILE)).exists());
         let (all, errs) = store.load_all();
         assert_eq!((all.len(), errs.len()), (1, 0));
         store.remove("c1").unwrap();

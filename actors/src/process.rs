@@ -13,15 +13,56 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 use wire::ExitStatus;
 
-/// Pids whose exit is collected through their pidfd.
-pub(crate) static WATCHED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+/// Pids whose exit is collected through their pidfd (see [`WatchedPid`]).
+static WATCHED: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 /// Whether the orphan reaper is on (only in paddockd, never in an embedding program whose
 /// own children are not ours to reap).
 static REAP_ORPHANS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-pub(crate) fn forget(pid: i32) {
-    WATCHED.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+fn watch_list() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
+    WATCHED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A pid on the watch list: its exit status is collected through its pidfd by whoever holds
+/// this, never by the orphan reaper. Dropping it takes the pid off the list (and lets the
+/// reaper take what it held back meanwhile).
+#[derive(Debug)]
+pub struct WatchedPid(i32);
+
+impl WatchedPid {
+    /// Runs `spawn`, which makes a child, with the watch list held, and puts on it the pid
+    /// that `pid_of` finds in what `spawn` returned: the reaper takes the list before it reaps,
+    /// so it can never take the new child's exit status, however soon that child ends.
+    pub fn spawn<T, E>(
+        spawn: impl FnOnce() -> Result<T, E>,
+        pid_of: impl FnOnce(&T) -> i32,
+    ) -> Result<(T, WatchedPid), E> {
+        let mut list = watch_list();
+        let spawned = spawn()?;
+        let pid = pid_of(&spawned);
+        list.insert(pid);
+        Ok((spawned, WatchedPid(pid)))
+    }
+
+    /// Puts a process started by an earlier paddockd on the list, while it is watched
+    /// through its pidfd (it is not our child, so the reaper would never meet it anyway).
+    pub fn adopt(pid: i32) -> Self {
+        watch_list().insert(pid);
+        WatchedPid(pid)
+    }
+
+    /// The pid.
+    pub fn pid(&self) -> i32 {
+        self.0
+    }
+}
+
+impl Drop for WatchedPid {
+    fn drop(&mut self) {
+        watch_list().remove(&self.0);
+        reap_orphans_if_on();
+    }
 }
 
 /// How a watched process ended, as far as we can know.
@@ -42,8 +83,10 @@ pub struct ChildProcess {
 }
 
 impl ChildProcess {
-    /// Starts watching `pid` through `pidfd`. Must be called inside a tokio runtime.
-    pub fn watch(pid: i32, pidfd: OwnedFd) -> std::io::Result<Self> {
+    /// Starts watching `pid` through `pidfd`; the pid leaves the watch list once the process
+    /// has been reaped. Must be called inside a tokio runtime.
+    pub fn watch(watched: WatchedPid, pidfd: OwnedFd) -> std::io::Result<Self> {
+        let pid = watched.pid();
         let (tx, rx) = watch::channel(None);
         // SAFETY: an OwnedFd keeps its descriptor open and unchanged until it is dropped,
         // which is what registering it with the reactor requires.
@@ -62,9 +105,8 @@ impl ChildProcess {
                 }),
                 _ => Ended::Gone,
             };
-            forget(pid);
+            drop(watched);
             let _ = tx.send(Some(ended));
-            reap_orphans_if_on();
         });
         Ok(Self { pid, pidfd: Arc::new(pidfd), ended: rx })
     }
@@ -119,7 +161,7 @@ impl ChildProcess {
 
 /// Runs [`reap_orphans`] if paddockd turned the orphan reaper on: after reaping a watched
 /// child, since the reaper stops at the first watched zombie it meets.
-pub(crate) fn reap_orphans_if_on() {
+fn reap_orphans_if_on() {
     if REAP_ORPHANS.load(std::sync::atomic::Ordering::Relaxed) {
         reap_orphans();
     }
@@ -136,7 +178,7 @@ pub fn become_subreaper() -> std::io::Result<()> {
 /// Reaps exited children that nobody watches (orphans reparented to us). Stops at the first
 /// watched zombie: its watcher reaps it and calls this again.
 pub fn reap_orphans() {
-    let watched = WATCHED.lock().unwrap_or_else(|p| p.into_inner());
+    let watched = watch_list();
     loop {
         // SAFETY: siginfo_t is plain data; waitid fills it.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };

@@ -7,25 +7,12 @@ use crate::meta::ProcessRecord;
 /// The start time of `pid` in clock ticks after boot (field 22 of `/proc/<pid>/stat`), which
 /// together with the pid identifies a process for good.
 pub fn start_time(pid: i32) -> std::io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
-    let after = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed stat"))?;
-    after
-        .split_whitespace()
-        .nth(19)
-        .and_then(|f| f.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed stat"))
+    Ok(sys::proc_stat::ProcStat::read(pid)?.start_time)
 }
 
-/// The parent of `pid` (field 4 of `/proc/<pid>/stat`), if the process exists. Read as bytes:
-/// the command name before it need not be UTF-8.
+/// The parent of `pid` (field 4 of `/proc/<pid>/stat`), if the process exists.
 pub fn parent(pid: i32) -> Option<i32> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
-    std::str::from_utf8(after).ok()?.split_whitespace().nth(1)?.parse().ok()
+    sys::proc_stat::ProcStat::read(pid).ok().map(|s| s.ppid)
 }
 
 /// The pid, in our PID namespace, of the process a pidfd refers to (`-1` once it has been

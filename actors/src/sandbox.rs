@@ -12,7 +12,7 @@ use wire::{ApiError, ErrorKind, ExitStatus};
 use crate::config::{SupervisorConfig, SANDBOX_BINARY};
 use crate::launch::{launch, LaunchSpec};
 use crate::meta::ProcessRecord;
-use crate::process::ChildProcess;
+use crate::process::{ChildProcess, WatchedPid};
 use crate::rpc::RpcClient;
 use crate::{blocking, procfs};
 
@@ -108,7 +108,7 @@ impl SandboxActor {
                 wire::sockpath::bind(&socket).map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
             let launched = launch(LaunchSpec {
                 program: &program,
-                args: vec!["--id".into(), sandbox_id, "--control-fd".into(), "3".into()],
+                args: sys::helper_args::HelperArgs { id: sandbox_id, control_fd: 3 }.to_args(),
                 fds: vec![(OwnedFd::from(listener), 3)],
                 namespaces: flags,
                 join,
@@ -122,10 +122,11 @@ impl SandboxActor {
             Ok((launched, stream))
         })
         .await?;
-        let record = procfs::record(launched.pid).map_err(|e| ApiError::io("reading the sandbox's start time", e))?;
+        let record =
+            procfs::record(launched.pid.pid()).map_err(|e| ApiError::io("reading the sandbox's start time", e))?;
         let process =
             ChildProcess::watch(launched.pid, launched.pidfd).map_err(|e| ApiError::io("watching the sandbox", e))?;
-        info!(sandbox = id, pid = launched.pid, "sandbox started");
+        info!(sandbox = id, pid = record.pid, "sandbox started");
         match Self::connect(config, id, process.clone(), stream).await {
             Ok(c) => Ok((c, record)),
             Err(e) => {
@@ -144,7 +145,8 @@ impl SandboxActor {
     ) -> Result<Connected, ApiError> {
         let pidfd = procfs::open_verified(record)
             .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("sandbox {id:?} is gone")))?;
-        let process = ChildProcess::watch(record.pid, pidfd).map_err(|e| ApiError::io("watching the sandbox", e))?;
+        let process = ChildProcess::watch(WatchedPid::adopt(record.pid), pidfd)
+            .map_err(|e| ApiError::io("watching the sandbox", e))?;
         let socket = state_dir.join(SOCKET_NAME);
         let stream = blocking(move || {
             wire::sockpath::connect(&socket).map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))

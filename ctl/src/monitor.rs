@@ -266,9 +266,7 @@ fn join_namespaces((pid, start): (i32, u64)) -> Result<(), String> {
 
 /// The start time of host pid `pid` (field 22 of `/proc/<pid>/stat`), if it runs.
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
-    std::str::from_utf8(after).ok()?.split_whitespace().nth(19)?.parse().ok()
+    sys::proc_stat::ProcStat::read(pid).ok().map(|s| s.start_time)
 }
 
 /// Signals taken synchronously: blocked, and read from a signalfd polled with the connection

@@ -15,7 +15,6 @@
 //! Usage (internal, called by paddockd): `paddock-gofer --id ID --control-fd N`
 
 mod archive;
-mod args;
 mod overlay;
 mod server;
 mod setup;
@@ -61,7 +60,7 @@ fn confine() -> Result<(), sys::confine::ConfineError> {
 
 fn main() {
     sys::exit_on_panic("paddock-gofer");
-    let args = match args::GoferArgs::parse(std::env::args().skip(1)) {
+    let args = match sys::helper_args::HelperArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("paddock-gofer: {e}");

@@ -37,24 +37,12 @@ pub fn live_procs(dirs: &[OwnedFd], proc: BorrowedFd<'_>) -> Vec<Pid> {
 
 /// Whether `pid` is a live (not zombie) process of the sandbox's PID namespace.
 pub fn is_alive(proc: BorrowedFd<'_>, pid: Pid) -> bool {
-    let Ok(file) =
-        rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-    else {
-        return false;
-    };
-    let mut stat = String::new();
-    let _ = std::io::Read::read_to_string(&mut std::fs::File::from(file), &mut stat);
-    stat.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with(['Z', 'X']))
+    sys::proc_stat::ProcStat::read_at(proc, pid.as_raw()).is_ok_and(|s| !s.is_zombie())
 }
 
 /// The parent of `pid` in the sandbox's PID namespace.
 pub fn parent_of(proc: BorrowedFd<'_>, pid: Pid) -> Option<Pid> {
-    let file =
-        rustix::fs::openat(proc, format!("{pid}/stat").as_str(), OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .ok()?;
-    let mut stat = String::new();
-    std::io::Read::read_to_string(&mut std::fs::File::from(file), &mut stat).ok()?;
-    stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok().map(Pid::from_raw)
+    sys::proc_stat::ProcStat::read_at(proc, pid.as_raw()).ok().map(|s| Pid::from_raw(s.ppid))
 }
 
 /// Sends `signal` to every process in the cgroup.

@@ -15,7 +15,6 @@
 //!
 //! Usage (internal, called by paddockd): `paddock-sandbox --id ID --control-fd N`
 
-mod args;
 mod attributes;
 mod cgroup;
 mod console;
@@ -50,7 +49,7 @@ fn confine() -> Result<(), sys::confine::ConfineError> {
 
 fn main() {
     sys::exit_on_panic("paddock-sandbox");
-    let args = match args::SandboxArgs::parse(std::env::args().skip(1)) {
+    let args = match sys::helper_args::HelperArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("paddock-sandbox: {e}");

@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use actors::supervisor::{CloseEvents, Ping, Reconfigure, StopAll};
 use actors::{Supervisor, SupervisorConfig};
@@ -97,7 +97,7 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
     crate::stateroot::refuse_nested(&root)?;
 
     let pid_path = root.join(PID_FILE);
-    write_atomically(&pid_path, format!("{}\n", std::process::id()).as_bytes())?;
+    sys::durable::write_atomically(&pid_path, format!("{}\n", std::process::id()).as_bytes(), 0o644)?;
 
     actors::process::become_subreaper().context("becoming child subreaper")?;
     start_orphan_reaper()?;
@@ -245,21 +245,5 @@ fn start_orphan_reaper() -> anyhow::Result<()> {
             }
         })
         .context("starting the orphan reaper")?;
-    Ok(())
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

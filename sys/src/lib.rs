@@ -5,10 +5,14 @@
 //! wraps a call yet (`mount_setattr`), it is made here, once.
 
 pub mod confine;
+pub mod durable;
+pub mod helper_args;
 pub mod hook;
 pub mod mount;
 pub mod path;
+pub mod proc_stat;
 pub mod remove;
+pub mod spawn;
 pub mod trust;
 
 pub use mount::{attach, clone_tree, clone_tree_as_slave, mount_setattr, new_mount, pivot_into, set_propagation};

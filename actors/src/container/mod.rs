@@ -170,8 +170,8 @@ struct GoferHandle {
     process: ChildProcess,
 }
 
-impl From<crate::gofer::Launched> for GoferHandle {
-    fn from(l: crate::gofer::Launched) -> Self {
+impl From<crate::gofer::RunningGofer> for GoferHandle {
+    fn from(l: crate::gofer::RunningGofer) -> Self {
         Self { addr: l.addr, process: l.process }
     }
 }

@@ -57,10 +57,7 @@ impl Handler<crate::Api<Stats>> for ContainerActor {
 
 /// What `/proc` says of a process (`None` if it is gone meanwhile).
 fn describe(pid: i32) -> Option<ProcessInfo> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ppid = fields.get(1)?.parse().ok()?;
-    let start_ticks: u64 = fields.get(19)?.parse().ok()?;
+    let stat = sys::proc_stat::ProcStat::read(pid).ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -68,9 +65,9 @@ fn describe(pid: i32) -> Option<ProcessInfo> {
         String::from_utf8_lossy(&cmdline).split('\0').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
     if command.is_empty() {
         // Kernel-ish or zombie: the name in brackets, as ps shows it.
-        command = format!("[{}]", stat.split_once('(')?.1.rsplit_once(')')?.0);
+        command = format!("[{}]", stat.comm);
     }
-    Some(ProcessInfo { pid, ppid, uid, started: started_at(start_ticks), command })
+    Some(ProcessInfo { pid, ppid: stat.ppid, uid, started: started_at(stat.start_time), command })
 }
 
 /// A start time in clock ticks after boot, as RFC 3339.

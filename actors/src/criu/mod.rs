@@ -25,9 +25,10 @@ mod record;
 mod restore;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use wire::{ApiError, ErrorKind};
+
+use crate::process::WatchedPid;
 
 pub use dump::{dump, Dump};
 pub use record::{read_record, CgroupMount, CheckpointRecord};
@@ -126,36 +127,42 @@ pub(crate) fn run(
     log: &str,
     what: &str,
 ) -> Result<(), ApiError> {
-    let mut command = Command::new(criu);
-    command.args(&args[..1]);
-    command.arg("--images-dir").arg(image).arg("--work-dir").arg(work).args(["--log-file", log, "-v4"]);
-    command.args(&args[1..]);
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    // Registered while the watch list is held, so paddockd's orphan reaper never takes CRIU's
-    // exit status.
-    let child = {
-        let mut watched = crate::process::WATCHED.lock().unwrap_or_else(|p| p.into_inner());
-        let child = command.spawn().map_err(|e| {
-            ApiError::new(
-                ErrorKind::Unsupported,
-                format!("{what} needs CRIU, and {} could not be run: {e} (install criu 4.1 or later)", criu.display()),
-            )
-        })?;
-        watched.insert(child.id() as i32);
-        child
+    let (action, rest) =
+        args.split_first().ok_or_else(|| ApiError::internal(format!("{what}: no CRIU action to run")))?;
+    let mut argv: Vec<std::ffi::OsString> = vec![criu.into(), action.into()];
+    argv.extend(["--images-dir".into(), image.into(), "--work-dir".into(), work.into()]);
+    argv.extend(["--log-file", log, "-v4"].map(Into::into));
+    argv.extend(rest.iter().map(Into::into));
+    let not_run = |e: std::io::Error| {
+        ApiError::new(
+            ErrorKind::Unsupported,
+            format!("{what} needs CRIU, and {} could not be run: {e} (install criu 4.1 or later)", criu.display()),
+        )
     };
-    let pid = child.id() as i32;
-    let output = child.wait_with_output();
-    crate::process::forget(pid);
-    crate::process::reap_orphans_if_on();
-    let output = output.map_err(|e| ApiError::io(format!("waiting for {}", criu.display()), e))?;
-    if output.status.success() {
+    // Its errors go to a memory file, read once it ended: nothing it leaves behind holding
+    // its output can keep us waiting.
+    let stderr = rustix::fs::memfd_create("paddock-criu-stderr", rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(|e| ApiError::io("creating CRIU's output file", e))?;
+    let io = |what: &str, e: std::io::Error| ApiError::io(what.to_string(), e);
+    let command = sys::spawn::Command::new(criu)
+        .argv(argv)
+        .environment(crate::launch::inherited_environment())
+        .fd(std::fs::File::open("/dev/null").map_err(|e| io("opening /dev/null", e))?, 0)
+        .fd(std::fs::File::options().write(true).open("/dev/null").map_err(|e| io("opening /dev/null", e))?, 1)
+        .fd(stderr.try_clone().map_err(|e| io("duplicating CRIU's output file", e))?, 2);
+    // On the watch list from its first instant, so paddockd's orphan reaper never takes CRIU's
+    // exit status.
+    let (spawned, _watched) = WatchedPid::spawn(|| command.spawn(), |s| s.pid()).map_err(|e| not_run(e.into()))?;
+    let child = spawned.executed().map_err(|e| not_run(e.into()))?;
+    let status = child.wait().map_err(|e| ApiError::io(format!("waiting for {}", criu.display()), e))?;
+    if status.is_some_and(|s| s.exited() && s.exit_status() == Some(0)) {
         return Ok(());
     }
-    Err(failure(what, &work.join(log), &String::from_utf8_lossy(&output.stderr)))
+    // CRIU's writes moved the offset the copy shares with `stderr`.
+    let _ = rustix::fs::seek(&stderr, rustix::fs::SeekFrom::Start(0));
+    let mut output = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut std::fs::File::from(stderr), &mut output);
+    Err(failure(what, &work.join(log), &String::from_utf8_lossy(&output)))
 }
 
 /// An error for a failed CRIU run: the log's error lines (the last few), or CRIU's output.

@@ -8,7 +8,7 @@
 //! sysctls) and makes every process the sandbox runs: a container's init, a process exec'd
 //! into it, a hook runner, CRIU.
 //!
-//! It makes them with `clone3(CLONE_PARENT)`, so each is the *sandbox's* child, not the
+//! It makes them with `clone3(CLONE_PARENT)` (through [`sys::spawn::fork`]), so each is the *sandbox's* child, not the
 //! spawner's: the sandbox reaps it and keeps its exit status, as for everything in its pod.
 //! A clone is quick, so the spawner answers at once and never blocks the sandbox; what the
 //! new process does (set itself up, run hooks, run CRIU) it does on its own, reporting to the
@@ -262,12 +262,20 @@ fn join_or_inherit(pid: &mut FdSlot) -> PidNamespace {
     }
 }
 
-/// Forks a child of the sandbox (`clone3` with `CLONE_PARENT`) in the PID namespace `pid_ns`
-/// asks for, and runs `child` there; the child never returns. Returns its pid in the
-/// sandbox's PID namespace.
+/// Forks a child of the sandbox (`clone3` with `CLONE_PARENT`, or `clone` where `clone3` is
+/// refused: [`sys::spawn::fork`]) in the PID namespace `pid_ns` asks for, and runs `child`
+/// there; the child never returns. Returns its pid in the sandbox's PID namespace.
 ///
 /// Joining a PID namespace changes only where the caller's children go, so the spawner enters
-/// it, forks, and goes back to its own. No crate wraps `clone3` with `CLONE_PARENT`.
+/// it, forks, and goes back to its own.
+///
+/// Only the fork is [`sys::spawn`]'s, not its `Command`: these children are not a program to
+/// execute after a few system calls but the sandbox's own code (a container's init sets up
+/// mounts, pivots, confines itself and waits for the sandbox's word before its `execve`; a hook
+/// runner or CRIU's parent waits on its children), which the spawner may run in the child
+/// because it is single-threaded. They report to the sandbox over their own sockets, not an
+/// errno pipe to the spawner, and are the sandbox's children (`CLONE_PARENT`), reaped and
+/// watched by it by pid, so they need no pidfd here.
 fn clone_into_sandbox(pid_ns: &PidNamespace, own: &OwnedFd, child: impl FnOnce() -> i32) -> Result<Pid, ApiError> {
     let mut flags = libc::CLONE_PARENT as u64;
     let joined = match pid_ns {
@@ -283,22 +291,17 @@ fn clone_into_sandbox(pid_ns: &PidNamespace, own: &OwnedFd, child: impl FnOnce()
             Some(fd)
         }
     };
-    // SAFETY: clone_args is plain data; zero is valid for every field not set. With
-    // CLONE_PARENT the kernel wants exit_signal 0 and gives the child the spawner's own
-    // (SIGCHLD, to the sandbox).
-    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
-    args.flags = flags;
-    // SAFETY: clone3 without CLONE_VM or a stack behaves like fork; the spawner is
-    // single-threaded, so the child may do anything the parent could.
-    let ret = unsafe {
-        libc::syscall(libc::SYS_clone3, &mut args as *mut libc::clone_args, std::mem::size_of::<libc::clone_args>())
+    // SAFETY: the spawner is single-threaded, so the child may do anything the parent could;
+    // it ends with _exit below, never returning into the spawner's loop.
+    let cloned = match unsafe { sys::spawn::fork(flags, false) } {
+        Ok(sys::spawn::Forked::Child) => {
+            let code = child();
+            // SAFETY: _exit ends the child without running the spawner's destructors.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(sys::spawn::Forked::Parent { pid, .. }) => Ok(Pid::from_raw(pid)),
+        Err(e) => Err(e),
     };
-    if ret == 0 {
-        let code = child();
-        // SAFETY: _exit ends the child without running the spawner's destructors.
-        unsafe { libc::_exit(code) }
-    }
-    let cloned = if ret < 0 { Err(std::io::Error::last_os_error()) } else { Ok(Pid::from_raw(ret as i32)) };
     if joined.is_some() {
         if let Err(e) = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID) {
             // Its later children would land in a container's namespace: better none at all.
