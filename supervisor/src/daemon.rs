@@ -2,10 +2,8 @@
 //! systemd's), readiness, signals: SIGTERM (or SIGINT) shuts down gracefully, SIGHUP reloads
 //! the configuration.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use actors::supervisor::{CloseEvents, Ping, Reconfigure, StopAll};

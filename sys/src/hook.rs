@@ -233,7 +233,7 @@ fn wait_readable(pidfd: std::os::fd::BorrowedFd<'_>, deadline: Option<Instant>) 
 fn tail(output: &OwnedFd) -> String {
     let len = rustix::fs::fstat(output).map(|s| s.st_size.max(0) as u64).unwrap_or(0);
     let from = len.saturating_sub(OUTPUT_TAIL as u64);
-    let mut buf = vec![0u8; (len - from) as usize];
+    let mut buf = vec![0u8; usize::try_from(len - from).unwrap_or(OUTPUT_TAIL)];
     let mut got = 0;
     while got < buf.len() {
         match rustix::io::pread(output, &mut buf[got..], from + got as u64) {

@@ -141,7 +141,9 @@ pub unsafe fn fork(flags: u64, pidfd: bool) -> std::io::Result<Forked> {
     // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor in `fd`, ours alone (and a
     // number that is not one is never taken for one).
     let pidfd = (pidfd && fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) });
-    Ok(Forked::Parent { pid: ret as i32, pidfd, via })
+    // The kernel returns a pid_t in a long.
+    let pid = i32::try_from(ret).map_err(|_| std::io::Error::from_raw_os_error(libc::ERANGE))?;
+    Ok(Forked::Parent { pid, pidfd, via })
 }
 
 /// `clone(2)` with `flags` (exit signal in the low byte), no new stack, the pidfd (with
@@ -479,7 +481,7 @@ impl ChildPlan<'_> {
     /// # Safety
     /// Only in the child of a fork-like clone, with pointers to live, NUL-terminated data.
     unsafe fn run(&self) -> ! {
-        // SAFETY (for every call below): async-signal-safe system calls on numbers and on
+        // SAFETY: for every call below, async-signal-safe system calls on numbers and on
         // memory fully initialized before the clone; the caller guarantees we are the child.
         unsafe {
             let mut empty: libc::sigset_t = std::mem::zeroed();
