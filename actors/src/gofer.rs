@@ -1,6 +1,5 @@
 //! The Gofer actor: owns one gofer process and the connection to its control socket.
 
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use actix::prelude::*;
@@ -10,11 +9,10 @@ use wire::rpc::NoEvent;
 use wire::{ApiError, ErrorKind};
 
 use crate::config::{SupervisorConfig, GOFER_BINARY};
-use crate::launch::{launch, LaunchSpec, GOFER_NAMESPACES};
+use crate::launch::{reattach_helper, start_helper, AttachedHelper, GOFER_NAMESPACES};
 use crate::meta::ProcessRecord;
-use crate::process::{ChildProcess, WatchedPid};
+use crate::process::ChildProcess;
 use crate::rpc::RpcClient;
-use crate::{blocking, procfs};
 
 /// The gofer's control socket's name in the container's state directory.
 pub const SOCKET_NAME: &str = "gofer.sock";
@@ -74,31 +72,8 @@ impl GoferActor {
         setup: GoferSetup,
     ) -> Result<RunningGofer, ApiError> {
         let program = config.helper(GOFER_BINARY)?;
-        let socket = state_dir.join(SOCKET_NAME);
-        let gofer_id = id.to_string();
-        let dir = state_dir.to_path_buf();
-        let (launched, stream) = blocking(move || {
-            let _ = std::fs::remove_file(&socket);
-            let listener =
-                wire::sockpath::bind(&socket).map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
-            let launched = launch(LaunchSpec {
-                join: Vec::new(),
-                program: &program,
-                args: sys::helper_args::HelperArgs { id: gofer_id, control_fd: 3 }.to_args(),
-                fds: vec![(OwnedFd::from(listener), 3)],
-                namespaces: GOFER_NAMESPACES,
-                state_dir: &dir,
-            })
-            .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;
-            let stream = wire::sockpath::connect(&socket)
-                .map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))?;
-            Ok((launched, stream))
-        })
-        .await?;
-        let record =
-            procfs::record(launched.pid.pid()).map_err(|e| ApiError::io("reading the gofer's start time", e))?;
-        let process =
-            ChildProcess::watch(launched.pid, launched.pidfd).map_err(|e| ApiError::io("watching the gofer", e))?;
+        let AttachedHelper { process, record, stream } =
+            start_helper(program, id, state_dir.join(SOCKET_NAME), GOFER_NAMESPACES, Vec::new(), "the gofer").await?;
         let connected = async {
             let rpc = Self::connect(config, id, &process, stream).await?;
             match rpc.call(GoferRequest::Setup(setup)).await? {
@@ -126,17 +101,11 @@ impl GoferActor {
         record: &ProcessRecord,
         state_dir: &Path,
     ) -> Result<RunningGofer, ApiError> {
-        let pidfd = procfs::open_verified(record)
-            .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("the gofer of {id:?} is gone")))?;
-        let process = ChildProcess::watch(WatchedPid::adopt(record.pid), pidfd)
-            .map_err(|e| ApiError::io("watching the gofer", e))?;
-        let socket = state_dir.join(SOCKET_NAME);
-        let stream = blocking(move || {
-            wire::sockpath::connect(&socket).map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))
-        })
-        .await?;
+        let gone = || ApiError::new(ErrorKind::Sandbox, format!("the gofer of {id:?} is gone"));
+        let AttachedHelper { process, record, stream } =
+            reattach_helper(record, state_dir.join(SOCKET_NAME), "the gofer", gone).await?;
         let rpc = Self::connect(config, id, &process, stream).await?;
-        Ok(RunningGofer { addr: Self::start_watching(id, process.clone(), rpc), process, record: *record })
+        Ok(RunningGofer { addr: Self::start_watching(id, process.clone(), rpc), process, record })
     }
 
     async fn connect(

@@ -7,9 +7,15 @@
 use std::ffi::OsString;
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 
-use crate::process::WatchedPid;
+use rustix::fs::{Mode, OFlags};
+use wire::ApiError;
+
+use crate::meta::ProcessRecord;
+use crate::process::{ChildProcess, WatchedPid};
+use crate::{blocking, procfs};
 
 /// A helper process to start.
 #[derive(Debug)]
@@ -89,6 +95,81 @@ pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<HelperProcess> {
     // A child that could not execute is reaped by `executed`; `pid` then leaves the list.
     let child = spawned.executed()?;
     Ok(HelperProcess { pid, pidfd: child.into_pidfd() })
+}
+
+/// A helper started by [`start_helper`] or found again by [`reattach_helper`]: watched, and
+/// connected to its control socket (its handshake still to come).
+pub struct AttachedHelper {
+    /// The process, on the orphan reaper's watch list.
+    pub process: ChildProcess,
+    /// Its identity for the metadata.
+    pub record: ProcessRecord,
+    /// The connection to its control socket.
+    pub stream: UnixStream,
+}
+
+/// Starts the helper `program` (its name in `what`, for errors: "the gofer") for container
+/// `id`: binds its control socket `socket` (listening at its descriptor 3, so the connection
+/// made here waits for it however late it accepts), launches it in new `namespaces` and in
+/// those named by `join` (`(path, CLONE_NEW*)`), and watches it.
+pub async fn start_helper(
+    program: PathBuf,
+    id: &str,
+    socket: PathBuf,
+    namespaces: u64,
+    join: Vec<(PathBuf, i32)>,
+    what: &'static str,
+) -> Result<AttachedHelper, ApiError> {
+    let id = id.to_string();
+    let (launched, stream) = blocking(move || {
+        let mut joined = Vec::with_capacity(join.len());
+        for (path, nstype) in join {
+            let fd = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| ApiError::invalid_spec(format!("namespace path {}: {e}", path.display())))?;
+            joined.push((fd, nstype));
+        }
+        let _ = std::fs::remove_file(&socket);
+        let listener =
+            wire::sockpath::bind(&socket).map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
+        let state_dir = socket.parent().unwrap_or(Path::new("/"));
+        let launched = launch(LaunchSpec {
+            program: &program,
+            args: sys::helper_args::HelperArgs { id, control_fd: 3 }.to_args(),
+            fds: vec![(OwnedFd::from(listener), 3)],
+            namespaces,
+            join: joined,
+            state_dir,
+        })
+        .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;
+        let stream = wire::sockpath::connect(&socket)
+            .map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))?;
+        Ok((launched, stream))
+    })
+    .await?;
+    let record =
+        procfs::record(launched.pid.pid()).map_err(|e| ApiError::io(format!("reading {what}'s start time"), e))?;
+    let process =
+        ChildProcess::watch(launched.pid, launched.pidfd).map_err(|e| ApiError::io(format!("watching {what}"), e))?;
+    Ok(AttachedHelper { process, record, stream })
+}
+
+/// Finds the helper `record` names (started by an earlier paddockd) again, if that very
+/// process still runs, and connects to its control socket `socket`; `gone` is the error when
+/// it does not.
+pub async fn reattach_helper(
+    record: &ProcessRecord,
+    socket: PathBuf,
+    what: &'static str,
+    gone: impl FnOnce() -> ApiError,
+) -> Result<AttachedHelper, ApiError> {
+    let pidfd = procfs::open_verified(record).ok_or_else(gone)?;
+    let process = ChildProcess::watch(WatchedPid::adopt(record.pid), pidfd)
+        .map_err(|e| ApiError::io(format!("watching {what}"), e))?;
+    let stream = blocking(move || {
+        wire::sockpath::connect(&socket).map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))
+    })
+    .await?;
+    Ok(AttachedHelper { process, record: *record, stream })
 }
 
 /// The namespaces of a gofer: IPC, mount, network, PID, UTS (not cgroup: it is placed in the

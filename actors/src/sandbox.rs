@@ -1,7 +1,6 @@
 //! The Sandbox actor: owns one sandbox process and the connection to its control socket.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use actix::prelude::*;
@@ -10,11 +9,10 @@ use wire::sandbox_proto::{SandboxContainer, SandboxEvent, SandboxReply, SandboxR
 use wire::{ApiError, ErrorKind, ExitStatus};
 
 use crate::config::{SupervisorConfig, SANDBOX_BINARY};
-use crate::launch::{launch, LaunchSpec};
+use crate::launch::{reattach_helper, start_helper, AttachedHelper};
 use crate::meta::ProcessRecord;
-use crate::process::{ChildProcess, WatchedPid};
+use crate::process::ChildProcess;
 use crate::rpc::RpcClient;
-use crate::{blocking, procfs};
 
 /// The control socket's name in the container's state directory.
 pub const SOCKET_NAME: &str = "sandbox.sock";
@@ -88,44 +86,9 @@ impl SandboxActor {
         namespaces: (u64, Vec<(std::path::PathBuf, i32)>),
     ) -> Result<(Connected, ProcessRecord), ApiError> {
         let program = config.helper(SANDBOX_BINARY)?;
-        let socket = state_dir.join(SOCKET_NAME);
-        let sandbox_id = id.to_string();
-        let dir = state_dir.to_path_buf();
-        let (launched, stream) = blocking(move || {
-            let (flags, paths) = namespaces;
-            let mut join = Vec::with_capacity(paths.len());
-            for (path, nstype) in paths {
-                let fd = rustix::fs::open(
-                    &path,
-                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-                    rustix::fs::Mode::empty(),
-                )
-                .map_err(|e| ApiError::invalid_spec(format!("namespace path {}: {e}", path.display())))?;
-                join.push((fd, nstype));
-            }
-            let _ = std::fs::remove_file(&socket);
-            let listener =
-                wire::sockpath::bind(&socket).map_err(|e| ApiError::io(format!("binding {}", socket.display()), e))?;
-            let launched = launch(LaunchSpec {
-                program: &program,
-                args: sys::helper_args::HelperArgs { id: sandbox_id, control_fd: 3 }.to_args(),
-                fds: vec![(OwnedFd::from(listener), 3)],
-                namespaces: flags,
-                join,
-                state_dir: &dir,
-            })
-            .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;
-            // The socket listens already, so this connects at once; the sandbox accepts when
-            // it is ready, and the handshake waits for that.
-            let stream = wire::sockpath::connect(&socket)
-                .map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))?;
-            Ok((launched, stream))
-        })
-        .await?;
-        let record =
-            procfs::record(launched.pid.pid()).map_err(|e| ApiError::io("reading the sandbox's start time", e))?;
-        let process =
-            ChildProcess::watch(launched.pid, launched.pidfd).map_err(|e| ApiError::io("watching the sandbox", e))?;
+        let (flags, join) = namespaces;
+        let AttachedHelper { process, record, stream } =
+            start_helper(program, id, state_dir.join(SOCKET_NAME), flags, join, "the sandbox").await?;
         info!(sandbox = id, pid = record.pid, "sandbox started");
         match Self::connect(config, id, process.clone(), stream).await {
             Ok(c) => Ok((c, record)),
@@ -143,15 +106,9 @@ impl SandboxActor {
         record: &ProcessRecord,
         state_dir: &Path,
     ) -> Result<Connected, ApiError> {
-        let pidfd = procfs::open_verified(record)
-            .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("sandbox {id:?} is gone")))?;
-        let process = ChildProcess::watch(WatchedPid::adopt(record.pid), pidfd)
-            .map_err(|e| ApiError::io("watching the sandbox", e))?;
-        let socket = state_dir.join(SOCKET_NAME);
-        let stream = blocking(move || {
-            wire::sockpath::connect(&socket).map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))
-        })
-        .await?;
+        let gone = || ApiError::new(ErrorKind::Sandbox, format!("sandbox {id:?} is gone"));
+        let AttachedHelper { process, stream, .. } =
+            reattach_helper(record, state_dir.join(SOCKET_NAME), "the sandbox", gone).await?;
         Self::connect(config, id, process, stream).await
     }
 
