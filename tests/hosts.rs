@@ -25,7 +25,7 @@ fn a_bundle_runs_where_root_is_private_too() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "private root\nbbox\n");
-    p.ctl_ok(&["delete", &id]);
+    // runc's form of run deletes the container at exit.
     harness::assert_nothing_left(&id);
 }
 
@@ -59,9 +59,7 @@ fn a_chrooted_caller_on_a_shared_host_runs_containers() {
     );
     let out = capture(Command::new("unshare").args(["--mount", "--propagation", "private", "--", "sh", "-c", &script]));
     let output = (out.status.success(), stdout(&out), stderr(&out));
-    if output.0 {
-        p.ctl_ok(&["delete", &id]);
-    }
+    // The bundle's run (runc's form) deleted its container at exit.
     p.stop_daemon();
     let removed = std::fs::remove_dir(&host);
     assert!(output.0, "{}", output.2);
@@ -256,7 +254,7 @@ fn an_idle_autostarted_daemon_exits_and_the_next_one_finds_its_containers() {
     let bundle = Bundle::busybox(&["sh", "-c", "exit 3"]);
     let id = unique("idle");
     let idle_ctl = |args: &[&str]| capture(p.command().env("PADDOCKD_IDLE_EXIT", "1").args(args));
-    let out = idle_ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+    let out = idle_ctl(&["run", "--keep", "--bundle", &bundle.path_str(), &id]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let first = p.daemon_pid().expect("a daemon");
     let fd = pidfd(first).unwrap();

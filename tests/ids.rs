@@ -36,7 +36,7 @@ fn the_longest_valid_id_works() {
     let bundle = Bundle::busybox(&["true"]);
     let id = format!("{}{}", unique("long"), "x".repeat(1024));
     let id = &id[..1024];
-    let out = p.ctl(&["run", "--bundle", &bundle.path_str(), id]);
+    let out = p.ctl(&["run", "--keep", "--bundle", &bundle.path_str(), id]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(p.state(id)["id"], id);
     p.ctl_ok(&["delete", id]);

@@ -63,10 +63,10 @@ fn container_output_and_exit_code_through_a_bundle() {
         "echo from $(hostname) as $(id -u); cat /proc/self/status | grep NoNewPrivs; exit 7",
     ]);
     let id = unique("code");
-    let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+    let out = p.ctl(&["run", "--keep", "--bundle", &bundle.path_str(), &id]);
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert_eq!(stdout(&out), "from bbox as 0\nNoNewPrivs:\t1\n");
-    // Without --rm the stopped container stays until deleted.
+    // With --keep the stopped container stays until deleted.
     assert_eq!(p.state(&id)["status"], "stopped");
     p.ctl_ok(&["delete", &id]);
 }

@@ -90,7 +90,7 @@ fn the_pid_files_process_is_in_the_containers_cgroups_and_namespaces_but_never_t
         ]);
     });
     let joined = unique("joiner");
-    let out = p.ctl(&["run", "--bundle", &joiner.path_str(), &joined]);
+    let out = p.ctl(&["run", "--keep", "--bundle", &joiner.path_str(), &joined]);
     assert!(out.status.success(), "{}", stderr(&out));
     let seen = stdout(&out);
     assert!(seen.contains("sleep 1000"), "the joiner does not see the container's processes: {seen}");

@@ -227,7 +227,7 @@ fn a_member_whose_spec_names_the_pods_namespaces_by_path_shares_the_sandboxs() {
         c.as_object_mut().unwrap().remove("hostname");
     });
     let lone_id = unique("crins-lone");
-    let out = p.ctl(&["run", "--bundle", &lone.path_str(), &lone_id]);
+    let out = p.ctl(&["run", "--keep", "--bundle", &lone.path_str(), &lone_id]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("sleep 1010"), "it does not see the pod's processes:\n{}", stdout(&out));
     p.ctl_ok(&["delete", &lone_id]);

@@ -245,3 +245,29 @@ fn sigkill_sent_to_a_pid_files_monitor_kills_the_process_it_stands_for() {
     p.ctl_ok(&["delete", &id]);
     assert_nothing_left(&id);
 }
+
+#[test]
+fn a_foreground_run_in_runcs_form_deletes_the_container_at_exit_unless_kept() {
+    // runc's `run ID` destroys the container once its process exits; `--keep` keeps it.
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sh", "-c", "exit 3"]);
+    let gone = unique("rungone");
+    let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &gone]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let state = p.ctl(&["state", &gone]);
+    assert!(!state.status.success(), "the container outlived its run: {}", stdout(&state));
+    assert!(stderr(&state).contains("does not exist"), "{}", stderr(&state));
+
+    let kept = unique("runkept");
+    let out = p.ctl(&["run", "--keep", "--bundle", &bundle.path_str(), &kept]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(p.state(&kept)["status"], "stopped");
+    p.ctl_ok(&["delete", &kept]);
+
+    // paddock's own form keeps it unless --rm.
+    let named = unique("runnamed");
+    let out = p.ctl(&["run", "--name", &named, "--bundle", &bundle.path_str()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(p.state(&named)["status"], "stopped");
+    p.ctl_ok(&["delete", &named]);
+}

@@ -296,6 +296,10 @@ pub enum Command {
         /// Delete the container once it exits.
         #[arg(long)]
         rm: bool,
+        /// Keep the container once it exits (runc's flag: in runc's form, `run --bundle DIR
+        /// ID`, a foreground run deletes the container at exit unless given this).
+        #[arg(long, conflicts_with = "rm")]
+        keep: bool,
         /// The container's id (default: a random one).
         #[arg(long)]
         name: Option<String>,

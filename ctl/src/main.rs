@@ -236,7 +236,23 @@ fn execute(args: CtlArgs) -> anyhow::Result<i32> {
         Command::Events { stats: true, ids, .. } => events::print_stats(&mut connect(&root)?, &ids),
         Command::Events { interval: Some(every), ids, .. } => events::stream_stats(&root, &ids, &every),
         Command::Events { follow, ids, .. } => events::print(&mut connect(&root)?, ids, follow),
-        Command::Run { detach, rm, name, bundle, pid_file, tty, console_socket, restart, runc: _, id, command } => {
+        Command::Run {
+            detach,
+            rm,
+            keep,
+            name,
+            bundle,
+            pid_file,
+            tty,
+            console_socket,
+            restart,
+            runc: _,
+            id,
+            command,
+        } => {
+            // runc's `run ID` in the foreground destroys the container when it exits unless
+            // --keep; paddock's own form (--name, or none) keeps it unless --rm.
+            let rm = rm || (id.is_some() && !detach && !keep);
             let id = match (name, id) {
                 (Some(_), Some(_)) => {
                     anyhow::bail!("give the id either with --name or as an argument, not both")
