@@ -41,5 +41,5 @@ pub mod spec;
 
 pub use api::{ContainerState, ExitStatus, GoferStatus, Status, Stdio};
 pub use error::{ApiError, ErrorKind, WireError};
-pub use fds::{CarriesFds, FdSlot};
+pub use fds::FdSlot;
 pub use spec::SpecJson;
