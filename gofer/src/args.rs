@@ -10,22 +10,48 @@ pub struct GoferArgs {
     pub control_fd: i32,
 }
 
+/// What is wrong with the gofer's command line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    /// An option was given without its value.
+    #[error("{0} needs a value")]
+    MissingValue(&'static str),
+    /// An option's value does not parse.
+    #[error("bad {option} {value:?}")]
+    BadValue {
+        /// The option.
+        option: &'static str,
+        /// What was given.
+        value: String,
+    },
+    /// An argument the gofer does not know.
+    #[error("unknown argument {0:?}")]
+    Unknown(String),
+    /// A required option is missing.
+    #[error("{0} is required")]
+    Required(&'static str),
+}
+
 impl GoferArgs {
     /// Parses the arguments after the program name.
-    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, ArgsError> {
         let mut id = None;
         let mut control_fd = None;
         while let Some(arg) = args.next() {
             match arg.as_str() {
-                "--id" => id = Some(args.next().ok_or("--id needs a value")?),
+                "--id" => id = Some(args.next().ok_or(ArgsError::MissingValue("--id"))?),
                 "--control-fd" => {
-                    let v = args.next().ok_or("--control-fd needs a value")?;
-                    control_fd = Some(v.parse::<i32>().map_err(|_| format!("bad --control-fd {v:?}"))?);
+                    let v = args.next().ok_or(ArgsError::MissingValue("--control-fd"))?;
+                    control_fd =
+                        Some(v.parse::<i32>().map_err(|_| ArgsError::BadValue { option: "--control-fd", value: v })?);
                 }
-                other => return Err(format!("unknown argument {other:?}")),
+                _ => return Err(ArgsError::Unknown(arg)),
             }
         }
-        Ok(Self { id: id.ok_or("--id is required")?, control_fd: control_fd.ok_or("--control-fd is required")? })
+        Ok(Self {
+            id: id.ok_or(ArgsError::Required("--id"))?,
+            control_fd: control_fd.ok_or(ArgsError::Required("--control-fd"))?,
+        })
     }
 }
 
@@ -33,16 +59,20 @@ impl GoferArgs {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<GoferArgs, String> {
+    fn parse(s: &str) -> Result<GoferArgs, ArgsError> {
         GoferArgs::parse(s.split_whitespace().map(String::from))
     }
 
     #[test]
     fn parses_and_rejects() {
         assert_eq!(parse("--id c --control-fd 3").unwrap(), GoferArgs { id: "c".into(), control_fd: 3 });
-        assert!(parse("--id c --control-fd x").is_err());
-        assert!(parse("--id c").unwrap_err().contains("--control-fd"));
-        assert!(parse("--id c --control-fd 3 --bogus").unwrap_err().contains("--bogus"));
-        assert!(parse("--id").is_err());
+        assert_eq!(
+            parse("--id c --control-fd x"),
+            Err(ArgsError::BadValue { option: "--control-fd", value: "x".into() })
+        );
+        assert_eq!(parse("--id c"), Err(ArgsError::Required("--control-fd")));
+        assert_eq!(parse("--id c --control-fd 3 --bogus"), Err(ArgsError::Unknown("--bogus".into())));
+        assert_eq!(parse("--id"), Err(ArgsError::MissingValue("--id")));
+        assert_eq!(ArgsError::Unknown("--bogus".into()).to_string(), "unknown argument \"--bogus\"");
     }
 }

@@ -43,7 +43,7 @@ pub fn restore(spawner: &mut Spawner, mut job: RestoreJob, proc: &OwnedFd, spawn
     }
     match status {
         nix::sys::wait::WaitStatus::Exited(_, 0) => {}
-        other => return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: CRIU ended with {other:?}"))),
+        other => return Err(ApiError::new(ErrorKind::Criu, format!("{what}: CRIU ended with {other:?}"))),
     }
     let me = Pid::this();
     let children = children_of(proc, me);
@@ -51,7 +51,7 @@ pub fn restore(spawner: &mut Spawner, mut job: RestoreJob, proc: &OwnedFd, spawn
     match restored[..] {
         [init] => Ok(init),
         _ => Err(ApiError::new(
-            ErrorKind::Sandbox,
+            ErrorKind::Criu,
             format!(
                 "{what}: CRIU succeeded but left {} processes in the sandbox ({restored:?}), not one",
                 restored.len()
@@ -86,7 +86,7 @@ fn wait_for_criu(child: Pid) -> Result<nix::sys::wait::WaitStatus, ApiError> {
             let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
             let _ = nix::sys::wait::waitpid(child, None);
             return Err(ApiError::new(
-                ErrorKind::Sandbox,
+                ErrorKind::Criu,
                 format!("CRIU did not finish within {} s and was killed", CRIU_TIMEOUT.as_secs()),
             ));
         }
@@ -142,7 +142,7 @@ fn run_criu(job: &mut RestoreJob, proc: &OwnedFd, report: &OwnedFd) -> Result<st
     // The binds as the gofer opened them (beneath the bundle, symlinks resolved safely), not
     // their host paths again.
     let binds = job.binds.iter().map(|b| copy(b)).collect::<Result<Vec<_>, _>>()?;
-    let argv = criu_argv(job, &given).map_err(|e| e.message)?;
+    let argv = criu_argv(job, &given).map_err(|e| e.to_string())?;
     let c_path = |path: &Path| {
         CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| format!("{} has a NUL byte", path.display()))
     };
@@ -270,7 +270,7 @@ fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), String> {
 /// where CRIU is told to find them, a procfs of the sandbox's PID namespace, and the
 /// descriptors placed.
 fn prepare(job: &RestoreJob, given: &Given, trees: &Trees<'_>, mountpoints: &(CString, CString)) -> Result<(), String> {
-    crate::sync::reset_process_state().map_err(|e| e.message)?;
+    crate::sync::reset_process_state().map_err(|e| e.to_string())?;
     // CRIU itself stays in the sandbox's cgroup (its memory is not the container's to pay
     // for); it puts the restored processes into the container's (`--cgroup-root`).
     nix::sched::setns(&given.host_cgroup, CloneFlags::CLONE_NEWCGROUP)
@@ -293,13 +293,13 @@ fn prepare(job: &RestoreJob, given: &Given, trees: &Trees<'_>, mountpoints: &(CS
     nix::mount::mount(Some("proc"), "/proc", Some("proc"), hidden, None::<&str>)
         .map_err(|e| format!("mounting the sandbox's procfs: {e}"))?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
-    let placed = descriptor_plan(job, given).map_err(|e| e.message)?;
+    let placed = descriptor_plan(job, given).map_err(|e| e.to_string())?;
     // A terminal for the restored process: opened here, in the host's devpts (the container's
     // is CRIU's to restore), its master sent to the caller.
     let terminal = match (placed.contains(&Placed::Terminal), given.console.as_ref()) {
         (true, Some(console)) => {
-            let pty = crate::console::open().map_err(|e| e.message)?;
-            pty.send_master(console.as_fd()).map_err(|e| e.message)?;
+            let pty = crate::console::open().map_err(|e| e.to_string())?;
+            pty.send_master(console.as_fd()).map_err(|e| e.to_string())?;
             Some(pty)
         }
         _ => None,

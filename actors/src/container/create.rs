@@ -280,8 +280,8 @@ async fn build_root(
     let host_pid = match (created, restore_log) {
         (Ok(pid), _) => pid,
         // CRIU ran and failed: its log says why.
-        (Err(e), Some(log)) if e.kind == ErrorKind::Sandbox && e.message.contains("CRIU") => {
-            let explained = blocking(move || Ok(crate::criu::failure("restore", &log, &e.message))).await?;
+        (Err(e), Some(log)) if e.kind == ErrorKind::Criu => {
+            let explained = blocking(move || Ok(crate::criu::failure("restore", &log, &e.to_string()))).await?;
             return Err(explained);
         }
         (Err(e), _) => return Err(e),
