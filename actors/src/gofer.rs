@@ -7,7 +7,7 @@ use actix::prelude::*;
 use tracing::{info, warn};
 use wire::gofer_proto::{GoferReply, GoferRequest, GoferSetup};
 use wire::rpc::NoEvent;
-use wire::{ApiError, ErrorKind};
+use wire::{ApiError, ErrorKind, Object};
 
 use crate::config::{SupervisorConfig, GOFER_BINARY};
 use crate::launch::{launch, LaunchSpec, GOFER_NAMESPACES};
@@ -125,8 +125,9 @@ impl GoferActor {
         record: &ProcessRecord,
         state_dir: &Path,
     ) -> Result<Launched, ApiError> {
-        let pidfd = procfs::open_verified(record)
-            .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("the gofer of {id:?} is gone")))?;
+        let pidfd = procfs::open_verified(record).ok_or_else(|| {
+            ApiError::new(ErrorKind::Sandbox, "its gofer is gone").on(Object::Container(id.to_string()))
+        })?;
         let process = ChildProcess::watch(record.pid, pidfd).map_err(|e| ApiError::io("watching the gofer", e))?;
         let socket = state_dir.join(SOCKET_NAME);
         let stream = blocking(move || {

@@ -7,7 +7,7 @@ use std::path::Path;
 use actix::prelude::*;
 use tracing::{info, warn};
 use wire::sandbox_proto::{SandboxContainer, SandboxEvent, SandboxReply, SandboxRequest};
-use wire::{ApiError, ErrorKind, ExitStatus};
+use wire::{ApiError, ErrorKind, ExitStatus, Object};
 
 use crate::config::{SupervisorConfig, SANDBOX_BINARY};
 use crate::launch::{launch, LaunchSpec};
@@ -143,7 +143,7 @@ impl SandboxActor {
         state_dir: &Path,
     ) -> Result<Connected, ApiError> {
         let pidfd = procfs::open_verified(record)
-            .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, format!("sandbox {id:?} is gone")))?;
+            .ok_or_else(|| ApiError::new(ErrorKind::Sandbox, "is gone").on(Object::Sandbox(id.to_string())))?;
         let process = ChildProcess::watch(record.pid, pidfd).map_err(|e| ApiError::io("watching the sandbox", e))?;
         let socket = state_dir.join(SOCKET_NAME);
         let stream = blocking(move || {

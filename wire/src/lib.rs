@@ -40,6 +40,6 @@ pub mod sockpath;
 pub mod spec;
 
 pub use api::{ContainerState, ExitStatus, GoferStatus, Status, Stdio};
-pub use error::{ApiError, ErrorKind, WireError};
+pub use error::{ApiError, ErrorKind, Object, WireError};
 pub use fds::FdSlot;
 pub use spec::SpecJson;

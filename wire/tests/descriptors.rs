@@ -7,7 +7,6 @@
 //! arm, so a new variant does not compile until it is classified here (and built below when it
 //! carries descriptors).
 
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -30,7 +29,7 @@ impl Fds {
     fn slot(&mut self) -> FdSlot {
         let fd = rustix::fs::memfd_create("paddock-slot", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         self.made.push(rustix::fs::fstat(&fd).unwrap().st_ino);
-        FdSlot::new(OwnedFd::from(fd))
+        FdSlot::new(fd)
     }
 
     fn slots(&mut self, n: usize) -> Vec<FdSlot> {
@@ -60,6 +59,9 @@ fn inodes_held<T: Serialize>(msg: &T) -> Vec<u64> {
         })
         .collect()
 }
+
+/// A variant's name and how to build it with its slots filled.
+type Build<T> = (&'static str, fn(&mut Fds) -> T);
 
 /// Sends each message through a real socket pair and checks its descriptors all arrive.
 fn round_trip<T: Serialize + DeserializeOwned + std::fmt::Debug>(what: &str, made: Vec<u64>, msg: T) {
@@ -130,7 +132,7 @@ fn gofer_message_carries_fds(m: &GoferMessage) -> bool {
 /// and sends it; `carries` is the variant's classification, `expected` how many variants it
 /// classifies as carrying descriptors.
 fn every<T: Serialize + DeserializeOwned + std::fmt::Debug>(
-    build: Vec<(&str, fn(&mut Fds) -> T)>,
+    build: Vec<Build<T>>,
     carries: fn(&T) -> bool,
     expected: usize,
 ) {
@@ -145,7 +147,7 @@ fn every<T: Serialize + DeserializeOwned + std::fmt::Debug>(
 
 #[test]
 fn every_api_request_sends_all_its_descriptors() {
-    let builds: Vec<(&str, fn(&mut Fds) -> RequestFrame)> = vec![
+    let builds: Vec<Build<RequestFrame>> = vec![
         ("create", |f| {
             let request = Request::Create(Create {
                 id: "c".into(),
@@ -212,7 +214,7 @@ fn hook(f: &mut Fds) -> HookCall {
 
 #[test]
 fn every_sandbox_message_sends_all_its_descriptors() {
-    let requests: Vec<(&str, fn(&mut Fds) -> SandboxRequest)> = vec![
+    let requests: Vec<Build<SandboxRequest>> = vec![
         ("create", |f| SandboxRequest::Create(create_container(f))),
         ("exec", |f| {
             SandboxRequest::Exec(ExecProcess {
@@ -232,7 +234,7 @@ fn every_sandbox_message_sends_all_its_descriptors() {
     ];
     every(requests, sandbox_request_carries_fds, 3);
 
-    let replies: Vec<(&str, fn(&mut Fds) -> wire::sandbox_proto::SandboxFrame)> = vec![
+    let replies: Vec<Build<wire::sandbox_proto::SandboxFrame>> = vec![
         ("created", |f| wire::rpc::Answer::Reply {
             id: 1,
             result: Ok(SandboxReply::Created { pid: 2, pidfd: f.slot() }),
@@ -248,7 +250,7 @@ fn every_sandbox_message_sends_all_its_descriptors() {
 
 #[test]
 fn every_gofer_message_sends_all_its_descriptors() {
-    let requests: Vec<(&str, fn(&mut Fds) -> GoferRequest)> = vec![
+    let requests: Vec<Build<GoferRequest>> = vec![
         ("setup", |f| {
             GoferRequest::Setup(GoferSetup {
                 id: "c".into(),
@@ -266,8 +268,7 @@ fn every_gofer_message_sends_all_its_descriptors() {
         ("copy-in", |f| GoferRequest::CopyIn { path: "/x".into(), contents: false, source: f.slot() }),
     ];
     every(requests, gofer_request_carries_fds, 3);
-    let messages: Vec<(&str, fn(&mut Fds) -> GoferMessage)> =
-        vec![("mount", |f| GoferMessage::Mount { mount: f.slot() })];
+    let messages: Vec<Build<GoferMessage>> = vec![("mount", |f| GoferMessage::Mount { mount: f.slot() })];
     every(messages, gofer_message_carries_fds, 1);
 }
 
