@@ -164,8 +164,8 @@ pub struct MetaStore {
     root: PathBuf,
 }
 
-fn io_err(what: impl std::fmt::Display, path: &Path, err: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorKind::Io, format!("{what} {}: {err}", path.display()))
+fn io_err(what: impl std::fmt::Display, path: &Path, err: impl std::fmt::Display + 'static) -> ApiError {
+    ApiError::io(format!("{what} {}", path.display()), err)
 }
 
 impl MetaStore {
@@ -299,7 +299,7 @@ impl MetaStore {
         let path = dir.join(META_FILE);
         let bytes = std::fs::read(&path).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
-            ApiError::new(kind, format!("reading {}: {e}", path.display()))
+            ApiError::io(format!("reading {}", path.display()), e).with_kind(kind)
         })?;
         serde_json::from_slice(&bytes).map_err(|e| io_err("parsing", &path, e))
     }

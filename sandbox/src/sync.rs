@@ -203,3 +203,27 @@ pub fn place_extra_fds(extra: &[OwnedFd], sync: OwnedFd) -> Result<OwnedFd, (Own
     }
     Ok(sync)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_error_arrives_whole() {
+        let (sandbox, child) = pair().unwrap();
+        let sent = ApiError::io("mknod /dev/null", nix::errno::Errno::EPERM).with_kind(ErrorKind::Unsupported);
+        send_error(&child, &sent);
+        let got = failure("container \"c\"", "setting up", read(sandbox.as_fd()));
+        assert_eq!((got.kind, got.errno), (ErrorKind::Unsupported, Some(libc::EPERM)));
+        assert_eq!(got.to_string(), "container \"c\": mknod /dev/null: Operation not permitted (EPERM)");
+    }
+
+    #[test]
+    fn an_overlong_error_is_cut_not_lost() {
+        let (sandbox, child) = pair().unwrap();
+        send_error(&child, &ApiError::invalid_spec("é".repeat(50_000)));
+        let got = failure("container \"c\"", "setting up", read(sandbox.as_fd()));
+        assert_eq!(got.kind, ErrorKind::InvalidSpec);
+        assert!(got.message.len() <= 32 * 1024 && got.message.starts_with('é'), "{}", got.message.len());
+    }
+}
