@@ -474,7 +474,7 @@ mod tests {
         let (all, errs) = store.load_all();
         assert!(all.is_empty());
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].message.contains("meta.json"), "{}", errs[0].message);
+        assert!(errs[0].to_string().contains("meta.json"), "{}", errs[0]);
         assert!(store.dir("bad").exists());
     }
 
