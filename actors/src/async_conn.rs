@@ -15,8 +15,8 @@ use tokio::net::UnixStream;
 use tokio::time::Instant;
 
 use wire::error::WireError;
-use wire::fds::{attach_fds, fds_to_send, recv_with_fds, send_with_fds, CarriesFds};
-use wire::frame::{decode_payload, encode_frame, FrameReader};
+use wire::fds::{recv_with_fds, send_with_fds};
+use wire::frame::{decode_message, encode_message, FrameReader};
 
 /// Size of one read, into a buffer on the stack: an idle connection holds no read buffer.
 const READ_CHUNK: usize = 16 * 1024;
@@ -70,25 +70,20 @@ impl AsyncReader {
 
     /// Receives the next message. Fails with [`WireError::Closed`] when the peer closed the
     /// stream between messages.
-    pub async fn recv<T: DeserializeOwned + CarriesFds>(&mut self) -> Result<T, WireError> {
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<T, WireError> {
         self.recv_or_idle(None).await
     }
 
     /// Receives the next message; fails with [`WireError::TimedOut`] when nothing of it has
     /// arrived by `idle_deadline` (`None`: wait forever), or when a frame that began is not
     /// whole within the reader's frame timeout.
-    pub async fn recv_or_idle<T: DeserializeOwned + CarriesFds>(
-        &mut self,
-        idle_deadline: Option<Instant>,
-    ) -> Result<T, WireError> {
+    pub async fn recv_or_idle<T: DeserializeOwned>(&mut self, idle_deadline: Option<Instant>) -> Result<T, WireError> {
         let mut frame_deadline: Option<Instant> = None;
         let mut permit: Option<tokio::sync::OwnedSemaphorePermit> = None;
         loop {
             if let Some(frame) = self.reader.next_frame_with_fds()? {
                 drop(permit);
-                let mut msg: T = decode_payload(&frame.payload)?;
-                attach_fds(&mut msg, frame.fds)?;
-                return Ok(msg);
+                return decode_message(&frame.payload, frame.fds);
             }
             if self.eof {
                 return Err(self.reader.finish());
@@ -153,9 +148,8 @@ pub struct AsyncWriter {
 
 impl AsyncWriter {
     /// Sends one message with the descriptors in its slots.
-    pub async fn send<T: Serialize + CarriesFds + ?Sized>(&mut self, msg: &T) -> Result<(), WireError> {
-        let fds = fds_to_send(msg)?;
-        let frame = encode_frame(msg, self.max_frame)?;
+    pub async fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), WireError> {
+        let (frame, fds) = encode_message(msg, self.max_frame)?;
         self.send_frame(&frame, &fds).await
     }
 
@@ -190,14 +184,6 @@ mod tests {
         n: u32,
         fd: FdSlot,
     }
-    impl CarriesFds for Msg {
-        fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-            vec![&mut self.fd]
-        }
-        fn fd_slots(&self) -> Vec<&FdSlot> {
-            vec![&self.fd]
-        }
-    }
 
     #[tokio::test]
     async fn large_message_and_fd_cross_async() {
@@ -223,6 +209,4 @@ mod tests {
         data: Vec<u8>,
         fd: FdSlot,
     }
-
-    impl CarriesFds for Big {}
 }

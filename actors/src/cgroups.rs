@@ -58,7 +58,8 @@ pub fn spec_path(cgroups_path: &str) -> Result<String, ApiError> {
         } else {
             format!("{prefix}-{name}.scope")
         };
-        let parent = expand_slice(if slice.is_empty() { "system.slice" } else { slice }).map_err(|e| bad(&e))?;
+        let parent =
+            expand_slice(if slice.is_empty() { "system.slice" } else { slice }).map_err(|e| bad(&e.to_string()))?;
         if parent.is_empty() {
             unit
         } else {
@@ -74,15 +75,26 @@ pub fn spec_path(cgroups_path: &str) -> Result<String, ApiError> {
     Ok(relative)
 }
 
+/// Why a systemd slice name cannot be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum SliceError {
+    /// It does not end in `.slice`.
+    #[error("{0:?} is not a slice name")]
+    NotASlice(String),
+    /// Its dashes do not separate non-empty parts.
+    #[error("{0:?} is not a valid slice name")]
+    Malformed(String),
+}
+
 /// systemd's slice nesting: `a-b-c.slice` lives in `a.slice/a-b.slice/a-b-c.slice`.
-fn expand_slice(slice: &str) -> Result<String, String> {
-    let stem = slice.strip_suffix(".slice").ok_or_else(|| format!("{slice:?} is not a slice name"))?;
+fn expand_slice(slice: &str) -> Result<String, SliceError> {
+    let stem = slice.strip_suffix(".slice").ok_or_else(|| SliceError::NotASlice(slice.to_string()))?;
     if stem == "-" {
         // The root slice.
         return Ok(String::new());
     }
     if stem.is_empty() || stem.starts_with('-') || stem.ends_with('-') || stem.contains("--") {
-        return Err(format!("{slice:?} is not a valid slice name"));
+        return Err(SliceError::Malformed(slice.to_string()));
     }
     let mut path = Vec::new();
     let mut prefix = String::new();

@@ -6,7 +6,7 @@ use actix::prelude::*;
 use tracing::{info, warn};
 use wire::gofer_proto::{GoferReply, GoferRequest, GoferSetup};
 use wire::rpc::NoEvent;
-use wire::{ApiError, ErrorKind};
+use wire::{ApiError, ErrorKind, Object};
 
 use crate::config::{SupervisorConfig, GOFER_BINARY};
 use crate::launch::{reattach_helper, start_helper, AttachedHelper, GOFER_NAMESPACES};
@@ -101,7 +101,7 @@ impl GoferActor {
         record: &ProcessRecord,
         state_dir: &Path,
     ) -> Result<RunningGofer, ApiError> {
-        let gone = || ApiError::new(ErrorKind::Sandbox, format!("the gofer of {id:?} is gone"));
+        let gone = || ApiError::new(ErrorKind::Sandbox, "its gofer is gone").on(Object::Container(id.to_string()));
         let AttachedHelper { process, record, stream } =
             reattach_helper(record, state_dir.join(SOCKET_NAME), "the gofer", gone).await?;
         let rpc = Self::connect(config, id, &process, stream).await?;

@@ -162,8 +162,8 @@ pub struct MetaStore {
     root: PathBuf,
 }
 
-fn io_err(what: impl std::fmt::Display, path: &Path, err: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorKind::Io, format!("{what} {}: {err}", path.display()))
+fn io_err(what: impl std::fmt::Display, path: &Path, err: impl std::fmt::Display + 'static) -> ApiError {
+    ApiError::io(format!("{what} {}", path.display()), err)
 }
 
 impl MetaStore {
@@ -284,7 +284,7 @@ impl MetaStore {
         let path = dir.join(META_FILE);
         let bytes = std::fs::read(&path).map_err(|e| {
             let kind = if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::NotFound } else { ErrorKind::Io };
-            ApiError::new(kind, format!("reading {}: {e}", path.display()))
+            ApiError::io(format!("reading {}", path.display()), e).with_kind(kind)
         })?;
         serde_json::from_slice(&bytes).map_err(|e| io_err("parsing", &path, e))
     }
@@ -459,7 +459,7 @@ mod tests {
         let (all, errs) = store.load_all();
         assert!(all.is_empty());
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].message.contains("meta.json"), "{}", errs[0].message);
+        assert!(errs[0].to_string().contains("meta.json"), "{}", errs[0]);
         assert!(store.dir("bad").exists());
     }
 

@@ -420,7 +420,7 @@ fn plan_memory(memory: &LinuxMemory, version: Version, plan: &mut Plan) -> Resul
                 plan.ignored.push("memory.disableOOMKiller");
             }
             // runc validates the swap conversion when the container is created, limits or not.
-            let swap_v2 = memory_swap_v2(swap, limit).map_err(|why| invalid("memory.swap", why))?;
+            let swap_v2 = memory_swap_v2(swap, limit).map_err(|why| invalid("memory.swap", why.to_string()))?;
             if limit == 0 && swap == 0 && reservation == 0 {
                 return Ok(());
             }
@@ -643,16 +643,35 @@ pub fn io_weight_from_blkio(weight: u16) -> u64 {
 
 /// The v2 `memory.swap.max` for the OCI `swap` (memory + swap) and `limit`: 0 is "not set",
 /// -1 "unlimited". A limit of -1 with no swap given unlimits swap too, as on v1.
-pub fn memory_swap_v2(swap: i64, limit: i64) -> Result<i64, String> {
+pub fn memory_swap_v2(swap: i64, limit: i64) -> Result<i64, SwapError> {
     match (swap, limit) {
         (0, -1) => Ok(-1),
         (-1 | 0, _) => Ok(swap),
         (_, -1) => Ok(swap),
-        (_, 0) => Err("a swap limit needs a memory limit".to_string()),
-        (_, l) if l < 0 => Err(format!("invalid memory limit {l}")),
-        (s, l) if s < l => Err(format!("memory+swap ({s}) must be at least the memory limit ({l})")),
+        (_, 0) => Err(SwapError::NoMemoryLimit),
+        (_, l) if l < 0 => Err(SwapError::InvalidLimit(l)),
+        (s, l) if s < l => Err(SwapError::BelowLimit { swap: s, limit: l }),
         (s, l) => Ok(s - l),
     }
+}
+
+/// Why a memory+swap limit has no v2 equivalent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SwapError {
+    /// Swap is limited but memory is not.
+    #[error("a swap limit needs a memory limit")]
+    NoMemoryLimit,
+    /// The memory limit is negative (and not -1, unlimited).
+    #[error("invalid memory limit {0}")]
+    InvalidLimit(i64),
+    /// memory+swap is below the memory limit.
+    #[error("memory+swap ({swap}) must be at least the memory limit ({limit})")]
+    BelowLimit {
+        /// The memory+swap limit.
+        swap: i64,
+        /// The memory limit.
+        limit: i64,
+    },
 }
 
 /// The order of the v1 memory and memory+swap writes (0: not set): the kernel keeps

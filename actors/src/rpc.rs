@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use wire::handshake::{Hello, Welcome};
 use wire::rpc::{Answer, Envelope};
-use wire::{ApiError, CarriesFds, ErrorKind};
+use wire::{ApiError, ErrorKind};
 
 use crate::deadline::Deadline;
 use crate::process::ChildProcess;
@@ -54,8 +54,8 @@ fn helper_error(name: &str, why: impl std::fmt::Display) -> ApiError {
 
 impl<Req, Rep> RpcClient<Req, Rep>
 where
-    Req: Serialize + CarriesFds + Deadline + Send + 'static,
-    Rep: DeserializeOwned + CarriesFds + Send + 'static,
+    Req: Serialize + Deadline + Send + 'static,
+    Rep: DeserializeOwned + Send + 'static,
 {
     /// Performs the handshake on `stream` with `process` (a helper named `name` in messages)
     /// and starts the connection's tasks. A helper that dies before answering is reported at
@@ -67,7 +67,7 @@ where
         process: &ChildProcess,
     ) -> Result<(Self, mpsc::UnboundedReceiver<Ev>), ApiError>
     where
-        Ev: DeserializeOwned + CarriesFds + Send + 'static,
+        Ev: DeserializeOwned + Send + 'static,
     {
         stream.set_nonblocking(true).map_err(|e| ApiError::io("socket", e))?;
         let stream = tokio::net::UnixStream::from_std(stream).map_err(|e| ApiError::io("socket", e))?;

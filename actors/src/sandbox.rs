@@ -6,7 +6,7 @@ use std::path::Path;
 use actix::prelude::*;
 use tracing::{info, warn};
 use wire::sandbox_proto::{SandboxContainer, SandboxEvent, SandboxReply, SandboxRequest};
-use wire::{ApiError, ErrorKind, ExitStatus};
+use wire::{ApiError, ErrorKind, ExitStatus, Object};
 
 use crate::config::{SupervisorConfig, SANDBOX_BINARY};
 use crate::launch::{reattach_helper, start_helper, AttachedHelper};
@@ -106,7 +106,7 @@ impl SandboxActor {
         record: &ProcessRecord,
         state_dir: &Path,
     ) -> Result<Connected, ApiError> {
-        let gone = || ApiError::new(ErrorKind::Sandbox, format!("sandbox {id:?} is gone"));
+        let gone = || ApiError::new(ErrorKind::Sandbox, "is gone").on(Object::Sandbox(id.to_string()));
         let AttachedHelper { process, stream, .. } =
             reattach_helper(record, state_dir.join(SOCKET_NAME), "the sandbox", gone).await?;
         Self::connect(config, id, process, stream).await

@@ -140,14 +140,17 @@ fn serve(ours: OwnedFd, delivery: Delivery) {
         Ok(None) => return,
         Err(e) => {
             warn!(container = %delivery.id, "seccomp relay: {e}");
-            answer(&ours, Err(format!("paddockd's seccomp relay: {e}")));
+            answer(&ours, Err(ApiError::io("paddockd's seccomp relay", e)));
             return;
         }
     };
     let (notify, pid) = received;
     let path = &delivery.listener.path;
     let sent = send_to_agent(&delivery, notify, pid).map_err(|e| {
-        format!("linux.seccomp.listenerPath {}: sending the seccomp descriptor to the agent: {e}", path.display())
+        ApiError::io(
+            format!("linux.seccomp.listenerPath {}: sending the seccomp descriptor to the agent", path.display()),
+            e,
+        )
     });
     match &sent {
         Ok(()) => info!(container = %delivery.id, pid, agent = %path.display(), "seccomp descriptor sent to the agent"),
@@ -157,10 +160,10 @@ fn serve(ours: OwnedFd, delivery: Delivery) {
 }
 
 /// Tells the process how it went: `K`, or `E` and why not.
-fn answer(ours: &OwnedFd, result: Result<(), String>) {
+fn answer(ours: &OwnedFd, result: Result<(), ApiError>) {
     let message = match result {
         Ok(()) => b"K".to_vec(),
-        Err(e) => [b"E".as_slice(), e.as_bytes()].concat(),
+        Err(e) => [b"E".as_slice(), e.to_string().as_bytes()].concat(),
     };
     let _ = nix::sys::socket::send(ours.as_raw_fd(), &message, MsgFlags::MSG_NOSIGNAL);
 }

@@ -65,7 +65,7 @@ mod tests {
         let mut spec = embedded_default("x", vec!["true".into()]).unwrap();
         spec.set_annotations(Some(HashMap::from([(OVERLAY_ANNOTATION.to_string(), "bogus".to_string())])));
         let e = overlay_of(&spec, Overlay::None).unwrap_err();
-        assert!(e.message.contains(OVERLAY_ANNOTATION), "{}", e.message);
+        assert!(e.to_string().contains(OVERLAY_ANNOTATION), "{e}");
         spec.set_annotations(None);
         assert_eq!(overlay_of(&spec, Overlay::AllMemory { size: None }).unwrap(), Overlay::AllMemory { size: None });
     }

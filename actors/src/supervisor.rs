@@ -103,7 +103,7 @@ async fn restore_all(
     };
     for e in errors {
         match e.kind {
-            wire::ErrorKind::NotFound => info!("{}", e.message),
+            wire::ErrorKind::NotFound => info!("{e}"),
             _ => warn!("skipping unreadable container metadata: {e}"),
         }
     }

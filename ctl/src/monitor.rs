@@ -182,7 +182,7 @@ impl Watch<'_> {
         }
         if !*joined {
             if let Some(process) = monitored.namespaces_of {
-                join_namespaces(process).map_err(Interrupted::Refused)?;
+                join_namespaces(process).map_err(|e| Interrupted::Refused(e.to_string()))?;
             }
             *joined = true;
         }
@@ -243,7 +243,7 @@ fn classify(e: wire::ApiError) -> Interrupted {
 /// monitor's `/proc` is the host's). They are opened first and the process checked after, so
 /// that a pid reused in between is noticed; a process that has already ended has nothing to
 /// join, and the wait will say how it ended.
-fn join_namespaces((pid, start): (i32, u64)) -> Result<(), String> {
+fn join_namespaces((pid, start): (i32, u64)) -> Result<(), wire::ApiError> {
     use nix::sched::CloneFlags;
     let kinds =
         [("net", CloneFlags::CLONE_NEWNET), ("ipc", CloneFlags::CLONE_NEWIPC), ("uts", CloneFlags::CLONE_NEWUTS)];
@@ -252,14 +252,15 @@ fn join_namespaces((pid, start): (i32, u64)) -> Result<(), String> {
         match std::fs::File::open(format!("/proc/{pid}/ns/{name}")) {
             Ok(f) => opened.push((name, f, flag)),
             Err(_) if start_time(pid) != Some(start) => return Ok(()),
-            Err(e) => return Err(format!("opening /proc/{pid}/ns/{name}: {e}")),
+            Err(e) => return Err(wire::ApiError::io(format!("opening /proc/{pid}/ns/{name}"), e)),
         }
     }
     if start_time(pid) != Some(start) {
         return Ok(());
     }
     for (name, file, flag) in opened {
-        nix::sched::setns(file, flag).map_err(|e| format!("joining the container's {name} namespace: {e}"))?;
+        nix::sched::setns(file, flag)
+            .map_err(|e| wire::ApiError::io(format!("joining the container's {name} namespace"), e))?;
     }
     Ok(())
 }

@@ -1,8 +1,13 @@
 //! Signal names and numbers as users type them: `KILL`, `SIGKILL`, `kill`, `9`, `RTMIN+2`.
 
+/// A signal name or number that names no signal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown signal {0:?}")]
+pub struct UnknownSignal(pub String);
+
 /// Parses a signal given by name (with or without `SIG`, any case) or number.
-pub fn parse_signal(text: &str) -> Result<i32, String> {
-    let bad = || format!("unknown signal {text:?}");
+pub fn parse_signal(text: &str) -> Result<i32, UnknownSignal> {
+    let bad = || UnknownSignal(text.to_string());
     if let Ok(n) = text.parse::<i32>() {
         return if (1..=libc::SIGRTMAX()).contains(&n) { Ok(n) } else { Err(bad()) };
     }

@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use wire::{ApiError, ErrorKind};
 
-fn io_err(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ApiError {
+fn io_err(what: impl std::fmt::Display, e: impl std::fmt::Display + 'static) -> ApiError {
     ApiError::io(what, e)
 }
 

@@ -73,7 +73,7 @@ pub fn child(mut job: HooksJob) -> i32 {
         return 1;
     }
     if let Err(e) = crate::sync::reset_process_state() {
-        let _ = rustix::io::write(&report, e.message.as_bytes());
+        let _ = rustix::io::write(&report, e.to_string().as_bytes());
         return 1;
     }
     let Some(mnt) = mnt else { return 1 };

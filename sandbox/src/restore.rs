@@ -67,12 +67,12 @@ impl Criu {
             return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: {message}")));
         }
         if status != ExitStatus::Exited(0) {
-            return Err(ApiError::new(ErrorKind::Sandbox, format!("{what}: CRIU ended with {status:?}")));
+            return Err(ApiError::new(ErrorKind::Criu, format!("{what}: CRIU ended with {status:?}")));
         }
         match children[..] {
             [init] => Ok(init),
             _ => Err(ApiError::new(
-                ErrorKind::Sandbox,
+                ErrorKind::Criu,
                 format!(
                     "{what}: CRIU succeeded but left {} processes in the sandbox ({children:?}), not one",
                     children.len()

@@ -4,8 +4,8 @@
 //! The sandbox sends `P` once it has placed the child in its container's cgroups, `D` once
 //! the create hooks ran, `M` once it has mapped its user namespace's ids, `S` to start. The
 //! child sends one-byte messages (`H` stopped before the pivot, `R` ready, `U` please map my
-//! user namespace's ids) or `E`, a kind byte and a message for an
-//! error. A successful `execve` closes the child's end, which the sandbox sees as end-of-file.
+//! user namespace's ids) or `E` and an error, encoded as on the wire
+//! (so its kind and errno reach paddockd). A successful `execve` closes the child's end, which the sandbox sees as end-of-file.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -99,33 +99,32 @@ pub fn read_report(report: &OwnedFd) -> String {
     String::from_utf8_lossy(&message).into_owned()
 }
 
-/// The child side: reports an error.
+/// The child side: reports an error, whole (kind, errno, operation and message), encoded as
+/// on the wire.
 pub fn send_error(fd: &OwnedFd, err: &ApiError) {
-    let kind = match err.kind {
-        ErrorKind::InvalidSpec => b's',
-        ErrorKind::Unsupported => b'u',
-        ErrorKind::NotFound => b'n',
-        _ => b'i',
-    };
-    let mut msg = vec![ERROR, kind];
-    msg.extend_from_slice(err.message.as_bytes());
-    msg.truncate(60 * 1024);
+    let mut msg = vec![ERROR];
+    // A seqpacket message must fit in one send: an overlong message is cut.
+    let mut err = err.clone();
+    if err.message.len() > 32 * 1024 {
+        let mut end = 32 * 1024;
+        while !err.message.is_char_boundary(end) {
+            end -= 1;
+        }
+        err.message.truncate(end);
+    }
+    if let Ok(frame) = wire::frame::encode_frame(&err, 60 * 1024) {
+        msg.extend_from_slice(&frame[wire::frame::HEADER_LEN..]);
+    }
     let _ = nix::sys::socket::send(fd.as_raw_fd(), &msg, MsgFlags::MSG_NOSIGNAL);
 }
 
 /// The sandbox side: turns what the child said (or did not say) into an error about `what`.
 pub fn failure(what: &str, phase: &str, got: std::io::Result<Option<Vec<u8>>>) -> ApiError {
     match got {
-        Ok(Some(msg)) if msg.first() == Some(&ERROR) && msg.len() >= 2 => {
-            let text = String::from_utf8_lossy(&msg[2..]).to_string();
-            let kind = match msg[1] {
-                b's' => ErrorKind::InvalidSpec,
-                b'u' => ErrorKind::Unsupported,
-                b'n' => ErrorKind::NotFound,
-                _ => ErrorKind::Io,
-            };
-            ApiError::new(kind, format!("{what}: {text}"))
-        }
+        Ok(Some(msg)) if msg.first() == Some(&ERROR) => match wire::frame::decode_payload::<ApiError>(&msg[1..]) {
+            Ok(err) => err.context(what),
+            Err(_) => ApiError::new(ErrorKind::Sandbox, format!("{what}: garbled error while {phase}")),
+        },
         Ok(Some(_)) => ApiError::new(ErrorKind::Sandbox, format!("{what}: garbled message while {phase}")),
         Ok(None) => ApiError::new(ErrorKind::Sandbox, format!("{what}: its process died while {phase}")),
         Err(e) => ApiError::new(ErrorKind::Sandbox, format!("{what}: while {phase}: {e}")),
@@ -220,4 +219,28 @@ pub fn place_extra_fds(extra: &[OwnedFd], sync: OwnedFd) -> Result<OwnedFd, (Own
         }
     }
     Ok(sync)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_error_arrives_whole() {
+        let (sandbox, child) = pair().unwrap();
+        let sent = ApiError::io("mknod /dev/null", nix::errno::Errno::EPERM).with_kind(ErrorKind::Unsupported);
+        send_error(&child, &sent);
+        let got = failure("container \"c\"", "setting up", read(sandbox.as_fd()));
+        assert_eq!((got.kind, got.errno), (ErrorKind::Unsupported, Some(libc::EPERM)));
+        assert_eq!(got.to_string(), "container \"c\": mknod /dev/null: Operation not permitted (EPERM)");
+    }
+
+    #[test]
+    fn an_overlong_error_is_cut_not_lost() {
+        let (sandbox, child) = pair().unwrap();
+        send_error(&child, &ApiError::invalid_spec("é".repeat(50_000)));
+        let got = failure("container \"c\"", "setting up", read(sandbox.as_fd()));
+        assert_eq!(got.kind, ErrorKind::InvalidSpec);
+        assert!(got.message.len() <= 32 * 1024 && got.message.starts_with('é'), "{}", got.message.len());
+    }
 }

@@ -248,13 +248,13 @@ fn leave_when_idle(idle: &IdleExit) -> bool {
 }
 
 /// Whether the peer may use the daemon: root, or the user paddockd runs as.
-fn peer_allowed(stream: &UnixStream) -> Result<(), String> {
-    let cred = stream.peer_cred().map_err(|e| format!("cannot read peer credentials: {e}"))?;
+fn peer_allowed(stream: &UnixStream) -> Result<(), ApiError> {
+    let cred = stream.peer_cred().map_err(|e| ApiError::io("reading the peer's credentials", e))?;
     let me = nix::unistd::geteuid().as_raw();
     if cred.uid() == 0 || cred.uid() == me {
         Ok(())
     } else {
-        Err(format!("uid {} may not use this paddockd", cred.uid()))
+        Err(ApiError::new(ErrorKind::PermissionDenied, format!("uid {} may not use this paddockd", cred.uid())))
     }
 }
 
@@ -273,8 +273,8 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, lim
         }
     };
     let mut welcome = check_hello(&hello, &format!("paddockd {}", env!("CARGO_PKG_VERSION")));
-    if let Err(reason) = allowed {
-        welcome = Welcome::Refused { reason };
+    if let Err(refused) = allowed {
+        welcome = Welcome::Refused { reason: refused.to_string() };
     }
     let refused = matches!(welcome, Welcome::Refused { .. });
     if writer.send(&welcome).await.is_err() || refused {

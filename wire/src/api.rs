@@ -16,7 +16,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::fds::{CarriesFds, FdSlot};
+use crate::fds::FdSlot;
 use crate::spec::SpecJson;
 
 /// The OCI runtime-spec version paddock reports in states.
@@ -237,20 +237,6 @@ pub struct Stdio {
 }
 
 impl Stdio {
-    /// The slots, in wire order.
-    pub fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        let mut slots = vec![&mut self.stdin, &mut self.stdout, &mut self.stderr, &mut self.console];
-        slots.extend(self.extra.iter_mut());
-        slots
-    }
-
-    /// The slots, in wire order.
-    pub fn slots(&self) -> Vec<&FdSlot> {
-        let mut slots = vec![&self.stdin, &self.stdout, &self.stderr, &self.console];
-        slots.extend(self.extra.iter());
-        slots
-    }
-
     /// Duplicates every descriptor (to give a restarted process the same streams).
     pub fn try_clone(&self) -> std::io::Result<Stdio> {
         let dup = |slot: &FdSlot| -> std::io::Result<FdSlot> {
@@ -629,29 +615,6 @@ impl Request {
     }
 }
 
-impl CarriesFds for Request {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        match self {
-            Request::Create(c) => c.stdio.slots_mut(),
-            Request::CopyOut(c) => vec![&mut c.sink],
-            Request::CopyIn(c) => vec![&mut c.source],
-            Request::Exec(e) => e.stdio.slots_mut(),
-            Request::Events(e) => vec![&mut e.sink],
-            _ => Vec::new(),
-        }
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        match self {
-            Request::Create(c) => c.stdio.slots(),
-            Request::CopyOut(c) => vec![&c.sink],
-            Request::CopyIn(c) => vec![&c.source],
-            Request::Exec(e) => e.stdio.slots(),
-            Request::Events(e) => vec![&e.sink],
-            _ => Vec::new(),
-        }
-    }
-}
-
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 // A reply lives for one request; boxing the state would only add an allocation.
@@ -684,15 +647,6 @@ pub struct RequestFrame {
     pub request: Request,
 }
 
-impl CarriesFds for RequestFrame {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        self.request.fd_slots_mut()
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        self.request.fd_slots()
-    }
-}
-
 /// What the server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(clippy::large_enum_variant)]
@@ -707,8 +661,6 @@ pub enum ServerFrame {
     /// The server is closing the connection because the client broke the protocol.
     Fatal(ApiError),
 }
-
-impl CarriesFds for ServerFrame {}
 
 /// A request of paddockd's API, and what it answers when it succeeds. The actors take each
 /// as a message (`actors::Api<T>`); the wire carries it inside [`Request`].

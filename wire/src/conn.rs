@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::WireError;
-use crate::fds::{attach_fds, fds_to_send, recv_with_fds, send_with_fds, CarriesFds};
-use crate::frame::{decode_payload, encode_frame, FrameReader};
+use crate::fds::{recv_with_fds, send_with_fds};
+use crate::frame::{decode_message, encode_message, FrameReader};
 
 /// Size of one read from the socket (into a buffer on the stack).
 const READ_CHUNK: usize = 16 * 1024;
@@ -44,14 +44,13 @@ impl Connection {
     }
 
     /// Sends one message with the descriptors in its slots.
-    pub fn send<T: Serialize + CarriesFds + ?Sized>(&mut self, msg: &T) -> Result<(), WireError> {
-        let fds = fds_to_send(msg)?;
-        let frame = encode_frame(msg, self.max_frame)?;
+    pub fn send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), WireError> {
+        let (frame, fds) = encode_message(msg, self.max_frame)?;
         send_all(self.stream.as_fd(), &frame, &fds)
     }
 
     /// Receives one message, blocking until it is complete.
-    pub fn recv<T: DeserializeOwned + CarriesFds>(&mut self) -> Result<T, WireError> {
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, WireError> {
         loop {
             if let Some(msg) = self.try_next()? {
                 return Ok(msg);
@@ -93,13 +92,11 @@ impl Connection {
     }
 
     /// Decodes the next message if a whole frame is already buffered.
-    pub fn try_next<T: DeserializeOwned + CarriesFds>(&mut self) -> Result<Option<T>, WireError> {
+    pub fn try_next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
         let Some(frame) = self.reader.next_frame_with_fds()? else {
             return Ok(None);
         };
-        let mut msg: T = decode_payload(&frame.payload)?;
-        attach_fds(&mut msg, frame.fds)?;
-        Ok(Some(msg))
+        decode_message(&frame.payload, frame.fds).map(Some)
     }
 }
 
@@ -129,6 +126,7 @@ fn send_all(sock: BorrowedFd<'_>, mut bytes: &[u8], mut fds: &[i32]) -> Result<(
 mod tests {
     use super::*;
     use crate::fds::FdSlot;
+    use crate::frame::encode_frame;
     use serde::Deserialize;
     use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -138,28 +136,8 @@ mod tests {
         fd: FdSlot,
     }
 
-    impl CarriesFds for WithFd {
-        fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-            vec![&mut self.fd]
-        }
-        fn fd_slots(&self) -> Vec<&FdSlot> {
-            vec![&self.fd]
-        }
-    }
-
-    impl CarriesFds for String {}
-
     #[derive(Debug, Serialize, Deserialize)]
     struct ManyFds(Vec<FdSlot>);
-
-    impl CarriesFds for ManyFds {
-        fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-            self.0.iter_mut().collect()
-        }
-        fn fd_slots(&self) -> Vec<&FdSlot> {
-            self.0.iter().collect()
-        }
-    }
 
     #[test]
     fn more_descriptors_than_one_control_message_holds_travel_in_full_batches() {

@@ -1,11 +1,20 @@
 //! File descriptors beside frames.
 //!
-//! A message that carries descriptors holds [`FdSlot`]s. On the wire a slot is a single
-//! boolean ("a descriptor belongs here"); the descriptors themselves travel as one
-//! `SCM_RIGHTS` control message attached to the first byte of the frame, in the order the
-//! message lists its slots ([`CarriesFds`]). The receiver decodes the frame and then fills its
-//! pending slots, in the same order, from the descriptors that arrived with it.
+//! A message that carries descriptors holds [`FdSlot`]s, anywhere in its fields. On the wire a
+//! slot is a single boolean ("a descriptor belongs here"); the descriptors themselves travel as
+//! `SCM_RIGHTS` control data attached to the frame's first bytes, in the order the slots are
+//! encoded.
+//!
+//! The slots are declared once, by the message's own type: encoding visits every field (serde's
+//! derive is exhaustive), and [`FdSlot`]'s `Serialize` hands its descriptor to the send in
+//! progress ([`encode_message`](crate::frame::encode_message)); decoding visits the same fields
+//! in the same order, and [`FdSlot`]'s `Deserialize` takes the next descriptor that arrived
+//! with the frame ([`decode_message`](crate::frame::decode_message)). No list of slots is
+//! written by hand, so a message that gains a descriptor cannot be sent without it. (Servo's
+//! `ipc-channel` passes its channels through serde the same way.)
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -39,7 +48,8 @@ pub enum FdSlot {
     /// No descriptor here.
     #[default]
     Empty,
-    /// Decoded from the wire: a descriptor belongs here and has not been attached yet.
+    /// Decoded from the wire without the descriptors of its frame (a payload decoded on its
+    /// own, or a frame that brought too few): a descriptor belongs here but none is attached.
     Pending,
     /// A descriptor, owned by the message.
     Present(OwnedFd),
@@ -78,60 +88,97 @@ impl FdSlot {
     }
 }
 
+thread_local! {
+    /// The descriptors of the message this thread is encoding for a send, in slot order.
+    static OUTGOING: RefCell<Option<Vec<RawFd>>> = const { RefCell::new(None) };
+    /// The descriptors that came with the frame this thread is decoding.
+    static INCOMING: RefCell<Option<Incoming>> = const { RefCell::new(None) };
+}
+
+/// The descriptors a frame brought, handed to its slots as they are decoded.
+#[derive(Debug, Default)]
+struct Incoming {
+    fds: VecDeque<OwnedFd>,
+    /// How many arrived.
+    received: usize,
+    /// How many slots asked for one.
+    wanted: usize,
+}
+
+/// Runs `encode` (the encoding of one message) and returns, beside its result, the raw
+/// descriptors of every present slot it encoded, in order. They stay owned by the message.
+pub(crate) fn collecting_fds<R>(encode: impl FnOnce() -> R) -> (R, Vec<RawFd>) {
+    /// Restores the outer collection (if any) even when `encode` unwinds.
+    struct Scope(Option<Vec<RawFd>>);
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            OUTGOING.with(|o| *o.borrow_mut() = outer);
+        }
+    }
+    let scope = Scope(OUTGOING.with(|o| o.borrow_mut().replace(Vec::new())));
+    let result = encode();
+    let fds = OUTGOING.with(|o| o.borrow_mut().take()).unwrap_or_default();
+    drop(scope);
+    (result, fds)
+}
+
+/// Runs `decode` (the decoding of one message) with `fds` for its slots, in order. Fails with
+/// [`WireError::MissingFds`] when its slots asked for more than arrived; descriptors no slot
+/// asked for are closed here, at once: a peer cannot make us keep what we did not ask for.
+pub(crate) fn supplying_fds<T>(
+    fds: Vec<OwnedFd>,
+    decode: impl FnOnce() -> Result<T, WireError>,
+) -> Result<T, WireError> {
+    /// Restores the outer supply (if any) even when `decode` unwinds.
+    struct Scope(Option<Incoming>);
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            INCOMING.with(|i| *i.borrow_mut() = outer);
+        }
+    }
+    let mine = Incoming { received: fds.len(), fds: fds.into(), wanted: 0 };
+    let scope = Scope(INCOMING.with(|i| i.borrow_mut().replace(mine)));
+    let result = decode();
+    let used = INCOMING.with(|i| i.borrow_mut().take()).unwrap_or_default();
+    drop(scope);
+    // A message whose slots wanted more than came is dropped, closing what it did get.
+    let msg = result?;
+    if used.wanted > used.received {
+        return Err(WireError::MissingFds { expected: used.wanted, received: used.received });
+    }
+    Ok(msg)
+}
+
 impl Serialize for FdSlot {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if let FdSlot::Present(fd) = self {
+            OUTGOING.with(|o| {
+                if let Some(fds) = o.borrow_mut().as_mut() {
+                    fds.push(fd.as_raw_fd());
+                }
+            });
+        }
         s.serialize_bool(matches!(self, FdSlot::Present(_)))
     }
 }
 
 impl<'de> Deserialize<'de> for FdSlot {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(if bool::deserialize(d)? { FdSlot::Pending } else { FdSlot::Empty })
-    }
-}
-
-/// A message that may carry file descriptors lists its slots here, always in the same order.
-///
-/// Messages without descriptors use the default (no slots).
-pub trait CarriesFds {
-    /// The slots, for attaching received descriptors.
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        Vec::new()
-    }
-
-    /// The slots, for sending.
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        Vec::new()
-    }
-}
-
-/// The raw descriptors a message sends, in slot order.
-pub fn fds_to_send<T: CarriesFds + ?Sized>(msg: &T) -> Result<Vec<RawFd>, WireError> {
-    let fds: Vec<RawFd> = msg.fd_slots().into_iter().filter_map(|slot| slot.as_fd().map(|fd| fd.as_raw_fd())).collect();
-    if fds.len() > MAX_FDS_PER_MESSAGE {
-        return Err(WireError::TooManyFds { count: fds.len(), max: MAX_FDS_PER_MESSAGE });
-    }
-    Ok(fds)
-}
-
-/// Fills the pending slots of a decoded message from the descriptors that came with its
-/// frame, in order. Descriptors the message has no slot for are closed here, at once: a peer
-/// cannot make us keep what we did not ask for.
-pub fn attach_fds<T: CarriesFds + ?Sized>(msg: &mut T, received: Vec<OwnedFd>) -> Result<(), WireError> {
-    let mut slots = msg.fd_slots_mut();
-    let expected = slots.iter().filter(|s| matches!(s, FdSlot::Pending)).count();
-    if expected > received.len() {
-        return Err(WireError::MissingFds { expected, received: received.len() });
-    }
-    let mut received = received.into_iter();
-    for slot in slots.iter_mut() {
-        if matches!(slot, FdSlot::Pending) {
-            if let Some(fd) = received.next() {
-                **slot = FdSlot::Present(fd);
-            }
+        if !bool::deserialize(d)? {
+            return Ok(FdSlot::Empty);
         }
+        // Outside a receive (a payload decoded on its own), or when the frame brought too few:
+        // pending, which the receive reports as missing.
+        Ok(INCOMING.with(|i| match i.borrow_mut().as_mut() {
+            Some(incoming) => {
+                incoming.wanted += 1;
+                incoming.fds.pop_front().map_or(FdSlot::Pending, FdSlot::Present)
+            }
+            None => FdSlot::Pending,
+        }))
     }
-    Ok(())
 }
 
 /// Sends `bytes` on a stream socket, with `fds` attached to the first byte.

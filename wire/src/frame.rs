@@ -17,7 +17,7 @@
 //! hold more than that beyond the frame being read.
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -77,7 +77,30 @@ pub fn encode_frame<T: Serialize + ?Sized>(msg: &T, max_frame: usize) -> Result<
     Ok(out)
 }
 
+/// Encodes `msg` as one complete frame, as [`encode_frame`], and returns beside it the
+/// descriptors of its slots, in order, to send with the frame (they stay owned by `msg`).
+///
+/// Fails with [`WireError::TooManyFds`] above [`MAX_FDS_PER_MESSAGE`] descriptors.
+pub fn encode_message<T: Serialize + ?Sized>(msg: &T, max_frame: usize) -> Result<(Vec<u8>, Vec<RawFd>), WireError> {
+    let (frame, fds) = crate::fds::collecting_fds(|| encode_frame(msg, max_frame));
+    let frame = frame?;
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(WireError::TooManyFds { count: fds.len(), max: MAX_FDS_PER_MESSAGE });
+    }
+    Ok((frame, fds))
+}
+
+/// Decodes one payload, as [`decode_payload`], putting the descriptors that came with its
+/// frame into its slots, in order. Fails with [`WireError::MissingFds`] when its slots ask for
+/// more than came; descriptors beyond its slots are closed at once.
+pub fn decode_message<T: DeserializeOwned>(payload: &[u8], fds: Vec<OwnedFd>) -> Result<T, WireError> {
+    crate::fds::supplying_fds(fds, || decode_payload(payload))
+}
+
 /// Decodes one payload (without its length prefix). Every byte must belong to the message.
+///
+/// Its descriptor slots stay [`Pending`](crate::fds::FdSlot::Pending): a message received with
+/// descriptors is decoded by [`decode_message`].
 pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, WireError> {
     let (msg, used) =
         bincode::serde::decode_from_slice(payload, config()).map_err(|e| WireError::Decode(e.to_string()))?;

@@ -9,11 +9,10 @@
 use std::os::fd::OwnedFd;
 
 use crate::api::{RequestFrame, ServerFrame};
-use crate::frame::{decode_payload, FrameReader};
+use crate::frame::{decode_message, decode_payload, FrameReader};
 use crate::gofer_proto::{GoferFrame, GoferRequestFrame};
 use crate::handshake::{Hello, Welcome};
 use crate::sandbox_proto::{SandboxFrame, SandboxRequestFrame};
-use crate::CarriesFds;
 
 /// Which decoder to feed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +46,8 @@ impl Decoder {
     ];
 }
 
-fn decode_as<T: serde::de::DeserializeOwned + CarriesFds>(payload: &[u8], fds: Vec<OwnedFd>) {
-    if let Ok(mut msg) = decode_payload::<T>(payload) {
-        let _ = crate::fds::attach_fds(&mut msg, fds);
-    }
+fn decode_as<T: serde::de::DeserializeOwned>(payload: &[u8], fds: Vec<OwnedFd>) {
+    let _ = decode_message::<T>(payload, fds);
 }
 
 /// Decodes one payload (a frame without its length) as `decoder`'s message, attaching

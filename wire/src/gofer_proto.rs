@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fds::{CarriesFds, FdSlot};
+use crate::fds::FdSlot;
 use crate::rpc::{Answer, Envelope, NoEvent};
 
 /// What a gofer sends to the sandbox on an io socket.
@@ -17,19 +17,6 @@ pub enum GoferMessage {
         /// The detached mount.
         mount: FdSlot,
     },
-}
-
-impl CarriesFds for GoferMessage {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        match self {
-            GoferMessage::Mount { mount } => vec![mount],
-        }
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        match self {
-            GoferMessage::Mount { mount } => vec![mount],
-        }
-    }
 }
 
 /// Where a container's writes go.
@@ -124,23 +111,6 @@ pub enum GoferRequest {
     },
 }
 
-impl CarriesFds for GoferRequest {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        match self {
-            GoferRequest::Setup(s) => s.io.iter_mut().chain(s.adopted.iter_mut()).collect(),
-            GoferRequest::CopyOut { sink, .. } => vec![sink],
-            GoferRequest::CopyIn { source, .. } => vec![source],
-        }
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        match self {
-            GoferRequest::Setup(s) => s.io.iter().chain(s.adopted.iter()).collect(),
-            GoferRequest::CopyOut { sink, .. } => vec![sink],
-            GoferRequest::CopyIn { source, .. } => vec![source],
-        }
-    }
-}
-
 /// A successful answer from a gofer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GoferReply {
@@ -149,8 +119,6 @@ pub enum GoferReply {
     /// Done.
     Done,
 }
-
-impl CarriesFds for GoferReply {}
 
 /// A request to a gofer with its id.
 pub type GoferRequestFrame = Envelope<GoferRequest>;

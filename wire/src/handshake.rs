@@ -6,13 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::fds::CarriesFds;
-
 /// Marks a paddock peer: the first bytes of every hello.
 pub const MAGIC: [u8; 8] = *b"PADDOCK\0";
 
 /// The protocol version spoken by this build. Raised whenever a message changes.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The client's opening message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,9 +46,6 @@ pub enum Welcome {
         reason: String,
     },
 }
-
-impl CarriesFds for Hello {}
-impl CarriesFds for Welcome {}
 
 /// The server's verdict on a client's hello.
 pub fn check_hello(hello: &Hello, server: &str) -> Welcome {

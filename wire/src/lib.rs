@@ -44,6 +44,6 @@ pub mod spec;
 pub mod stateroot;
 
 pub use api::{ContainerState, ExitStatus, GoferStatus, Status, Stdio};
-pub use error::{ApiError, ErrorKind, WireError};
-pub use fds::{CarriesFds, FdSlot};
+pub use error::{ApiError, ErrorKind, Object, WireError};
+pub use fds::FdSlot;
 pub use spec::SpecJson;

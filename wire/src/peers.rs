@@ -12,7 +12,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::conn::Connection;
-use crate::fds::CarriesFds;
 use crate::frame::DEFAULT_MAX_FRAME;
 use crate::handshake::{check_hello, Hello, Welcome};
 use crate::rpc::{Answer, Envelope};
@@ -77,7 +76,7 @@ impl Peers {
     /// Reads from peer `index` (which poll found readable) and returns the complete requests.
     /// A peer that closed, broke the protocol or was refused is dropped by [`Peers::prune`].
     /// Returns `true` in the second field when a refusal was delivered.
-    pub fn read<T: DeserializeOwned + CarriesFds>(&mut self, index: usize) -> (Vec<Envelope<T>>, bool) {
+    pub fn read<T: DeserializeOwned>(&mut self, index: usize) -> (Vec<Envelope<T>>, bool) {
         let mut out = Vec::new();
         let Some(peer) = self.peers.get_mut(index) else { return (out, false) };
         match peer.conn.fill() {
@@ -126,7 +125,7 @@ impl Peers {
     }
 
     /// Sends an answer to peer `id`, if it is still connected.
-    pub fn reply<R: Serialize + CarriesFds, E: Serialize + CarriesFds>(&mut self, id: PeerId, answer: &Answer<R, E>) {
+    pub fn reply<R: Serialize, E: Serialize>(&mut self, id: PeerId, answer: &Answer<R, E>) {
         if let Some(peer) = self.peers.iter_mut().find(|p| p.id == id && !p.closed) {
             if peer.conn.send(answer).is_err() {
                 peer.closed = true;
@@ -142,7 +141,7 @@ impl Peers {
     }
 
     /// Sends an event to every subscribed peer.
-    pub fn broadcast<R: Serialize + CarriesFds, E: Serialize + CarriesFds>(&mut self, event: &Answer<R, E>) {
+    pub fn broadcast<R: Serialize, E: Serialize>(&mut self, event: &Answer<R, E>) {
         for peer in self.peers.iter_mut().filter(|p| p.subscribed && !p.closed) {
             if peer.conn.send(event).is_err() {
                 peer.closed = true;
@@ -214,6 +213,4 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         d
     }
-
-    impl CarriesFds for u32 {}
 }

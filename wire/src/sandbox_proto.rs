@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ExitStatus, Stdio};
-use crate::fds::{CarriesFds, FdSlot};
+use crate::fds::FdSlot;
 use crate::rpc::{Answer, Envelope};
 use crate::spec::SpecJson;
 
@@ -209,53 +209,6 @@ pub enum SandboxRequest {
     },
 }
 
-impl CarriesFds for SandboxRequest {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        match self {
-            SandboxRequest::Create(c) => {
-                let mut slots = c.stdio.slots_mut();
-                slots.extend(c.mounts.iter_mut());
-                slots.extend(c.cgroups.iter_mut());
-                slots.extend([&mut c.pid_ns, &mut c.mount_ns, &mut c.cgroup_ns, &mut c.user_ns, &mut c.seccomp_relay]);
-                if let Some(r) = c.restore.as_mut() {
-                    slots.extend([&mut r.host_mnt, &mut r.host_cgroup]);
-                }
-                slots
-            }
-            SandboxRequest::Exec(e) => {
-                let mut slots = e.stdio.slots_mut();
-                slots.extend(e.cgroups.iter_mut());
-                slots.push(&mut e.seccomp_relay);
-                slots
-            }
-            SandboxRequest::RunHooks { hooks, .. } => hooks.iter_mut().map(|h| &mut h.exe).collect(),
-            _ => Vec::new(),
-        }
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        match self {
-            SandboxRequest::Create(c) => {
-                let mut slots = c.stdio.slots();
-                slots.extend(c.mounts.iter());
-                slots.extend(c.cgroups.iter());
-                slots.extend([&c.pid_ns, &c.mount_ns, &c.cgroup_ns, &c.user_ns, &c.seccomp_relay]);
-                if let Some(r) = c.restore.as_ref() {
-                    slots.extend([&r.host_mnt, &r.host_cgroup]);
-                }
-                slots
-            }
-            SandboxRequest::Exec(e) => {
-                let mut slots = e.stdio.slots();
-                slots.extend(e.cgroups.iter());
-                slots.push(&e.seccomp_relay);
-                slots
-            }
-            SandboxRequest::RunHooks { hooks, .. } => hooks.iter().map(|h| &h.exe).collect(),
-            _ => Vec::new(),
-        }
-    }
-}
-
 /// Where a container stands inside its sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProcessState {
@@ -308,23 +261,6 @@ pub enum SandboxReply {
     Done,
 }
 
-impl CarriesFds for SandboxReply {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        match self {
-            SandboxReply::Created { pidfd, .. } | SandboxReply::Executed { pidfd, .. } => vec![pidfd],
-            SandboxReply::Mounts(m) => m.iter_mut().collect(),
-            _ => Vec::new(),
-        }
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        match self {
-            SandboxReply::Created { pidfd, .. } | SandboxReply::Executed { pidfd, .. } => vec![pidfd],
-            SandboxReply::Mounts(m) => m.iter().collect(),
-            _ => Vec::new(),
-        }
-    }
-}
-
 /// Something that happened in the sandbox, sent to every attached connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SandboxEvent {
@@ -336,8 +272,6 @@ pub enum SandboxEvent {
         status: ExitStatus,
     },
 }
-
-impl CarriesFds for SandboxEvent {}
 
 /// A request to a sandbox with its id.
 pub type SandboxRequestFrame = Envelope<SandboxRequest>;

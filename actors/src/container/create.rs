@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use wire::api::{Create, RestoreFrom};
 use wire::gofer_proto::GoferSetup;
 use wire::sandbox_proto::{CreateContainer, RestoreInSandbox, SandboxReply, SandboxRequest};
-use wire::{ApiError, ErrorKind, FdSlot, Status};
+use wire::{ApiError, ErrorKind, FdSlot, Object, Status};
 
 use super::{now_rfc3339, save, ActorParts, ContainerActor, GoferHandle, Parts};
 use crate::cgroups::{self, Cgroup};
@@ -270,8 +270,8 @@ async fn build_root(
     let host_pid = match (created, restore_log) {
         (Ok(pid), _) => pid,
         // CRIU ran and failed: its log says why.
-        (Err(e), Some(log)) if e.kind == ErrorKind::Sandbox && e.message.contains("CRIU") => {
-            let explained = blocking(move || Ok(crate::criu::failure("restore", &log, &e.message))).await?;
+        (Err(e), Some(log)) if e.kind == ErrorKind::Criu => {
+            let explained = blocking(move || Ok(crate::criu::failure("restore", &log, &e.to_string()))).await?;
             return Err(explained);
         }
         (Err(e), _) => return Err(e),
@@ -325,14 +325,14 @@ struct PlannedRestore {
 fn restore_in_sandbox(meta: &Meta, from: &RestoreFrom, state_dir: &Path) -> Result<PlannedRestore, ApiError> {
     let record = crate::criu::read_record(&from.image_path)?;
     let work = from.work_path.clone().unwrap_or_else(|| from.image_path.clone());
-    std::fs::create_dir_all(&work).map_err(|e| ApiError::io(format!("mkdir {}", work.display()), e))?;
+    std::fs::create_dir_all(&work).map_err(|e| ApiError::io("mkdir", e).on(Object::Path(work.clone())))?;
     // A log of an earlier restore in the same work directory must not be taken for this one's.
     let _ = std::fs::remove_file(work.join(crate::criu::RESTORE_LOG));
     let (root_mountpoint, binds_mountpoint) = (state_dir.join("criu-root"), state_dir.join("criu-binds"));
     for dir in [&root_mountpoint, &binds_mountpoint] {
         match std::fs::create_dir(dir) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                return Err(ApiError::io(format!("mkdir {}", dir.display()), e))
+                return Err(ApiError::io("mkdir", e).on(Object::Path(dir.to_path_buf())))
             }
             _ => {}
         }

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 use wire::gofer_proto::{GoferReply, GoferRequest};
 use wire::sandbox_proto::{SandboxReply, SandboxRequest};
-use wire::{ApiError, ErrorKind, GoferStatus};
+use wire::{ApiError, ErrorKind, GoferStatus, Object};
 
 use super::create::gofer_setup;
 use super::ContainerActor;
@@ -38,7 +38,8 @@ impl ContainerActor {
                 })
             }
             other => {
-                let e = ApiError::new(ErrorKind::Sandbox, format!("container {id:?}: its gofer is {other}"));
+                let e = ApiError::new(ErrorKind::Sandbox, format!("its gofer is {other}"))
+                    .on(Object::Container(id.clone()));
                 Box::pin(async move { Err(e) })
             }
         }

@@ -184,7 +184,7 @@ pub fn failure(what: &str, log: &Path, output: &str) -> ApiError {
     } else {
         ""
     };
-    ApiError::new(ErrorKind::Sandbox, format!("{what} failed: CRIU: {detail}{hint} (log: {})", log.display()))
+    ApiError::new(ErrorKind::Criu, format!("{what} failed: CRIU: {detail}{hint} (log: {})", log.display()))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use wire::sandbox_proto::{HookCall, RestoreInSandbox};
-use wire::{CarriesFds, FdSlot, SpecJson, Stdio};
+use wire::{FdSlot, SpecJson, Stdio};
 
 /// Where a new process's PID namespace comes from.
 #[derive(Debug, Serialize, Deserialize)]
@@ -19,21 +19,6 @@ pub enum PidNamespace {
     Inherit,
     /// An existing one (the pod's, or one named by the spec), entered before the fork.
     Join(FdSlot),
-}
-
-impl PidNamespace {
-    fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        match self {
-            PidNamespace::Join(fd) => vec![fd],
-            _ => Vec::new(),
-        }
-    }
-    fn slots(&self) -> Vec<&FdSlot> {
-        match self {
-            PidNamespace::Join(fd) => vec![fd],
-            _ => Vec::new(),
-        }
-    }
 }
 
 /// A container's init: set up, then waiting for start (see [`crate::init`]).
@@ -81,15 +66,6 @@ pub struct Joins {
     pub user: FdSlot,
 }
 
-impl Joins {
-    fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        vec![&mut self.mount, &mut self.cgroup, &mut self.user]
-    }
-    fn slots(&self) -> Vec<&FdSlot> {
-        vec![&self.mount, &self.cgroup, &self.user]
-    }
-}
-
 /// The namespaces of a container that a process entering it joins (those it shares with the
 /// sandbox are left out).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -109,15 +85,6 @@ pub struct NamespaceFds {
     /// Its time namespace, if it has one.
     #[serde(default)]
     pub time: FdSlot,
-}
-
-impl NamespaceFds {
-    fn slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        vec![&mut self.mnt, &mut self.pid, &mut self.user, &mut self.cgroup, &mut self.root, &mut self.time]
-    }
-    fn slots(&self) -> Vec<&FdSlot> {
-        vec![&self.mnt, &self.pid, &self.user, &self.cgroup, &self.root, &self.time]
-    }
 }
 
 /// Another process in a running container (see [`crate::exec`]).
@@ -232,83 +199,6 @@ pub enum Job {
     },
 }
 
-impl CarriesFds for Job {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        match self {
-            Job::Stage { mounts, .. } => mounts.iter_mut().collect(),
-            Job::Init(j) => {
-                let mut s = vec![&mut j.sync, &mut j.seccomp_relay];
-                s.extend(j.pid_ns.slots_mut());
-                s.extend(j.joins.slots_mut());
-                s.extend(j.cgroups.iter_mut());
-                s.extend(j.stdio.slots_mut());
-                s
-            }
-            Job::Exec(j) => {
-                let mut s = vec![&mut j.sync, &mut j.seccomp_relay];
-                s.extend(j.namespaces.slots_mut());
-                s.extend(j.cgroups.iter_mut());
-                s.extend(j.stdio.slots_mut());
-                s
-            }
-            Job::Hooks(j) => {
-                let mut s = vec![&mut j.report];
-                s.extend(j.namespaces.slots_mut());
-                s.extend(j.hooks.iter_mut().map(|h| &mut h.exe));
-                s
-            }
-            Job::Restore(j) => {
-                let mut s = vec![&mut j.report, &mut j.plan.host_mnt, &mut j.plan.host_cgroup];
-                s.extend(j.stdio.slots_mut());
-                s
-            }
-            Job::Unstage { .. }
-            | Job::CopyMounts { .. }
-            | Job::Configure { .. }
-            | Job::MapIds { .. }
-            | Job::Namespaces { .. }
-            | Job::Forget { .. } => Vec::new(),
-        }
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        match self {
-            Job::Stage { mounts, .. } => mounts.iter().collect(),
-            Job::Init(j) => {
-                let mut s = vec![&j.sync, &j.seccomp_relay];
-                s.extend(j.pid_ns.slots());
-                s.extend(j.joins.slots());
-                s.extend(j.cgroups.iter());
-                s.extend(j.stdio.slots());
-                s
-            }
-            Job::Exec(j) => {
-                let mut s = vec![&j.sync, &j.seccomp_relay];
-                s.extend(j.namespaces.slots());
-                s.extend(j.cgroups.iter());
-                s.extend(j.stdio.slots());
-                s
-            }
-            Job::Hooks(j) => {
-                let mut s = vec![&j.report];
-                s.extend(j.namespaces.slots());
-                s.extend(j.hooks.iter().map(|h| &h.exe));
-                s
-            }
-            Job::Restore(j) => {
-                let mut s = vec![&j.report, &j.plan.host_mnt, &j.plan.host_cgroup];
-                s.extend(j.stdio.slots());
-                s
-            }
-            Job::Unstage { .. }
-            | Job::CopyMounts { .. }
-            | Job::Configure { .. }
-            | Job::MapIds { .. }
-            | Job::Namespaces { .. }
-            | Job::Forget { .. } => Vec::new(),
-        }
-    }
-}
-
 /// The spawner's answer.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Done {
@@ -327,21 +217,4 @@ pub enum Done {
     Mounts(Vec<FdSlot>),
     /// Answer to [`Job::Namespaces`].
     Namespaces(NamespaceFds),
-}
-
-impl CarriesFds for Done {
-    fn fd_slots_mut(&mut self) -> Vec<&mut FdSlot> {
-        match self {
-            Done::Mounts(m) => m.iter_mut().collect(),
-            Done::Namespaces(n) => n.slots_mut(),
-            _ => Vec::new(),
-        }
-    }
-    fn fd_slots(&self) -> Vec<&FdSlot> {
-        match self {
-            Done::Mounts(m) => m.iter().collect(),
-            Done::Namespaces(n) => n.slots(),
-            _ => Vec::new(),
-        }
-    }
 }
