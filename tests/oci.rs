@@ -397,7 +397,7 @@ fn a_containers_processes_get_no_descriptor_of_the_sandboxs_or_ctls() {
     let fds = |out: String| -> Vec<String> { out.split_whitespace().map(String::from).collect() };
     let bundle = Bundle::busybox(&["ls", "/proc/self/fd"]);
     let id = unique("fdleak");
-    assert_eq!(fds(p.ctl_ok(&["run", "--bundle", &bundle.path_str(), &id])), ["0", "1", "2", "3"]);
+    assert_eq!(fds(p.ctl_ok(&["run", "--keep", "--bundle", &bundle.path_str(), &id])), ["0", "1", "2", "3"]);
     p.ctl_ok(&["delete", &id]);
     let id = unique("fdleak");
     p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id, "--", "sleep", "1000"]);

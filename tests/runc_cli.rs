@@ -178,7 +178,7 @@ fn preserve_fds_hands_the_callers_descriptors_3_and_up_to_the_container() {
     let bundle = Bundle::busybox(&["sh", "-c", "echo three >&3; echo four >&4; ls /proc/self/fd"]);
     let id = unique("fds");
     let mut run = p.command();
-    run.args(["run", "--preserve-fds", "2", "--bundle", &bundle.path_str(), &id]);
+    run.args(["run", "--keep", "--preserve-fds", "2", "--bundle", &bundle.path_str(), &id]);
     let out = with_fds(run, vec![file("a"), file("b")]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!((read("a"), read("b")), ("three\n".to_string(), "four\n".to_string()));

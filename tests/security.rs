@@ -387,7 +387,7 @@ fn the_default_specs_refuse_what_dockers_default_profile_refuses() {
         c["process"]["args"] = serde_json::json!(["sh", "-c", script]);
     });
     let id = unique("specseccomp");
-    let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+    let out = p.ctl(&["run", "--keep", "--bundle", &bundle.path_str(), &id]);
     let seen = harness::stdout(&out);
     assert!(seen.contains("works") && seen.contains("unshare=1") && seen.contains("mountns=1"), "{seen}");
     p.ctl_ok(&["delete", &id]);

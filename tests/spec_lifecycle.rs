@@ -367,7 +367,7 @@ fn preserve_fds_passes_more_descriptors_than_one_message_holds() {
     let bundle = Bundle::busybox(&["sh", "-c", &show]);
     let id = unique("manyfds");
     let mut run = p.command();
-    run.args(["run", "--preserve-fds", &count.to_string(), "--bundle", &bundle.path_str(), &id]);
+    run.args(["run", "--keep", "--preserve-fds", &count.to_string(), "--bundle", &bundle.path_str(), &id]);
     let out = with_fds(run, files("run"));
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);

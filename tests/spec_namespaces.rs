@@ -38,7 +38,7 @@ fn without_a_mount_namespace_the_container_is_chrooted_in_the_hosts_and_leaves_n
     let id = unique("hostmnt");
     let log = bundle.path().join("out");
     let out = std::fs::File::create(&log).unwrap();
-    let child = p.command().args(["run", "--bundle", &bundle.path_str(), &id]).stdout(out).spawn().unwrap();
+    let child = p.command().args(["run", "--keep", "--bundle", &bundle.path_str(), &id]).stdout(out).spawn().unwrap();
     assert!(
         harness::eventually(harness::command_timeout(), || std::fs::read_to_string(&log)
             .is_ok_and(|t| t.lines().count() >= 2)),
@@ -93,7 +93,7 @@ fn mount_and_cgroup_namespaces_named_by_path_are_joined() {
         ]);
     });
     let second_id = unique("joiner");
-    let out = p.ctl(&["run", "--bundle", &second.path_str(), &second_id]);
+    let out = p.ctl(&["run", "--keep", "--bundle", &second.path_str(), &second_id]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert_eq!(
@@ -143,7 +143,7 @@ fn a_user_namespace_named_by_path_is_joined_with_its_maps() {
         ]);
     });
     let second_id = unique("userjoin");
-    let out = p.ctl(&["run", "--bundle", &second.path_str(), &second_id]);
+    let out = p.ctl(&["run", "--keep", "--bundle", &second.path_str(), &second_id]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
