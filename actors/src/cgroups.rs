@@ -322,7 +322,9 @@ impl Layout {
                 match layout.make(parents_first, leaves) {
                     Ok(()) => Ok(layout),
                     Err(MakeError::Io(e)) => Err(e),
-                    Err(MakeError::Stale(mount)) => Err(cg_err(mount.display(), "no cgroup hierarchy is mounted there")),
+                    Err(MakeError::Stale(mount)) => {
+                        Err(cg_err(mount.display(), "no cgroup hierarchy is mounted there"))
+                    }
                 }
             }
         }
@@ -672,6 +674,13 @@ impl Cgroup {
         text.lines().filter_map(|l| l.trim().parse().ok()).collect()
     }
 
+    /// Its directory in the memory controller's hierarchy (v2: its directory), if it exists:
+    /// all the OOM watch needs to look at.
+    pub fn memory_dir(&self) -> Vec<PathBuf> {
+        let dir = self.layout.controller("memory").map(|h| h.mount.join(&self.relative));
+        dir.into_iter().filter(|d| d.is_dir()).collect()
+    }
+
     /// How many processes of it the kernel's OOM killer has killed: `oom_kill` in the v1
     /// memory controller's `memory.oom_control`, or in v2's `memory.events`.
     pub fn oom_kills(&self) -> u64 {
@@ -705,11 +714,11 @@ impl Cgroup {
             (false, true) => ("freezer.state", "FROZEN"),
             (false, false) => ("freezer.state", "THAWED"),
         };
-        let dir = self
-            .controller_dir_named("freezer")
-            .map_err(|e| cg_err(format!("freezer of {}", self.relative), e))?;
-        write_file(&dir.join(file), value.as_bytes())
-            .map_err(|e| cg_err(format!("freezer of {}: writing {value} to {}", self.relative, dir.join(file).display()), e))
+        let dir =
+            self.controller_dir_named("freezer").map_err(|e| cg_err(format!("freezer of {}", self.relative), e))?;
+        write_file(&dir.join(file), value.as_bytes()).map_err(|e| {
+            cg_err(format!("freezer of {}: writing {value} to {}", self.relative, dir.join(file).display()), e)
+        })
     }
 
     /// Applies the OCI `linux.resources` as runc does ([`crate::resources`]): every file a
@@ -900,7 +909,9 @@ fn remove_dir_once_idle(dir: &Path) -> ParentRemoval {
         match std::fs::remove_dir(dir) {
             Ok(()) => return ParentRemoval::Removed,
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                if has_child_cgroups(dir) {
+                // The base is shared by every sandbox of the host: busy means another one, and
+                // one left empty by a race is used again by the next creation.
+                if dir.file_name().is_some_and(|n| n == BASE) || has_child_cgroups(dir) {
                     return ParentRemoval::InUse;
                 }
                 if Instant::now() >= deadline {
@@ -1151,7 +1162,10 @@ mod tests {
             ]
             .map(Path::new)
         );
-        assert_eq!(layout.controller("cpuacct").map(|h| h.mount.as_path()), Some(Path::new("/sys/fs/cgroup/cpu,cpuacct")));
+        assert_eq!(
+            layout.controller("cpuacct").map(|h| h.mount.as_path()),
+            Some(Path::new("/sys/fs/cgroup/cpu,cpuacct"))
+        );
         assert_eq!(layout.controller("freezer"), None);
         assert!(layout.controller("name=systemd").is_some());
         let cg = Cgroup { relative: "paddock/s/c".into(), layout: Arc::new(layout) };
