@@ -289,7 +289,17 @@ impl Layout {
                 match std::fs::create_dir(&dir) {
                     Ok(()) => created.push(dir),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => existing_leaves.push(dir),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => ensure(&h.mount, &dir, &mut created)?,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        // Its parents are missing (a spec's slice not made yet): they first.
+                        let parent = dir.parent().filter(|p| p.starts_with(&h.mount) && *p != h.mount);
+                        let Some(parent) = parent else { return Err(MakeError::Stale(h.mount.clone())) };
+                        ensure(&h.mount, parent, &mut created)?;
+                        match std::fs::create_dir(&dir) {
+                            Ok(()) => created.push(dir),
+                            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => existing_leaves.push(dir),
+                            Err(e) => return Err(MakeError::Io(cg_err(format!("creating {}", dir.display()), e))),
+                        }
+                    }
                     Err(e) => return Err(MakeError::Io(cg_err(format!("creating {}", dir.display()), e))),
                 }
             }
@@ -674,9 +684,9 @@ impl Cgroup {
         text.lines().filter_map(|l| l.trim().parse().ok()).collect()
     }
 
-    /// Its directory in the memory controller's hierarchy (v2: its directory), if it exists:
-    /// all the OOM watch needs to look at.
-    pub fn memory_dir(&self) -> Vec<PathBuf> {
+    /// Its directory in the memory controller's hierarchy (v2: its directory), if it exists
+    /// (none or one): all the OOM watch ([`crate::oom::watch`]) needs to look at.
+    pub fn memory_dirs(&self) -> Vec<PathBuf> {
         let dir = self.layout.controller("memory").map(|h| h.mount.join(&self.relative));
         dir.into_iter().filter(|d| d.is_dir()).collect()
     }
@@ -1255,6 +1265,32 @@ mod tests {
         let mut left_over = left_over;
         let status = left_over.0.wait().expect("the left-over process");
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+    }
+
+    /// A spec's cgroupsPath whose parent does not exist yet: both are made (parent first
+    /// after the leaf's ENOENT), with cpusets a process can join; the parent, not paddock's,
+    /// stays after the removal, as before.
+    #[test]
+    fn a_spec_path_gets_its_missing_parents() {
+        if !needs_root("a_spec_path_gets_its_missing_parents") {
+            return;
+        }
+        let slice = unique("cgtest-slice");
+        let cg = Cgroup::create(&format!("{slice}/leaf")).expect("creating");
+        let parents: Vec<PathBuf> = cg.places().iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+        assert!(cg.places().iter().all(|p| p.is_dir()), "{:?}", cg.places());
+        if let Some(cpuset) = cg.layout.controller("cpuset").filter(|_| !cg.is_v2()) {
+            let cpus = std::fs::read_to_string(cpuset.mount.join(cg.relative()).join("cpuset.cpus"));
+            assert!(cpus.is_ok_and(|c| !c.trim().is_empty()), "empty cpuset");
+        }
+        let sleeper = Sleeper::start();
+        cg.add(sleeper.pid()).expect("joining");
+        drop(sleeper);
+        assert!(cg.remove().is_ok());
+        for p in &parents {
+            assert!(p.is_dir(), "{}", p.display());
+            std::fs::remove_dir(p).expect("removing the test's parent cgroup");
+        }
     }
 
     /// The v2 code path, on a real cgroup2 tree: this host's if it is v2, else a hybrid host's

@@ -132,7 +132,7 @@ impl Actor for ContainerActor {
         if let Some(sandbox) = &self.sandbox {
             sandbox.do_send(Listen { id: self.meta.id.clone(), recipient: ctx.address().recipient() });
         }
-        if let Some(watch) = self.cgroup.as_ref().and_then(|cg| crate::oom::watch(&cg.memory_dir())) {
+        if let Some(watch) = self.cgroup.as_ref().and_then(|cg| crate::oom::watch(&cg.memory_dirs())) {
             ctx.add_stream(futures_util::StreamExt::map(watch, OomNotice));
         }
         self.resume_restarts(ctx);
