@@ -197,6 +197,8 @@ impl Layout {
     fn read() -> Result<Self, ApiError> {
         // As cgroups-rs decided: the controllers are in the v2 tree when /sys/fs/cgroup is a
         // cgroup2 mount. Then nothing else needs reading.
+        // `f_type` is an i64 here, a u32 or i32 on other architectures.
+        #[allow(clippy::useless_conversion)]
         let v2 = rustix::fs::statfs(UNIFIED_ROOT).is_ok_and(|s| i64::from(s.f_type) == CGROUP2_SUPER_MAGIC);
         if v2 {
             let root = Path::new(UNIFIED_ROOT);
