@@ -15,7 +15,8 @@
 //! `rdma` and `unified` never written, ...). So [`plan`] turns the resources into the list of
 //! writes runc would do — pure, so every field's rule is unit-tested — and [`execute`] performs
 //! it through the small [`Files`] trait (the real cgroupfs, or a recording double in tests).
-//! cgroups-rs still creates, finds and freezes the cgroups.
+//! [`crate::cgroups`] creates, finds and freezes the cgroups itself too, from the mount layout
+//! it reads once per process.
 //!
 //! ```
 //! use actors::resources::{plan, Version};

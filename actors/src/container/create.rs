@@ -205,9 +205,12 @@ async fn build_root(
     msg: &mut Create,
 ) -> Result<(), ApiError> {
     let id = meta.id.clone();
-    let paths = (meta.cgroup.clone().unwrap_or_default(), cgroups::sandbox_path(&id));
-    let (cgroup, sandbox_cgroup) =
-        blocking(move || Ok((Arc::new(Cgroup::create(&paths.0)?), Arc::new(Cgroup::create(&paths.1)?)))).await?;
+    let (path, sandbox_id) = (meta.cgroup.clone().unwrap_or_default(), id.clone());
+    let (cgroup, sandbox_cgroup) = blocking(move || {
+        let (cgroup, sandbox_cgroup) = Cgroup::create_for_sandbox(&sandbox_id, &path)?;
+        Ok((Arc::new(cgroup), Arc::new(sandbox_cgroup)))
+    })
+    .await?;
     parts.cgroups = vec![cgroup.clone(), sandbox_cgroup.clone()];
     apply_resources(meta, &cgroup).await?;
 
@@ -234,7 +237,7 @@ async fn build_root(
     let pids: Vec<i32> = [meta.sandbox, meta.gofer].iter().flatten().map(|r| r.pid).collect();
     {
         let sandbox_cgroup = sandbox_cgroup.clone();
-        blocking(move || pids.iter().try_for_each(|pid| sandbox_cgroup.add(*pid))).await?;
+        blocking(move || sandbox_cgroup.add_all(&pids)).await?;
     }
     // Record the processes before the container exists, so a crash from here on leaves
     // enough on disk to find and stop them.

@@ -72,8 +72,8 @@ impl Handler<DeleteContainer> for ContainerActor {
                 for joined in msg.joined {
                     let _ = joined.send(SandboxGoingAway).await;
                 }
-                let sandbox_cgroup = blocking(move || Cgroup::open(&cgroups::sandbox_path(&id))).await;
-                cgroups.extend(sandbox_cgroup.ok().map(Arc::new));
+                // No system call once the hierarchies are known (and a read of them if not).
+                cgroups.extend(Cgroup::open(&cgroups::sandbox_path(&id)).ok().map(Arc::new));
                 Parts { sandbox, gofer, cgroups }.stop().await
             } else {
                 if let (Some(sandbox), true) = (sandbox, in_sandbox) {

@@ -132,7 +132,7 @@ impl Actor for ContainerActor {
         if let Some(sandbox) = &self.sandbox {
             sandbox.do_send(Listen { id: self.meta.id.clone(), recipient: ctx.address().recipient() });
         }
-        if let Some(watch) = self.cgroup.as_ref().and_then(|cg| crate::oom::watch(&cg.dirs())) {
+        if let Some(watch) = self.cgroup.as_ref().and_then(|cg| crate::oom::watch(&cg.memory_dirs())) {
             ctx.add_stream(futures_util::StreamExt::map(watch, OomNotice));
         }
         self.resume_restarts(ctx);
@@ -216,16 +216,16 @@ pub(super) async fn remove_cgroups(cgroups: Vec<Arc<Cgroup>>) {
         return;
     }
     let _ = blocking(move || {
+        let mut owned = Vec::with_capacity(cgroups.len());
         for cg in cgroups {
-            let relative = cg.relative().to_string();
             match Arc::try_unwrap(cg) {
-                Ok(cg) => {
-                    if let Err(e) = cg.remove() {
-                        warn!(cgroup = %relative, "cannot remove: {e}");
-                    }
-                }
-                Err(_) => warn!(cgroup = %relative, "still in use; not removed"),
+                Ok(cg) => owned.push(cg),
+                Err(cg) => warn!(cgroup = %cg.relative(), "still in use; not removed"),
             }
+        }
+        // Together: every leaf first, then the parents they share, once.
+        for (relative, e) in Cgroup::remove_all(owned) {
+            warn!(cgroup = %relative, "cannot remove: {e}");
         }
         Ok(())
     })
