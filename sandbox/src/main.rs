@@ -37,6 +37,7 @@ use std::os::unix::net::UnixListener;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use sandbox_root::SetupError;
 
 /// What the sandbox does once its spawner runs: answer paddockd, reap, signal, place
 /// processes in cgroups (as root, through the files' owner permissions), read its procfs.
@@ -91,26 +92,27 @@ fn main() {
     };
 
     let setup = sandbox_root::isolate()
-        .and_then(|()| net::loopback_up().map_err(|e| format!("bringing up loopback: {e}")))
+        .and_then(|()| net::loopback_up().map_err(SetupError::at("bringing up loopback")))
         // A procfs of the sandbox's own PID namespace (it is PID 1 there), never attached:
         // for the containers' namespaces and id maps.
-        .and_then(|()| sys::new_mount("proc", Some("proc"), &[], 0).map_err(|e| format!("mounting procfs: {e}")));
+        .and_then(|()| sys::new_mount("proc", Some("proc"), &[], 0).map_err(SetupError::at("mounting procfs")));
     let setup = setup
-        .and_then(|proc| match spawner::Spawner::start(&proc) {
-            Ok(spawner) => Ok((proc, spawner)),
-            Err(e) => Err(format!("starting the spawner: {e}")),
+        .and_then(|proc| {
+            let spawner = spawner::Spawner::start(&proc).map_err(SetupError::at("starting the spawner"))?;
+            Ok((proc, spawner))
         })
         // The spawner keeps the privileges every container must be able to start from; the
         // sandbox itself needs none of them any more.
-        .and_then(|set_up| match confine() {
-            Ok(()) => Ok(set_up),
-            Err(e) => Err(format!("confining itself: {e}")),
+        .and_then(|set_up| {
+            confine().map_err(SetupError::at("confining itself"))?;
+            Ok(set_up)
         });
     let (proc, spawner, setup_error) = match setup {
         Ok((proc, spawner)) => (Some(proc), Some(spawner), None),
         Err(err) => {
             eprintln!("paddock-sandbox {}: {err}", args.id);
-            (None, None, Some(err))
+            // Kept to answer every request with: the sandbox cannot serve.
+            (None, None, Some(err.to_string()))
         }
     };
     std::process::exit(server::Server::new(args.id, listener, signals, proc, spawner, setup_error).run());

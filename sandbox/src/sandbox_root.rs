@@ -11,10 +11,28 @@ use wire::ApiError;
 /// Where the containers' root filesystems are attached, one directory per container.
 pub const CONTAINERS_DIR: &str = "/containers";
 
+/// A step of the sandbox's (or its spawner's) own setup that failed, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}")]
+pub struct SetupError {
+    /// What was being done.
+    pub step: &'static str,
+    /// The cause.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl SetupError {
+    /// For `map_err`: the failure of `step`.
+    pub fn at<E: Into<Box<dyn std::error::Error + Send + Sync>>>(step: &'static str) -> impl FnOnce(E) -> Self {
+        move |e| SetupError { step, source: e.into() }
+    }
+}
+
 /// Replaces the sandbox's view of the host with a private, empty tmpfs root.
-pub fn isolate() -> Result<(), String> {
-    let root = new_root("paddock-sandbox").map_err(|e| format!("creating the sandbox root: {e}"))?;
-    sys::pivot_into(root.as_fd()).map_err(|e| format!("pivoting into the sandbox root: {e}"))
+pub fn isolate() -> Result<(), SetupError> {
+    let root = new_root("paddock-sandbox").map_err(SetupError::at("creating the sandbox root"))?;
+    sys::pivot_into(root.as_fd()).map_err(SetupError::at("pivoting into the sandbox root"))
 }
 
 fn new_root(name: &str) -> std::io::Result<OwnedFd> {
@@ -29,12 +47,12 @@ fn new_root(name: &str) -> std::io::Result<OwnedFd> {
 /// The spawner's own view: a mount namespace of its own, rooted in a tmpfs of its own that
 /// holds [`CONTAINERS_DIR`], where it stages the containers' mounts. The sandbox's root stays
 /// empty.
-pub fn staging_area() -> Result<(), String> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mount namespace: {e}"))?;
-    let root = new_root("paddock-staging").map_err(|e| format!("creating the staging area: {e}"))?;
+pub fn staging_area() -> Result<(), SetupError> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(SetupError::at("unshare mount namespace"))?;
+    let root = new_root("paddock-staging").map_err(SetupError::at("creating the staging area"))?;
     rustix::fs::mkdirat(root.as_fd(), &CONTAINERS_DIR[1..], Mode::from_raw_mode(0o700))
-        .map_err(|e| format!("mkdir {CONTAINERS_DIR}: {e}"))?;
-    sys::pivot_into(root.as_fd()).map_err(|e| format!("pivoting into the staging area: {e}"))
+        .map_err(SetupError::at("making /containers in the staging area"))?;
+    sys::pivot_into(root.as_fd()).map_err(SetupError::at("pivoting into the staging area"))
 }
 
 /// A container's mounts as the sandbox holds them: attached in the sandbox's own tree, from

@@ -332,13 +332,28 @@ pub fn hand_off(notify: OwnedFd, relay: BorrowedFd<'_>) -> Result<(), ApiError> 
     }
 }
 
+/// A part of a seccomp rule that libseccomp cannot be given.
+#[derive(Debug, thiserror::Error)]
+enum RuleError {
+    /// An `errnoRet` beyond what a filter can return.
+    #[error("errnoRet {0} is out of range (0-{max})", max = u16::MAX)]
+    ErrnoOutOfRange(u32),
+    /// An argument index a system call does not have.
+    #[error(
+        "index {0} is out of range: a system call has at most {max} arguments (0-{last})",
+        max = SYSCALL_MAX_ARGUMENTS,
+        last = SYSCALL_MAX_ARGUMENTS - 1
+    )]
+    IndexOutOfRange(usize),
+}
+
 /// The libseccomp action for an OCI action and its `errnoRet`, as runc maps them.
 #[expect(clippy::cast_possible_truncation, reason = "errno values and an argument index below 6, checked")]
-fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, String> {
-    let errno = || -> Result<u16, String> {
+fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpAction, RuleError> {
+    let errno = || -> Result<u16, RuleError> {
         match errno_ret {
             None => Ok(libc::EPERM as u16),
-            Some(n) => u16::try_from(n).map_err(|_| format!("errnoRet {n} is out of range (0-{})", u16::MAX)),
+            Some(n) => u16::try_from(n).map_err(|_| RuleError::ErrnoOutOfRange(n)),
         }
     };
     Ok(match action {
@@ -355,13 +370,10 @@ fn action(action: LinuxSeccompAction, errno_ret: Option<u32>) -> Result<ScmpActi
 
 /// The libseccomp comparison for one argument condition.
 #[expect(clippy::cast_possible_truncation, reason = "errno values and an argument index below 6, checked")]
-fn condition(arg: &LinuxSeccompArg) -> Result<ScmpArgCompare, String> {
+fn condition(arg: &LinuxSeccompArg) -> Result<ScmpArgCompare, RuleError> {
     let index = arg.index();
     if index >= SYSCALL_MAX_ARGUMENTS {
-        return Err(format!(
-            "index {index} is out of range: a system call has at most {SYSCALL_MAX_ARGUMENTS} arguments (0-{})",
-            SYSCALL_MAX_ARGUMENTS - 1
-        ));
+        return Err(RuleError::IndexOutOfRange(index));
     }
     let (op, datum) = match arg.op() {
         LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
