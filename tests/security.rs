@@ -101,8 +101,14 @@ fn idle_connections_are_closed_and_memory_stays_bounded() {
     let p = Paddock::new();
     let pid = p.start_daemon_with_config("connection_idle_timeout = 2\nmax_connections = 4096\n");
     let fds_before = open_fds(pid);
-    let mut rss_after_first = 0;
-    for round in 0..4 {
+    // The first rounds warm the allocator's arenas and the runtime's pools, and how far each
+    // round gets depends on which worker threads the connections land on (under load the
+    // plateau is reached later); the highest of them is the baseline. A leak of even 256 bytes
+    // a connection would then add 2 MiB over the rounds that follow.
+    const WARM_UP: usize = 4;
+    const MEASURED: usize = 4;
+    let mut warm_peak = 0;
+    for round in 0..WARM_UP + MEASURED {
         let conns: Vec<UnixStream> = (0..2000).map(|_| greeted(&p)).collect();
         assert!(open_fds(pid) >= fds_before + 2000, "round {round}: the connections are open");
         // Each is hung up on by paddockd once idle: a read sees end-of-file.
@@ -113,14 +119,12 @@ fn idle_connections_are_closed_and_memory_stays_bounded() {
             assert!(read.is_ok(), "round {round}: paddockd did not close an idle connection: {read:?}");
         }
         assert!(eventually(Duration::from_secs(10), || open_fds(pid) <= fds_before), "descriptors remain");
-        // The first rounds warm the allocator's and the runtime's pools; from then on the
-        // same attack must cost nothing more.
-        if round == 1 {
-            rss_after_first = rss_kib(pid);
+        if round < WARM_UP {
+            warm_peak = warm_peak.max(rss_kib(pid));
         }
     }
     let rss = rss_kib(pid);
-    assert!(rss <= rss_after_first + 2048, "paddockd grew from {rss_after_first} KiB to {rss} KiB");
+    assert!(rss <= warm_peak + 2048, "paddockd grew from {warm_peak} KiB (warmed up) to {rss} KiB");
     p.ctl_ok(&["list"]);
     p.stop_daemon();
 }
