@@ -107,6 +107,78 @@ mod tests {
     }
 
     #[test]
+    fn idmapped_mounts_are_checked_as_runc_checks_them() {
+        let base = embedded_default("x", vec!["true".into()]).unwrap();
+        let with_mount = |mount: serde_json::Value, userns: bool| {
+            let mut v = serde_json::to_value(&base).unwrap();
+            v["mounts"].as_array_mut().unwrap().push(mount);
+            if userns {
+                v["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "user"}));
+                let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+                v["linux"]["uidMappings"] = map.clone();
+                v["linux"]["gidMappings"] = map;
+            }
+            let spec: oci_spec::runtime::Spec = serde_json::from_value(v).unwrap();
+            let index = spec.mounts().as_ref().unwrap().len() - 1;
+            (spec, format!("mounts[{index}] (/data): "))
+        };
+        let one = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        let ok = [
+            (
+                serde_json::json!({"destination": "/data", "type": "bind", "source": "/a", "options": ["rbind"],
+                                "uidMappings": one, "gidMappings": one}),
+                false,
+            ),
+            (serde_json::json!({"destination": "/data", "type": "bind", "source": "/a", "options": ["ridmap"]}), true),
+        ];
+        for (mount, userns) in ok {
+            let (spec, _) = with_mount(mount.clone(), userns);
+            validate(&spec).unwrap_or_else(|e| panic!("{mount}: {e}"));
+        }
+        let refused = [
+            (
+                serde_json::json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]}),
+                true,
+                "(idmap) must be a bind mount",
+            ),
+            (
+                serde_json::json!({"destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                                "uidMappings": one, "gidMappings": one}),
+                false,
+                "must be a bind mount",
+            ),
+            (
+                serde_json::json!({"destination": "/data", "type": "bind", "source": "/a", "options": ["idmap"]}),
+                false,
+                "container has no user namespace",
+            ),
+            (
+                serde_json::json!({"destination": "/data", "type": "bind", "source": "/a", "uidMappings": one}),
+                false,
+                "gidMappings is missing",
+            ),
+            (
+                serde_json::json!({"destination": "/data", "type": "bind", "source": "/a", "uidMappings": one,
+                                "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 0}]}),
+                false,
+                "gidMappings[0] (containerID 0, hostID 1000, size 0) is empty",
+            ),
+            (
+                serde_json::json!({"destination": "/data", "type": "bind", "source": "/a", "gidMappings": one,
+                                "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 10},
+                                                {"containerID": 20, "hostID": 1005, "size": 1}]}),
+                false,
+                "uidMappings[1] (containerID 20, hostID 1005, size 1) overlaps range 0",
+            ),
+        ];
+        for (mount, userns, expected) in refused {
+            let (spec, prefix) = with_mount(mount.clone(), userns);
+            let err = validate(&spec).unwrap_err();
+            assert!(err.message.starts_with(&prefix) && err.message.contains(expected), "{mount}: {}", err.message);
+        }
+    }
+
+    #[test]
     fn ids_that_setresuid_would_read_as_unchanged_are_refused() {
         let mut spec = embedded_default("x", vec!["id".into()]).unwrap();
         for (uid, gid, extra) in [(u32::MAX, 0, vec![]), (0, 2_147_483_648, vec![]), (0, 0, vec![u32::MAX])] {

@@ -62,7 +62,7 @@ pub fn features_json() -> String {
                 ],
                 "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
             },
-            "mountExtensions": { "idmap": { "enabled": false } }
+            "mountExtensions": { "idmap": { "enabled": true } }
         },
         "annotations": {
             "dev.paddock.restart": "no | on-failure[:N] | always | unless-stopped"

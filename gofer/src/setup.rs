@@ -9,7 +9,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use sys::Create;
 use wire::conn::Connection;
 use wire::frame::DEFAULT_MAX_FRAME;
-use wire::gofer_proto::{BindMount, GoferMessage, GoferSetup, Overlay};
+use wire::gofer_proto::{BindMount, GoferMessage, GoferSetup, IdMapping, Overlay};
 use wire::{ApiError, ErrorKind, FdSlot};
 
 use crate::overlay::Scratch;
@@ -66,10 +66,61 @@ fn open_all(s: &GoferSetup) -> Result<Vec<OwnedFd>, ApiError> {
                 .map_err(|e| ApiError::io(format!("bundle {}", s.bundle.display()), e))?,
         )
     };
+    let mut namespaces = IdmapNamespaces::default();
     for bind in &s.binds {
-        mounts.push(open_bind(bundle.as_ref(), bind, s.overlay, &mut scratch)?);
+        mounts.push(open_bind(bundle.as_ref(), bind, s.overlay, &mut scratch, &mut namespaces)?);
     }
     Ok(mounts)
+}
+
+/// The user namespaces made for the idmapped bind mounts, one per distinct pair of maps (as
+/// runc shares them): each costs a fork. Dropped (closed) once the mounts are made, which keep
+/// what they need of them.
+#[derive(Default)]
+struct IdmapNamespaces {
+    made: Vec<((String, String), OwnedFd)>,
+}
+
+impl IdmapNamespaces {
+    /// A user namespace with `idmap`'s maps.
+    fn get(&mut self, idmap: &IdMapping) -> Result<std::os::fd::BorrowedFd<'_>, sys::userns::UsernsError> {
+        let key = (IdMapping::map_text(&idmap.uids), IdMapping::map_text(&idmap.gids));
+        let index = match self.made.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let ns = sys::userns::with_maps(&key.0, &key.1)?;
+                self.made.push((key, ns));
+                self.made.len() - 1
+            }
+        };
+        Ok(self.made[index].1.as_fd())
+    }
+}
+
+/// Makes the detached mount `tree` of `bind` idmapped (every mount of it with `ridmap`), if
+/// the spec asks.
+fn apply_idmap(
+    tree: &OwnedFd,
+    bind: &BindMount,
+    recursive: bool,
+    namespaces: &mut IdmapNamespaces,
+) -> Result<(), ApiError> {
+    let Some(idmap) = &bind.idmap else { return Ok(()) };
+    let dest = &bind.destination;
+    let userns = namespaces.get(idmap).map_err(|e| mount_err(dest, format!("idmap: {e}")))?;
+    sys::set_idmap(tree.as_fd(), recursive, userns).map_err(|e| match e.raw_os_error() {
+        // What the kernel answers for a filesystem without idmapped mounts (EINVAL), or one
+        // it does not let us idmap (EPERM: a filesystem mounted in another user namespace).
+        Some(libc::EINVAL | libc::EPERM) => mount_err(
+            dest,
+            format!(
+                "the filesystem of {} does not support idmapped mounts on this kernel (mount_setattr \
+                 MOUNT_ATTR_IDMAP: {e})",
+                bind.source.display()
+            ),
+        ),
+        _ => mount_err(dest, format!("idmap {}: {e}", bind.source.display())),
+    })
 }
 
 fn open_rootfs(rootfs: &Path, overlay: Overlay, scratch: &mut Scratch) -> Result<OwnedFd, ApiError> {
@@ -134,30 +185,55 @@ fn open_bind(
     bind: &BindMount,
     overlay: Overlay,
     scratch: &mut Scratch,
+    namespaces: &mut IdmapNamespaces,
 ) -> Result<OwnedFd, ApiError> {
     let dest = &bind.destination;
     let source = open_source(bundle, bind, OFlags::PATH)?;
     let stat = rustix::fs::fstat(&source).map_err(|e| mount_err(dest, e))?;
     let is_dir = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Directory;
+    // In all-memory mode an idmapped bind's lower layer (or the file copied) is read through
+    // an idmapped copy of the source, so the writable layer and the copies carry the owners
+    // the container is to see (the overlay itself cannot be idmapped).
+    let mapped_source = |namespaces: &mut IdmapNamespaces| -> Result<OwnedFd, ApiError> {
+        let lower = sys::clone_tree(source.as_fd(), false).map_err(|e| mount_err(dest, format!("open_tree: {e}")))?;
+        apply_idmap(&lower, bind, false, namespaces)?;
+        Ok(lower)
+    };
     let tree = match overlay {
         Overlay::AllMemory { .. } if is_dir => {
-            let meta = std::fs::File::from(open_source(bundle, bind, OFlags::RDONLY | OFlags::DIRECTORY)?)
-                .metadata()
-                .map_err(|e| mount_err(dest, e))?;
-            let lower =
-                sys::clone_tree(source.as_fd(), false).map_err(|e| mount_err(dest, format!("open_tree: {e}")))?;
+            let lower = mapped_source(namespaces)?;
+            let meta = std::fs::File::from(
+                rustix::fs::openat(&lower, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| mount_err(dest, e))?,
+            )
+            .metadata()
+            .map_err(|e| mount_err(dest, e))?;
             scratch.overlay(lower.as_fd(), &meta)?
         }
         Overlay::AllMemory { .. }
             if rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile =>
         {
             let mut file = std::fs::File::from(open_source(bundle, bind, OFlags::RDONLY)?);
-            let meta = file.metadata().map_err(|e| mount_err(dest, e))?;
+            // The owner as the (idmapped) mount shows it: statx of the copy's O_PATH descriptor.
+            let meta = if bind.idmap.is_some() {
+                std::fs::File::from(mapped_source(namespaces)?)
+            } else {
+                file.try_clone().map_err(|e| mount_err(dest, e))?
+            }
+            .metadata()
+            .map_err(|e| mount_err(dest, e))?;
             scratch.copy_file(&mut file, &meta)?
         }
-        _ if bind.slave => sys::clone_tree_as_slave(source.as_fd(), bind.recursive)
-            .map_err(|e| mount_err(dest, format!("open_tree: {e}")))?,
-        _ => sys::clone_tree(source.as_fd(), bind.recursive).map_err(|e| mount_err(dest, format!("open_tree: {e}")))?,
+        _ => {
+            let tree = if bind.slave {
+                sys::clone_tree_as_slave(source.as_fd(), bind.recursive)
+            } else {
+                sys::clone_tree(source.as_fd(), bind.recursive)
+            }
+            .map_err(|e| mount_err(dest, format!("open_tree: {e}")))?;
+            apply_idmap(&tree, bind, bind.idmap.as_ref().is_some_and(|m| m.recursive), namespaces)?;
+            tree
+        }
     };
     // The plain options change the bind mount itself, as a remount of it would; with `rbind`
     // its submounts keep theirs (`ro` leaves them writable). The `r` forms change them all.

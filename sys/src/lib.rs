@@ -2,7 +2,8 @@
 //!
 //! The sandbox and the gofer both build mount trees from file descriptors and resolve paths
 //! beneath a container's root; these are the shared pieces. Where neither nix nor rustix
-//! wraps a call yet (`mount_setattr`), it is made here, once.
+//! wraps a call yet (`mount_setattr`), it is made here, once. User namespaces made only to
+//! carry the id maps of an idmapped mount come from [`userns`].
 
 pub mod confine;
 pub mod durable;
@@ -14,8 +15,11 @@ pub mod proc_stat;
 pub mod remove;
 pub mod spawn;
 pub mod trust;
+pub mod userns;
 
-pub use mount::{attach, clone_tree, clone_tree_as_slave, mount_setattr, new_mount, pivot_into, set_propagation};
+pub use mount::{
+    attach, clone_tree, clone_tree_as_slave, mount_setattr, new_mount, pivot_into, set_idmap, set_propagation,
+};
 pub use path::{make_beneath, open_beneath, Create};
 pub use remove::remove_dir_within_mount;
 

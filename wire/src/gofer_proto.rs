@@ -58,6 +58,45 @@ pub struct BindMount {
     /// `slave` or `rslave`: the copy stays a slave of its source's peer group, so that what
     /// the host mounts beneath the source later shows in the container (and nothing goes back).
     pub slave: bool,
+    /// An idmapped mount (runtime-spec 1.2): the ids the files have on the source's filesystem
+    /// are shown (and written) as the ids these maps give them.
+    pub idmap: Option<IdMapping>,
+}
+
+/// The id maps of an idmapped bind mount: a mount's own `uidMappings`/`gidMappings`, or the
+/// container's user namespace's for a bare `idmap`/`ridmap` (as runc does).
+///
+/// Each range maps `size` ids from `container_id` onwards, the ids files have on the source's
+/// filesystem, onto those from `host_id` onwards, the ids they show through the mount. (The
+/// kernel reads a mount's idmap as the maps of a user namespace, whose inside is the
+/// filesystem's and whose outside the mount's.)
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdMapping {
+    /// The uid ranges.
+    pub uids: Vec<IdRange>,
+    /// The gid ranges.
+    pub gids: Vec<IdRange>,
+    /// `ridmap`: every mount of the tree is idmapped (an `rbind`'s submounts too); otherwise
+    /// the top mount alone.
+    pub recursive: bool,
+}
+
+/// One range of an [`IdMapping`], as a line of `/proc/PID/uid_map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdRange {
+    /// The first id on the source's filesystem.
+    pub container_id: u32,
+    /// The id it shows as through the mount.
+    pub host_id: u32,
+    /// How many consecutive ids.
+    pub size: u32,
+}
+
+impl IdMapping {
+    /// `ranges` as `/proc/PID/uid_map` (or `gid_map`) takes them: `container host size` lines.
+    pub fn map_text(ranges: &[IdRange]) -> String {
+        ranges.iter().map(|r| format!("{} {} {}\n", r.container_id, r.host_id, r.size)).collect()
+    }
 }
 
 /// Everything a gofer needs to prepare a container's filesystem.
@@ -157,6 +196,11 @@ mod tests {
                     rec_attrs: 1,
                     rec_clear: 0,
                     slave: true,
+                    idmap: Some(IdMapping {
+                        uids: vec![IdRange { container_id: 0, host_id: 1000, size: 1 }],
+                        gids: vec![IdRange { container_id: 0, host_id: 1000, size: 1 }],
+                        recursive: true,
+                    }),
                 }],
                 unreachable: vec!["/tmp".into()],
                 io: vec![FdSlot::new(OwnedFd::from(s1)), FdSlot::new(OwnedFd::from(s3))],
@@ -170,6 +214,9 @@ mod tests {
         assert!(s.io.iter().all(|f| matches!(f, FdSlot::Present(_))));
         assert_eq!(s.overlay, Overlay::AllMemory { size: Some(1 << 20) });
         assert_eq!(s.binds[0].destination, PathBuf::from("/data"));
+        let idmap = s.binds[0].idmap.as_ref().unwrap();
+        assert!(idmap.recursive);
+        assert_eq!(IdMapping::map_text(&idmap.uids), "0 1000 1\n");
 
         let (_r, w) = std::io::pipe().unwrap();
         tx.send(&GoferRequestFrame {

@@ -2,9 +2,9 @@
 //! what their options mean. Shared by paddockd (which tells the gofer what to open) and the
 //! sandbox (which attaches what the gofer sends, in the same order).
 
-use oci_spec::runtime::Mount;
+use oci_spec::runtime::{LinuxIdMapping, Mount, Spec};
 
-use crate::gofer_proto::BindMount;
+use crate::gofer_proto::{BindMount, IdMapping, IdRange};
 
 /// A mount's options, sorted into what the new mount API wants.
 ///
@@ -35,6 +35,9 @@ pub struct MountOptions {
     pub propagation: Option<u64>,
     /// The propagation was given in its `r` form (`rshared`, …): for every mount of the tree.
     pub propagation_recursive: bool,
+    /// `idmap` (`Some(false)`: the mount itself) or `ridmap` (`Some(true)`: every mount of
+    /// the tree) was given (runtime-spec 1.2, runc 1.2).
+    pub idmap: Option<bool>,
 }
 
 impl MountOptions {
@@ -64,6 +67,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "dev",
     "diratime",
     "exec",
+    "idmap",
     "noatime",
     "nodev",
     "nodiratime",
@@ -79,6 +83,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "rdiratime",
     "relatime",
     "rexec",
+    "ridmap",
     "rnoatime",
     "rnodev",
     "rnodiratime",
@@ -164,6 +169,8 @@ pub fn parse_options<S: AsRef<str>>(options: &[S]) -> MountOptions {
                 o.recursive = true;
             }
             "defaults" | "async" => {}
+            "idmap" => o.idmap = Some(false),
+            "ridmap" => o.idmap = Some(true),
             other => match propagation_of(other) {
                 Some((flag, recursive)) => {
                     o.propagation = Some(flag);
@@ -215,8 +222,13 @@ pub fn is_bind(mount: &Mount) -> bool {
 }
 
 /// The spec's bind mounts in spec order, as the gofer is asked to open them.
-pub fn bind_mounts(mounts: &[Mount]) -> Vec<BindMount> {
-    mounts
+pub fn bind_mounts(spec: &Spec) -> Vec<BindMount> {
+    let linux = spec.linux().as_ref();
+    let container_uids = linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or_default();
+    let container_gids = linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or_default();
+    spec.mounts()
+        .as_deref()
+        .unwrap_or_default()
         .iter()
         .filter(|m| is_bind(m))
         .map(|m| {
@@ -230,9 +242,33 @@ pub fn bind_mounts(mounts: &[Mount]) -> Vec<BindMount> {
                 rec_attrs: o.rec_attrs,
                 rec_clear: o.rec_clear,
                 slave: o.propagation == Some(libc::MS_SLAVE),
+                idmap: idmap_of(m, o.idmap, container_uids, container_gids),
             }
         })
         .collect()
+}
+
+/// The idmap of a bind mount, as runc reads the spec: the mount's own maps if it lists any
+/// (idmapped even without an `idmap` option, and then not recursively), else with `idmap` or
+/// `ridmap` the container's user namespace's maps (paddockd has filled those in for a joined
+/// user namespace).
+fn idmap_of(
+    m: &Mount,
+    option: Option<bool>,
+    container_uids: &[LinuxIdMapping],
+    container_gids: &[LinuxIdMapping],
+) -> Option<IdMapping> {
+    let ranges = |maps: &[LinuxIdMapping]| -> Vec<IdRange> {
+        maps.iter().map(|m| IdRange { container_id: m.container_id(), host_id: m.host_id(), size: m.size() }).collect()
+    };
+    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+        return Some(IdMapping {
+            uids: ranges(m.uid_mappings().as_deref().unwrap_or_default()),
+            gids: ranges(m.gid_mappings().as_deref().unwrap_or_default()),
+            recursive: option == Some(true),
+        });
+    }
+    option.map(|recursive| IdMapping { uids: ranges(container_uids), gids: ranges(container_gids), recursive })
 }
 
 /// The destinations of the spec's mounts that are not bind mounts: filesystems the
@@ -297,12 +333,49 @@ mod tests {
             m("/tmp", "tmpfs", &[]),
             m("/b", "none", &["rbind", "nosuid"]),
         ];
-        let binds = bind_mounts(&mounts);
+        let mut spec = Spec::default();
+        spec.set_mounts(Some(mounts));
+        let binds = bind_mounts(&spec);
         assert_eq!(binds.len(), 2);
         assert_eq!(binds[0].destination, std::path::PathBuf::from("/a"));
         assert!(binds[0].attrs == libc::MOUNT_ATTR_RDONLY && !binds[0].recursive);
         assert!(binds[1].recursive && binds[1].attrs & libc::MOUNT_ATTR_RDONLY == 0);
         assert_eq!(binds[1].attrs, libc::MOUNT_ATTR_NOSUID);
         assert_eq!(binds[1].source, std::path::PathBuf::from("/src/b"));
+        assert!(binds.iter().all(|b| b.idmap.is_none()));
+    }
+
+    #[test]
+    fn idmaps_come_from_the_mount_or_the_container() {
+        let spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs"},
+            "mounts": [
+                {"destination": "/own", "type": "bind", "source": "/a", "options": ["rbind"],
+                 "uidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}],
+                 "gidMappings": [{"containerID": 100, "hostID": 0, "size": 2}]},
+                {"destination": "/rec", "type": "bind", "source": "/b", "options": ["rbind", "ridmap"]},
+                {"destination": "/top", "type": "bind", "source": "/c", "options": ["ridmap", "idmap"]},
+                {"destination": "/plain", "type": "bind", "source": "/d", "options": ["bind"]}
+            ],
+            "linux": {
+                "namespaces": [{"type": "user"}],
+                "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                "gidMappings": [{"containerID": 0, "hostID": 200000, "size": 65536}]
+            }
+        }))
+        .unwrap();
+        let binds = bind_mounts(&spec);
+        let own = binds[0].idmap.as_ref().unwrap();
+        assert_eq!(own.uids, vec![IdRange { container_id: 1000, host_id: 0, size: 1 }]);
+        assert_eq!(IdMapping::map_text(&own.gids), "100 0 2\n");
+        assert!(!own.recursive, "mappings alone idmap the mount itself");
+        let rec = binds[1].idmap.as_ref().unwrap();
+        assert!(rec.recursive);
+        assert_eq!(IdMapping::map_text(&rec.uids), "0 100000 65536\n");
+        assert_eq!(IdMapping::map_text(&rec.gids), "0 200000 65536\n");
+        assert!(!binds[2].idmap.as_ref().unwrap().recursive, "the later option wins");
+        assert!(binds[3].idmap.is_none());
+        assert!(parse_options(&["idmap"]).data.is_empty());
     }
 }

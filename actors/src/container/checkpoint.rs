@@ -106,10 +106,7 @@ impl ContainerActor {
             work: msg.work_path.clone().unwrap_or_else(|| msg.image_path.clone()),
             leave_running: msg.leave_running,
             freezer: cgroup.and_then(|c| c.freezer_dir()),
-            binds: wire::mounts::bind_mounts(self.meta.spec.mounts().as_deref().unwrap_or_default())
-                .into_iter()
-                .map(|b| b.destination)
-                .collect(),
+            binds: wire::mounts::bind_mounts(&self.meta.spec).into_iter().map(|b| b.destination).collect(),
             cgroup_namespace: self
                 .meta
                 .spec

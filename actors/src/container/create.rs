@@ -56,7 +56,7 @@ pub(super) fn gofer_setup(
         rootfs: meta.rootfs.clone(),
         readonly_root: meta.spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false),
         overlay: spec::overlay_of(&meta.spec, config.default_overlay)?,
-        binds: wire::mounts::bind_mounts(mounts),
+        binds: wire::mounts::bind_mounts(&meta.spec),
         unreachable: wire::mounts::own_mount_destinations(mounts),
         io,
         adopted,
@@ -66,7 +66,7 @@ pub(super) fn gofer_setup(
 /// One io socket pair per mount (the rootfs, then each bind mount in spec order): the gofer's
 /// ends and the sandbox's.
 pub(super) fn io_sockets(meta: &Meta) -> Result<(Vec<FdSlot>, Vec<FdSlot>), ApiError> {
-    let count = 1 + wire::mounts::bind_mounts(meta.spec.mounts().as_deref().unwrap_or_default()).len();
+    let count = 1 + wire::mounts::bind_mounts(&meta.spec).len();
     let mut gofer_ends = Vec::with_capacity(count);
     let mut sandbox_ends = Vec::with_capacity(count);
     for _ in 0..count {
@@ -340,7 +340,7 @@ fn restore_in_sandbox(meta: &Meta, from: &RestoreFrom, state_dir: &Path) -> Resu
             _ => {}
         }
     }
-    let bind_keys = wire::mounts::bind_mounts(meta.spec.mounts().as_deref().unwrap_or_default())
+    let bind_keys = wire::mounts::bind_mounts(&meta.spec)
         .iter()
         .map(|b| crate::criu::bind_key(&b.destination))
         .collect::<Result<Vec<_>, _>>()?;

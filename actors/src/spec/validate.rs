@@ -187,21 +187,75 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Refuses what paddock cannot do with a mount rather than doing something else: idmapped
-/// mounts (`idmap`, `ridmap`, a mount's own `uidMappings`/`gidMappings`) are not supported.
+/// Checks the idmapped mounts (runtime-spec 1.2: a mount's `uidMappings`/`gidMappings`, the
+/// `idmap` and `ridmap` options) as runc does: only a bind mount can be idmapped, it needs both
+/// uid and gid maps, and a bare `idmap` takes the container's user namespace's maps, so the
+/// container must have them. Each range must also be one the kernel takes.
 fn validate_mounts(spec: &Spec) -> Result<(), ApiError> {
+    let linux = spec.linux().as_ref();
+    let container_maps = linux.is_some_and(|l| {
+        l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+            && l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+    });
     for (i, m) in spec.mounts().as_deref().unwrap_or_default().iter().enumerate() {
         let options = m.options().as_deref().unwrap_or_default();
-        let idmap = options.iter().find(|o| matches!(o.as_str(), "idmap" | "ridmap"));
-        if idmap.is_some() || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-            return Err(ApiError::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "mounts[{i}] ({}): idmapped mounts ({}) are not supported",
-                    m.destination().display(),
-                    idmap.map_or("uidMappings/gidMappings", |o| o.as_str())
-                ),
-            ));
+        let option = options.iter().rev().find(|o| matches!(o.as_str(), "idmap" | "ridmap"));
+        let own_maps = m.uid_mappings().is_some() || m.gid_mappings().is_some();
+        if option.is_none() && !own_maps {
+            continue;
+        }
+        let refuse =
+            |what: String| ApiError::invalid_spec(format!("mounts[{i}] ({}): {what}", m.destination().display()));
+        let what = option.map_or("uidMappings/gidMappings", |o| o.as_str());
+        if !wire::mounts::is_bind(m) {
+            return Err(refuse(format!(
+                "an idmapped mount ({what}) must be a bind mount (type \"bind\" or option bind/rbind), as runc \
+                 requires; the kernel idmaps only a copy of an existing mount"
+            )));
+        }
+        if own_maps {
+            for (field, maps) in [("uidMappings", m.uid_mappings()), ("gidMappings", m.gid_mappings())] {
+                let maps = maps.as_deref().unwrap_or_default();
+                if maps.is_empty() {
+                    return Err(refuse(format!(
+                        "an idmapped mount needs both uidMappings and gidMappings, and {field} is missing or empty"
+                    )));
+                }
+                check_id_ranges(maps).map_err(|(j, why)| refuse(format!("{field}[{j}] {why}")))?;
+            }
+        } else if !container_maps {
+            return Err(refuse(format!(
+                "{what} without uidMappings/gidMappings on the mount takes the container's user namespace maps, \
+                 but the container has no user namespace with linux.uidMappings and linux.gidMappings: give the \
+                 mount its own"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The most lines a user namespace's map may have (the kernel's `UID_GID_MAP_MAX_EXTENTS`).
+const MAX_MAP_RANGES: usize = 340;
+
+/// Checks one idmap (a list of ranges) as the kernel would when it is written: each range
+/// non-empty and within 32 bits, no two overlapping on either side, at most
+/// [`MAX_MAP_RANGES`]. The error names the offending range's index.
+fn check_id_ranges(maps: &[oci_spec::runtime::LinuxIdMapping]) -> Result<(), (usize, String)> {
+    if maps.len() > MAX_MAP_RANGES {
+        return Err((MAX_MAP_RANGES, format!("is one range too many: the kernel takes at most {MAX_MAP_RANGES}")));
+    }
+    let span = |start: u32, size: u32| (u64::from(start), u64::from(start) + u64::from(size));
+    for (j, m) in maps.iter().enumerate() {
+        let (container, host) = (span(m.container_id(), m.size()), span(m.host_id(), m.size()));
+        let show = format!("(containerID {}, hostID {}, size {})", m.container_id(), m.host_id(), m.size());
+        if m.size() == 0 || container.1 > 1 << 32 || host.1 > 1 << 32 {
+            return Err((j, format!("{show} is empty or beyond 32 bits")));
+        }
+        let overlaps = |a: (u64, u64), b: (u64, u64)| a.0 < b.1 && b.0 < a.1;
+        if let Some(k) = maps[..j].iter().position(|o| {
+            overlaps(container, span(o.container_id(), o.size())) || overlaps(host, span(o.host_id(), o.size()))
+        }) {
+            return Err((j, format!("{show} overlaps range {k}")));
         }
     }
     Ok(())
