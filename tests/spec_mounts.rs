@@ -227,13 +227,18 @@ fn rro_makes_every_submount_read_only_where_ro_leaves_them() {
 }
 
 #[test]
-fn idmapped_mounts_are_refused_clearly() {
+fn a_bare_idmap_without_a_user_namespace_is_refused_clearly() {
+    // Idmapped mounts themselves are tested in idmap.rs.
     let bundle = Bundle::busybox(&["true"]);
     bundle.add_bind("/tmp", "/data", &["rbind", "idmap"]);
     let p = Paddock::new();
     let out = paddock_run(&p, &bundle, &[]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("(/data): idmapped mounts (idmap) are not supported"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(/data): idmap without uidMappings/gidMappings on the mount takes the container's"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -362,8 +367,9 @@ fn features_list_exactly_the_mount_options_known() {
     for known in ["rro", "rrw", "rnoatime", "rstrictatime", "rnosymfollow", "ro", "rbind", "rslave", "runbindable"] {
         assert!(options.contains(&known), "{known} missing from {options:?}");
     }
-    for unknown in ["idmap", "ridmap", "remount"] {
-        assert!(!options.contains(&unknown), "{unknown} listed in {options:?}");
+    for known in ["idmap", "ridmap"] {
+        assert!(options.contains(&known), "{known} missing from {options:?}");
     }
-    assert_eq!(features["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+    assert!(!options.contains(&"remount"), "remount listed in {options:?}");
+    assert_eq!(features["linux"]["mountExtensions"]["idmap"]["enabled"], true);
 }
