@@ -108,18 +108,28 @@ fn apply_idmap(
     let Some(idmap) = &bind.idmap else { return Ok(()) };
     let dest = &bind.destination;
     let userns = namespaces.get(idmap).map_err(|e| mount_err(dest, format!("idmap: {e}")))?;
-    sys::set_idmap(tree.as_fd(), recursive, userns).map_err(|e| match e.raw_os_error() {
-        // What the kernel answers for a filesystem without idmapped mounts (EINVAL), or one
-        // it does not let us idmap (EPERM: a filesystem mounted in another user namespace).
-        Some(libc::EINVAL | libc::EPERM) => mount_err(
-            dest,
-            format!(
-                "the filesystem of {} does not support idmapped mounts on this kernel (mount_setattr \
-                 MOUNT_ATTR_IDMAP: {e})",
-                bind.source.display()
+    sys::set_idmap(tree.as_fd(), recursive, userns).map_err(|e| {
+        let source = bind.source.display();
+        match e.raw_os_error() {
+            // What the kernel answers for a filesystem without idmapped mounts (EINVAL), or
+            // one it does not let us idmap (EPERM: a filesystem mounted in another user
+            // namespace, or a source that is an idmapped mount already).
+            Some(libc::EINVAL) => mount_err(
+                dest,
+                format!(
+                    "the filesystem of {source} does not support idmapped mounts on this kernel (mount_setattr \
+                     MOUNT_ATTR_IDMAP: {e})"
+                ),
             ),
-        ),
-        _ => mount_err(dest, format!("idmap {}: {e}", bind.source.display())),
+            Some(libc::EPERM) => mount_err(
+                dest,
+                format!(
+                    "the filesystem of {source} does not support idmapped mounts here: it belongs to another user \
+                     namespace or {source} is idmapped already (mount_setattr MOUNT_ATTR_IDMAP: {e})"
+                ),
+            ),
+            _ => mount_err(dest, format!("idmap {source}: {e}")),
+        }
     })
 }
 
@@ -215,12 +225,10 @@ fn open_bind(
         {
             let mut file = std::fs::File::from(open_source(bundle, bind, OFlags::RDONLY)?);
             // The owner as the (idmapped) mount shows it: statx of the copy's O_PATH descriptor.
-            let meta = if bind.idmap.is_some() {
-                std::fs::File::from(mapped_source(namespaces)?)
-            } else {
-                file.try_clone().map_err(|e| mount_err(dest, e))?
+            let meta = match bind.idmap {
+                Some(_) => std::fs::File::from(mapped_source(namespaces)?).metadata(),
+                None => file.metadata(),
             }
-            .metadata()
             .map_err(|e| mount_err(dest, e))?;
             scratch.copy_file(&mut file, &meta)?
         }

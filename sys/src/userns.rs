@@ -50,15 +50,10 @@ impl Drop for Holder {
     fn drop(&mut self) {
         // SIGKILL cannot be blocked or handled: the wait below ends.
         let _ = rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL);
-        loop {
-            match rustix::process::waitid(
-                rustix::process::WaitId::PidFd(self.pidfd.as_fd()),
-                rustix::process::WaitIdOptions::EXITED,
-            ) {
-                Err(rustix::io::Errno::INTR) => continue,
-                _ => break,
-            }
-        }
+        while let Err(rustix::io::Errno::INTR) = rustix::process::waitid(
+            rustix::process::WaitId::PidFd(self.pidfd.as_fd()),
+            rustix::process::WaitIdOptions::EXITED,
+        ) {}
     }
 }
 
@@ -66,8 +61,9 @@ impl Drop for Holder {
 /// `gid_map`, in the text `/proc/PID/uid_map` takes (`inside outside count` lines).
 ///
 /// The caller must hold `CAP_SETUID`, `CAP_SETGID` and `CAP_SYS_ADMIN` in its user namespace
-/// (the last for the procfs), must not be chrooted (the kernel refuses a new user namespace
-/// to a chrooted process), and should be single-threaded or accept a fork of itself.
+/// (the last for the procfs), and must not be chrooted (the kernel refuses a new user
+/// namespace to a chrooted process). The child makes only async-signal-safe calls, so a
+/// multi-threaded caller may use this too.
 pub fn with_maps(uid_map: &str, gid_map: &str) -> Result<OwnedFd, UsernsError> {
     let proc = crate::new_mount(
         "proc",
