@@ -236,3 +236,32 @@ fn the_user_namespaces_made_for_the_maps_leave_no_process_behind() {
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }
+
+#[test]
+fn cp_writes_through_the_idmap_and_so_does_a_restarted_gofer() {
+    // Without a user namespace, host uid 1000 shows as root: the gofer (root) may write
+    // through the mount, and what it writes lands as the host user's. A restarted gofer takes
+    // the container's (idmapped) mounts back from the sandbox and does the same.
+    let shared = shared_dir(HOST_USER);
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    add_idmapped(&bundle, shared.path(), "/data", &["bind"], Some((HOST_USER, 0, 1)));
+    let p = Paddock::new();
+    let id = unique("idmap");
+    p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    let payload = bundle.path().join("payload");
+    std::fs::write(&payload, "copied\n").unwrap();
+    for round in ["before", "after"] {
+        let target = format!("{id}:/data/{round}");
+        p.ctl_ok(&["cp", payload.to_str().unwrap(), &target]);
+        assert_eq!(owner_of(&shared.path().join(round)), (HOST_USER, HOST_USER), "copied {round} the restart");
+        if round == "before" {
+            let gofer = harness::gofer_pid(&id).expect("a gofer");
+            let fd = harness::pidfd(gofer).unwrap();
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(gofer), nix::sys::signal::Signal::SIGKILL).unwrap();
+            assert!(harness::wait_pidfd(&fd, std::time::Duration::from_secs(5)));
+        }
+    }
+    assert_eq!(p.state(&id)["gofer"]["restarts"], 1);
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}
