@@ -51,6 +51,10 @@ pub struct CreateContainer {
     /// container's process enters it (whose id maps are already written) instead of a new one.
     #[serde(default)]
     pub user_ns: FdSlot,
+    /// The time namespace its spec names by path, opened by paddockd on the host: the
+    /// container's init enters it (with the offsets it has) instead of making a new one.
+    #[serde(default)]
+    pub time_ns: FdSlot,
     /// Run a container whose init exited again (its restart policy), on the mounts the
     /// sandbox kept for it; `mounts` is then empty.
     pub again: bool,
@@ -314,6 +318,7 @@ mod tests {
                 mount_ns: FdSlot::Empty,
                 cgroup_ns: FdSlot::Empty,
                 user_ns: FdSlot::Empty,
+                time_ns: FdSlot::Empty,
                 seccomp_relay: FdSlot::Empty,
                 again: false,
                 restore: None,

@@ -192,6 +192,7 @@ fn create_container(f: &mut Fds) -> CreateContainer {
         mount_ns: f.slot(),
         cgroup_ns: f.slot(),
         user_ns: f.slot(),
+        time_ns: f.slot(),
         again: false,
         restore: Some(Box::new(RestoreInSandbox {
             criu: "/criu".into(),
