@@ -663,7 +663,7 @@ impl Server {
             stdio: std::mem::take(&mut request.stdio),
             seccomp_relay: FdSlot::from_option(request.seccomp_relay.take()),
         };
-        let pid = exec::spawn(self.spawner()?, job)?;
+        let pid = exec::spawn(self.spawner()?, job, request.frozen)?;
         let container_pid = crate::containers::container_pid_of(self.proc()?.as_fd(), pid).unwrap_or(pid);
         self.containers.add_exec(&id, pid, container_pid);
         Ok(SandboxReply::Executed {

@@ -121,6 +121,11 @@ pub struct ExecProcess {
     /// As [`CreateContainer::seccomp_relay`], for this process.
     #[serde(default)]
     pub seccomp_relay: FdSlot,
+    /// The container is paused (`exec --ignore-paused`): the process freezes as soon as it is
+    /// placed in the container's cgroups and goes on only once the container is resumed, so
+    /// the sandbox answers once it is placed instead of waiting for its `execve`.
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// An OCI hook to run in a container's namespaces (`createContainer`, `startContainer`).
