@@ -224,6 +224,7 @@ fn every_sandbox_message_sends_all_its_descriptors() {
                 stdio: f.stdio(),
                 cgroups: f.slots(2),
                 seccomp_relay: f.slot(),
+                frozen: false,
             })
         }),
         ("run-hooks", |f| SandboxRequest::RunHooks {
