@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use harness::{
-    assert_nothing_left, capture, eventually, namespace_pid, parent_pid, process_alive, status_of, stderr, stdout,
-    unique, Bundle, Paddock,
+    assert_nothing_left, capture, eventually, install_probe, namespace_pid, parent_pid, process_alive, status_of,
+    stderr, stdout, unique, Bundle, Paddock,
 };
 
 /// A process whose count lives in its shell's memory: printed and written to the tmpfs
@@ -365,5 +365,49 @@ fn restore_runs_the_runtime_hooks_of_create_and_fails_with_them() {
     let out = p.ctl(&["restore", "-d", "--bundle", &bundle.path_str(), "--image-path", &image, &id]);
     assert!(!out.status.success() && stderr(&out).contains("createRuntime"), "{}", stderr(&out));
     assert!(!p.ids().contains(&id));
+    assert_nothing_left(&id);
+}
+
+#[test]
+fn processes_exec_d_into_a_restored_container_take_on_its_personality_memory_policy_and_filter() {
+    const MPOL_BIND: i32 = 2;
+    const MPOL_F_STATIC_NODES: i32 = 1 << 15;
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&["sleep", "1000"]);
+    install_probe(&bundle.rootfs(), "report");
+    bundle.edit_config(|c| {
+        c["linux"]["personality"] = serde_json::json!({"domain": "LINUX32"});
+        c["linux"]["memoryPolicy"] =
+            serde_json::json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+        c["linux"]["seccomp"] = serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image").display().to_string();
+    let id = unique("ckpt-attrs");
+    p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    p.ctl_ok(&["checkpoint", "--image-path", &image, &id]);
+    p.ctl_ok(&["delete", &id]);
+    p.ctl_detached(&["restore", "-d", "--bundle", &bundle.path_str(), "--image-path", &image, &id]);
+    assert_eq!(p.state(&id)["status"], "running");
+
+    let report: std::collections::HashMap<String, String> = p
+        .ctl_ok(&["exec", &id, "--", "/bin/report"])
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    assert_eq!(report["personality"], "0x8", "{report:?}");
+    assert_eq!(report["mempolicy_mode"], (MPOL_BIND | MPOL_F_STATIC_NODES).to_string(), "{report:?}");
+    // What a user sees: a 32-bit machine, and the filter's refusal.
+    assert_eq!(p.ctl_ok(&["exec", &id, "--", "uname", "-m"]).trim(), "i686");
+    let out = p.ctl(&["exec", &id, "--", "mkdir", "/tmp/filtered"]);
+    assert!(!out.status.success(), "mkdir ran unfiltered in an exec'd process: {}", stdout(&out));
+    assert!(stderr(&out).contains("Operation not permitted"), "{}", stderr(&out));
+    let status = p.ctl_ok(&["exec", &id, "--", "grep", "Seccomp:", "/proc/self/status"]);
+    assert!(status.contains('2'), "{status}");
+    p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }

@@ -442,19 +442,54 @@ fn exec_cgroup_runs_the_process_in_an_existing_sub_cgroup() {
     assert_nothing_left(&id);
 }
 
+/// Whether host process `pid` is in a frozen cgroup: its freezer cgroup's `freezer.state`
+/// (cgroup v1) or its cgroup's `cgroup.events` (v2) says so.
+fn frozen(pid: i32) -> bool {
+    let Ok(cgroups) = std::fs::read_to_string(format!("/proc/{pid}/cgroup")) else { return false };
+    for line in cgroups.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next(), fields.next().unwrap_or(""), fields.next().unwrap_or(""));
+        if controllers.split(',').any(|c| c == "freezer") {
+            let state = std::fs::read_to_string(format!("/sys/fs/cgroup/freezer{path}/freezer.state"));
+            return state.is_ok_and(|s| s.trim() == "FROZEN");
+        }
+    }
+    let v2 = cgroups.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string);
+    let events = v2.and_then(|path| std::fs::read_to_string(format!("/sys/fs/cgroup{path}/cgroup.events")).ok());
+    events.is_some_and(|e| e.lines().any(|l| l == "frozen 1"))
+}
+
 #[test]
-fn exec_in_a_paused_container_is_refused_and_says_why() {
+fn exec_in_a_paused_container_needs_ignore_paused_and_runs_once_resumed() {
     let p = Paddock::new();
+    let out_dir = tempfile::tempdir().unwrap();
+    let marker = out_dir.path().join("marker");
     let bundle = Bundle::busybox(&["sleep", "1000"]);
+    bundle.add_bind(&out_dir.path().display().to_string(), "/out", &["rbind", "rw"]);
     let id = unique("pausedexec");
     p.ctl_ok(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
+    let init = p.state(&id)["initPid"].as_i64().unwrap() as i32;
     p.ctl_ok(&["pause", &id]);
+    // Without the flag: refused, as runc does, and nothing runs.
     assert!(failed_with(&p.ctl(&["exec", &id, "true"]), "paused"));
-    let out = p.ctl(&["exec", "--ignore-paused", &id, "true"]);
-    assert!(failed_with(&out, "--ignore-paused"), "{}", stderr(&out));
     assert_eq!(p.state(&id)["status"], "paused");
+
+    // With it: the process is made (ps lists it) but frozen with the container.
+    p.ctl_detached(&["exec", "--ignore-paused", "-d", &id, "--", "sh", "-c", "echo ran > /out/marker"]);
+    let pids: Vec<i32> = serde_json::from_str(&p.ctl_ok(&["ps", "--format", "json", &id])).unwrap();
+    let exec_pids: Vec<i32> = pids.iter().copied().filter(|&pid| pid != init).collect();
+    assert_eq!(exec_pids.len(), 1, "ps lists {pids:?} (init {init})");
+    assert!(frozen(exec_pids[0]), "process {} is not in a frozen cgroup", exec_pids[0]);
+    assert!(frozen(init));
+    assert!(!marker.exists(), "the process ran in a paused container");
+    assert_eq!(p.state(&id)["status"], "paused");
+
     p.ctl_ok(&["resume", &id]);
-    p.ctl_ok(&["exec", "--ignore-paused", &id, "true"]);
+    assert!(harness::eventually(harness::command_timeout(), || std::fs::read_to_string(&marker)
+        .is_ok_and(|t| t == "ran\n")));
+    assert!(!frozen(init));
+    // An exec that waits for its process: it comes back with the process's status once resumed.
+    assert_eq!(p.ctl_ok(&["exec", "--ignore-paused", &id, "echo", "running"]), "running\n");
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }

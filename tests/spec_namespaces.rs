@@ -153,3 +153,91 @@ fn a_user_namespace_named_by_path_is_joined_with_its_maps() {
     assert_nothing_left(&first_id);
     assert_nothing_left(&second_id);
 }
+
+#[test]
+fn a_time_namespace_named_by_path_is_joined_with_its_offsets() {
+    assert!(std::path::Path::new("/proc/self/timens_offsets").exists(), "this kernel has no time namespaces");
+    let p = Paddock::new();
+    const DAY: i64 = 86400;
+    let first = Bundle::busybox(&["sleep", "1000"]);
+    first.edit_config(|c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = serde_json::json!({"monotonic": {"secs": DAY, "nanosecs": 0}});
+    });
+    let (first_id, init) = sleeper(&p, &first, "timens");
+    let offsets_of = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("monotonic") || l.starts_with("boottime"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+    };
+    let expected = [format!("monotonic {DAY} 0"), "boottime 0 0".to_string()];
+    assert_eq!(offsets_of(&std::fs::read_to_string(format!("/proc/{init}/timens_offsets")).unwrap()), expected);
+
+    let script = "cat /proc/self/timens_offsets; readlink /proc/self/ns/time; cut -d. -f1 /proc/uptime; sleep 1000";
+    let second = Bundle::busybox(&["sh", "-c", script]);
+    let path = format!("/proc/{init}/ns/time");
+    second.edit_config(|c| {
+        c["linux"]["namespaces"].as_array_mut().unwrap().push(serde_json::json!({"type": "time", "path": path}));
+    });
+    let second_id = unique("timens-joiner");
+    let log = second.path().join("out");
+    let out = std::fs::File::create(&log).unwrap();
+    let status = harness::status_of(
+        p.command()
+            .args(["run", "-d", "--bundle", &second.path_str(), &second_id])
+            .stdin(std::process::Stdio::null())
+            .stdout(out),
+    );
+    assert!(status.success());
+    assert!(
+        harness::eventually(harness::command_timeout(), || std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.lines().count() >= 4)),
+        "no output: {:?}",
+        std::fs::read_to_string(&log)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(offsets_of(&text), expected, "{text}");
+    assert!(text.contains(&namespace(&init, "time")), "not the first container's time namespace: {text}");
+    // Its boot-time clock (uptime) is the host's: only the monotonic clock moved.
+    let host_uptime: u64 = std::fs::read_to_string("/proc/uptime").unwrap().split('.').next().unwrap().parse().unwrap();
+    let uptime: u64 = text.lines().nth(3).unwrap().trim().parse().unwrap();
+    assert!(uptime <= host_uptime, "{text}");
+    let second_init = p.state(&second_id)["initPid"].as_i64().unwrap().to_string();
+    assert_eq!(namespace(&second_init, "time"), namespace(&init, "time"));
+    // A process exec'd into it is there too, with the monotonic clock a day ahead.
+    let seen =
+        p.ctl_ok(&["exec", &second_id, "sh", "-c", "cat /proc/self/timens_offsets; readlink /proc/self/ns/time"]);
+    assert_eq!(offsets_of(&seen), expected, "{seen}");
+    assert!(seen.contains(&namespace(&init, "time")), "{seen}");
+    p.ctl_ok(&["delete", "--force", &second_id]);
+    assert_nothing_left(&second_id);
+
+    // Offsets for an existing namespace, and a path to another type's namespace: refused at
+    // create, with nothing left.
+    for (edit, words) in [
+        (
+            serde_json::json!({"timeOffsets": {"monotonic": {"secs": 5}}, "path": path}),
+            "linux.timeOffsets cannot be set for the existing time namespace",
+        ),
+        (serde_json::json!({"path": format!("/proc/{init}/ns/net")}), "not a Time namespace"),
+    ] {
+        let bundle = Bundle::busybox(&["true"]);
+        bundle.edit_config(|c| {
+            c["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"type": "time", "path": edit["path"].clone()}));
+            if let Some(offsets) = edit.get("timeOffsets") {
+                c["linux"]["timeOffsets"] = offsets.clone();
+            }
+        });
+        let id = unique("timens-bad");
+        let out = p.ctl(&["run", "--bundle", &bundle.path_str(), &id]);
+        assert!(!out.status.success() && stderr(&out).contains(words), "{}", stderr(&out));
+        assert!(!p.ids().contains(&id));
+        assert_nothing_left(&id);
+    }
+    p.ctl_ok(&["delete", "--force", &first_id]);
+    assert_nothing_left(&first_id);
+}

@@ -334,3 +334,45 @@ fn features_list_the_notify_action() {
         "{seccomp}"
     );
 }
+
+#[test]
+fn checkpoint_and_restore_of_a_container_whose_filter_notifies_an_agent_are_refused() {
+    // CRIU carries a filter's program over but not its listener: the restored processes'
+    // notified calls would fail with ENOSYS, and the agent would never hear of them.
+    let p = Paddock::new();
+    let agent = Agent::start(vec![Answer::Error(libc::EPERM)]);
+    let listener = agent.path_str();
+    let bundle = bundle_with("exec sleep 1000", notify_mkdir(&listener, "m"));
+    let id = unique("notify-ckpt");
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), &id]);
+    p.ctl_ok(&["start", &id]);
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("image");
+    let out = p.ctl(&["checkpoint", "--image-path", &image.display().to_string(), &id]);
+    assert!(!out.status.success(), "checkpoint succeeded");
+    let expected = format!("its seccomp filter notifies the agent at linux.seccomp.listenerPath {listener}");
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    assert!(stderr(&out).contains("CRIU cannot carry over"), "{}", stderr(&out));
+    assert_eq!(p.state(&id)["status"], "running");
+    assert!(!image.join("paddock-checkpoint.json").exists());
+
+    let restored = unique("notify-restore");
+    let out = p.ctl(&[
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle.path_str(),
+        "--image-path",
+        &dir.path().display().to_string(),
+        &restored,
+    ]);
+    assert!(!out.status.success(), "restore succeeded");
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    assert!(!p.ids().contains(&restored));
+    assert_nothing_left(&restored);
+
+    p.ctl_ok(&["kill", &id, "KILL"]);
+    p.ctl_ok(&["wait", &id]);
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+}

@@ -171,7 +171,8 @@ pub enum Command {
         /// Pass ctl's descriptors 3 … 3+N-1 on to the process, as its 3, 4, ….
         #[arg(long, default_value_t = 0)]
         preserve_fds: u32,
-        /// runc's flag to exec in a paused container: refused with a clear error (resume first).
+        /// Exec in a paused container too (runc's flag): the process is made frozen with the
+        /// container and runs once it is resumed.
         #[arg(long)]
         ignore_paused: bool,
         /// The process's AppArmor profile (refused where AppArmor is not enabled).

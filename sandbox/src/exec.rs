@@ -21,7 +21,12 @@ use crate::{process, seccomp, sync};
 
 /// Has the spawner fork the process (and place it in the container's cgroups), and returns
 /// once it has called `execve` (or failed, in which case it is reaped before this returns).
-pub fn spawn(spawner: &mut Spawner, mut job: ExecJob) -> Result<Pid, ApiError> {
+///
+/// In a `frozen` (paused) container the process freezes as soon as it is placed, before it
+/// has set itself up: this returns once it is placed and told to go on, which it does when
+/// the container is resumed. What fails after that is its exit status (1, or 127 for the
+/// `execve`), as nobody is left to read the reason.
+pub fn spawn(spawner: &mut Spawner, mut job: ExecJob, frozen: bool) -> Result<Pid, ApiError> {
     let what = format!("exec in container {:?}", job.id);
     let (parent_end, child_end) = sync::pair()?;
     job.sync = FdSlot::new(child_end);
@@ -29,8 +34,12 @@ pub fn spawn(spawner: &mut Spawner, mut job: ExecJob) -> Result<Pid, ApiError> {
         Done::Spawned(pid) => Pid::from_raw(pid),
         other => return Err(ApiError::new(ErrorKind::Protocol, format!("the spawner answered {other:?}"))),
     };
-    // The spawner placed it in the container's cgroups before it answered.
+    // The spawner placed it in the container's cgroups before it answered. A message sent on
+    // a socket stays to be read after the sender has closed its end.
     let outcome = sync::send(&parent_end, sync::PLACED).map_err(|e| ApiError::io("sync", e)).and_then(|()| {
+        if frozen {
+            return Ok(());
+        }
         match sync::read(parent_end.as_fd()) {
             Ok(None) => Ok(()),
             other => Err(sync::failure(&what, "starting the process", other)),

@@ -438,6 +438,7 @@ impl Server {
                 mount: FdSlot::from_option(create.mount_ns.take()),
                 cgroup: FdSlot::from_option(create.cgroup_ns.take()),
                 user: FdSlot::from_option(create.user_ns.take()),
+                time: FdSlot::from_option(create.time_ns.take()),
             },
             host_root: host_root(&create.bundle, spec),
             cgroups: dup_all(cgroups)?,
@@ -461,6 +462,7 @@ impl Server {
         let cgroups: Vec<OwnedFd> = create.cgroups.iter_mut().filter_map(FdSlot::take).collect();
         let job = RestoreJob {
             id: id.clone(),
+            spec: create.spec.clone(),
             rootfs: staged.rootfs.clone(),
             binds: staged.binds.clone(),
             plan,
@@ -661,7 +663,7 @@ impl Server {
             stdio: std::mem::take(&mut request.stdio),
             seccomp_relay: FdSlot::from_option(request.seccomp_relay.take()),
         };
-        let pid = exec::spawn(self.spawner()?, job)?;
+        let pid = exec::spawn(self.spawner()?, job, request.frozen)?;
         let container_pid = crate::containers::container_pid_of(self.proc()?.as_fd(), pid).unwrap_or(pid);
         self.containers.add_exec(&id, pid, container_pid);
         Ok(SandboxReply::Executed {

@@ -244,6 +244,7 @@ mod tests {
             mount_ns: FdSlot::Empty,
             cgroup_ns: FdSlot::Empty,
             user_ns: FdSlot::Empty,
+            time_ns: FdSlot::Empty,
             again: false,
             restore: None,
             stop_before_pivot: false,

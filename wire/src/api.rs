@@ -368,8 +368,8 @@ pub struct ExecSpec {
     /// The process's SELinux label (`--process-label`).
     #[serde(default)]
     pub selinux_label: Option<String>,
-    /// runc's `--ignore-paused` (exec in a paused container): refused for now with a message
-    /// that says so, rather than as any exec in a paused container.
+    /// runc's `--ignore-paused`: exec in a paused container too. The process joins the
+    /// container's frozen cgroup, so it runs only once the container is resumed.
     #[serde(default)]
     pub ignore_paused: bool,
     /// A sub-cgroup of the container's to run the process in (`--cgroup`): `PATH` for every

@@ -51,6 +51,10 @@ pub struct CreateContainer {
     /// container's process enters it (whose id maps are already written) instead of a new one.
     #[serde(default)]
     pub user_ns: FdSlot,
+    /// The time namespace its spec names by path, opened by paddockd on the host: the
+    /// container's init enters it (with the offsets it has) instead of making a new one.
+    #[serde(default)]
+    pub time_ns: FdSlot,
     /// Run a container whose init exited again (its restart policy), on the mounts the
     /// sandbox kept for it; `mounts` is then empty.
     pub again: bool,
@@ -117,6 +121,11 @@ pub struct ExecProcess {
     /// As [`CreateContainer::seccomp_relay`], for this process.
     #[serde(default)]
     pub seccomp_relay: FdSlot,
+    /// The container is paused (`exec --ignore-paused`): the process freezes as soon as it is
+    /// placed in the container's cgroups and goes on only once the container is resumed, so
+    /// the sandbox answers once it is placed instead of waiting for its `execve`.
+    #[serde(default)]
+    pub frozen: bool,
 }
 
 /// An OCI hook to run in a container's namespaces (`createContainer`, `startContainer`).
@@ -314,6 +323,7 @@ mod tests {
                 mount_ns: FdSlot::Empty,
                 cgroup_ns: FdSlot::Empty,
                 user_ns: FdSlot::Empty,
+                time_ns: FdSlot::Empty,
                 seccomp_relay: FdSlot::Empty,
                 again: false,
                 restore: None,

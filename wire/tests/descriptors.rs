@@ -192,6 +192,7 @@ fn create_container(f: &mut Fds) -> CreateContainer {
         mount_ns: f.slot(),
         cgroup_ns: f.slot(),
         user_ns: f.slot(),
+        time_ns: f.slot(),
         again: false,
         restore: Some(Box::new(RestoreInSandbox {
             criu: "/criu".into(),
@@ -223,6 +224,7 @@ fn every_sandbox_message_sends_all_its_descriptors() {
                 stdio: f.stdio(),
                 cgroups: f.slots(2),
                 seccomp_relay: f.slot(),
+                frozen: false,
             })
         }),
         ("run-hooks", |f| SandboxRequest::RunHooks {

@@ -75,6 +75,7 @@ impl ContainerActor {
         self.refuse_while_checkpointing()?;
         status::require(id, Operation::Checkpoint, self.meta.status)?;
         criu::check_options(&msg.criu_options)?;
+        criu::refuse_seccomp_listener(id, &self.meta.spec, "checkpoint")?;
         for path in [Some(&msg.image_path), msg.work_path.as_ref()].into_iter().flatten() {
             if !path.is_absolute() {
                 return Err(ApiError::invalid_argument(format!("{} is not an absolute path", path.display())));

@@ -149,6 +149,7 @@ pub(crate) async fn create(
     if let Some(from) = &msg.restore {
         // Before anything is made: what cannot be restored fails at once.
         restorable(&msg.id, joined.is_some(), from)?;
+        crate::criu::refuse_seccomp_listener(&msg.id, &spec, "restore")?;
         let image = from.image_path.clone();
         blocking(move || crate::criu::read_record(&image).map(drop)).await?;
         crate::criu::program(from.criu.as_deref())?;
@@ -457,6 +458,7 @@ pub(super) async fn create_in_sandbox(
             mount_ns: mount_namespace_to_enter(meta)?,
             cgroup_ns: namespace_to_join(meta, LinuxNamespaceType::Cgroup)?,
             user_ns: namespace_to_join(meta, LinuxNamespaceType::User)?,
+            time_ns: namespace_to_join(meta, LinuxNamespaceType::Time)?,
             again,
             restore,
             stop_before_pivot,

@@ -15,15 +15,12 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
     fn handle(&mut self, crate::Api(msg): crate::Api<Exec>, _: &mut Context<Self>) -> Self::Result {
         let id = self.meta.id.clone();
         let prepared = (|| {
-            if msg.spec.ignore_paused && self.meta.status == wire::Status::Paused {
-                // runc starts the process frozen, and its exec returns once the container is
-                // resumed; the sandbox cannot wait so without stalling its other containers.
-                return Err(ApiError::new(
-                    ErrorKind::Unsupported,
-                    format!("exec in {id:?} with --ignore-paused: a paused container cannot take a new process yet; resume it first"),
-                ));
+            // As runc's --ignore-paused: the process joins the frozen cgroup and runs once the
+            // container is resumed.
+            let frozen = msg.spec.ignore_paused && self.meta.status == wire::Status::Paused;
+            if !frozen {
+                status::require(&id, Operation::Exec, self.meta.status)?;
             }
-            status::require(&id, Operation::Exec, self.meta.status)?;
             if self.meta.init.is_none() {
                 return Err(ApiError::new(
                     ErrorKind::InvalidStatus,
@@ -55,9 +52,9 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
                 }
                 None => FdSlot::Empty,
             };
-            Ok((process, cgroups, relay))
+            Ok((process, cgroups, relay, frozen))
         })();
-        let (process, cgroups, seccomp_relay) = match prepared {
+        let (process, cgroups, seccomp_relay, frozen) = match prepared {
             Ok(p) => p,
             Err(e) => return Box::pin(async move { Err(e) }),
         };
@@ -68,6 +65,7 @@ impl Handler<crate::Api<Exec>> for ContainerActor {
             stdio: msg.stdio,
             cgroups,
             seccomp_relay,
+            frozen,
         }));
         Box::pin(async move {
             match call.await? {

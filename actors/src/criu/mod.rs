@@ -85,6 +85,27 @@ pub(crate) fn make_dir(dir: &Path) -> Result<(), ApiError> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| io_err(dir.display(), e))
 }
 
+/// Refuses to `operation` (checkpoint or restore) container `id` when its seccomp filter
+/// notifies an agent (`SCMP_ACT_NOTIFY` with `linux.seccomp.listenerPath`). CRIU dumps a
+/// filter's program but not its listener (the kernel reports no `NEW_LISTENER` flag, and the
+/// notification descriptor is the agent's, not the container's), and the kernel cannot give
+/// a restored filter a listener: the restored processes' notified system calls would fail
+/// with ENOSYS and the agent would never hear of them again.
+pub fn refuse_seccomp_listener(id: &str, spec: &oci_spec::runtime::Spec, operation: &str) -> Result<(), ApiError> {
+    match crate::seccomp_agent::Listener::of(spec) {
+        Some(listener) => Err(ApiError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{operation} of {id:?}: its seccomp filter notifies the agent at linux.seccomp.listenerPath {}, which \
+                 CRIU cannot carry over (a restored filter has no listener, and the agent would get no new \
+                 descriptor)",
+                listener.path.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The CRIU options the API lets a caller add (runc's flags that map to them); anything else
 /// (another `--tree`, action scripts) is refused.
 pub fn check_options(options: &[String]) -> Result<(), ApiError> {

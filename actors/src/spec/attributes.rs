@@ -158,7 +158,9 @@ pub fn validate_linux(linux: &Linux) -> Result<(), ApiError> {
 }
 
 /// A time namespace needs the kernel's support; its offsets need one of the container's own,
-/// as runc requires, and only the monotonic and boot-time clocks have offsets.
+/// as runc requires, which is a new one: the kernel takes a namespace's offsets only until a
+/// process is in it, so an existing one (a `path`) keeps those it has. Only the monotonic and
+/// boot-time clocks have offsets.
 fn validate_time(linux: &Linux) -> Result<(), ApiError> {
     let offsets = linux.time_offsets().as_ref().filter(|o| !o.is_empty());
     if has_namespace(linux, LinuxNamespaceType::Time) {
@@ -167,6 +169,20 @@ fn validate_time(linux: &Linux) -> Result<(), ApiError> {
                 ErrorKind::Unsupported,
                 "linux.namespaces: this kernel has no time namespaces (no /proc/self/timens_offsets)",
             ));
+        }
+        let joined = linux
+            .namespaces()
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|n| n.typ() == LinuxNamespaceType::Time)
+            .and_then(|n| n.path().as_ref());
+        if let (Some(path), Some(_)) = (joined, offsets) {
+            return Err(ApiError::invalid_spec(format!(
+                "linux.timeOffsets cannot be set for the existing time namespace {} the container joins: a time \
+                 namespace's offsets are fixed once a process is in it",
+                path.display()
+            )));
         }
     } else if offsets.is_some() {
         return Err(ApiError::invalid_spec(
@@ -276,6 +292,13 @@ mod tests {
             (
                 serde_json::json!({"namespaces": [{"type": "time"}], "timeOffsets": {"boottime": {"nanosecs": 1000000000u32}}}),
                 "boottime.nanosecs",
+            ),
+            (
+                serde_json::json!({
+                    "namespaces": [{"type": "time", "path": "/proc/1/ns/time"}],
+                    "timeOffsets": {"monotonic": {"secs": 1}}
+                }),
+                "existing time namespace /proc/1/ns/time",
             ),
         ];
         for (json, expected) in cases {

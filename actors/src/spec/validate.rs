@@ -126,19 +126,7 @@ pub fn validate(spec: &Spec) -> Result<(), ApiError> {
     crate::hooks::validate(spec)?;
     if let Some(linux) = spec.linux() {
         for ns in linux.namespaces().as_deref().unwrap_or_default() {
-            let joinable = ns.typ() != LinuxNamespaceType::Time;
             if let Some(path) = ns.path() {
-                if !joinable {
-                    return Err(ApiError::new(
-                        ErrorKind::Unsupported,
-                        format!(
-                            "joining an existing {:?} namespace by path ({}) is not supported (a time namespace's \
-                             offsets are set before its first process runs)",
-                            ns.typ(),
-                            path.display()
-                        ),
-                    ));
-                }
                 if !path.is_absolute() {
                     return Err(ApiError::invalid_spec(format!("namespace path {} is not absolute", path.display())));
                 }

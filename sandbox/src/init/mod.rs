@@ -131,6 +131,7 @@ struct Joined {
     mount: Option<OwnedFd>,
     cgroup: Option<OwnedFd>,
     user: Option<OwnedFd>,
+    time: Option<OwnedFd>,
 }
 
 /// The child, forked by the spawner: set up, report, wait for start, exec. Returns the exit
@@ -143,7 +144,12 @@ pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>
         stdio: [job.stdio.stdin.take(), job.stdio.stdout.take(), job.stdio.stderr.take()],
         console: job.stdio.console.take(),
         extra: job.stdio.extra.iter_mut().filter_map(FdSlot::take).collect(),
-        joins: Joined { mount: job.joins.mount.take(), cgroup: job.joins.cgroup.take(), user: job.joins.user.take() },
+        joins: Joined {
+            mount: job.joins.mount.take(),
+            cgroup: job.joins.cgroup.take(),
+            user: job.joins.user.take(),
+            time: job.joins.time.take(),
+        },
     };
     // Nothing but what it was given: the spawner's socket, the sandbox's stdio, the other
     // requests' descriptors are not its to hold.
@@ -153,7 +159,10 @@ pub fn child(mut job: InitJob, spec: &Spec, seccomp: Option<Arc<seccomp::Filter>
     keep.extend(given.console.iter().map(|f| f.as_raw_fd()));
     keep.extend(given.extra.iter().map(|f| f.as_raw_fd()));
     keep.extend(
-        [&given.joins.mount, &given.joins.cgroup, &given.joins.user].into_iter().flatten().map(|f| f.as_raw_fd()),
+        [&given.joins.mount, &given.joins.cgroup, &given.joins.user, &given.joins.time]
+            .into_iter()
+            .flatten()
+            .map(|f| f.as_raw_fd()),
     );
     if sys::close_all_except(&keep).is_err() {
         return 1;
@@ -254,7 +263,11 @@ fn setup(
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| ApiError::io("unshare cgroup namespace", e))?;
     }
-    if wants_namespace(spec, LinuxNamespaceType::Time) {
+    if let Some(ns) = &given.joins.time {
+        // Its offsets are the namespace's already (the spec may give none: they are fixed
+        // once a process is in it).
+        time::enter(ns).map_err(|e| ApiError::io("joining the spec's time namespace", e))?;
+    } else if wants_namespace(spec, LinuxNamespaceType::Time) {
         let offsets = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()).unwrap_or_default();
         time::unshare_with_offsets(config.proc, &offsets)?;
     }

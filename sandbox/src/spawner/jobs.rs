@@ -64,6 +64,9 @@ pub struct Joins {
     pub cgroup: FdSlot,
     /// The user namespace its spec names.
     pub user: FdSlot,
+    /// The time namespace its spec names.
+    #[serde(default)]
+    pub time: FdSlot,
 }
 
 /// The namespaces of a container that a process entering it joins (those it shares with the
@@ -135,6 +138,9 @@ pub struct RestoreJob {
     pub rootfs: PathBuf,
     /// Where its bind mounts are staged, in spec order.
     pub binds: Vec<PathBuf>,
+    /// Its spec: the processes exec'd into the restored container take on its seccomp
+    /// filter, personality and memory policy, as those of a container created here do.
+    pub spec: SpecJson,
     /// paddockd's plan.
     pub plan: RestoreInSandbox,
     /// The caller's stdio (and console socket).

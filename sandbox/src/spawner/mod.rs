@@ -170,11 +170,7 @@ fn handle(state: &mut State, job: Job) -> Result<Done, ApiError> {
         }
         Job::Init(mut job) => {
             let spec = job.spec.parse()?;
-            let filter = crate::seccomp::for_spec(&spec)
-                .map_err(|e| e.context(format!("container {:?}", job.id)))?
-                .map(Arc::new);
-            state.filters.insert(job.id.clone(), filter.clone());
-            state.linux.insert(job.id.clone(), inherited_by_exec(&spec));
+            let filter = remember_for_exec(state, &job.id, &spec)?;
             let pid_ns = std::mem::replace(&mut job.pid_ns, PidNamespace::Inherit);
             let cgroups: Vec<OwnedFd> = job.cgroups.iter_mut().filter_map(FdSlot::take).collect();
             let proc = &state.proc;
@@ -211,6 +207,9 @@ fn handle(state: &mut State, job: Job) -> Result<Done, ApiError> {
             Ok(Done::Spawned(pid.as_raw()))
         }
         Job::Restore(job) => {
+            // CRIU restores its processes' own filters and attributes; those exec'd into it
+            // later are forked here and need them as for a container created here.
+            remember_for_exec(state, &job.id, &job.spec.parse()?)?;
             let proc = &state.proc;
             let pid =
                 clone_into_sandbox(&PidNamespace::Inherit, &state.own_pid_ns, || crate::restore::child(*job, proc))?;
@@ -230,6 +229,19 @@ fn handle(state: &mut State, job: Job) -> Result<Done, ApiError> {
             Ok(Done::Finished)
         }
     }
+}
+
+/// Compiles the seccomp filter of container `id` and keeps it with what else of its spec the
+/// processes exec'd into it take on (see [`inherited_by_exec`]). Returns the filter.
+fn remember_for_exec(
+    state: &mut State,
+    id: &str,
+    spec: &oci_spec::runtime::Spec,
+) -> Result<Option<Arc<Filter>>, ApiError> {
+    let filter = crate::seccomp::for_spec(spec).map_err(|e| e.context(format!("container {id:?}")))?.map(Arc::new);
+    state.filters.insert(id.to_string(), filter.clone());
+    state.linux.insert(id.to_string(), inherited_by_exec(spec));
+    Ok(filter)
 }
 
 /// What of a container's `linux` a process exec'd into it takes on: its personality and
