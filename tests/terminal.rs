@@ -103,6 +103,25 @@ fn a_foreground_run_with_tty_serves_a_terminal_of_ctls_size() {
 }
 
 #[test]
+fn the_terminal_is_the_containers_console() {
+    let p = Paddock::new();
+    let script = "echo console=$(stat -L -c %t:%T /dev/console). tty=$(stat -L -c %t:%T /proc/self/fd/0). $(tty); \
+                  echo through-the-console > /dev/console; read line; exit 3";
+    let (mut ctl, mut master) = ctl_on_a_terminal(&p, &["run", "--rm", "-t", "--", "sh", "-c", script], 24, 80);
+    let seen = read_until(&mut master, "through-the-console");
+    let field =
+        |name: &str| seen.split(&format!("{name}=")).nth(1).and_then(|rest| rest.split('.').next()).map(str::to_string);
+    let (console, tty) = (field("console"), field("tty"));
+    assert!(console.is_some() && console == tty, "/dev/console is not the process's terminal: {seen:?}");
+    assert!(seen.contains("/dev/pts/0"), "{seen:?}");
+    // What is written to /dev/console comes out of the container's terminal.
+    assert!(seen.contains("through-the-console"), "{seen:?}");
+    master.write_all(b"\r").unwrap();
+    assert_eq!(ctl.wait().unwrap().code(), Some(3));
+    assert!(p.ids().is_empty());
+}
+
+#[test]
 fn create_sends_the_terminal_over_the_console_socket() {
     let p = Paddock::new();
     let bundle = Bundle::busybox(&["sh"]);
@@ -221,6 +240,11 @@ fn a_container_with_a_terminal_is_checkpointed_and_restored_onto_a_new_one() {
     let (mut master, _) = console.master();
     p.ctl_ok(&["start", &id]);
     let mut before = read_until(&mut master, "n5.");
+    // Its terminal is bound on /dev/console (what the runtime-spec asks), which the checkpoint
+    // takes along.
+    p.ctl_ok(&["exec", &id, "--", "sh", "-c", "echo before-through-console > /dev/console"]);
+    before += &read_until(&mut master, "before-through-console");
+    assert!(before.contains("before-through-console"), "{before:?}");
     p.ctl_ok(&["checkpoint", "--image-path", &image_path, &id]);
     // All it printed until the checkpoint ended it (the terminal hangs up).
     before += &read_until(&mut master, "never printed");
@@ -255,6 +279,10 @@ fn a_container_with_a_terminal_is_checkpointed_and_restored_onto_a_new_one() {
     let after = read_until(&mut master, &format!("n{}.", last + 3));
     let first: u64 = after.split('n').find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
     assert_eq!(first, last + 1, "the restored process did not go on counting on its new terminal: {after:?}");
+    // The restored container's /dev/console is its new terminal.
+    p.ctl_ok(&["exec", &id, "--", "sh", "-c", "echo after-through-console > /dev/console"]);
+    let after = read_until(&mut master, "after-through-console");
+    assert!(after.contains("after-through-console"), "{after:?}");
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 
