@@ -276,13 +276,40 @@ fn a_container_with_a_terminal_is_checkpointed_and_restored_onto_a_new_one() {
         &id,
     ]);
     let (mut master, _) = console.master();
-    let after = read_until(&mut master, &format!("n{}.", last + 3));
+    let mut after = read_until(&mut master, &format!("n{}.", last + 3));
     let first: u64 = after.split('n').find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
     assert_eq!(first, last + 1, "the restored process did not go on counting on its new terminal: {after:?}");
     // The restored container's /dev/console is its new terminal.
     p.ctl_ok(&["exec", &id, "--", "sh", "-c", "echo after-through-console > /dev/console"]);
-    let after = read_until(&mut master, "after-through-console");
+    after += &read_until(&mut master, "after-through-console");
     assert!(after.contains("after-through-console"), "{after:?}");
+
+    // A restored container, its console now bound from the host's devpts, is checkpointed
+    // and restored again.
+    let again_path = image.path().join("again").display().to_string();
+    p.ctl_ok(&["checkpoint", "--image-path", &again_path, &id]);
+    after += &read_until(&mut master, "never printed");
+    let last: u64 = after.rsplit("n").find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
+    p.ctl_ok(&["delete", &id]);
+    let console = ConsoleSocket::new();
+    p.ctl_ok(&[
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle.path_str(),
+        "--image-path",
+        &again_path,
+        "--console-socket",
+        console.path(),
+        &id,
+    ]);
+    let (mut master, _) = console.master();
+    let again = read_until(&mut master, &format!("n{}.", last + 2));
+    let first: u64 = again.split('n').find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
+    assert_eq!(first, last + 1, "the second restore did not go on counting: {again:?}");
+    p.ctl_ok(&["exec", &id, "--", "sh", "-c", "echo again-through-console > /dev/console"]);
+    let again = read_until(&mut master, "again-through-console");
+    assert!(again.contains("again-through-console"), "{again:?}");
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 
