@@ -121,6 +121,40 @@ fn the_terminal_is_the_containers_console() {
     assert!(p.ids().is_empty());
 }
 
+/// The bind is made inside the container's user namespace (no write through it here: the pty
+/// is opened before the process takes the mapped root's identity, so its owner is not mapped
+/// there and a path to it, `/dev/pts/0` as much as `/dev/console`, cannot be opened).
+#[test]
+fn in_a_user_namespace_too_the_terminal_is_the_console() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "echo console=$(stat -L -c %t:%T /dev/console). tty=$(stat -L -c %t:%T /proc/self/fd/0). uid=$(id -u).; \
+         echo userns-done",
+    ]);
+    bundle.edit_config(|c| {
+        c["process"]["terminal"] = true.into();
+        c["linux"]["namespaces"] = serde_json::json!([
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}, {"type": "user"}
+        ]);
+        c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+    });
+    let id = unique("tty-userns");
+    let console = ConsoleSocket::new();
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), "--console-socket", console.path(), &id]);
+    let (mut master, _) = console.master();
+    p.ctl_ok(&["start", &id]);
+    let seen = read_until(&mut master, "userns-done");
+    let field =
+        |name: &str| seen.split(&format!("{name}=")).nth(1).and_then(|rest| rest.split('.').next()).map(str::to_string);
+    assert_eq!(field("uid").as_deref(), Some("0"), "{seen:?}");
+    assert!(field("console").is_some() && field("console") == field("tty"), "{seen:?}");
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}
+
 #[test]
 fn create_sends_the_terminal_over_the_console_socket() {
     let p = Paddock::new();
