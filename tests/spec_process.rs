@@ -341,3 +341,54 @@ fn net_devices_move_into_the_containers_network_namespace_renamed() {
     bundle.edit_config(|c| c["linux"]["netDevices"] = serde_json::json!({"pdk-veth9": {"name": "a:b"}}));
     refused(&p, &bundle, &["linux.netDevices \"pdk-veth9\"", "\"a:b\" is not a network interface name"]);
 }
+
+#[test]
+fn net_devices_keep_their_addresses_come_up_and_stay_through_a_restart() {
+    let p = Paddock::new();
+    // In a network namespace of the test's own, as above (no dummy interfaces on this kernel:
+    // one end of a veth pair stands for the host's interface).
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("a private network namespace for the test");
+    assert!(ip(&["link", "add", "pdk-ad0", "type", "veth", "peer", "name", "pdk-ad1"]), "cannot create a veth pair");
+    assert!(ip(&["addr", "add", "10.77.1.2/24", "dev", "pdk-ad0"]));
+    assert!(ip(&["addr", "add", "fd00:77::2/64", "dev", "pdk-ad0", "nodad"]));
+    // Not permanent-and-global: left behind, as the runtime-spec says.
+    assert!(ip(&["addr", "add", "169.254.7.7/16", "scope", "link", "dev", "pdk-ad0"]));
+    let bundle = Bundle::busybox(&["sh", "-c", "if [ -e /ran ]; then exec sleep 1000; fi; touch /ran; exit 3"]);
+    bundle.annotate("dev.paddock.restart", "on-failure");
+    bundle.edit_config(|c| {
+        c["root"]["readonly"] = false.into();
+        c["linux"]["netDevices"] = serde_json::json!({"pdk-ad0": {"name": "ctr1"}});
+    });
+    let id = unique("netdev-addr");
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), &id]);
+    assert!(!ip(&["link", "show", "pdk-ad0"]), "the interface is still in the runtime's network namespace");
+    let seen_inside = |when: &str| {
+        let shown = p.ctl_ok(&["exec", &id, "--", "ip", "addr", "show", "dev", "ctr1"]);
+        let flags = shown.split_once('<').and_then(|(_, rest)| rest.split_once('>')).map(|(f, _)| f).unwrap_or("");
+        assert!(flags.split(',').any(|f| f == "UP"), "{when}: the interface is not up: {shown}");
+        assert!(shown.contains("inet 10.77.1.2/24"), "{when}: its IPv4 address is lost: {shown}");
+        assert!(shown.contains("inet6 fd00:77::2/64"), "{when}: its IPv6 address is lost: {shown}");
+        assert!(!shown.contains("169.254.7.7"), "{when}: a link-scope address was carried: {shown}");
+    };
+    seen_inside("after create");
+    p.ctl_ok(&["start", &id]);
+    // Its first run exits 3; the policy runs it again, in the same sandbox and network namespace.
+    assert!(
+        eventually(std::time::Duration::from_secs(30), || {
+            let state = p.state(&id);
+            state["status"] == "running" && state["restart"]["count"] == 1
+        }),
+        "the container was not restarted: {}",
+        p.state(&id)
+    );
+    seen_inside("after a restart");
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+    // The runtime-spec forbids moving it out before the namespace goes: the kernel destroys a
+    // virtual interface with it (a physical one would return to the initial namespace).
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || !ip(&["link", "show", "pdk-ad1"])),
+        "the container's network namespace outlived its delete"
+    );
+    assert!(!ip(&["link", "show", "pdk-ad0"]) && !ip(&["link", "show", "ctr1"]));
+}

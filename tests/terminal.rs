@@ -103,6 +103,59 @@ fn a_foreground_run_with_tty_serves_a_terminal_of_ctls_size() {
 }
 
 #[test]
+fn the_terminal_is_the_containers_console() {
+    let p = Paddock::new();
+    let script = "echo console=$(stat -L -c %t:%T /dev/console). tty=$(stat -L -c %t:%T /proc/self/fd/0). $(tty); \
+                  echo through-the-console > /dev/console; read line; exit 3";
+    let (mut ctl, mut master) = ctl_on_a_terminal(&p, &["run", "--rm", "-t", "--", "sh", "-c", script], 24, 80);
+    let seen = read_until(&mut master, "through-the-console");
+    let field =
+        |name: &str| seen.split(&format!("{name}=")).nth(1).and_then(|rest| rest.split('.').next()).map(str::to_string);
+    let (console, tty) = (field("console"), field("tty"));
+    assert!(console.is_some() && console == tty, "/dev/console is not the process's terminal: {seen:?}");
+    assert!(seen.contains("/dev/pts/0"), "{seen:?}");
+    // What is written to /dev/console comes out of the container's terminal.
+    assert!(seen.contains("through-the-console"), "{seen:?}");
+    master.write_all(b"\r").unwrap();
+    assert_eq!(ctl.wait().unwrap().code(), Some(3));
+    assert!(p.ids().is_empty());
+}
+
+/// The bind is made inside the container's user namespace (no write through it here: the pty
+/// is opened before the process takes the mapped root's identity, so its owner is not mapped
+/// there and a path to it, `/dev/pts/0` as much as `/dev/console`, cannot be opened).
+#[test]
+fn in_a_user_namespace_too_the_terminal_is_the_console() {
+    let p = Paddock::new();
+    let bundle = Bundle::busybox(&[
+        "sh",
+        "-c",
+        "echo console=$(stat -L -c %t:%T /dev/console). tty=$(stat -L -c %t:%T /proc/self/fd/0). uid=$(id -u).; \
+         echo userns-done",
+    ]);
+    bundle.edit_config(|c| {
+        c["process"]["terminal"] = true.into();
+        c["linux"]["namespaces"] = serde_json::json!([
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}, {"type": "user"}
+        ]);
+        c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+        c["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 300000, "size": 65536}]);
+    });
+    let id = unique("tty-userns");
+    let console = ConsoleSocket::new();
+    p.ctl_ok(&["create", "--bundle", &bundle.path_str(), "--console-socket", console.path(), &id]);
+    let (mut master, _) = console.master();
+    p.ctl_ok(&["start", &id]);
+    let seen = read_until(&mut master, "userns-done");
+    let field =
+        |name: &str| seen.split(&format!("{name}=")).nth(1).and_then(|rest| rest.split('.').next()).map(str::to_string);
+    assert_eq!(field("uid").as_deref(), Some("0"), "{seen:?}");
+    assert!(field("console").is_some() && field("console") == field("tty"), "{seen:?}");
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}
+
+#[test]
 fn create_sends_the_terminal_over_the_console_socket() {
     let p = Paddock::new();
     let bundle = Bundle::busybox(&["sh"]);
@@ -221,6 +274,11 @@ fn a_container_with_a_terminal_is_checkpointed_and_restored_onto_a_new_one() {
     let (mut master, _) = console.master();
     p.ctl_ok(&["start", &id]);
     let mut before = read_until(&mut master, "n5.");
+    // Its terminal is bound on /dev/console (what the runtime-spec asks), which the checkpoint
+    // takes along.
+    p.ctl_ok(&["exec", &id, "--", "sh", "-c", "echo before-through-console > /dev/console"]);
+    before += &read_until(&mut master, "before-through-console");
+    assert!(before.contains("before-through-console"), "{before:?}");
     p.ctl_ok(&["checkpoint", "--image-path", &image_path, &id]);
     // All it printed until the checkpoint ended it (the terminal hangs up).
     before += &read_until(&mut master, "never printed");
@@ -252,9 +310,40 @@ fn a_container_with_a_terminal_is_checkpointed_and_restored_onto_a_new_one() {
         &id,
     ]);
     let (mut master, _) = console.master();
-    let after = read_until(&mut master, &format!("n{}.", last + 3));
+    let mut after = read_until(&mut master, &format!("n{}.", last + 3));
     let first: u64 = after.split('n').find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
     assert_eq!(first, last + 1, "the restored process did not go on counting on its new terminal: {after:?}");
+    // The restored container's /dev/console is its new terminal.
+    p.ctl_ok(&["exec", &id, "--", "sh", "-c", "echo after-through-console > /dev/console"]);
+    after += &read_until(&mut master, "after-through-console");
+    assert!(after.contains("after-through-console"), "{after:?}");
+
+    // A restored container, its console now bound from the host's devpts, is checkpointed
+    // and restored again.
+    let again_path = image.path().join("again").display().to_string();
+    p.ctl_ok(&["checkpoint", "--image-path", &again_path, &id]);
+    after += &read_until(&mut master, "never printed");
+    let last: u64 = after.rsplit("n").find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
+    p.ctl_ok(&["delete", &id]);
+    let console = ConsoleSocket::new();
+    p.ctl_ok(&[
+        "restore",
+        "-d",
+        "--bundle",
+        &bundle.path_str(),
+        "--image-path",
+        &again_path,
+        "--console-socket",
+        console.path(),
+        &id,
+    ]);
+    let (mut master, _) = console.master();
+    let again = read_until(&mut master, &format!("n{}.", last + 2));
+    let first: u64 = again.split('n').find_map(|n| n.split('.').next()?.parse().ok()).unwrap();
+    assert_eq!(first, last + 1, "the second restore did not go on counting: {again:?}");
+    p.ctl_ok(&["exec", &id, "--", "sh", "-c", "echo again-through-console > /dev/console"]);
+    let again = read_until(&mut master, "again-through-console");
+    assert!(again.contains("again-through-console"), "{again:?}");
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 

@@ -6,8 +6,22 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::pty::OpenptFlags;
 use wire::ApiError;
+
+/// Where the runtime-spec has a container's terminal bound (its pty's slave).
+pub const CONSOLE: &str = "/dev/console";
+
+/// Whether [`connect`] binds the terminal at [`CONSOLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// The container's init: its terminal is the container's console, as the runtime-spec
+    /// asks (runc binds it the same way).
+    Bind,
+    /// A process exec'd into the container: the console stays the init's.
+    Leave,
+}
 
 /// A freshly opened pty.
 pub struct Pty {
@@ -49,9 +63,26 @@ impl Pty {
         Ok(())
     }
 
+    /// The slave's path, as `ptsname` gave it when the pty was opened (empty if it could not).
+    pub fn name(&self) -> &[u8] {
+        &self.name
+    }
+
     /// The slave side.
     pub fn slave(&self) -> BorrowedFd<'_> {
         self.slave.as_fd()
+    }
+
+    /// Binds the slave on [`CONSOLE`] in the calling process's mount namespace (the
+    /// container's, pivoted into: the mount point beneath its root, made by the device setup).
+    fn bind_as_console(&self) -> Result<(), ApiError> {
+        let what = |e: std::io::Error| ApiError::io(format!("binding the terminal on {CONSOLE}"), e);
+        let slash = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| what(e.into()))?;
+        let target =
+            sys::make_beneath(slash.as_fd(), std::path::Path::new(CONSOLE), sys::Create::File).map_err(what)?;
+        let tree = sys::clone_tree(self.slave.as_fd(), false).map_err(what)?;
+        sys::attach(tree.as_fd(), target.as_fd()).map_err(what)
     }
 
     /// Makes the slave the calling process's controlling terminal (it must lead a session
@@ -74,7 +105,8 @@ impl Pty {
 }
 
 /// Gives the calling process a terminal when `process` asks for one: the pty's master goes
-/// over `console`, its slave becomes stdio. Otherwise the caller's `stdio` is connected.
+/// over `console`, its slave becomes stdio (and, for `Console::Bind`, is bound on
+/// `/dev/console`). Otherwise the caller's `stdio` is connected.
 ///
 /// The terminal has the process's `consoleSize` before anyone can read it: whoever receives
 /// the master may resize it only after the program already asked for its size (`stty size`
@@ -83,6 +115,7 @@ pub fn connect(
     process: &oci_spec::runtime::Process,
     console: Option<&OwnedFd>,
     stdio: &[Option<OwnedFd>; 3],
+    bind: Console,
 ) -> Result<(), ApiError> {
     if !process.terminal().unwrap_or(false) {
         return crate::sync::connect_stdio(stdio);
@@ -99,6 +132,9 @@ pub fn connect(
         };
         rustix::termios::tcsetwinsize(&pty.master, winsize)
             .map_err(|e| ApiError::io("setting the terminal's size (process.consoleSize)", e))?;
+    }
+    if bind == Console::Bind {
+        pty.bind_as_console()?;
     }
     pty.send_master(console.as_fd())?;
     pty.attach()

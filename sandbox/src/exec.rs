@@ -113,7 +113,7 @@ pub fn child(mut job: ExecJob, seccomp: Option<Arc<seccomp::Filter>>, linux: Opt
             nix::unistd::chroot(".").map_err(|e| ApiError::io("chroot into the container's root", e))?;
             nix::unistd::chdir("/").map_err(|e| ApiError::io("chdir /", e))?;
         }
-        crate::console::connect(&process, console.as_ref(), &stdio)?;
+        crate::console::connect(&process, console.as_ref(), &stdio, crate::console::Console::Leave)?;
         let plan = process::apply(&process, seccomp.as_ref(), relay)?.with_affinity(final_affinity);
         Ok((plan, process))
     })();

@@ -181,13 +181,14 @@ fn run_criu(
     // The binds as the gofer opened them (beneath the bundle, symlinks resolved safely), not
     // their host paths again.
     let binds = job.binds.iter().map(|b| copy(b)).collect::<Result<Vec<_>, _>>()?;
-    let argv = criu_argv(job, &given)?;
     let c_path = |path: &Path| {
         CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| CriuSetupError::Nul(path.display().to_string()))
     };
     let mountpoints = (c_path(&job.plan.root_mountpoint)?, c_path(&job.plan.binds_mountpoint)?);
     let trees = Trees { root: &root, binds: &binds };
-    prepare(job, &given, &trees, &mountpoints)?;
+    let terminal = prepare(job, &given, &trees, &mountpoints)?;
+    // Made once the new terminal has its name (the console is bound from it).
+    let argv = criu_argv(job, &given, terminal.as_deref())?;
     let Err(e) = nix::unistd::execv(&argv[0], &argv);
     Err(os(format!("executing {} (is CRIU 4.1 or later installed?)", argv[0].to_string_lossy()), e))
 }
@@ -199,8 +200,9 @@ struct Trees<'a> {
 }
 
 /// CRIU's full command line: paddockd's part, then the root, the namespaces the restored
-/// processes share with the sandbox, and the descriptors that replace the checkpoint's.
-fn criu_argv(job: &RestoreJob, given: &Given) -> Result<Vec<CString>, ApiError> {
+/// processes share with the sandbox, the descriptors that replace the checkpoint's, and the
+/// new terminal (`terminal`: its slave's path) bound where the checkpoint's console was.
+fn criu_argv(job: &RestoreJob, given: &Given, terminal: Option<&[u8]>) -> Result<Vec<CString>, ApiError> {
     let plan = &job.plan;
     let mut args: Vec<String> = vec![plan.criu.display().to_string()];
     args.extend(plan.args.iter().cloned());
@@ -221,6 +223,17 @@ fn criu_argv(job: &RestoreJob, given: &Given) -> Result<Vec<CString>, ApiError> 
         next += 1;
     }
     args.extend(["--inherit-fd".into(), format!("fd[{next}]:{}", wire::sandbox_proto::NET_NS_KEY)]);
+    if let Some(key) = &plan.console_key {
+        // The runtime-spec's console is the process's terminal: the new one, from the host's
+        // devpts where it was opened (a path in CRIU's mount namespace).
+        let source = terminal.filter(|t| !t.is_empty()).map(String::from_utf8_lossy).ok_or_else(|| {
+            ApiError::invalid_argument(
+                "the checkpoint's container had a terminal bound on /dev/console, but its process has none to \
+                 restore",
+            )
+        })?;
+        args.extend(["--external".into(), format!("mnt[{key}]:{source}")]);
+    }
     args.into_iter()
         .map(|a| CString::new(a).map_err(|_| ApiError::invalid_argument("a CRIU argument has a NUL byte")))
         .collect()
@@ -307,14 +320,14 @@ fn attach_binds(binds: &[OwnedFd], place: &CString) -> Result<(), CriuSetupError
 /// Everything of the child before CRIU executes: a clean signal state and session, the
 /// host's cgroup and (a private copy of its) mount namespace, the container's trees attached
 /// where CRIU is told to find them, a procfs of the sandbox's PID namespace, and the
-/// descriptors placed.
+/// descriptors placed. Returns the path of the new terminal's slave, if one was opened.
 #[expect(clippy::cast_possible_truncation, reason = "at most a pty pair and the three stdio sources are placed")]
 fn prepare(
     job: &RestoreJob,
     given: &Given,
     trees: &Trees<'_>,
     mountpoints: &(CString, CString),
-) -> Result<(), CriuSetupError> {
+) -> Result<Option<Vec<u8>>, CriuSetupError> {
     crate::sync::reset_process_state()?;
     // CRIU itself stays in the sandbox's cgroup (its memory is not the container's to pay
     // for); it puts the restored processes into the container's (`--cgroup-root`).
@@ -378,7 +391,9 @@ fn prepare(
             },
         }
     }
+    let name = terminal.as_ref().map(|t| t.name().to_vec());
     // The pty's own descriptors may sit on placed numbers: not closed (CRIU runs next).
     std::mem::forget(terminal);
-    sys::cloexec_from(FIRST_PLACED_FD + sources.len() as RawFd).map_err(|e| os("close_range", e))
+    sys::cloexec_from(FIRST_PLACED_FD + sources.len() as RawFd).map_err(|e| os("close_range", e))?;
+    Ok(name)
 }

@@ -99,6 +99,10 @@ pub struct RestoreInSandbox {
     /// For each of stdin, stdout and stderr: CRIU's key for the descriptor the checkpoint
     /// had there, which the caller's descriptor replaces (`None`: nothing to replace).
     pub stdio_keys: Vec<Option<String>>,
+    /// CRIU's key of the terminal's bind mount on `/dev/console`, marked external at the
+    /// checkpoint: the sandbox binds the restored process's new terminal there (`None`: the
+    /// checkpoint has none).
+    pub console_key: Option<String>,
     /// paddockd's mount namespace (the host's).
     pub host_mnt: FdSlot,
     /// paddockd's cgroup namespace (the host's).

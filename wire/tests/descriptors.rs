@@ -201,6 +201,7 @@ fn create_container(f: &mut Fds) -> CreateContainer {
             binds_mountpoint: "/m".into(),
             bind_keys: vec![],
             stdio_keys: vec![],
+            console_key: None,
             host_mnt: f.slot(),
             host_cgroup: f.slot(),
         })),

@@ -356,6 +356,7 @@ fn restore_in_sandbox(meta: &Meta, from: &RestoreFrom, state_dir: &Path) -> Resu
         binds_mountpoint,
         bind_keys,
         stdio_keys: record.stdio.clone(),
+        console_key: record.console.clone(),
         host_mnt: namespace("mnt")?,
         host_cgroup: namespace("cgroup")?,
     };

@@ -104,12 +104,18 @@ fn is_pty_slave(stat: &std::fs::Metadata) -> bool {
     stat.file_type().is_char_device() && (136..=143).contains(&libc::major(stat.rdev()))
 }
 
-/// The mount ids of process `pid`'s mount namespace.
-fn mount_ids(pid: i32) -> Result<Vec<u64>, ApiError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-        .map_err(|e| io_err(format!("reading /proc/{pid}/mountinfo"), e))?;
-    Ok(text.lines().filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect())
+/// The mount ids of a mount namespace, from its `mountinfo`.
+fn mount_ids(mountinfo: &str) -> Vec<u64> {
+    mountinfo.lines().filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect()
 }
+
+/// The mount points of a `mountinfo` (as its process sees them; octal escapes left as they are).
+fn mount_points(mountinfo: &str) -> impl Iterator<Item = &str> {
+    mountinfo.lines().filter_map(|l| l.split_whitespace().nth(4))
+}
+
+/// Where the runtime-spec has a container's terminal bound.
+const CONSOLE: &str = "/dev/console";
 
 /// Takes a checkpoint: CRIU dumps the container's process tree into `dump.image`, and paddock's
 /// record goes beside it. Unless `leave_running`, CRIU kills the processes once they are
@@ -142,8 +148,11 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
             ),
         ));
     }
-    let own_mounts = mount_ids(pid)?;
-    let mut record = CheckpointRecord { id: dump.id.clone(), init_pid, stdio: Vec::new(), cgroup_mounts: Vec::new() };
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .map_err(|e| io_err(format!("reading /proc/{pid}/mountinfo"), e))?;
+    let own_mounts = mount_ids(&mountinfo);
+    let mut record =
+        CheckpointRecord { id: dump.id.clone(), init_pid, stdio: Vec::new(), cgroup_mounts: Vec::new(), console: None };
     let mut args: Vec<String> = vec!["dump".into(), "--tree".into(), pid.to_string()];
     for fd in 0..3 {
         let key = descriptor_key(pid, fd, &own_mounts)?;
@@ -164,13 +173,19 @@ pub fn dump(dump: &Dump) -> Result<CheckpointRecord, ApiError> {
         // Without a cgroup namespace the container's cgroup mounts are subdirectories of the
         // host's hierarchies: external, and bound again from the new container's cgroup on
         // restore (runc does the same).
-        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-            .map_err(|e| io_err(format!("reading /proc/{pid}/mountinfo"), e))?;
         record.cgroup_mounts = cgroup_mounts_in(&mountinfo);
         for mount in &record.cgroup_mounts {
             let key = bind_key(Path::new(&mount.mountpoint))?;
             args.extend(["--external".into(), format!("mnt[{key}]:{key}")]);
         }
+    }
+    if mount_points(&mountinfo).any(|m| m == CONSOLE) {
+        // The terminal bound on /dev/console is a pty of the container's devpts whose master is
+        // the caller's, which CRIU cannot dump ("unable to find a master"): external, as the
+        // terminal itself is, and bound again from the restore's new terminal.
+        let key = bind_key(Path::new(CONSOLE))?;
+        args.extend(["--external".into(), format!("mnt[{key}]:{key}")]);
+        record.console = Some(key);
     }
     for destination in &dump.binds {
         // Not the container's to save: CRIU records the mount point under a key (its path, as

@@ -23,6 +23,11 @@ pub struct CheckpointRecord {
     /// each is in the container, and its hierarchy's controllers.
     #[serde(default)]
     pub cgroup_mounts: Vec<CgroupMount>,
+    /// CRIU's key of the init's terminal bound on `/dev/console`, marked external (its master
+    /// is the caller's); `None` for a container without one (or a checkpoint of a paddock
+    /// that did not bind it).
+    #[serde(default)]
+    pub console: Option<String>,
 }
 
 /// A cgroup v1 hierarchy mounted in a container.

@@ -26,16 +26,20 @@ const DEFAULT_LINKS: [(&str, &str); 5] = [
 ];
 
 /// Creates the spec's `linux.devices` (first, so that one of them may replace a default one),
-/// then the default devices and links in the container's `/dev` (beneath `root`).
-///
-/// No `/dev/console` yet: the runtime-spec's bind mount of the terminal there is a devpts
-/// mount CRIU cannot checkpoint ("unable to find a master"), which would cost checkpoints of
-/// containers with a terminal.
+/// then the default devices and links in the container's `/dev` (beneath `root`), and, for a
+/// process with a terminal (`console`), the empty file `/dev/console` on which the terminal is
+/// bound later (see [`crate::console::connect`]): made here, with the sandbox's privileges,
+/// because by then the process may be a user namespace's root that cannot write to `/dev`.
 ///
 /// Each spec device gets its type, major and minor, its `fileMode` (0666 when absent, as
 /// runc) and its `uid`/`gid` (container ids, translated through `owners` for a user
 /// namespace). A path that exists already is left as it is, as runc does.
-pub fn create_all(root: BorrowedFd<'_>, devices: &[LinuxDevice], owners: Option<&Owners>) -> Result<(), ApiError> {
+pub fn create_all(
+    root: BorrowedFd<'_>,
+    devices: &[LinuxDevice],
+    owners: Option<&Owners>,
+    console: bool,
+) -> Result<(), ApiError> {
     for (i, device) in devices.iter().enumerate() {
         create_device(root, device, owners)
             .map_err(|e| ApiError::io(format!("linux.devices[{i}] {}", device.path().display()), e))?;
@@ -59,6 +63,10 @@ pub fn create_all(root: BorrowedFd<'_>, devices: &[LinuxDevice], owners: Option<
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(ApiError::io(format!("symlink /dev/{name}"), e)),
         }
+    }
+    if console {
+        let console = crate::console::CONSOLE;
+        make_beneath(root, Path::new(console), Create::File).map_err(|e| ApiError::io(console, e))?;
     }
     Ok(())
 }

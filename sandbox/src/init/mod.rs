@@ -285,7 +285,7 @@ fn setup(
     // As runc: a /dev bind-mounted from the host is the host's business, nothing is made in it.
     if !spec_mounts.iter().any(|m| m.destination() == std::path::Path::new("/dev") && wire::mounts::is_bind(m)) {
         let devices = spec.linux().as_ref().and_then(|l| l.devices().as_deref()).unwrap_or_default();
-        devices::create_all(root.as_fd(), devices, owners.as_ref())?;
+        devices::create_all(root.as_fd(), devices, owners.as_ref(), process.terminal().unwrap_or(false))?;
     }
     // The working directory is created if missing, as runc does (a read-only root that lacks
     // it makes the chdir fail later with a clear message).
@@ -368,7 +368,7 @@ fn setup(
 
     // The terminal before the process drops its privileges, as runc does: the pty is opened
     // (and its slave owned) by the container's root.
-    crate::console::connect(process, given.console.as_ref(), &given.stdio)?;
+    crate::console::connect(process, given.console.as_ref(), &given.stdio, crate::console::Console::Bind)?;
     process::apply(process, seccomp, relay)
 }
 
