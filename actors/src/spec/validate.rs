@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Spec};
 use wire::gofer_proto::Overlay;
-use wire::{ApiError, ErrorKind};
+use wire::ApiError;
 
 use super::{attributes, check_security_labels, overlay_of};
 
