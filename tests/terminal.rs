@@ -121,9 +121,9 @@ fn the_terminal_is_the_containers_console() {
     assert!(p.ids().is_empty());
 }
 
-/// The bind is made inside the container's user namespace (no write through it here: the pty
-/// is opened before the process takes the mapped root's identity, so its owner is not mapped
-/// there and a path to it, `/dev/pts/0` as much as `/dev/console`, cannot be opened).
+/// The bind is made inside the container's user namespace, and the pty belongs to the
+/// container's root there (as runc's does), so paths to it open: `/dev/console` and the
+/// slave's own `/dev/pts/N`.
 #[test]
 fn in_a_user_namespace_too_the_terminal_is_the_console() {
     let p = Paddock::new();
@@ -131,7 +131,8 @@ fn in_a_user_namespace_too_the_terminal_is_the_console() {
         "sh",
         "-c",
         "echo console=$(stat -L -c %t:%T /dev/console). tty=$(stat -L -c %t:%T /proc/self/fd/0). uid=$(id -u).; \
-         echo userns-done",
+         echo owner=$(stat -L -c %u /proc/self/fd/0).; echo through-console > /dev/console; \
+         echo through-pts > $(readlink /proc/self/fd/0); echo userns-done",
     ]);
     bundle.edit_config(|c| {
         c["process"]["terminal"] = true.into();
@@ -151,6 +152,8 @@ fn in_a_user_namespace_too_the_terminal_is_the_console() {
         |name: &str| seen.split(&format!("{name}=")).nth(1).and_then(|rest| rest.split('.').next()).map(str::to_string);
     assert_eq!(field("uid").as_deref(), Some("0"), "{seen:?}");
     assert!(field("console").is_some() && field("console") == field("tty"), "{seen:?}");
+    assert_eq!(field("owner").as_deref(), Some("0"), "{seen:?}");
+    assert!(seen.contains("through-console") && seen.contains("through-pts"), "{seen:?}");
     p.ctl_ok(&["delete", "--force", &id]);
     assert_nothing_left(&id);
 }

@@ -104,6 +104,19 @@ impl Pty {
     }
 }
 
+/// In a user namespace whose root is mapped, makes the files this process creates from now on
+/// (the pty's slave in devpts) owned by that root, as runc's are: the process still has the
+/// host root's ids, which such a namespace does not map, so the slave would show as owned by
+/// the overflow id and no path to it (`/dev/console`, `/dev/pts/N`) could be opened inside.
+/// Where uid 0 is not mapped (or outside a user namespace) nothing changes. The ids proper
+/// are set when the process takes its user; `setresuid` then resets the file-system ids.
+fn as_namespace_root() {
+    // Failure is harmless (the slave keeps the host root as owner, as before) and setfsuid
+    // reports it only by returning the old id anyway.
+    let _ = nix::unistd::setfsuid(nix::unistd::Uid::from_raw(0));
+    let _ = nix::unistd::setfsgid(nix::unistd::Gid::from_raw(0));
+}
+
 /// Gives the calling process a terminal when `process` asks for one: the pty's master goes
 /// over `console`, its slave becomes stdio (and, for `Console::Bind`, is bound on
 /// `/dev/console`). Otherwise the caller's `stdio` is connected.
@@ -122,6 +135,7 @@ pub fn connect(
     }
     let console =
         console.ok_or_else(|| ApiError::invalid_argument("the process has a terminal but no console socket"))?;
+    as_namespace_root();
     let pty = open()?;
     if let Some(size) = process.console_size() {
         let winsize = rustix::termios::Winsize {
