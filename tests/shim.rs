@@ -1,0 +1,145 @@
+//! containerd drives paddock through paddock's own shim, `containerd-shim-paddock-v1`
+//! (`--runtime io.containerd.paddock.v1`): a containerd 1.6 of the test's own (config, state,
+//! root and socket in a temporary directory) finds the shim on its `PATH`, and the shim finds
+//! (starts) the paddockd of the state root `PADDOCK_ROOT` names. Installed by .ci/run; a
+//! missing containerd fails the test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::Duration;
+
+use harness::{bin_dir, capture, eventually, processes_mentioning, stderr, stdout, unique, Bundle};
+
+const RUNTIME: &str = "io.containerd.paddock.v1";
+const SHIM: &str = "containerd-shim-paddock-v1";
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what} failed ({}): {}{}", out.status, stderr(out), stdout(out));
+    stdout(out)
+}
+
+/// A containerd of the test's own, whose shims run paddock in the state root `paddock/` of
+/// its directory.
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: Child,
+    bundle: Bundle,
+}
+
+impl Containerd {
+    fn start() -> Self {
+        let shim = bin_dir().join(SHIM);
+        assert!(shim.is_file(), "{} is missing: cargo build --release --workspace", shim.display());
+        let dir = tempfile::Builder::new().prefix("pdk-shim-").tempdir_in("/tmp").unwrap();
+        let d = dir.path().display();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+             disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.aufs\", \
+             \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.devmapper\", \
+             \"io.containerd.snapshotter.v1.zfs\"]\n\
+             [grpc]\n  address = \"{d}/containerd.sock\"\n[ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n\
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
+        // containerd looks for `containerd-shim-paddock-v1` on its PATH; its shims inherit its
+        // environment, PADDOCK_ROOT among it.
+        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .env("PATH", path)
+            .env("PADDOCK_ROOT", dir.path().join("paddock"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd is not installed (apt-get install containerd)");
+        let me = Self { dir, child, bundle: Bundle::busybox(&["true"]) };
+        let ready = eventually(Duration::from_secs(20), || me.ctr(&["version"]).status.success());
+        assert!(ready, "containerd did not come up");
+        me
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        capture(Command::new("ctr").arg("--address").arg(self.dir.path().join("containerd.sock")).args(args))
+    }
+
+    /// `ctr run --runtime io.containerd.paddock.v1` on the busybox rootfs; `extra` flags come
+    /// before the positionals.
+    fn run(&self, extra: &[&str], id: &str, command: &[&str]) -> Output {
+        let rootfs = self.bundle.rootfs().display().to_string();
+        let mut args = vec!["run", "--runtime", RUNTIME, "--env", "PATH=/bin"];
+        args.extend(extra);
+        args.extend(["--rootfs", &rootfs, id]);
+        args.extend(command);
+        self.ctr(&args)
+    }
+
+    /// The shim servers of this containerd (their command line names its socket).
+    fn shims(&self) -> Vec<i32> {
+        let address = format!("-address {}", self.dir.path().join("containerd.sock").display());
+        processes_mentioning(&address).into_iter().filter(|&pid| command_of(pid).contains(SHIM)).collect()
+    }
+
+    fn paddock_root(&self) -> PathBuf {
+        self.dir.path().join("paddock")
+    }
+}
+
+fn command_of(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The pid of the paddockd serving `root`, if one runs.
+fn daemon_pid(root: &Path) -> Option<i32> {
+    std::fs::read_to_string(root.join("paddockd.pid")).ok()?.trim().parse().ok()
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for pid in self.shims() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        if let Some(pid) = daemon_pid(&self.paddock_root()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+        }
+        // ctr's cgroupsPath is /default/<id>: the task's leaf goes with it, the namespace's
+        // parent stays (as with runc) unless removed here, where it is ours.
+        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let _ = std::fs::remove_dir(hierarchy.path().join("default"));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ctr_runs_a_task_through_the_paddock_shim_and_nothing_is_left() {
+    let ctd = Containerd::start();
+    let id = unique("shim");
+    let out = ctd.run(&["--rm"], &id, &["echo", "hi"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stderr(&out), stdout(&out));
+    assert_eq!(stdout(&out).trim(), "hi");
+
+    let failing = unique("shim");
+    let out = ctd.run(&["--rm"], &failing, &["sh", "-c", "echo to stderr >&2; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}{}", stderr(&out), stdout(&out));
+    assert!(stderr(&out).contains("to stderr"), "{}", stderr(&out));
+
+    // The shim served containerd, paddockd ran the containers: both are the shim's doing.
+    let daemon = daemon_pid(&ctd.paddock_root()).expect("the shim started a paddockd for PADDOCK_ROOT");
+    assert!(ok(&ctd.ctr(&["task", "ls"]), "task ls").lines().count() <= 1, "tasks are left");
+    assert!(ok(&ctd.ctr(&["container", "ls", "-q"]), "container ls").trim().is_empty(), "containers are left");
+    // Each shim leaves once containerd has deleted its task and shut it down.
+    assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(daemon), nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        eventually(Duration::from_secs(20), || !harness::process_alive(daemon)),
+        "paddockd {daemon} is still alive"
+    );
+    harness::assert_nothing_left(&id);
+    harness::assert_nothing_left(&failing);
+}
