@@ -143,3 +143,84 @@ fn ctr_runs_a_task_through_the_paddock_shim_and_nothing_is_left() {
     harness::assert_nothing_left(&id);
     harness::assert_nothing_left(&failing);
 }
+
+impl Containerd {
+    /// `ctr` on a terminal of its own (`-t` needs one), through util-linux's `script`, which
+    /// returns ctr's exit code.
+    fn ctr_on_a_terminal(&self, args: &[&str]) -> Output {
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut line = format!("ctr --address {}", quote(&self.dir.path().join("containerd.sock").to_string_lossy()));
+        for a in args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        capture(Command::new("script").args(["-qec", &line, "/dev/null"]))
+    }
+
+    /// `ctr run` with `input` on ctr's stdin.
+    fn run_with_input(&self, input: &str, id: &str, command: &[&str]) -> Output {
+        let rootfs = self.bundle.rootfs().display().to_string();
+        let socket = self.dir.path().join("containerd.sock").display().to_string();
+        let mut line = format!(
+            "printf '{input}' | ctr --address '{socket}' run --runtime {RUNTIME} --rm --rootfs '{rootfs}' {id}"
+        );
+        for a in command {
+            line.push_str(&format!(" '{a}'"));
+        }
+        capture(Command::new("sh").args(["-c", &line]))
+    }
+}
+
+#[test]
+fn the_paddock_shim_serves_stdin_terminals_execs_pause_ps_and_kill_all() {
+    let ctd = Containerd::start();
+    let input = unique("shimin");
+    let out = ctd.run_with_input("from stdin\\n", &input, &["sh", "-c", "read line; echo got $line"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stderr(&out), stdout(&out));
+    assert_eq!(stdout(&out).trim(), "got from stdin");
+
+    let tty_id = unique("shimtty");
+    let rootfs = ctd.bundle.rootfs().display().to_string();
+    let tty = ctd.ctr_on_a_terminal(&[
+        "run",
+        "--runtime",
+        RUNTIME,
+        "-t",
+        "--rm",
+        "--rootfs",
+        &rootfs,
+        &tty_id,
+        "sh",
+        "-c",
+        "tty; exit 4",
+    ]);
+    assert_eq!(tty.status.code(), Some(4), "{}{}", stderr(&tty), stdout(&tty));
+    assert!(stdout(&tty).contains("/dev/pts/"), "{}", stdout(&tty));
+
+    let id = unique("shimd");
+    ok(&ctd.run(&["-d"], &id, &["sh", "-c", "sleep 1000 & sleep 1000"]), "ctr run -d");
+    // One shim serves the task, and the container is paddockd's.
+    assert_eq!(ctd.shims().len(), 1, "shims: {:?}", ctd.shims());
+    let listed = capture(Command::new(harness::ctl_path()).arg("--root").arg(ctd.paddock_root()).args(["list", "-q"]));
+    assert!(ok(&listed, "ctl list").lines().any(|l| l == id), "{}", stdout(&listed));
+    let exec = ctd.ctr(&["task", "exec", "--exec-id", "x1", &id, "sh", "-c", "echo in exec; exit 5"]);
+    assert_eq!(exec.status.code(), Some(5), "{}", stderr(&exec));
+    assert_eq!(stdout(&exec).trim(), "in exec");
+    let tty = ctd.ctr_on_a_terminal(&["task", "exec", "-t", "--exec-id", "x2", &id, "sh", "-c", "tty; exit 6"]);
+    assert_eq!(tty.status.code(), Some(6), "{}{}", stderr(&tty), stdout(&tty));
+    assert!(stdout(&tty).contains("/dev/pts/"), "{}", stdout(&tty));
+    let ps = ok(&ctd.ctr(&["task", "ps", &id]), "task ps");
+    assert!(ps.lines().count() >= 3, "{ps}");
+    ok(&ctd.ctr(&["task", "pause", &id]), "pause");
+    assert!(ok(&ctd.ctr(&["task", "ls"]), "ls").contains("PAUSED"));
+    ok(&ctd.ctr(&["task", "resume", &id]), "resume");
+    assert!(ok(&ctd.ctr(&["task", "ls"]), "ls").contains("RUNNING"));
+    ok(&ctd.ctr(&["task", "kill", "-a", "-s", "KILL", &id]), "kill -a");
+    assert!(eventually(Duration::from_secs(20), || ok(&ctd.ctr(&["task", "ls"]), "ls").contains("STOPPED")));
+    ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
+    ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
+    assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
+    for id in [&input, &tty_id, &id] {
+        harness::assert_nothing_left(id);
+    }
+}
