@@ -17,6 +17,7 @@
 mod bootstrap;
 mod config;
 mod paddock;
+mod stats;
 mod stdio;
 mod task;
 

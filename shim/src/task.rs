@@ -302,7 +302,8 @@ impl Task for Service {
             return Err(status(Code::ALREADY_EXISTS, format!("container {id:?} exists")));
         }
         let bundle = PathBuf::from(&req.bundle);
-        let daemon = Daemon::new(config::state_root(req.options.as_ref()));
+        let root = config::state_root(req.options.as_ref()).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
+        let daemon = Daemon::new(root);
         config::remember(&bundle, daemon.root()).map_err(|e| status(Code::INTERNAL, e))?;
         if !req.checkpoint.is_empty() {
             return Err(status(Code::UNIMPLEMENTED, "restoring a checkpoint through the paddock shim"));
@@ -626,6 +627,17 @@ impl Task for Service {
         let id = req.id.clone();
         daemon.call(move |c| c.update(&id, resources)).await.map_err(rpc_error)?;
         Ok(Empty::new())
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+        let daemon = self.daemon_of(&req.id)?;
+        let id = req.id.clone();
+        let json = daemon.call(move |c| c.stats(&id)).await.map_err(rpc_error)?;
+        let value: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|e| status(Code::INTERNAL, format!("paddockd's stats of {:?}: {e}", req.id)))?;
+        let any = containerd_shim::util::convert_to_any(Box::new(crate::stats::v1_metrics(&value)))
+            .map_err(|e| status(Code::INTERNAL, e))?;
+        Ok(api::StatsResponse { stats: MessageField::some(any), ..Default::default() })
     }
 
     async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
