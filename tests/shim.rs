@@ -224,3 +224,40 @@ fn the_paddock_shim_serves_stdin_terminals_execs_pause_ps_and_kill_all() {
         harness::assert_nothing_left(id);
     }
 }
+
+#[test]
+fn an_exit_reaches_containerd_after_paddockd_was_killed_and_came_back() {
+    use std::io::Write as _;
+    let ctd = Containerd::start();
+    let id = unique("shimlr");
+    let rootfs = ctd.bundle.rootfs().display().to_string();
+    // The container waits for a line on its stdin: the test decides when it exits.
+    let mut run = Command::new("ctr")
+        .arg("--address")
+        .arg(ctd.dir.path().join("containerd.sock"))
+        .args(["run", "--runtime", RUNTIME, "--rm", "--rootfs", &rootfs, &id, "sh", "-c", "read x; exit 9"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctr");
+    let running = eventually(Duration::from_secs(20), || {
+        stdout(&ctd.ctr(&["task", "ls"])).lines().any(|l| l.starts_with(&id) && l.contains("RUNNING"))
+    });
+    assert!(running, "the task did not run: {}", stdout(&ctd.ctr(&["task", "ls"])));
+    let killed = daemon_pid(&ctd.paddock_root()).expect("paddockd's pid file");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(killed), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // The shim finds its event stream gone and subscribes again: a new paddockd, which
+    // live-restores the container.
+    let back = eventually(Duration::from_secs(30), || {
+        daemon_pid(&ctd.paddock_root()).is_some_and(|pid| pid != killed && harness::process_alive(pid))
+    });
+    assert!(back, "no paddockd came back");
+    let mut stdin = run.stdin.take().expect("ctr's stdin");
+    stdin.write_all(b"go\n").unwrap();
+    drop(stdin);
+    let out = harness::finish(run);
+    assert_eq!(out.status.code(), Some(9), "{}{}", stderr(&out), stdout(&out));
+    assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
+    harness::assert_nothing_left(&id);
+}

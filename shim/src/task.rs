@@ -175,28 +175,75 @@ impl Service {
     }
 
     /// Follows the event bus of `daemon`'s root, once per root, before the shim creates
-    /// anything there: every exit that follows reaches the shim.
+    /// anything there: every exit that follows reaches the shim. When the stream ends
+    /// (paddockd stopped, or was killed and live-restores), the shim subscribes again and asks
+    /// paddockd for what it missed meanwhile (see [`Service::reconcile`]).
     async fn follow(&self, daemon: &Daemon) -> TtrpcResult<()> {
         if !self.inner.followed.lock().unwrap_or_else(|p| p.into_inner()).insert(daemon.root().to_path_buf()) {
             return Ok(());
         }
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let d = daemon.clone();
-        let followed = tokio::task::spawn_blocking(move || d.follow_events(tx))
-            .await
-            .map_err(|e| status(Code::INTERNAL, e))
-            .and_then(|r| r.map_err(rpc_error));
-        if let Err(e) = followed {
-            self.inner.followed.lock().unwrap_or_else(|p| p.into_inner()).remove(daemon.root());
-            return Err(e);
-        }
+        let rx = match subscribe(daemon).await {
+            Ok(rx) => rx,
+            Err(e) => {
+                self.inner.followed.lock().unwrap_or_else(|p| p.into_inner()).remove(daemon.root());
+                return Err(rpc_error(e));
+            }
+        };
         let me = self.clone();
+        let daemon = daemon.clone();
         tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                me.on_event(event).await;
+            let mut rx = rx;
+            loop {
+                while let Some(event) = rx.recv().await {
+                    me.on_event(event).await;
+                }
+                log::warn!("paddockd's event stream for {} ended: subscribing again", daemon.root().display());
+                // Resubscribe while the shim has containers there; back off while paddockd is
+                // away (a supervisor restarting it, or the next call starting one).
+                let mut delay = std::time::Duration::from_millis(50);
+                rx = loop {
+                    if !me.containers().values().any(|c| c.daemon.root() == daemon.root()) {
+                        me.inner.followed.lock().unwrap_or_else(|p| p.into_inner()).remove(daemon.root());
+                        return;
+                    }
+                    match subscribe(&daemon).await {
+                        Ok(rx) => break rx,
+                        Err(e) => {
+                            log::warn!("subscribing to paddockd's events again: {e}");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                        }
+                    }
+                };
+                me.reconcile(&daemon).await;
             }
         });
         Ok(())
+    }
+
+    /// After the event stream was lost: the exit of every container of `daemon`'s root that
+    /// stopped meanwhile, from its state (paddockd keeps a stopped container's exit status
+    /// across its own restarts).
+    async fn reconcile(&self, daemon: &Daemon) {
+        let ids: Vec<String> = self
+            .containers()
+            .iter()
+            .filter(|(_, c)| c.daemon.root() == daemon.root() && c.init.exited().is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ids {
+            let cid = id.clone();
+            match daemon.call(move |c| c.state(&cid)).await {
+                Ok(state) => {
+                    if let (wire::Status::Stopped, Some(exit)) = (state.status, state.exit_status) {
+                        let kind = EventKind::exited(exit);
+                        let event = Event { seq: 0, time: String::new(), id, sandbox_id: state.sandbox_id, kind };
+                        self.on_event(event).await;
+                    }
+                }
+                Err(e) => log::warn!("container {id:?}: its state after paddockd's events were lost: {e}"),
+            }
+        }
     }
 
     /// One event of paddockd's bus: exits and OOM kills of this shim's containers go to
@@ -266,6 +313,16 @@ impl Service {
             }
         });
     }
+}
+
+/// Subscribes to the event bus of `daemon`'s root (blocking, off the runtime).
+async fn subscribe(daemon: &Daemon) -> Result<mpsc::UnboundedReceiver<Event>, DaemonError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let d = daemon.clone();
+    tokio::task::spawn_blocking(move || d.follow_events(tx))
+        .await
+        .map_err(|e| DaemonError::Cancelled(e.to_string()))??;
+    Ok(rx)
 }
 
 /// Mounts containerd's rootfs mounts on `<bundle>/rootfs`, as runc's shim does.
