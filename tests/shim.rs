@@ -42,23 +42,38 @@ impl Containerd {
              [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
-        // containerd looks for `containerd-shim-paddock-v1` on its PATH; its shims inherit its
-        // environment, PADDOCK_ROOT among it.
-        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .env("PATH", path)
-            .env("PADDOCK_ROOT", dir.path().join("paddock"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd is not installed (apt-get install containerd)");
+        let child = Self::spawn(dir.path());
         let me = Self { dir, child, bundle: Bundle::busybox(&["true"]) };
         let ready = eventually(Duration::from_secs(20), || me.ctr(&["version"]).status.success());
         assert!(ready, "containerd did not come up");
         me
+    }
+
+    /// containerd on the config of `dir`, logging (appending) to `dir/containerd.log`.
+    fn spawn(dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("containerd.log")).unwrap();
+        // containerd looks for `containerd-shim-paddock-v1` on its PATH; its shims inherit its
+        // environment, PADDOCK_ROOT among it.
+        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path)
+            .env("PADDOCK_ROOT", dir.join("paddock"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("containerd is not installed (apt-get install containerd)")
+    }
+
+    /// Stops containerd (its shims stay, as they do on a real host) and starts it again.
+    fn restart(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert!(harness::wait_child(&mut self.child, Duration::from_secs(20)).is_some(), "containerd did not stop");
+        self.child = Self::spawn(self.dir.path());
+        let ready = eventually(Duration::from_secs(20), || self.ctr(&["version"]).status.success());
+        assert!(ready, "containerd did not come back");
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
@@ -260,4 +275,47 @@ fn an_exit_reaches_containerd_after_paddockd_was_killed_and_came_back() {
     assert_eq!(out.status.code(), Some(9), "{}{}", stderr(&out), stdout(&out));
     assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
     harness::assert_nothing_left(&id);
+}
+
+/// Whether `ctr task ls` lists task `id` with `status`.
+fn task_is(ctd: &Containerd, id: &str, status: &str) -> bool {
+    stdout(&ctd.ctr(&["task", "ls"])).lines().any(|l| l.starts_with(id) && l.contains(status))
+}
+
+/// The ids of the containers paddockd holds in the test's state root.
+fn paddock_ids(ctd: &Containerd) -> Vec<String> {
+    let listed = capture(Command::new(harness::ctl_path()).arg("--root").arg(ctd.paddock_root()).args(["list", "-q"]));
+    ok(&listed, "ctl list").lines().map(str::to_string).collect()
+}
+
+#[test]
+fn containerd_restarted_finds_its_shim_and_a_killed_shim_is_cleaned_up() {
+    let mut ctd = Containerd::start();
+    let id = unique("shimrs");
+    ok(&ctd.run(&["-d"], &id, &["sleep", "1000"]), "ctr run -d");
+    let shims = ctd.shims();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    ctd.restart();
+    // containerd found the task through the shim it left running, and its events again.
+    assert!(task_is(&ctd, &id, "RUNNING"), "{}", stdout(&ctd.ctr(&["task", "ls"])));
+    assert_eq!(ctd.shims(), shims);
+    ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
+    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the exit did not reach containerd");
+    ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
+    ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
+    assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
+
+    // A shim killed: containerd runs `shim delete`, which removes the container from paddockd.
+    let lost = unique("shimk");
+    ok(&ctd.run(&["-d"], &lost, &["sleep", "1000"]), "ctr run -d");
+    assert!(paddock_ids(&ctd).contains(&lost));
+    let shims = ctd.shims();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(shims[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let cleaned = eventually(Duration::from_secs(30), || !paddock_ids(&ctd).contains(&lost));
+    assert!(cleaned, "paddockd still holds {lost}: {:?}", paddock_ids(&ctd));
+    assert!(eventually(Duration::from_secs(20), || !task_is(&ctd, &lost, "")), "containerd still lists the task");
+    ok(&ctd.ctr(&["container", "rm", &lost]), "container rm");
+    harness::assert_nothing_left(&id);
+    harness::assert_nothing_left(&lost);
 }
