@@ -319,3 +319,33 @@ fn containerd_restarted_finds_its_shim_and_a_killed_shim_is_cleaned_up() {
     harness::assert_nothing_left(&id);
     harness::assert_nothing_left(&lost);
 }
+
+#[test]
+fn ctr_checkpoints_a_task_through_the_paddock_shim_with_criu() {
+    let ctd = Containerd::start();
+    let id = unique("shimck");
+    let counter = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; usleep 100000; done";
+    ok(&ctd.run(&["-d", "--null-io"], &id, &["sh", "-c", counter]), "ctr run -d");
+    let count = |exec_id: &str| -> u64 {
+        stdout(&ctd.ctr(&["task", "exec", "--exec-id", exec_id, &id, "cat", "/tmp/count"])).trim().parse().unwrap_or(0)
+    };
+    assert!(eventually(Duration::from_secs(10), || count("c0") >= 3), "the counter does not count");
+    // ctr passes checkpoint options (image path, --exit) to runc's shims alone: for others
+    // containerd dumps into a directory of its own and stores the image as a checkpoint
+    // image in its content store; the task goes on running.
+    let out = ok(&ctd.ctr(&["task", "checkpoint", &id]), "task checkpoint");
+    let name = out.trim().to_string();
+    assert!(!name.is_empty(), "ctr named no checkpoint");
+    assert!(task_is(&ctd, &id, "RUNNING"), "{}", stdout(&ctd.ctr(&["task", "ls"])));
+    let before = count("c1");
+    assert!(eventually(Duration::from_secs(10), || count("c2") > before), "the counter stopped counting");
+    let images = ok(&ctd.ctr(&["images", "ls", "-q"]), "images ls");
+    assert!(images.lines().any(|l| l == name), "{name} is not among the images: {images}");
+    println!("{}", ok(&ctd.ctr(&["images", "ls"]), "images ls"));
+    ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
+    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
+    ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
+    ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
+    assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
+    harness::assert_nothing_left(&id);
+}

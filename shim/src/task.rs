@@ -17,11 +17,12 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::Context;
 use containerd_shim_protos::api::{self, Empty};
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed,
-    TaskStart,
+    TaskCheckpointed, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim_protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim_protos::protobuf::{Message, MessageDyn, MessageField};
+use containerd_shim_protos::shim::oci::CheckpointOptions;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::topics;
 use containerd_shim_protos::ttrpc::r#async::TtrpcContext;
@@ -73,6 +74,8 @@ struct Container {
     mounted_rootfs: Option<PathBuf>,
     init: Proc,
     execs: HashMap<String, Proc>,
+    /// Created from a checkpoint: running already, so `Start` only reports it.
+    restored: bool,
 }
 
 impl Container {
@@ -362,9 +365,11 @@ impl Task for Service {
         let root = config::state_root(req.options.as_ref()).map_err(|e| status(Code::INVALID_ARGUMENT, e))?;
         let daemon = Daemon::new(root);
         config::remember(&bundle, daemon.root()).map_err(|e| status(Code::INTERNAL, e))?;
-        if !req.checkpoint.is_empty() {
-            return Err(status(Code::UNIMPLEMENTED, "restoring a checkpoint through the paddock shim"));
-        }
+        // A checkpoint to restore (containerd's image of a `Checkpoint`): paddockd's create
+        // restores it, so the container runs once created (runc's shim restores at start).
+        let restore = (!req.checkpoint.is_empty())
+            .then(|| wire::api::RestoreFrom { image_path: PathBuf::from(&req.checkpoint), ..Default::default() });
+        let restored = restore.is_some();
         self.follow(&daemon).await?;
         let mounted = mount_rootfs(&bundle, &req.rootfs).await?;
         let paths = StdioPaths {
@@ -380,7 +385,7 @@ impl Task for Service {
                 let spec = SpecJson::from_spec(&spec)?;
                 let mut prepared = Prepared::open(&p).map_err(|e| ApiError::new(ErrorKind::Io, e.to_string()))?;
                 let stdio = std::mem::take(&mut prepared.stdio);
-                let state = client.create(Create { id: cid.clone(), bundle: b, spec, stdio, restore: None })?;
+                let state = client.create(Create { id: cid.clone(), bundle: b, spec, stdio, restore })?;
                 match prepared.finish() {
                     Ok(io) => Ok((state, io)),
                     Err(e) => {
@@ -405,7 +410,14 @@ impl Task for Service {
         init.io = io;
         self.containers().insert(
             id.clone(),
-            Container { daemon, bundle: bundle.clone(), mounted_rootfs: mounted, init, execs: HashMap::new() },
+            Container {
+                daemon,
+                bundle: bundle.clone(),
+                mounted_rootfs: mounted,
+                init,
+                execs: HashMap::new(),
+                restored,
+            },
         );
         let event = TaskCreate {
             container_id: id,
@@ -431,7 +443,12 @@ impl Task for Service {
         let id = req.id.clone();
         if req.exec_id.is_empty() {
             let cid = id.clone();
-            let state = daemon.call(move |c| c.start(&cid)).await.map_err(rpc_error)?;
+            let restored = self.with(&id, |c| Ok(std::mem::take(&mut c.restored)))?;
+            let state = match restored {
+                true => daemon.call(move |c| c.state(&cid)).await,
+                false => daemon.call(move |c| c.start(&cid)).await,
+            }
+            .map_err(rpc_error)?;
             let pid = pid_u32(state.init_pid.or(state.pid));
             self.with(&id, |c| {
                 c.init.pid = pid;
@@ -695,6 +712,47 @@ impl Task for Service {
         let any = containerd_shim::util::convert_to_any(Box::new(crate::stats::v1_metrics(&value)))
             .map_err(|e| status(Code::INTERNAL, e))?;
         Ok(api::StatsResponse { stats: MessageField::some(any), ..Default::default() })
+    }
+
+    async fn checkpoint(&self, _ctx: &TtrpcContext, req: api::CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        let daemon = self.daemon_of(&req.id)?;
+        // containerd passes runc's checkpoint options; their paths, when set, win over `path`.
+        let options = req
+            .options
+            .as_ref()
+            .filter(|any| any.type_url.rsplit('/').next() == Some("containerd.runc.v1.CheckpointOptions"))
+            .and_then(|any| CheckpointOptions::parse_from_bytes(&any.value).ok())
+            .unwrap_or_default();
+        let image_path = if options.image_path.is_empty() { req.path.clone() } else { options.image_path.clone() };
+        if image_path.is_empty() {
+            return Err(status(Code::INVALID_ARGUMENT, "checkpoint without an image path"));
+        }
+        let work_path = (!options.work_path.is_empty()).then(|| PathBuf::from(&options.work_path));
+        let mut criu_options: Vec<String> = [
+            (options.open_tcp, "--tcp-established"),
+            (options.external_unix_sockets, "--ext-unix-sk"),
+            (options.terminal, "--shell-job"),
+            (options.file_locks, "--file-locks"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, flag)| flag.to_string())
+        .collect();
+        if !options.cgroups_mode.is_empty() {
+            criu_options.push(format!("--manage-cgroups={}", options.cgroups_mode));
+        }
+        let checkpoint = wire::api::Checkpoint {
+            id: req.id.clone(),
+            image_path: PathBuf::from(&image_path),
+            work_path,
+            leave_running: !options.exit,
+            criu_options,
+            criu: None,
+        };
+        daemon.call(move |c| c.checkpoint(checkpoint)).await.map_err(rpc_error)?;
+        let event = TaskCheckpointed { container_id: req.id, checkpoint: image_path, ..Default::default() };
+        self.publish(topics::TASK_CHECKPOINTED_EVENT_TOPIC, Box::new(event)).await;
+        Ok(Empty::new())
     }
 
     async fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
