@@ -4,131 +4,15 @@
 //! (starts) the paddockd of the state root `PADDOCK_ROOT` names. Installed by .ci/run; a
 //! missing containerd fails the test.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use harness::{bin_dir, capture, eventually, processes_mentioning, stderr, stdout, unique, Bundle};
-
-const RUNTIME: &str = "io.containerd.paddock.v1";
-const SHIM: &str = "containerd-shim-paddock-v1";
+use harness::containerd::{daemon_pid, Containerd, RUNTIME};
+use harness::{capture, eventually, stderr, stdout, unique};
 
 fn ok(out: &Output, what: &str) -> String {
     assert!(out.status.success(), "{what} failed ({}): {}{}", out.status, stderr(out), stdout(out));
     stdout(out)
-}
-
-/// A containerd of the test's own, whose shims run paddock in the state root `paddock/` of
-/// its directory.
-struct Containerd {
-    dir: tempfile::TempDir,
-    child: Child,
-    bundle: Bundle,
-}
-
-impl Containerd {
-    fn start() -> Self {
-        let shim = bin_dir().join(SHIM);
-        assert!(shim.is_file(), "{} is missing: cargo build --release --workspace", shim.display());
-        let dir = tempfile::Builder::new().prefix("pdk-shim-").tempdir_in("/tmp").unwrap();
-        let d = dir.path().display();
-        let config = format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.aufs\", \
-             \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.devmapper\", \
-             \"io.containerd.snapshotter.v1.zfs\"]\n\
-             [grpc]\n  address = \"{d}/containerd.sock\"\n[ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
-             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n\
-             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
-        );
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let child = Self::spawn(dir.path());
-        let me = Self { dir, child, bundle: Bundle::busybox(&["true"]) };
-        let ready = eventually(Duration::from_secs(20), || me.ctr(&["version"]).status.success());
-        assert!(ready, "containerd did not come up");
-        me
-    }
-
-    /// containerd on the config of `dir`, logging (appending) to `dir/containerd.log`.
-    fn spawn(dir: &Path) -> Child {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("containerd.log")).unwrap();
-        // containerd looks for `containerd-shim-paddock-v1` on its PATH; its shims inherit its
-        // environment, PADDOCK_ROOT among it.
-        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
-        Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("config.toml"))
-            .env("PATH", path)
-            .env("PADDOCK_ROOT", dir.join("paddock"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd is not installed (apt-get install containerd)")
-    }
-
-    /// Stops containerd (its shims stay, as they do on a real host) and starts it again.
-    fn restart(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        assert!(harness::wait_child(&mut self.child, Duration::from_secs(20)).is_some(), "containerd did not stop");
-        self.child = Self::spawn(self.dir.path());
-        let ready = eventually(Duration::from_secs(20), || self.ctr(&["version"]).status.success());
-        assert!(ready, "containerd did not come back");
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        capture(Command::new("ctr").arg("--address").arg(self.dir.path().join("containerd.sock")).args(args))
-    }
-
-    /// `ctr run --runtime io.containerd.paddock.v1` on the busybox rootfs; `extra` flags come
-    /// before the positionals.
-    fn run(&self, extra: &[&str], id: &str, command: &[&str]) -> Output {
-        let rootfs = self.bundle.rootfs().display().to_string();
-        let mut args = vec!["run", "--runtime", RUNTIME, "--env", "PATH=/bin"];
-        args.extend(extra);
-        args.extend(["--rootfs", &rootfs, id]);
-        args.extend(command);
-        self.ctr(&args)
-    }
-
-    /// The shim servers of this containerd (their command line names its socket).
-    fn shims(&self) -> Vec<i32> {
-        let address = format!("-address {}", self.dir.path().join("containerd.sock").display());
-        processes_mentioning(&address).into_iter().filter(|&pid| command_of(pid).contains(SHIM)).collect()
-    }
-
-    fn paddock_root(&self) -> PathBuf {
-        self.dir.path().join("paddock")
-    }
-}
-
-fn command_of(pid: i32) -> String {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .unwrap_or_default()
-}
-
-/// The pid of the paddockd serving `root`, if one runs.
-fn daemon_pid(root: &Path) -> Option<i32> {
-    std::fs::read_to_string(root.join("paddockd.pid")).ok()?.trim().parse().ok()
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        for pid in self.shims() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
-        if let Some(pid) = daemon_pid(&self.paddock_root()) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
-        }
-        // ctr's cgroupsPath is /default/<id>: the task's leaf goes with it, the namespace's
-        // parent stays (as with runc) unless removed here, where it is ours.
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(hierarchy.path().join("default"));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -159,33 +43,6 @@ fn ctr_runs_a_task_through_the_paddock_shim_and_nothing_is_left() {
     harness::assert_nothing_left(&failing);
 }
 
-impl Containerd {
-    /// `ctr` on a terminal of its own (`-t` needs one), through util-linux's `script`, which
-    /// returns ctr's exit code.
-    fn ctr_on_a_terminal(&self, args: &[&str]) -> Output {
-        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-        let mut line = format!("ctr --address {}", quote(&self.dir.path().join("containerd.sock").to_string_lossy()));
-        for a in args {
-            line.push(' ');
-            line.push_str(&quote(a));
-        }
-        capture(Command::new("script").args(["-qec", &line, "/dev/null"]))
-    }
-
-    /// `ctr run` with `input` on ctr's stdin.
-    fn run_with_input(&self, input: &str, id: &str, command: &[&str]) -> Output {
-        let rootfs = self.bundle.rootfs().display().to_string();
-        let socket = self.dir.path().join("containerd.sock").display().to_string();
-        let mut line = format!(
-            "printf '{input}' | ctr --address '{socket}' run --runtime {RUNTIME} --rm --rootfs '{rootfs}' {id}"
-        );
-        for a in command {
-            line.push_str(&format!(" '{a}'"));
-        }
-        capture(Command::new("sh").args(["-c", &line]))
-    }
-}
-
 #[test]
 fn the_paddock_shim_serves_stdin_terminals_execs_pause_ps_and_kill_all() {
     let ctd = Containerd::start();
@@ -195,7 +52,7 @@ fn the_paddock_shim_serves_stdin_terminals_execs_pause_ps_and_kill_all() {
     assert_eq!(stdout(&out).trim(), "got from stdin");
 
     let tty_id = unique("shimtty");
-    let rootfs = ctd.bundle.rootfs().display().to_string();
+    let rootfs = ctd.rootfs().display().to_string();
     let tty = ctd.ctr_on_a_terminal(&[
         "run",
         "--runtime",
@@ -245,11 +102,11 @@ fn an_exit_reaches_containerd_after_paddockd_was_killed_and_came_back() {
     use std::io::Write as _;
     let ctd = Containerd::start();
     let id = unique("shimlr");
-    let rootfs = ctd.bundle.rootfs().display().to_string();
+    let rootfs = ctd.rootfs().display().to_string();
     // The container waits for a line on its stdin: the test decides when it exits.
     let mut run = Command::new("ctr")
         .arg("--address")
-        .arg(ctd.dir.path().join("containerd.sock"))
+        .arg(ctd.socket())
         .args(["run", "--runtime", RUNTIME, "--rm", "--rootfs", &rootfs, &id, "sh", "-c", "read x; exit 9"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -6,6 +6,7 @@
 //! a failing test still deletes its containers and stops its daemon.
 
 pub mod bench;
+pub mod containerd;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
