@@ -76,6 +76,9 @@ struct Container {
     execs: HashMap<String, Proc>,
     /// Created from a checkpoint: running already, so `Start` only reports it.
     restored: bool,
+    /// Held by `Start` until TaskStart is published, and taken by the exit's publication:
+    /// containerd hears of a start before the exit of a process that ended at once.
+    starting: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Container {
@@ -254,6 +257,8 @@ impl Service {
     async fn on_event(&self, event: Event) {
         match event.kind {
             EventKind::Exited { exit_status } => {
+                let Ok(starting) = self.with(&event.id, |c| Ok(c.starting.clone())) else { return };
+                let _started = starting.lock().await;
                 let exited = self.with(&event.id, |c| {
                     if c.init.exited().is_some() {
                         return Ok(None);
@@ -417,6 +422,7 @@ impl Task for Service {
                 init,
                 execs: HashMap::new(),
                 restored,
+                starting: Arc::default(),
             },
         );
         let event = TaskCreate {
@@ -443,7 +449,8 @@ impl Task for Service {
         let id = req.id.clone();
         if req.exec_id.is_empty() {
             let cid = id.clone();
-            let restored = self.with(&id, |c| Ok(std::mem::take(&mut c.restored)))?;
+            let (restored, starting) = self.with(&id, |c| Ok((std::mem::take(&mut c.restored), c.starting.clone())))?;
+            let _starting = starting.lock().await;
             let state = match restored {
                 true => daemon.call(move |c| c.state(&cid)).await,
                 false => daemon.call(move |c| c.start(&cid)).await,
