@@ -103,6 +103,27 @@ fn an_exit_reaches_containerd_after_paddockd_was_killed_and_came_back() {
     let ctd = Containerd::start();
     let id = unique("shimlr");
     let rootfs = ctd.rootfs().display().to_string();
+    // containerd's events: the shim publishes /tasks/start once paddockd's start has answered,
+    // so that paddockd is killed with no call of the shim's in flight (one would fail, and
+    // rightly so).
+    let mut events = Command::new("ctr")
+        .arg("--address")
+        .arg(ctd.socket())
+        .arg("events")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ctr events");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let lines = events.stdout.take().expect("ctr events' stdout");
+    let watched = id.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(lines)).map_while(Result::ok) {
+            if line.contains("/tasks/start") && line.contains(&watched) {
+                let _ = started_tx.send(());
+            }
+        }
+    });
     // The container waits for a line on its stdin: the test decides when it exits.
     let mut run = Command::new("ctr")
         .arg("--address")
@@ -113,10 +134,10 @@ fn an_exit_reaches_containerd_after_paddockd_was_killed_and_came_back() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("ctr");
-    let running = eventually(Duration::from_secs(20), || {
-        stdout(&ctd.ctr(&["task", "ls"])).lines().any(|l| l.starts_with(&id) && l.contains("RUNNING"))
-    });
-    assert!(running, "the task did not run: {}", stdout(&ctd.ctr(&["task", "ls"])));
+    let started = started_rx.recv_timeout(Duration::from_secs(30));
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(started.is_ok(), "no /tasks/start event for {id}: {}", stdout(&ctd.ctr(&["task", "ls"])));
     let killed = daemon_pid(&ctd.paddock_root()).expect("paddockd's pid file");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(killed), nix::sys::signal::Signal::SIGKILL).unwrap();
     // The shim finds its event stream gone and subscribes again: a new paddockd, which
@@ -129,7 +150,19 @@ fn an_exit_reaches_containerd_after_paddockd_was_killed_and_came_back() {
     stdin.write_all(b"go\n").unwrap();
     drop(stdin);
     let out = harness::finish(run);
-    assert_eq!(out.status.code(), Some(9), "{}{}", stderr(&out), stdout(&out));
+    let log = |name: &str| {
+        let text = std::fs::read_to_string(name).unwrap_or_default();
+        text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "{}{}\n--- containerd's log\n{}\n--- paddockd's log\n{}",
+        stderr(&out),
+        stdout(&out),
+        log(&ctd.dir().join("containerd.log").display().to_string()),
+        log(&ctd.paddock_root().join("paddockd.log").display().to_string())
+    );
     assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
     harness::assert_nothing_left(&id);
 }
@@ -199,6 +232,58 @@ fn ctr_checkpoints_a_task_through_the_paddock_shim_with_criu() {
     let images = ok(&ctd.ctr(&["images", "ls", "-q"]), "images ls");
     assert!(images.lines().any(|l| l == name), "{name} is not among the images: {images}");
     println!("{}", ok(&ctd.ctr(&["images", "ls"]), "images ls"));
+    ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
+    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
+    ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
+    ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
+    assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
+    harness::assert_nothing_left(&id);
+}
+
+#[test]
+fn ctr_restores_a_checkpointed_task_through_the_paddock_shim() {
+    const IMAGE: &str = "docker.io/library/pdk-busybox:shim";
+    let ctd = Containerd::start();
+    let archive = ctd.dir().join("image.tar");
+    harness::images::write_oci_archive(&archive, &ctd.rootfs(), &[(IMAGE, vec!["/bin/sh"])]);
+    ok(&ctd.ctr(&["images", "import", archive.to_str().unwrap()]), "images import");
+    let id = unique("shimrst");
+    // From an image, so its rootfs comes as containerd's mounts (an overlay the shim mounts).
+    let counter = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; usleep 100000; done";
+    ok(&ctd.ctr(&["run", "-d", "--null-io", "--runtime", RUNTIME, IMAGE, &id, "sh", "-c", counter]), "ctr run -d");
+    // What the counter last wrote (0 while it rewrites the file), read by an exec.
+    let execs = std::cell::Cell::new(0);
+    let count = || -> u64 {
+        execs.set(execs.get() + 1);
+        let exec_id = format!("c{}", execs.get());
+        stdout(&ctd.ctr(&["task", "exec", "--exec-id", &exec_id, &id, "cat", "/tmp/count"])).trim().parse().unwrap_or(0)
+    };
+    assert!(eventually(Duration::from_secs(20), || count() >= 20), "the counter does not count");
+    // Read before the checkpoint: the restored counter goes on from a count at least this.
+    let before = count();
+    let checkpoint = format!("{id}-checkpoint");
+    // With the rw layer: the mount points paddock made in the rootfs come back with it (a
+    // fresh snapshot lacks them, and paddock's restore does not make them yet, as runc's does).
+    ok(&ctd.ctr(&["containers", "checkpoint", "--task", "--rw", &id, &checkpoint]), "containers checkpoint");
+    ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
+    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
+    ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
+    ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
+
+    // The restored task goes on counting from its own memory: a fresh one would start at 1
+    // again, and what the file shows would drop below what the checkpoint left there.
+    ok(&ctd.ctr(&["containers", "restore", "--live", "--rw", &id, &checkpoint]), "containers restore --live");
+    assert!(task_is(&ctd, &id, "RUNNING"), "{}", stdout(&ctd.ctr(&["task", "ls"])));
+    let mut seen = vec![before];
+    let grew = eventually(Duration::from_secs(20), || {
+        let now = count();
+        if now > 0 {
+            seen.push(now);
+        }
+        now > before + 3
+    });
+    assert!(grew, "the restored counter does not count: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[1] >= w[0]), "restarted instead of restored: {seen:?}");
     ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
     assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
     ok(&ctd.ctr(&["task", "rm", &id]), "task rm");

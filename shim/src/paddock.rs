@@ -83,6 +83,25 @@ impl Daemon {
         .map_err(|e| DaemonError::Cancelled(e.to_string()))?
     }
 
+    /// Runs a call that only reads (state, processes, stats): a connection that breaks under
+    /// it (paddockd killed mid-call; it live-restores) is made again, up to three times.
+    pub async fn read<T, F>(&self, call: F) -> Result<T, DaemonError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Client) -> Result<T, ApiError> + Clone + Send + 'static,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.call(call.clone()).await {
+                Err(DaemonError::Api(e)) if e.kind == wire::ErrorKind::Io && tries < 3 => {
+                    log::warn!("paddockd went away during a call ({e}): calling again");
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Follows paddockd's event bus on a thread of its own: every event (the retained history
     /// first, then each new one) goes to `sink` until paddockd stops or `sink` is closed.
     /// Returns once the subscription is in place, so that nothing that happens after is missed.

@@ -60,16 +60,25 @@ pub struct StdioPaths {
 #[derive(Debug, Default, Clone)]
 pub struct IoHandle {
     /// The write end of the process's stdin pipe (or the pty master, with a terminal), until
-    /// `CloseIO` or the end of containerd's stdin.
+    /// the end of containerd's stdin.
     stdin: Arc<Mutex<Option<File>>>,
+    /// The shim's own writer of the stdin FIFO (see [`StdinFifo`]).
+    fifo: Arc<Mutex<StdinFifo>>,
     /// The pty master, with a terminal (for `ResizePty`).
     master: Option<Arc<OwnedFd>>,
 }
 
 impl IoHandle {
     /// Closes the process's stdin (`CloseIO`): it reads end-of-file once what was sent is read.
+    /// The shim's own writer of the FIFO goes, so the copy ends when the client's does, after
+    /// everything in the FIFO; before the copy has opened the FIFO, there is nothing to wait for.
     pub fn close_stdin(&self) {
-        self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut fifo = self.fifo.lock().unwrap_or_else(|p| p.into_inner());
+        fifo.closed = true;
+        fifo.writer = None;
+        if !fifo.opened {
+            self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
+        }
     }
 
     /// Sets the terminal's size; `false` when the process has no terminal.
@@ -106,15 +115,37 @@ fn open_writer(path: &str) -> Result<File, StdioError> {
         .map_err(|source| StdioError::Open { path: path.to_string(), source })
 }
 
-/// Copies containerd's stdin FIFO into `sink` on a thread until end-of-file, then closes it
-/// (unless `CloseIO` came first).
-fn spawn_stdin_copy(path: String, sink: Arc<Mutex<Option<File>>>) {
+/// The shim's hold on the stdin FIFO, as runc's shim keeps one: a writer of its own, so that
+/// the FIFO reaches end-of-file only after `CloseIO`, not whenever a client closes its end.
+#[derive(Debug, Default)]
+struct StdinFifo {
+    /// The copy has opened the FIFO.
+    opened: bool,
+    /// `CloseIO` came.
+    closed: bool,
+    writer: Option<File>,
+}
+
+/// Copies containerd's stdin FIFO into `sink` on a thread until end-of-file, then closes it.
+fn spawn_stdin_copy(path: String, sink: Arc<Mutex<Option<File>>>, hold: Arc<Mutex<StdinFifo>>) {
     let _ = std::thread::Builder::new().name("stdin".into()).spawn(move || {
         // Opening for reading waits for containerd's writer: a client that never attaches
         // stdin leaves this thread waiting, which costs nothing but the thread.
         let Ok(mut fifo) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(&path) else {
             return;
         };
+        {
+            let mut hold = hold.lock().unwrap_or_else(|p| p.into_inner());
+            hold.opened = true;
+            if !hold.closed {
+                // With a reader open, a non-blocking open for writing succeeds at once.
+                hold.writer = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+                    .open(&path)
+                    .ok();
+            }
+        }
         let mut buf = [0u8; 32 * 1024];
         loop {
             let n = match fifo.read(&mut buf) {
@@ -193,7 +224,7 @@ impl Prepared {
             spawn_output_copy(master, self.paths.stdout.clone());
         }
         if !self.paths.stdin.is_empty() {
-            spawn_stdin_copy(self.paths.stdin.clone(), self.handle.stdin.clone());
+            spawn_stdin_copy(self.paths.stdin.clone(), self.handle.stdin.clone(), self.handle.fifo.clone());
         }
         Ok(self.handle)
     }

@@ -239,7 +239,7 @@ impl Service {
             .collect();
         for id in ids {
             let cid = id.clone();
-            match daemon.call(move |c| c.state(&cid)).await {
+            match daemon.read(move |c| c.state(&cid)).await {
                 Ok(state) => {
                     if let (wire::Status::Stopped, Some(exit)) = (state.status, state.exit_status) {
                         let kind = EventKind::exited(exit);
@@ -523,7 +523,7 @@ impl Task for Service {
             }
         } else {
             let id = req.id.clone();
-            let state = daemon.call(move |c| c.state(&id)).await.map_err(rpc_error)?;
+            let state = daemon.read(move |c| c.state(&id)).await.map_err(rpc_error)?;
             match state.status {
                 wire::Status::Creating | wire::Status::Created => api::Status::CREATED,
                 wire::Status::Running => api::Status::RUNNING,
@@ -632,7 +632,7 @@ impl Task for Service {
     async fn pids(&self, _ctx: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
         let daemon = self.daemon_of(&req.id)?;
         let id = req.id.clone();
-        let list = daemon.call(move |c| c.ps(&id)).await.map_err(rpc_error)?;
+        let list = daemon.read(move |c| c.ps(&id)).await.map_err(rpc_error)?;
         let processes =
             list.into_iter().map(|p| api::ProcessInfo { pid: pid_u32(Some(p.pid)), ..Default::default() }).collect();
         Ok(api::PidsResponse { processes, ..Default::default() })
@@ -713,7 +713,7 @@ impl Task for Service {
     async fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
         let daemon = self.daemon_of(&req.id)?;
         let id = req.id.clone();
-        let json = daemon.call(move |c| c.stats(&id)).await.map_err(rpc_error)?;
+        let json = daemon.read(move |c| c.stats(&id)).await.map_err(rpc_error)?;
         let value: serde_json::Value = serde_json::from_str(&json)
             .map_err(|e| status(Code::INTERNAL, format!("paddockd's stats of {:?}: {e}", req.id)))?;
         let any = containerd_shim::util::convert_to_any(Box::new(crate::stats::v1_metrics(&value)))
