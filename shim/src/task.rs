@@ -265,6 +265,8 @@ impl Service {
                     }
                     let exit = Exit { status: u32::try_from(exit_status).unwrap_or(255), at: SystemTime::now() };
                     c.init.exit.send_replace(Some(exit));
+                    // Nobody reads its stdin any more: the copy ends with the client's writer.
+                    c.init.io.close_stdin();
                     Ok(Some((c.init.pid, exit)))
                 });
                 if let Ok(Some((pid, exit))) = exited {
@@ -305,6 +307,7 @@ impl Service {
             let recorded = me.with(&id, |c| {
                 if let Some(p) = c.execs.get(&exec_id) {
                     p.exit.send_replace(Some(exit));
+                    p.io.close_stdin();
                 }
                 Ok(())
             });
