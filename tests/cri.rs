@@ -1,8 +1,9 @@
 //! Kubernetes' path: containerd 1.6's CRI plugin, started privately by the test (its own
 //! configuration, root, state, socket and CNI network), drives a pod through a real CRI gRPC
-//! client — once with the runtime handler `runc` (runc through the runc v2 shim) and once with
-//! `paddock` (the same shim with `BinaryName` = ctl), through the same steps and checks. Every
-//! step runc passes must pass with paddock; the table of both is printed.
+//! client — once with the runtime handler `runc` (runc through the runc v2 shim), once with
+//! `paddock` (the same shim with `BinaryName` = ctl), and once with `paddock-shim` (paddock's
+//! own shim, `runtime_type = "io.containerd.paddock.v1"`), through the same steps and checks.
+//! Every step runc passes must pass with both paddock handlers; the table of all is printed.
 //!
 //! The pod's network is a CNI bridge of the test's own with no address on the host side and no
 //! route out: nothing is sent beyond the namespaces the test creates. Images are busybox-static
@@ -29,7 +30,6 @@ use k8s_cri::v1::{
     RunPodSandboxRequest, StartContainerRequest, StatusRequest, StopContainerRequest, StopPodSandboxRequest,
     UpdateContainerResourcesRequest, VersionRequest,
 };
-use sha2::Digest;
 use tonic::transport::Channel;
 
 /// The image every container of the test runs, and the pod's sandbox ("pause") image: the same
@@ -89,7 +89,7 @@ impl Node {
         let bridge = format!("pdkcri{tag}");
         let network = format!("pdk-cri-{tag}");
         let cgroup_parent = format!("/pdk-cri-{}", std::process::id());
-        for sub in ["cni", "logs", "paddock", "runc"] {
+        for sub in ["cni", "logs", "paddock", "paddock-shim", "runc"] {
             std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
         }
         // No gateway and no masquerading: the bridge has no address on the host and the pod no
@@ -144,6 +144,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.paddock.options]
         BinaryName = "{ctl}"
         Root = "{d}/paddock"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.paddock-shim]
+      runtime_type = "io.containerd.paddock.v1"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.paddock-shim.options]
+        ConfigPath = "{d}/paddock-shim.toml"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
@@ -152,9 +156,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
             ctl = ctl.display()
         );
         std::fs::write(dir.join("config.toml"), config).unwrap();
+        // The paddock shim's own configuration: the state root (as the runc shim's is
+        // `<Root>/<namespace>`, so that the checks find every handler's the same way).
+        let shim_root = dir.join("paddock-shim").join("k8s.io");
+        std::fs::write(dir.join("paddock-shim.toml"), format!("root = \"{}\"\n", shim_root.display())).unwrap();
         let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
         let mut command = Command::new("containerd");
         command.arg("--config").arg(dir.join("config.toml"));
+        // containerd finds `containerd-shim-paddock-v1` on its PATH.
+        let path = format!("{}:{}", harness::bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        command.env("PATH", path);
         command.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         // Its own process group: a Ctrl-C of the test run reaches it through the test alone.
         command.process_group(0);
@@ -222,7 +233,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         let bundle = Bundle::busybox(&["true"]);
         std::fs::write(bundle.rootfs().join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
         let archive = self.dir.join("images.tar");
-        write_oci_archive(
+        harness::images::write_oci_archive(
             &archive,
             &bundle.rootfs(),
             &[(IMAGE, vec!["/bin/sh"]), (PAUSE_IMAGE, PAUSE_COMMAND.to_vec())],
@@ -292,9 +303,11 @@ impl Drop for Node {
             out.read_to_string(&mut text).ok()?;
             Some(text)
         };
-        for (binary, root) in
-            [(PathBuf::from("runc"), self.runtime_root("runc")), (harness::ctl_path(), self.runtime_root("paddock"))]
-        {
+        for (binary, root) in [
+            (PathBuf::from("runc"), self.runtime_root("runc")),
+            (harness::ctl_path(), self.runtime_root("paddock")),
+            (harness::ctl_path(), self.runtime_root("paddock-shim")),
+        ] {
             if !root.is_dir() {
                 continue;
             }
@@ -304,6 +317,7 @@ impl Drop for Node {
             }
         }
         stop_paddockd(&self.runtime_root("paddock"));
+        stop_paddockd(&self.runtime_root("paddock-shim"));
         // The pods' cgroup parent (the runtimes remove the pods' and containers' own).
         for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
             let parent = hierarchy.path().join(self.cgroup_parent.trim_start_matches('/'));
@@ -362,68 +376,6 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{:x}", sha2::Sha256::digest(data))
-}
-
-/// Writes an OCI image layout, as a tar archive, holding one image per `(name, command)`: each
-/// a single uncompressed layer made of `rootfs`, named by containerd's name annotation.
-fn write_oci_archive(archive: &Path, rootfs: &Path, images: &[(&str, Vec<&str>)]) {
-    let mut layer = tar::Builder::new(Vec::new());
-    layer.follow_symlinks(false);
-    layer.append_dir_all(".", rootfs).expect("layer");
-    let layer = layer.into_inner().expect("layer");
-    let layer_digest = sha256(&layer);
-    let architecture = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    let mut blobs = vec![(layer_digest.clone(), layer.clone())];
-    let mut manifests = Vec::new();
-    for (name, command) in images {
-        let config = serde_json::to_vec(&serde_json::json!({
-            "architecture": architecture, "os": "linux",
-            "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                       "Cmd": command, "WorkingDir": "/"},
-            "rootfs": {"type": "layers", "diff_ids": [layer_digest]}
-        }))
-        .unwrap();
-        let manifest = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": sha256(&config), "size": config.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                        "digest": layer_digest, "size": layer.len()}]
-        }))
-        .unwrap();
-        manifests.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": sha256(&manifest), "size": manifest.len(),
-            "annotations": {"io.containerd.image.name": name,
-                            "org.opencontainers.image.ref.name": name.rsplit(':').next()}
-        }));
-        blobs.push((sha256(&config), config));
-        blobs.push((sha256(&manifest), manifest));
-    }
-    let index = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": manifests})).unwrap();
-    let mut out = tar::Builder::new(std::fs::File::create(archive).expect("archive"));
-    let mut add = |path: &str, data: &[u8]| {
-        let mut header = tar::Header::new_ustar();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
-        out.append_data(&mut header, path, data).expect("archive entry");
-    };
-    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
-    add("index.json", &index);
-    for (digest, data) in &blobs {
-        add(&format!("blobs/sha256/{}", digest.trim_start_matches("sha256:")), data);
-    }
-    out.finish().expect("archive");
 }
 
 /// The process running `sleep MARKER`, the command of one of the test's containers, found by
@@ -605,7 +557,11 @@ impl<'a> PodRun<'a> {
         };
         // Distinct per test process and handler: the containers' processes are found by them.
         let base = 1_000_000_000 + u64::from(std::process::id() % 100_000) * 100;
-        let offset = if handler == "runc" { 0 } else { 50 };
+        let offset = match handler {
+            "runc" => 0,
+            "paddock" => 50,
+            _ => 75,
+        };
         let markers = ["shared", "own"]
             .into_iter()
             .enumerate()
@@ -766,6 +722,23 @@ impl<'a> PodRun<'a> {
                 ensure!(status.state == ContainerState::ContainerRunning as i32, "{name}: {status:?}");
             }
             Ok(String::new())
+        });
+
+        self.step("one shim process serves the pod", |r| {
+            let pod = r.pod_id()?;
+            let mut ids = vec![pod.clone()];
+            ids.extend(r.containers.values().cloned());
+            let dir = r.node.dir.display().to_string();
+            let shims: Vec<(i32, String)> = processes_mentioning(&format!("-address {dir}/containerd.sock"))
+                .into_iter()
+                .map(|pid| (pid, command_line(pid)))
+                .filter(|(_, command)| command.contains("containerd-shim") && ids.iter().any(|id| command.contains(id)))
+                .collect();
+            ensure!(
+                shims.len() == 1 && shims[0].1.contains(&format!("-id {pod}")),
+                "the pod's shims (one per pod, named by the pod): {shims:?}"
+            );
+            Ok(format!("pid {}", shims[0].0))
         });
 
         self.step("ExecSync (stdout, stderr, exit code)", |r| {
@@ -1039,7 +1012,7 @@ impl<'a> PodRun<'a> {
 fn cri_pod_lifecycle_passes_with_paddock_every_step_it_passes_with_runc() {
     let node = Node::start();
     let mut runs = Vec::new();
-    for handler in ["runc", "paddock"] {
+    for handler in ["runc", "paddock", "paddock-shim"] {
         let started = Instant::now();
         let mut run = PodRun::new(&node, handler);
         run.run();
@@ -1048,17 +1021,22 @@ fn cri_pod_lifecycle_passes_with_paddock_every_step_it_passes_with_runc() {
         // Whatever a failed step left of this pod goes before the next handler's.
         node.remove_every_pod();
     }
-    let (runc, paddock) = (&runs[0], &runs[1]);
+    let (runc, paddock, shim) = (&runs[0], &runs[1], &runs[2]);
     let width = runc.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    println!("\n{:width$}  runc  paddock", "CRI step");
+    println!("\n{:width$}  runc  paddock  paddock-shim", "CRI step");
     let (mut regressions, mut reference_failures) = (Vec::new(), Vec::new());
-    for ((name, by_runc), (_, by_paddock)) in runc.iter().zip(paddock) {
+    for (((name, by_runc), (_, by_paddock)), (_, by_shim)) in runc.iter().zip(paddock).zip(shim) {
         let mark = |r: &Result<String, String>| if r.is_ok() { "pass" } else { "FAIL" };
-        println!("{name:width$}  {}  {}", mark(by_runc), mark(by_paddock));
-        match (by_runc, by_paddock) {
-            (Ok(_), Err(why)) => regressions.push(format!("{name}: {why}")),
-            (Err(why), _) => reference_failures.push(format!("{name}: {why}")),
-            _ => {}
+        println!("{name:width$}  {}  {}     {}", mark(by_runc), mark(by_paddock), mark(by_shim));
+        match by_runc {
+            Ok(_) => {
+                for (handler, outcome) in [("paddock", by_paddock), ("paddock-shim", by_shim)] {
+                    if let Err(why) = outcome {
+                        regressions.push(format!("[{handler}] {name}: {why}"));
+                    }
+                }
+            }
+            Err(why) => reference_failures.push(format!("{name}: {why}")),
         }
     }
     // A step the reference fails judges nothing: the machine or the test is wrong there.
@@ -1070,7 +1048,10 @@ fn cri_pod_lifecycle_passes_with_paddock_every_step_it_passes_with_runc() {
     );
     if !regressions.is_empty() {
         println!("\ncontainerd's log (last lines):\n{}", node.log_tail("containerd.log", 60));
-        println!("\npaddockd's log (last lines):\n{}", tail(&node.runtime_root("paddock").join("paddockd.log"), 60));
+        for handler in ["paddock", "paddock-shim"] {
+            let log = tail(&node.runtime_root(handler).join("paddockd.log"), 60);
+            println!("\npaddockd's log for {handler} (last lines):\n{log}");
+        }
     }
     assert!(regressions.is_empty(), "steps runc passes and paddock fails:\n{}", regressions.join("\n"));
 }

@@ -6,6 +6,8 @@
 //! a failing test still deletes its containers and stops its daemon.
 
 pub mod bench;
+pub mod containerd;
+pub mod images;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
