@@ -123,7 +123,7 @@ impl Meta {
 }
 
 /// Whether the process `record` describes still runs (not another with its pid).
-fn alive(record: &ProcessRecord) -> bool {
+pub(crate) fn alive(record: &ProcessRecord) -> bool {
     crate::procfs::start_time(record.pid).is_ok_and(|t| t == record.start_time)
 }
 

@@ -121,7 +121,17 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
         socket: (!activated).then(|| socket_path.clone()),
     });
     let life = Life { config, config_path: args.config.clone(), log, ready_fd: args.ready_fd, idle_exit };
-    let result = actix::System::new().block_on(serve(supervisor_config, listener, life));
+    // The wire server's own runtime, apart from the actors' thread (see `server`).
+    let server_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("paddockd-server")
+        .enable_all()
+        .build()
+        .context("starting the server's runtime")?;
+    let result =
+        actix::System::new().block_on(serve(supervisor_config, listener, server_runtime.handle().clone(), life));
+    // Requests still in flight are left (as after the drain timeout).
+    server_runtime.shutdown_background();
     // A socket systemd made is systemd's to keep.
     if !activated {
         let _ = std::fs::remove_file(&socket_path);
@@ -142,16 +152,27 @@ struct Life {
 async fn serve(
     config: SupervisorConfig,
     listener: std::os::unix::net::UnixListener,
+    server_runtime: tokio::runtime::Handle,
     mut life: Life,
 ) -> anyhow::Result<()> {
     let root = config.root.clone();
-    let supervisor = Supervisor::start(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (supervisor, board) = Supervisor::start_with_board(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     listener.set_nonblocking(true)?;
-    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let listener = {
+        // Registered with the server runtime's reactor, which polls it.
+        let _entered = server_runtime.enter();
+        tokio::net::UnixListener::from_std(listener)?
+    };
     let control = ServerControl::default();
     let limits = life.config.limits();
-    let mut server =
-        actix::spawn(server::serve(listener, supervisor.clone(), limits, control.clone(), life.idle_exit.take()));
+    let mut server = server_runtime.spawn(server::serve(
+        listener,
+        supervisor.clone(),
+        board,
+        limits,
+        control.clone(),
+        life.idle_exit.take(),
+    ));
     let mut server_stopped = false;
     // The supervisor restores every container before it answers: ready means ready.
     let count = supervisor.send(Ping).await.map_err(|_| anyhow::anyhow!("the supervisor stopped"))?;

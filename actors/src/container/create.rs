@@ -128,6 +128,7 @@ pub(crate) async fn create(
     config: Arc<SupervisorConfig>,
     store: MetaStore,
     events: EventBus,
+    board: crate::board::StateBoard,
     mut msg: Create,
     joined: Option<Joined>,
 ) -> Result<Addr<ContainerActor>, ApiError> {
@@ -191,6 +192,7 @@ pub(crate) async fn create(
             sandbox: parts.sandbox.clone().or(joined.map(|j| j.sandbox)),
             cgroup: parts.cgroups.first().cloned(),
             gofer: parts.gofer,
+            board,
         })
     }
     .start())
