@@ -141,9 +141,16 @@ async fn restore_all(
         };
         for meta in metas {
             let id = meta.id.clone();
-            let recovered =
-                container::recover(config.clone(), store.clone(), events.clone(), board.clone(), meta, found.as_ref(), &helpers)
-                    .await;
+            let recovered = container::recover(
+                config.clone(),
+                store.clone(),
+                events.clone(),
+                board.clone(),
+                meta,
+                found.as_ref(),
+                &helpers,
+            )
+            .await;
             match recovered {
                 Ok(Some(addr)) => restored.push((id, sandbox_id.clone(), addr)),
                 Ok(None) => {}
@@ -307,12 +314,12 @@ impl Handler<crate::Api<Monitor>> for Supervisor {
                 let _ = addr.send(RefreshBoard).await;
                 res.map(|m| (id, m))
             }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    let (id, monitored) = res?;
-                    act.monitors.record(monitor, &id);
-                    Ok(monitored)
-                }),
+            .into_actor(self)
+            .map(move |res, act, _| {
+                let (id, monitored) = res?;
+                act.monitors.record(monitor, &id);
+                Ok(monitored)
+            }),
         )
     }
 }
@@ -400,19 +407,19 @@ impl Handler<crate::Api<Delete>> for Supervisor {
                 }
                 res
             }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    if res.is_ok() {
-                        act.board.remove(&removed);
-                        let sandbox_id = match act.containers.remove(&removed) {
-                            Some(Slot::Ready { sandbox_id, .. }) => sandbox_id,
-                            _ => removed.clone(),
-                        };
-                        act.events.publish(&removed, &sandbox_id, wire::events::EventKind::Deleted);
-                        act.events.forget(&removed);
-                    }
-                    res
-                }),
+            .into_actor(self)
+            .map(move |res, act, _| {
+                if res.is_ok() {
+                    act.board.remove(&removed);
+                    let sandbox_id = match act.containers.remove(&removed) {
+                        Some(Slot::Ready { sandbox_id, .. }) => sandbox_id,
+                        _ => removed.clone(),
+                    };
+                    act.events.publish(&removed, &sandbox_id, wire::events::EventKind::Deleted);
+                    act.events.forget(&removed);
+                }
+                res
+            }),
         )
     }
 }

@@ -379,7 +379,8 @@ pub fn exec(
     let proxy = master.as_ref().map(Proxy::start).transpose()?;
     let sender = client.sender()?;
     let mut forwarder = None;
-    let request = wire::api::WaitProcess { id: full_id.clone(), pid: started.ns_pid, root: false, kill_on_hangup: false };
+    let request =
+        wire::api::WaitProcess { id: full_id.clone(), pid: started.ns_pid, root: false, kill_on_hangup: false };
     let status = client.wait_process_with(request, || {
         forwarder = Some(Forwarder::start(signals, sender, &full_id, Some(started.ns_pid), master));
     });

@@ -44,6 +44,7 @@ impl Durability {
         const TMPFS_MAGIC: i64 = 0x0102_1994;
         const RAMFS_MAGIC: i64 = 0x8584_58f6;
         match rustix::fs::statfs(dir) {
+            // f_type's integer type differs between targets.
             #[allow(clippy::unnecessary_cast)]
             Ok(fs) if matches!(fs.f_type as i64, TMPFS_MAGIC | RAMFS_MAGIC) => Durability::InMemory,
             _ => Durability::Flush,
@@ -125,6 +126,8 @@ mod tests {
     }
 
     #[test]
+    // f_type's integer type differs between targets.
+    #[allow(clippy::unnecessary_cast)]
     fn memory_file_systems_are_told_from_storage() {
         // /dev/shm is a tmpfs wherever these tests run; the crate's own directory is not.
         if std::path::Path::new("/dev/shm").is_dir() {
