@@ -165,6 +165,10 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Requests come from the wire server's thread: with a bounded mailbox a full one parks
+        // each sender, and a parked sender whose request is dropped (its client hung up) is
+        // kept. The wire server bounds what each client may have in flight instead.
+        ctx.set_mailbox_capacity(usize::MAX);
         let (config, store, events) = (self.config.clone(), self.store.clone(), self.events.clone());
         let board = self.board.clone();
         // Restore before anything else is handled: ctx.wait holds the mailbox.

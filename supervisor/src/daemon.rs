@@ -122,16 +122,19 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
     });
     let life = Life { config, config_path: args.config.clone(), log, ready_fd: args.ready_fd, idle_exit };
     // The wire server's own runtime, apart from the actors' thread (see `server`).
-    let server_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("paddockd-server")
-        .enable_all()
-        .build()
-        .context("starting the server's runtime")?;
-    let result =
-        actix::System::new().block_on(serve(supervisor_config, listener, server_runtime.handle().clone(), life));
+    // One thread drives it; what `serve` spawns there runs until that thread is told to end.
+    let server_runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the server's runtime")?;
+    let server_handle = server_runtime.handle().clone();
+    let (end_server, server_ends) = tokio::sync::oneshot::channel::<()>();
+    let server_thread = std::thread::Builder::new()
+        .name("paddockd-server".into())
+        .spawn(move || server_runtime.block_on(async move { drop(server_ends.await) }))
+        .context("starting the server's thread")?;
+    let result = actix::System::new().block_on(serve(supervisor_config, listener, server_handle, life));
     // Requests still in flight are left (as after the drain timeout).
-    server_runtime.shutdown_background();
+    let _ = end_server.send(());
+    let _ = server_thread.join();
     // A socket systemd made is systemd's to keep.
     if !activated {
         let _ = std::fs::remove_file(&socket_path);
