@@ -171,7 +171,7 @@ impl Drop for InFlight {
 
 /// Serves `listener` until the control leaves [`Phase::Serving`], or (with `idle`) until the
 /// daemon has had nothing to do for a while. `state` and `list` are answered from `board`.
-/// Call it from a multi-threaded tokio runtime apart from the actors' (it spawns its tasks
+/// Call it on a tokio runtime apart from the actors' thread (it spawns its tasks
 /// with `tokio::spawn`).
 pub async fn serve(
     listener: UnixListener,
