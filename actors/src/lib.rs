@@ -24,6 +24,7 @@
 //! ```
 
 pub mod async_conn;
+pub mod board;
 pub mod cgroups;
 pub mod config;
 pub mod container;

@@ -1,7 +1,9 @@
 //! Container metadata on disk: `<root>/<id>/meta.json`, guarded by `<root>/<id>/meta.lock`.
 //!
 //! Every change is saved at once and atomically: a temporary file is written and fsynced,
-//! renamed over `meta.json`, and the directory is fsynced. A crash at any instant leaves the
+//! renamed over `meta.json`, and the directory is fsynced (the fsyncs only where the state root
+//! is on storage: on a tmpfs, a host's /run, nothing survives the machine anyway; see
+//! [`sys::durable::Durability`]). A crash at any instant leaves the
 //! old or the new file, never a torn one. A container's directory appears whole (made under a
 //! reserved name and renamed into place) and disappears at once (renamed to a reserved name,
 //! then deleted), so a directory under a container's name always holds its `meta.json`.
@@ -123,7 +125,7 @@ impl Meta {
 }
 
 /// Whether the process `record` describes still runs (not another with its pid).
-fn alive(record: &ProcessRecord) -> bool {
+pub(crate) fn alive(record: &ProcessRecord) -> bool {
     crate::procfs::start_time(record.pid).is_ok_and(|t| t == record.start_time)
 }
 
@@ -160,6 +162,8 @@ impl Meta {
 #[derive(Debug, Clone)]
 pub struct MetaStore {
     root: PathBuf,
+    /// Whether writes under the root are fsynced: decided once, from its file system.
+    durability: sys::durable::Durability,
 }
 
 fn io_err(what: impl std::fmt::Display, path: &Path, err: impl std::fmt::Display + 'static) -> ApiError {
@@ -167,9 +171,18 @@ fn io_err(what: impl std::fmt::Display, path: &Path, err: impl std::fmt::Display
 }
 
 impl MetaStore {
-    /// A store under `root` (which must exist).
+    /// A store under `root` (which must exist). Whether its writes are fsynced is decided
+    /// here, once, from the root's file system (see [`sys::durable::Durability::of`]).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        let root = root.into();
+        let durability = sys::durable::Durability::of(&root);
+        if durability == sys::durable::Durability::Flush {
+            tracing::info!(
+                root = %root.display(),
+                "the state root is not on a tmpfs: every metadata write is fsynced (a tmpfs such as /run is faster)"
+            );
+        }
+        Self { root, durability }
     }
 
     /// The state root.
@@ -207,7 +220,7 @@ impl MetaStore {
     /// [`MetaStore::create`]) and is left alone: the create fails, naming it.
     fn move_into_place(&self, staging: &Path, dir: &Path, id: &str) -> Result<(), ApiError> {
         match std::fs::rename(staging, dir) {
-            Ok(()) => sync_dir(&self.root),
+            Ok(()) => sync_dir(&self.root, self.durability),
             // rename(2) replaces only an empty directory: a non-empty one is either a container
             // (someone else won the race) or something that is not paddock's.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
@@ -242,7 +255,7 @@ impl MetaStore {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let trash = self.reserved_path(TRASH_PREFIX, &name);
         match std::fs::rename(dir, &trash) {
-            Ok(()) => sync_dir(&self.root)?,
+            Ok(()) => sync_dir(&self.root, self.durability)?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_err("removing", dir, e)),
         }
@@ -273,7 +286,7 @@ impl MetaStore {
         let _guard = lock.write().map_err(|e| io_err("locking", &dir.join(LOCK_FILE), e))?;
         let json =
             serde_json::to_vec_pretty(meta).map_err(|e| ApiError::internal(format!("encoding metadata: {e}")))?;
-        sys::durable::write_atomically(&dir.join(META_FILE), &json, 0o600)
+        sys::durable::write_atomically_with(&dir.join(META_FILE), &json, 0o600, self.durability)
             .map_err(|e| io_err(e.step, &e.path, e.source))
     }
 
@@ -344,8 +357,8 @@ fn already_exists(id: &str) -> ApiError {
     ApiError::new(ErrorKind::AlreadyExists, format!("container {} already exists", wire::ids::show_id(id)))
 }
 
-fn sync_dir(dir: &Path) -> Result<(), ApiError> {
-    sys::durable::sync_dir(dir).map_err(|e| io_err(e.step, &e.path, e.source))
+fn sync_dir(dir: &Path, durability: sys::durable::Durability) -> Result<(), ApiError> {
+    sys::durable::sync_dir_with(dir, durability).map_err(|e| io_err(e.step, &e.path, e.source))
 }
 
 #[cfg(test)]

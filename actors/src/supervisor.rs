@@ -16,8 +16,9 @@ use wire::api::{
 };
 use wire::{ApiError, ContainerState, ErrorKind, ExitStatus};
 
+use crate::board::StateBoard;
 use crate::config::SupervisorConfig;
-use crate::container::{self, ContainerActor, DeleteContainer, SandboxOf, Snapshot};
+use crate::container::{self, ContainerActor, DeleteContainer, RefreshBoard, SandboxOf, Snapshot};
 use crate::events::{EventBus, Subscription};
 use crate::meta::{Meta, MetaStore};
 use crate::monitors::{self, Monitors};
@@ -40,6 +41,7 @@ pub struct Supervisor {
     containers: BTreeMap<String, Slot>,
     events: EventBus,
     monitors: Monitors,
+    board: StateBoard,
 }
 
 impl Supervisor {
@@ -47,18 +49,28 @@ impl Supervisor {
     /// system. Every container found under the root is restored before the first message is
     /// handled.
     pub fn start(config: SupervisorConfig) -> Result<Addr<Supervisor>, ApiError> {
+        Self::start_with_board(config).map(|(addr, _)| addr)
+    }
+
+    /// [`Supervisor::start`], returning also the [`StateBoard`] its containers publish their
+    /// state on, for a reader on another thread (paddockd's wire server answers `state` and
+    /// `list` from it).
+    pub fn start_with_board(config: SupervisorConfig) -> Result<(Addr<Supervisor>, StateBoard), ApiError> {
         std::fs::create_dir_all(&config.root)
             .map_err(|e| ApiError::io(format!("creating {}", config.root.display()), e))?;
         let store = MetaStore::new(config.root.clone());
         let events = EventBus::new(config.event_limits);
-        Ok(Supervisor {
+        let board = StateBoard::new();
+        let addr = Supervisor {
             config: Arc::new(config),
             store,
             containers: BTreeMap::new(),
             events,
             monitors: Monitors::default(),
+            board: board.clone(),
         }
-        .start())
+        .start();
+        Ok((addr, board))
     }
 
     fn resolve(&self, query: &str) -> Result<(String, Addr<ContainerActor>), ApiError> {
@@ -89,6 +101,7 @@ async fn restore_all(
     config: Arc<SupervisorConfig>,
     store: MetaStore,
     events: EventBus,
+    board: StateBoard,
 ) -> Vec<(String, String, Addr<ContainerActor>)> {
     let (metas, errors, helpers) = {
         let store = store.clone();
@@ -128,9 +141,17 @@ async fn restore_all(
         };
         for meta in metas {
             let id = meta.id.clone();
-            match container::recover(config.clone(), store.clone(), events.clone(), meta, found.as_ref(), &helpers)
-                .await
-            {
+            let recovered = container::recover(
+                config.clone(),
+                store.clone(),
+                events.clone(),
+                board.clone(),
+                meta,
+                found.as_ref(),
+                &helpers,
+            )
+            .await;
+            match recovered {
                 Ok(Some(addr)) => restored.push((id, sandbox_id.clone(), addr)),
                 Ok(None) => {}
                 Err(e) => warn!(container = %id, "cannot restore: {e}"),
@@ -144,9 +165,14 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Requests come from the wire server's thread: with a bounded mailbox a full one parks
+        // each sender, and a parked sender whose request is dropped (its client hung up) is
+        // kept. The wire server bounds what each client may have in flight instead.
+        ctx.set_mailbox_capacity(usize::MAX);
         let (config, store, events) = (self.config.clone(), self.store.clone(), self.events.clone());
+        let board = self.board.clone();
         // Restore before anything else is handled: ctx.wait holds the mailbox.
-        ctx.wait(restore_all(config, store, events).into_actor(self).map(|restored, act, _| {
+        ctx.wait(restore_all(config, store, events, board).into_actor(self).map(|restored, act, _| {
             if !restored.is_empty() {
                 info!(count = restored.len(), "containers restored");
             }
@@ -195,6 +221,7 @@ impl Handler<crate::Api<Create>> for Supervisor {
         let monitored = self.monitored_in(&msg.spec);
         self.containers.insert(id.clone(), Slot::Creating);
         let (config, store, events) = (self.config.clone(), self.store.clone(), self.events.clone());
+        let board = self.board.clone();
         Box::pin(
             async move {
                 let mut msg = msg;
@@ -208,7 +235,7 @@ impl Handler<crate::Api<Create>> for Supervisor {
                     }
                     None => None,
                 };
-                let addr = container::create(config, store, events, msg, joined).await?;
+                let addr = container::create(config, store, events, board, msg, joined).await?;
                 let state = addr.send(Snapshot).await.map_err(|_| ApiError::internal("container actor stopped"))?;
                 Ok((addr, state))
             }
@@ -286,13 +313,17 @@ impl Handler<crate::Api<Monitor>> for Supervisor {
         msg.id = id.clone();
         let monitor = msg.monitor_pid;
         Box::pin(
-            async move { addr.send(crate::Api(msg)).await.map_err(|_| gone(&id))?.map(|m| (id, m)) }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    let (id, monitored) = res?;
-                    act.monitors.record(monitor, &id);
-                    Ok(monitored)
-                }),
+            async move {
+                let res = addr.send(crate::Api(msg)).await.map_err(|_| gone(&id))?;
+                let _ = addr.send(RefreshBoard).await;
+                res.map(|m| (id, m))
+            }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                let (id, monitored) = res?;
+                act.monitors.record(monitor, &id);
+                Ok(monitored)
+            }),
         )
     }
 }
@@ -308,7 +339,12 @@ macro_rules! forward {
                     Err(e) => return Box::pin(async move { Err(e) }),
                 };
                 msg.id = id.clone();
-                Box::pin(async move { addr.send(crate::Api(msg)).await.map_err(|_| gone(&id))? })
+                Box::pin(async move {
+                    let reply = addr.send(crate::Api(msg)).await.map_err(|_| gone(&id))?;
+                    // Whoever gets the reply reads at least this state on the board.
+                    let _ = addr.send(RefreshBoard).await;
+                    reply
+                })
             }
         }
     };
@@ -367,19 +403,27 @@ impl Handler<crate::Api<Delete>> for Supervisor {
         let joined = self.joined(&id);
         let removed = id.clone();
         Box::pin(
-            async move { addr.send(DeleteContainer { force: msg.force, joined }).await.map_err(|_| gone(&id))? }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    if res.is_ok() {
-                        let sandbox_id = match act.containers.remove(&removed) {
-                            Some(Slot::Ready { sandbox_id, .. }) => sandbox_id,
-                            _ => removed.clone(),
-                        };
-                        act.events.publish(&removed, &sandbox_id, wire::events::EventKind::Deleted);
-                        act.events.forget(&removed);
-                    }
-                    res
-                }),
+            async move {
+                let res = addr.send(DeleteContainer { force: msg.force, joined }).await.map_err(|_| gone(&id))?;
+                if res.is_err() {
+                    // Refused or failed part-way: the container is still there, maybe changed.
+                    let _ = addr.send(RefreshBoard).await;
+                }
+                res
+            }
+            .into_actor(self)
+            .map(move |res, act, _| {
+                if res.is_ok() {
+                    act.board.remove(&removed);
+                    let sandbox_id = match act.containers.remove(&removed) {
+                        Some(Slot::Ready { sandbox_id, .. }) => sandbox_id,
+                        _ => removed.clone(),
+                    };
+                    act.events.publish(&removed, &sandbox_id, wire::events::EventKind::Deleted);
+                    act.events.forget(&removed);
+                }
+                res
+            }),
         )
     }
 }

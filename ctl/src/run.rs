@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use wire::api::{Create, RestoreFrom};
-use wire::client::Client;
+use wire::client::{Client, RequestSender};
 use wire::{ContainerState, FdSlot, SpecJson, Stdio};
 
 use super::terminal::{self, Console, Proxy};
@@ -100,15 +100,17 @@ impl Forwarder {
         signal_hook::iterator::Signals::new(forwarded_signals()).context("installing signal handlers")
     }
 
+    /// Starts forwarding through `client`, a sender on the connection that waits for the exit
+    /// (see [`Client::sender`]): one connection for both. Called once the wait request is
+    /// written, so the two never write at once; signals that came before are queued.
     fn start(
         mut signals: signal_hook::iterator::Signals,
-        root: &Path,
+        mut client: RequestSender,
         id: &str,
         pid: Option<i32>,
         tty: Option<OwnedFd>,
-    ) -> anyhow::Result<Self> {
+    ) -> Self {
         let handle = signals.handle();
-        let mut client = connect_or_start(root)?;
         let target = id.to_string();
         let thread = std::thread::spawn(move || {
             for signal in signals.forever() {
@@ -124,10 +126,10 @@ impl Forwarder {
                         }
                     }
                 }
-                let _ = client.kill(&target, signal, false, pid);
+                let _ = client.kill(&target, signal, pid);
             }
         });
-        Ok(Self { handle, thread: Some(thread) })
+        Self { handle, thread: Some(thread) }
     }
 }
 
@@ -332,8 +334,11 @@ pub fn run(root: &Path, opts: RunOptions) -> anyhow::Result<i32> {
     let Some(signals) = forwarding else {
         return Ok(0);
     };
-    let forwarder = Forwarder::start(signals, root, &id, None, master)?;
-    let status = client.wait(&id);
+    let sender = client.sender()?;
+    let mut forwarder = None;
+    let status = client.wait_with(wire::api::Wait { id: id.clone(), kill_on_hangup: false }, || {
+        forwarder = Some(Forwarder::start(signals, sender, &id, None, master));
+    });
     drop(forwarder);
     if let Some(proxy) = proxy {
         proxy.finish();
@@ -372,8 +377,13 @@ pub fn exec(
         return Ok(0);
     };
     let proxy = master.as_ref().map(Proxy::start).transpose()?;
-    let forwarder = Forwarder::start(signals, root, &full_id, Some(started.ns_pid), master)?;
-    let status = client.wait_process(&full_id, started.ns_pid, false);
+    let sender = client.sender()?;
+    let mut forwarder = None;
+    let request =
+        wire::api::WaitProcess { id: full_id.clone(), pid: started.ns_pid, root: false, kill_on_hangup: false };
+    let status = client.wait_process_with(request, || {
+        forwarder = Some(Forwarder::start(signals, sender, &full_id, Some(started.ns_pid), master));
+    });
     drop(forwarder);
     if let Some(proxy) = proxy {
         proxy.finish();

@@ -121,7 +121,20 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
         socket: (!activated).then(|| socket_path.clone()),
     });
     let life = Life { config, config_path: args.config.clone(), log, ready_fd: args.ready_fd, idle_exit };
-    let result = actix::System::new().block_on(serve(supervisor_config, listener, life));
+    // The wire server's own runtime, apart from the actors' thread (see `server`).
+    // One thread drives it; what `serve` spawns there runs until that thread is told to end.
+    let server_runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the server's runtime")?;
+    let server_handle = server_runtime.handle().clone();
+    let (end_server, server_ends) = tokio::sync::oneshot::channel::<()>();
+    let server_thread = std::thread::Builder::new()
+        .name("paddockd-server".into())
+        .spawn(move || server_runtime.block_on(async move { drop(server_ends.await) }))
+        .context("starting the server's thread")?;
+    let result = actix::System::new().block_on(serve(supervisor_config, listener, server_handle, life));
+    // Requests still in flight are left (as after the drain timeout).
+    let _ = end_server.send(());
+    let _ = server_thread.join();
     // A socket systemd made is systemd's to keep.
     if !activated {
         let _ = std::fs::remove_file(&socket_path);
@@ -142,16 +155,27 @@ struct Life {
 async fn serve(
     config: SupervisorConfig,
     listener: std::os::unix::net::UnixListener,
+    server_runtime: tokio::runtime::Handle,
     mut life: Life,
 ) -> anyhow::Result<()> {
     let root = config.root.clone();
-    let supervisor = Supervisor::start(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (supervisor, board) = Supervisor::start_with_board(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     listener.set_nonblocking(true)?;
-    let listener = tokio::net::UnixListener::from_std(listener)?;
+    let listener = {
+        // Registered with the server runtime's reactor, which polls it.
+        let _entered = server_runtime.enter();
+        tokio::net::UnixListener::from_std(listener)?
+    };
     let control = ServerControl::default();
     let limits = life.config.limits();
-    let mut server =
-        actix::spawn(server::serve(listener, supervisor.clone(), limits, control.clone(), life.idle_exit.take()));
+    let mut server = server_runtime.spawn(server::serve(
+        listener,
+        supervisor.clone(),
+        board,
+        limits,
+        control.clone(),
+        life.idle_exit.take(),
+    ));
     let mut server_stopped = false;
     // The supervisor restores every container before it answers: ready means ready.
     let count = supervisor.send(Ping).await.map_err(|_| anyhow::anyhow!("the supervisor stopped"))?;

@@ -2,6 +2,11 @@
 //! handshake, and turns each request frame into the supervisor actor's message. Requests on
 //! one connection run concurrently; replies carry their request's id.
 //!
+//! The server runs on a tokio runtime of its own, apart from the actors' thread: `state` and
+//! `list` are answered from the [`StateBoard`] the container actors publish on, so they never
+//! wait for that thread, which a burst of creates keeps busy (see [`actors::board`]). Every
+//! other request is a message to the supervisor actor.
+//!
 //! Shutting down goes in phases ([`Phase`]): first no new connection or request is taken
 //! (requests in flight go on), then requests that only wait (for an exit) are answered with
 //! an `Unavailable` error, and paddockd waits for the rest to finish.
@@ -12,6 +17,7 @@ use std::time::Duration;
 
 use actix::Addr;
 use actors::async_conn::split;
+use actors::board::StateBoard;
 use actors::supervisor::Subscribe;
 use actors::Supervisor;
 use tokio::net::{UnixListener, UnixStream};
@@ -164,10 +170,13 @@ impl Drop for InFlight {
 }
 
 /// Serves `listener` until the control leaves [`Phase::Serving`], or (with `idle`) until the
-/// daemon has had nothing to do for a while.
+/// daemon has had nothing to do for a while. `state` and `list` are answered from `board`.
+/// Call it on a tokio runtime apart from the actors' thread (it spawns its tasks
+/// with `tokio::spawn`).
 pub async fn serve(
     listener: UnixListener,
     supervisor: Addr<Supervisor>,
+    board: StateBoard,
     limits: Limits,
     control: ServerControl,
     idle: Option<IdleExit>,
@@ -182,19 +191,21 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     idle_since = None;
                     if *control.connections.borrow() >= limits.max_connections {
-                        actix::spawn(refuse(stream, limits.max_connections));
+                        tokio::spawn(refuse(stream, limits.max_connections));
                         continue;
                     }
                     let counted = control.connected();
                     let (to, controlled, limited) = (supervisor.clone(), control.clone(), limits.clone());
-                    actix::spawn(async move {
-                        handle_connection(stream, to, limited, controlled).await;
+                    let board = board.clone();
+                    tokio::spawn(async move {
+                        handle_connection(stream, to, board, limited, controlled).await;
                         drop(counted);
                     });
                 }
                 Err(e) => warn!("accept: {e}"),
             },
-            _ = phase.wait_for(|p| *p != Phase::Serving) => return Stopped::Asked,
+            // (The borrow `wait_for` returns is dropped at once: it may not cross an await.)
+            _ = async { drop(phase.wait_for(|p| *p != Phase::Serving).await) } => return Stopped::Asked,
             now = ticks.tick(), if idle.is_some() => {
                 let Some(idle) = &idle else { continue };
                 let supervising = supervisor.send(actors::supervisor::Supervising).await.unwrap_or(1);
@@ -258,7 +269,13 @@ fn peer_allowed(stream: &UnixStream) -> Result<(), ApiError> {
     }
 }
 
-async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, limits: Limits, control: ServerControl) {
+async fn handle_connection(
+    stream: UnixStream,
+    supervisor: Addr<Supervisor>,
+    board: StateBoard,
+    limits: Limits,
+    control: ServerControl,
+) {
     let allowed = peer_allowed(&stream);
     // The peer's pid as paddockd sees it: a monitor is moved into its container's cgroups by
     // this pid, which the kernel vouches for (a pid in a request could name anyone).
@@ -292,7 +309,7 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, lim
     let (tx, mut rx) = mpsc::channel::<ServerFrame>(limits.max_requests + 16);
     let write_timeout = limits.frame_timeout;
     let writer_hangup = hangup_tx.clone();
-    actix::spawn(async move {
+    tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
             let fatal = matches!(frame, ServerFrame::Fatal(_));
             let written = tokio::time::timeout(write_timeout, writer.send(&frame)).await;
@@ -348,13 +365,17 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, lim
                 };
                 let tx = tx.clone();
                 let supervisor = supervisor.clone();
+                let board = board.clone();
                 let control = control.clone();
                 let hangup = hangup.clone();
-                actix::spawn(async move {
+                tokio::spawn(async move {
                     let _counted = control.track();
                     let id = frame.id;
                     let name = frame.request.name();
-                    let result = answer(&supervisor, frame.request, &control, hangup).await;
+                    let result = match from_board(&board, &frame.request) {
+                        Some(reply) => Ok(reply),
+                        None => answer(&supervisor, frame.request, &control, hangup).await,
+                    };
                     drop(slot);
                     if let Err(e) = &result {
                         debug!(request = name, "failed: {e}");
@@ -380,6 +401,17 @@ async fn handle_connection(stream: UnixStream, supervisor: Addr<Supervisor>, lim
                 return;
             }
         }
+    }
+}
+
+/// The reply to a `state` of a full id or to a `list`, read from the board; `None` for any
+/// other request, and for a `state` whose id is not on the board (a prefix, a container still
+/// being created, or none at all: the supervisor resolves and answers those).
+fn from_board(board: &StateBoard, request: &Request) -> Option<Reply> {
+    match request {
+        Request::State(m) => board.state(&m.id).map(Reply::State),
+        Request::List(_) => Some(Reply::List(board.list())),
+        _ => None,
     }
 }
 
@@ -417,7 +449,7 @@ async fn answer(
     tokio::select! {
         biased;
         result = route(supervisor, request) => result,
-        _ = phase.wait_for(|p| *p == Phase::Cancelling) => Err(ApiError::new(
+        _ = async { drop(phase.wait_for(|p| *p == Phase::Cancelling).await) } => Err(ApiError::new(
             ErrorKind::Unavailable,
             "paddockd is shutting down (the container is not affected); wait again once it is back",
         )),

@@ -122,6 +122,16 @@ impl Client {
         Ok(id)
     }
 
+    /// A second sender of requests on this same connection, for another thread (ctl's signal
+    /// forwarder sends kills while this client waits for an exit): no second connection, no
+    /// second handshake. Its requests are sent without waiting for their replies, under ids of
+    /// their own that this client's [`Client::reply_to`] skips. The two must not write at the
+    /// same time: this client only reads while the sender is in use (it waits).
+    pub fn sender(&self) -> Result<RequestSender, ApiError> {
+        let stream = self.conn.stream().try_clone().map_err(|e| ApiError::io("duplicating the connection", e))?;
+        Ok(RequestSender { conn: Connection::new(stream, DEFAULT_MAX_FRAME), next_id: SENDER_IDS })
+    }
+
     /// Reads until the reply to request `id` (blocking), skipping replies to others.
     pub fn reply_to(&mut self, id: u64) -> Result<Reply, ApiError> {
         loop {
@@ -268,6 +278,33 @@ impl Client {
     /// Copies into a container from the tar stream in `copy.source`.
     pub fn copy_in(&mut self, copy: CopyIn) -> Result<(), ApiError> {
         expect_done(self.call(Request::CopyIn(copy))?)
+    }
+}
+
+/// Where the ids of a [`RequestSender`]'s requests begin: far above any a [`Client`] reaches.
+const SENDER_IDS: u64 = 1 << 62;
+
+/// Sends requests on a [`Client`]'s connection from another thread, without reading their
+/// replies (see [`Client::sender`]).
+#[derive(Debug)]
+pub struct RequestSender {
+    conn: Connection,
+    next_id: u64,
+}
+
+impl RequestSender {
+    /// Sends `request`; its reply is skipped by the client's reads.
+    pub fn send(&mut self, request: Request) -> Result<(), ApiError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.conn.send(&RequestFrame { id, request })?;
+        Ok(())
+    }
+
+    /// Signals a container's init, or its process `pid` (see [`Client::kill`]), not waiting for
+    /// the answer.
+    pub fn kill(&mut self, id: &str, signal: i32, pid: Option<i32>) -> Result<(), ApiError> {
+        self.send(Request::Kill(Kill { id: id.into(), signal, all: false, pid }))
     }
 }
 

@@ -128,6 +128,7 @@ pub(crate) async fn create(
     config: Arc<SupervisorConfig>,
     store: MetaStore,
     events: EventBus,
+    board: crate::board::StateBoard,
     mut msg: Create,
     joined: Option<Joined>,
 ) -> Result<Addr<ContainerActor>, ApiError> {
@@ -192,6 +193,7 @@ pub(crate) async fn create(
             sandbox: parts.sandbox.clone().or(joined.map(|j| j.sandbox)),
             cgroup: parts.cgroups.first().cloned(),
             gofer: parts.gofer,
+            board,
         })
     }
     .start())
@@ -240,9 +242,11 @@ async fn build_root(
         let sandbox_cgroup = sandbox_cgroup.clone();
         blocking(move || sandbox_cgroup.add_all(&pids)).await?;
     }
-    // Record the processes before the container exists, so a crash from here on leaves
-    // enough on disk to find and stop them.
-    save(store, meta).await?;
+    // Not saved yet: one metadata write per transition, and the next is Created. A paddockd
+    // that dies before it finds the container Creating on disk and these helpers by their
+    // command line and state directory (`procfs::HelperScan`), kills them (the sandbox is
+    // PID 1 of its namespace: the container's init, if it exists yet, goes with it) and
+    // removes the cgroups and the directory (`recover`).
     // The interfaces go into the sandbox's network namespace before the container's init
     // exists, so that it, and the createRuntime hooks, find them there (as runc's do).
     if let (Some(linux), Some(record)) = (meta.spec.linux().clone(), meta.sandbox) {

@@ -41,6 +41,9 @@ impl ContainerActor {
             self.meta.status = Status::Stopped;
             self.meta.exit_status = Some(ExitStatus::Signaled(libc::SIGKILL));
         }
+        // Before anyone is answered: a subcontainer stopped with its sandbox is not asked
+        // through the supervisor, which would refresh it after.
+        self.refresh_board();
         self.wake_waiters();
     }
 }

@@ -73,6 +73,7 @@ impl ContainerActor {
     fn restart_gofer(&mut self, ctx: &mut Context<Self>) {
         let Some(sandbox) = self.sandbox.clone() else {
             self.gofer_status = GoferStatus::Failed("the sandbox is gone".into());
+            self.refresh_board();
             return;
         };
         let config = self.config.clone();
@@ -124,6 +125,11 @@ impl ContainerActor {
     }
 
     fn gofer_failed_again(&mut self, ctx: &mut Context<Self>) {
+        self.gofer_failed_status(ctx);
+        self.refresh_board();
+    }
+
+    fn gofer_failed_status(&mut self, ctx: &mut Context<Self>) {
         if self.sandbox.is_none() {
             self.gofer_status = GoferStatus::Stopped;
             self.fail_gofer_waiters();

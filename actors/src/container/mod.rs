@@ -44,6 +44,7 @@ pub use delete::{DeleteContainer, SandboxGoingAway};
 pub(crate) use recover::recover;
 
 use crate::blocking;
+use crate::board::{BoardKey, StateBoard};
 use crate::cgroups::Cgroup;
 use crate::config::SupervisorConfig;
 use crate::events::EventBus;
@@ -80,6 +81,10 @@ pub struct ContainerActor {
     /// The pid files' processes that joined its cgroups (see [`monitor`]): not the
     /// container's, so `ps` and checkpoint leave them out.
     monitors: Vec<crate::meta::ProcessRecord>,
+    /// Where its state is published for readers on other threads (see [`crate::board`]).
+    board: StateBoard,
+    /// Its right to its entry on the board.
+    board_key: BoardKey,
 }
 
 /// What a container's actor is made from, when created or taken over after a restart of
@@ -92,12 +97,13 @@ struct ActorParts {
     sandbox: Option<Addr<SandboxActor>>,
     gofer: Option<GoferHandle>,
     cgroup: Option<Arc<Cgroup>>,
+    board: StateBoard,
 }
 
 impl ContainerActor {
     /// The actor for `parts`, not started, with no waiter, budget spent or stdio held.
     fn new(parts: ActorParts) -> Self {
-        let ActorParts { meta, config, store, events, sandbox, gofer, cgroup } = parts;
+        let ActorParts { meta, config, store, events, sandbox, gofer, cgroup, board } = parts;
         let restart_budget = RestartBudget::container(config.restart_limits);
         ContainerActor {
             meta,
@@ -117,6 +123,8 @@ impl ContainerActor {
             oom_kills: 0,
             checkpointing: false,
             monitors: Vec::new(),
+            board,
+            board_key: BoardKey::new(),
         }
     }
 }
@@ -125,6 +133,7 @@ impl Actor for ContainerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.board.put(self.board_key, self.state(), self.meta.monitor);
         if let Some(gofer) = &self.gofer {
             gofer.addr.do_send(WatchGofer(ctx.address().recipient()));
             self.gofer_budget.started(std::time::Instant::now());
@@ -136,6 +145,10 @@ impl Actor for ContainerActor {
             ctx.add_stream(futures_util::StreamExt::map(watch, OomNotice));
         }
         self.resume_restarts(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.board.remove_own(self.board_key, &self.meta.id);
     }
 }
 
@@ -270,7 +283,13 @@ fn apply_notice(meta: &mut Meta, notice: SandboxNotice) -> bool {
 impl ContainerActor {
     /// Publishes an event about this container.
     fn publish(&self, kind: wire::events::EventKind) {
+        self.refresh_board();
         self.events.publish(&self.meta.id, &self.meta.sandbox_id, kind);
+    }
+
+    /// Rewrites its entry on the state board from its current state (see [`crate::board`]).
+    fn refresh_board(&self) {
+        self.board.update(self.board_key, self.state(), self.meta.monitor);
     }
 
     /// Gives the exit status to everyone waiting, once the container stopped for good (no
@@ -280,6 +299,10 @@ impl ContainerActor {
             return;
         }
         if let Some(status) = self.meta.exit_status {
+            // A waiter that asks for the state next reads the stopped one.
+            if !self.waiters.is_empty() {
+                self.refresh_board();
+            }
             for w in self.waiters.drain(..) {
                 let _ = w.send(status);
             }
@@ -321,6 +344,21 @@ impl ContainerActor {
                 .await
                 .map_err(|_| ApiError::new(ErrorKind::Sandbox, format!("the sandbox of container {id:?} went away")))?
         }
+    }
+}
+
+/// Asks a container actor to rewrite its entry on the state board from its current state:
+/// the supervisor sends it after each operation it forwarded, before it passes the reply on,
+/// so that whoever got the reply reads at least that state on the board.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RefreshBoard;
+
+impl Handler<RefreshBoard> for ContainerActor {
+    type Result = ();
+
+    fn handle(&mut self, _: RefreshBoard, _: &mut Context<Self>) {
+        self.refresh_board();
     }
 }
 
@@ -446,6 +484,7 @@ impl Handler<SandboxNotice> for ContainerActor {
                     act.publish(wire::events::EventKind::exited(status));
                 }
                 act.follow_plan(next, ctx);
+                act.refresh_board();
                 act.wake_waiters();
             }),
         ))

@@ -37,6 +37,7 @@ pub(crate) async fn recover(
     config: Arc<SupervisorConfig>,
     store: MetaStore,
     events: EventBus,
+    board: crate::board::StateBoard,
     mut meta: Meta,
     found: Option<&Found>,
     helpers: &HelperScan,
@@ -145,6 +146,7 @@ pub(crate) async fn recover(
             sandbox: found.map(|f| f.addr.clone()),
             gofer,
             cgroup,
+            board,
         })
     }
     .start();
