@@ -15,9 +15,15 @@
 //! The supervisor takes the entry off before a delete's success is replied, and an actor only
 //! ever rewrites an entry it put there itself, so a deleted container never comes back, even
 //! when a new one of the same id follows at once.
+//!
+//! The board answers only once the supervisor has restored every container of an earlier
+//! paddockd and each has taken in what happened to it meanwhile (an exit, a lost sandbox):
+//! before that it would list some containers and not others, or a container as created whose
+//! process is gone. Until then [`StateBoard::state`] and [`StateBoard::list`] answer `None`
+//! and the request goes to the supervisor, which holds it until the restore is done.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use wire::{ContainerState, Status};
@@ -41,6 +47,8 @@ struct Entry {
 #[derive(Debug, Clone, Default)]
 pub struct StateBoard {
     entries: Arc<RwLock<BTreeMap<String, Entry>>>,
+    /// Whether the restore at start-up is over (see the module's comment).
+    open: Arc<AtomicBool>,
 }
 
 /// An actor's right to its entry: entries are written only by the holder of the key that put
@@ -66,6 +74,11 @@ impl StateBoard {
     /// An empty board.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Lets the board answer: every container restored at start-up is on it, as it is now.
+    pub(crate) fn open(&self) {
+        self.open.store(true, Ordering::Release);
     }
 
     /// Puts `state` on the board for the actor holding `key`, replacing any entry of that id.
@@ -104,15 +117,21 @@ impl StateBoard {
     /// not resolved here (a container still being created is not on the board, and could make
     /// it ambiguous): the supervisor answers those.
     pub fn state(&self, id: &str) -> Option<ContainerState> {
+        if !self.open.load(Ordering::Acquire) {
+            return None;
+        }
         let entry = self.entries.read().unwrap_or_else(PoisonError::into_inner).get(id).cloned()?;
         Some(entry.current())
     }
 
-    /// Every container on the board, by id.
-    pub fn list(&self) -> Vec<ContainerState> {
+    /// Every container on the board, by id; `None` until the restore at start-up is over.
+    pub fn list(&self) -> Option<Vec<ContainerState>> {
+        if !self.open.load(Ordering::Acquire) {
+            return None;
+        }
         let entries: Vec<Entry> =
             self.entries.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
-        entries.into_iter().map(Entry::current).collect()
+        Some(entries.into_iter().map(Entry::current).collect())
     }
 }
 
@@ -155,6 +174,7 @@ mod tests {
     #[test]
     fn only_the_owner_rewrites_and_a_removed_entry_stays_removed() {
         let board = StateBoard::new();
+        board.open();
         let (old, new) = (BoardKey::new(), BoardKey::new());
         board.put(old, state("a", Status::Created), None);
         board.update(old, state("a", Status::Running), None);
@@ -168,16 +188,28 @@ mod tests {
         board.remove_own(old, "a");
         assert_eq!(board.state("a").map(|s| s.status), Some(Status::Created));
         board.remove_own(new, "a");
-        assert!(board.list().is_empty());
+        assert_eq!(board.list().map(|l| l.len()), Some(0));
     }
 
     #[test]
     fn prefixes_are_not_resolved_and_the_list_is_by_id() {
         let board = StateBoard::new();
+        board.open();
         board.put(BoardKey::new(), state("bb", Status::Created), None);
         board.put(BoardKey::new(), state("ab", Status::Running), None);
         assert!(board.state("a").is_none());
-        let ids: Vec<String> = board.list().into_iter().map(|s| s.id).collect();
+        let ids: Vec<String> = board.list().unwrap_or_default().into_iter().map(|s| s.id).collect();
         assert_eq!(ids, ["ab", "bb"]);
+    }
+
+    #[test]
+    fn before_the_restore_is_over_the_board_answers_nothing() {
+        let board = StateBoard::new();
+        board.put(BoardKey::new(), state("a", Status::Created), None);
+        assert!(board.state("a").is_none());
+        assert!(board.list().is_none());
+        board.open();
+        assert_eq!(board.state("a").map(|s| s.status), Some(Status::Created));
+        assert_eq!(board.list().map(|l| l.len()), Some(1));
     }
 }

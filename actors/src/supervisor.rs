@@ -172,13 +172,14 @@ impl Actor for Supervisor {
         let (config, store, events) = (self.config.clone(), self.store.clone(), self.events.clone());
         let board = self.board.clone();
         // Restore before anything else is handled: ctx.wait holds the mailbox.
-        ctx.wait(restore_all(config, store, events, board).into_actor(self).map(|restored, act, _| {
+        ctx.wait(restore_all(config, store, events, board.clone()).into_actor(self).map(move |restored, act, _| {
             if !restored.is_empty() {
                 info!(count = restored.len(), "containers restored");
             }
             for (id, sandbox_id, addr) in restored {
                 act.containers.insert(id, Slot::Ready { addr, sandbox_id });
             }
+            board.open();
         }));
     }
 }

@@ -410,7 +410,7 @@ async fn handle_connection(
 fn from_board(board: &StateBoard, request: &Request) -> Option<Reply> {
     match request {
         Request::State(m) => board.state(&m.id).map(Reply::State),
-        Request::List(_) => Some(Reply::List(board.list())),
+        Request::List(_) => board.list().map(Reply::List),
         _ => None,
     }
 }

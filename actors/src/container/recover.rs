@@ -150,8 +150,9 @@ pub(crate) async fn recover(
         })
     }
     .start();
+    // Taken in before the restore is over: the state board opens then (see `board`).
     if let Some(notice) = pending_notice {
-        addr.do_send(notice);
+        let _ = addr.send(notice).await;
     }
     Ok(Some(addr))
 }
