@@ -59,12 +59,12 @@ pub fn stream_stats(root: &std::path::Path, ids: &[String], every: &str) -> anyh
     let [id] = ids else { anyhow::bail!("events --interval takes exactly one container id") };
     let every = humantime::parse_duration(every).map_err(|e| anyhow::anyhow!("--interval {every:?}: {e}"))?;
     anyhow::ensure!(!every.is_zero(), "--interval must be longer than zero");
-    let mut client = crate::autostart::connect_or_start(root)?;
+    let mut client = wire::autostart::connect_or_start(root)?;
     let id = client.state(id)?.id;
     // OOM kills come from paddockd's event stream, on a connection of its own; the retained
     // history it starts with is what happened before (up to `seen`).
     let seen = last_seq(&mut client, &id)?;
-    let mut follower = crate::autostart::connect_or_start(root)?;
+    let mut follower = wire::autostart::connect_or_start(root)?;
     let (reader, writer) = std::io::pipe()?;
     let watched = id.clone();
     std::thread::spawn(move || {

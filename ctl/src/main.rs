@@ -5,11 +5,10 @@
 //! (`sys`), and neither the daemon's actors nor an async or actor runtime: `.ci/run` checks
 //! that `cargo tree -p paddock-ctl` holds no tokio and no actix.
 //!
-//! - [`autostart`]: how ctl starts a paddockd when none answers.
+//! - [`wire::autostart`]: how ctl starts a paddockd when none answers.
 //! - [`signals`]: signal names and numbers as users type them.
 
 mod args;
-mod autostart;
 mod checkpoint;
 mod copy;
 mod events;
@@ -31,7 +30,7 @@ use wire::client::Client;
 
 pub use args::{Command, CtlArgs, Format, LogFormat};
 
-use crate::autostart::connect_or_start;
+use wire::autostart::connect_or_start;
 
 fn main() {
     std::process::exit(run_ctl());
@@ -68,7 +67,7 @@ fn exactly(client: &mut Client, id: &str) -> Result<(), wire::ApiError> {
 }
 
 fn connect(root: &Path) -> anyhow::Result<Client> {
-    connect_or_start(root)
+    Ok(connect_or_start(root)?)
 }
 
 fn execute(args: CtlArgs) -> anyhow::Result<i32> {

@@ -10,7 +10,7 @@ use wire::client::{Client, RequestSender};
 use wire::{ContainerState, FdSlot, SpecJson, Stdio};
 
 use super::terminal::{self, Console, Proxy};
-use crate::autostart::connect_or_start;
+use wire::autostart::connect_or_start;
 
 /// What `ctl run` was asked to do.
 #[derive(Debug)]

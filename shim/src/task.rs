@@ -112,7 +112,7 @@ fn rpc_error(e: DaemonError) -> ttrpc::Error {
             ErrorKind::Timeout => Code::DEADLINE_EXCEEDED,
             _ => Code::UNKNOWN,
         },
-        DaemonError::Connect(_) | DaemonError::Start { .. } => Code::UNAVAILABLE,
+        DaemonError::Autostart(_) | DaemonError::Start { .. } => Code::UNAVAILABLE,
         _ => Code::UNKNOWN,
     };
     status(code, e)

@@ -25,6 +25,7 @@
 //! This crate depends on no other crate of paddock.
 
 pub mod api;
+pub mod autostart;
 pub mod client;
 pub mod conn;
 pub mod error;
