@@ -3,49 +3,12 @@
 //! container of the pod, and every other pod, served; a stopped sandbox fails its pod's
 //! operations with a timeout that names it, and serves them again once it runs.
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use harness::{capture_within, command_timeout, eventually, parent_pid, stderr, unique, wait_child, Bundle, Paddock};
+use harness::gate::Gate;
+use harness::{capture_within, command_timeout, parent_pid, stderr, unique, wait_child, Bundle, Paddock};
 use serde_json::{json, Value};
-
-/// A FIFO a hook blocks on (`read` from it) until the test opens it and writes a line.
-struct Gate {
-    path: PathBuf,
-    writer: Option<std::fs::File>,
-}
-
-impl Gate {
-    fn new(dir: &Path, name: &str) -> Self {
-        let path = dir.join(name);
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-        Self { path, writer: None }
-    }
-
-    /// Waits until the hook holds the gate open for reading: it runs, and waits for the test.
-    /// (Opening a FIFO for writing without blocking succeeds only once it has a reader.)
-    fn wait_for_hook(&mut self) {
-        let opened = eventually(command_timeout(), || {
-            match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&self.path) {
-                Ok(f) => {
-                    self.writer = Some(f);
-                    true
-                }
-                Err(_) => false,
-            }
-        });
-        assert!(opened, "the hook never opened {}", self.path.display());
-    }
-
-    /// Lets the hook finish.
-    fn open(&mut self) {
-        use std::io::Write;
-        let mut writer = self.writer.take().expect("the hook is waiting");
-        writer.write_all(b"go\n").expect("writing to the gate");
-    }
-}
 
 /// A hook (a host path: createContainer's resolves in the host's tree, startContainer's in
 /// the container's) that waits at `gate` (as the hook sees it).
@@ -132,7 +95,7 @@ fn a_hung_hook_holds_neither_the_rest_of_its_pod_nor_another_pod() {
     bundle.edit_config(|c| {
         c["hooks"] = json!({
             // Run by paddockd, in A's namespaces, resolving paths on the host.
-            "createContainer": [gated_hook("/bin/sh", &create_gate.path.to_string_lossy())],
+            "createContainer": [gated_hook("/bin/sh", &create_gate.path().to_string_lossy())],
             // Run by the pod's sandbox, in A's mount tree.
             "startContainer": [gated_hook("/bin/sh", "/gates/start")],
         })

@@ -3,58 +3,12 @@
 //! go. Meanwhile the other container's state is right through its life: running, stopped by
 //! a signal, gone once deleted.
 
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use harness::{command_timeout, eventually, unique, wait_child, Bundle, Paddock};
+use harness::gate::Gate;
+use harness::{command_timeout, unique, wait_child, Bundle, Paddock};
 use serde_json::{json, Value};
-
-/// A FIFO a hook blocks on (`read` from it) until the test writes a line.
-struct Gate {
-    path: PathBuf,
-    writer: Option<std::fs::File>,
-}
-
-impl Gate {
-    fn new(dir: &Path) -> Self {
-        let path = dir.join("gate");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-        Self { path, writer: None }
-    }
-
-    /// Waits until the hook holds the gate open for reading (opening a FIFO for writing
-    /// without blocking succeeds only once it has a reader).
-    fn wait_for_hook(&mut self) {
-        let opened = eventually(command_timeout(), || {
-            match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&self.path) {
-                Ok(f) => {
-                    self.writer = Some(f);
-                    true
-                }
-                Err(_) => false,
-            }
-        });
-        assert!(opened, "the hook never opened {}", self.path.display());
-    }
-
-    /// Lets the hook finish.
-    fn open(&mut self) {
-        use std::io::Write;
-        let mut writer = self.writer.take().expect("the hook is waiting");
-        writer.write_all(b"go\n").expect("writing to the gate");
-    }
-}
-
-/// Lets a hook that is still waiting go when the test fails, so no create is left hanging.
-impl Drop for Gate {
-    fn drop(&mut self) {
-        if self.writer.is_some() {
-            self.open();
-        }
-    }
-}
 
 fn list(p: &Paddock) -> Vec<Value> {
     let out = p.ctl_ok(&["list", "--format", "json"]);
@@ -71,14 +25,14 @@ fn state_and_list_answer_while_another_create_is_held() {
     let x_pid = p.state(&x)["pid"].as_i64().expect("a running container has a pid");
 
     let gates = tempfile::Builder::new().prefix("pdk-gates-").tempdir_in("/tmp").expect("gate dir");
-    let mut gate = Gate::new(gates.path());
+    let mut gate = Gate::new(gates.path(), "gate");
     let y = unique("board-y");
     let y_bundle = Bundle::busybox(&["sleep", "1001"]);
     y_bundle.edit_config(|c| {
         c["hooks"] = json!({
             "createRuntime": [{
                 "path": "/bin/sh",
-                "args": ["sh", "-c", format!("read line < {}", gate.path.display())],
+                "args": ["sh", "-c", format!("read line < {}", gate.path().display())],
                 "timeout": 600
             }]
         })

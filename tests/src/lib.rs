@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod containerd;
+pub mod gate;
 pub mod images;
 
 use std::os::fd::AsFd;
