@@ -288,21 +288,7 @@ impl Drop for Node {
         for pid in processes_mentioning(&format!("-address {dir}/containerd.sock")) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
-        let quietly = |cmd: &mut Command| {
-            let out = tempfile::tempfile().ok()?;
-            let mut child =
-                cmd.stdin(Stdio::null()).stdout(out.try_clone().ok()?).stderr(Stdio::null()).spawn().ok()?;
-            if harness::wait_child(&mut child, Duration::from_secs(30)).is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            use std::io::{Read, Seek};
-            let (mut out, mut text) = (out, String::new());
-            out.rewind().ok()?;
-            out.read_to_string(&mut text).ok()?;
-            Some(text)
-        };
+        let quietly = |cmd: &mut Command| harness::output_within(cmd, Duration::from_secs(30));
         for (binary, root) in [
             (PathBuf::from("runc"), self.runtime_root("runc")),
             (harness::ctl_path(), self.runtime_root("paddock")),

@@ -27,16 +27,7 @@ impl Containerd {
         let shim = bin_dir().join(SHIM);
         assert!(shim.is_file(), "{} is missing: cargo build --release --workspace", shim.display());
         let dir = tempfile::Builder::new().prefix("pdk-shim-").tempdir_in("/tmp").unwrap();
-        let d = dir.path().display();
-        let config = format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
-             disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.aufs\", \
-             \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.devmapper\", \
-             \"io.containerd.snapshotter.v1.zfs\"]\n\
-             [grpc]\n  address = \"{d}/containerd.sock\"\n[ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
-             [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n\
-             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
-        );
+        let config = plain_config(dir.path());
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let child = Self::spawn(dir.path());
         let me = Self { dir, child, bundle: Bundle::busybox(&["true"]) };
@@ -121,27 +112,11 @@ impl Drop for Containerd {
         // half-way leaves some, which go here, before the daemon does. Never a panic, and
         // every step bounded: this may run while the test is failing.
         if let Some(pid) = daemon_pid(&self.paddock_root()) {
-            let ctl = |args: &[&str]| -> Option<String> {
-                let out = tempfile::tempfile().ok()?;
-                let mut child = Command::new(crate::ctl_path())
-                    .arg("--root")
-                    .arg(self.paddock_root())
-                    .args(args)
-                    .stdin(std::process::Stdio::null())
-                    .stdout(out.try_clone().ok()?)
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .ok()?;
-                if crate::wait_child(&mut child, Duration::from_secs(30)).is_none() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return None;
-                }
-                use std::io::{Read, Seek};
-                let (mut out, mut text) = (out, String::new());
-                out.rewind().ok()?;
-                out.read_to_string(&mut text).ok()?;
-                Some(text)
+            let ctl = |args: &[&str]| {
+                crate::output_within(
+                    Command::new(crate::ctl_path()).arg("--root").arg(self.paddock_root()).args(args),
+                    Duration::from_secs(30),
+                )
             };
             for id in ctl(&["list", "-q"]).unwrap_or_default().lines() {
                 let _ = ctl(&["delete", "--force", id]);
@@ -200,4 +175,19 @@ impl Containerd {
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("containerd.sock")
     }
+}
+
+/// The configuration of a containerd of a test's own in `dir` (its root, state, sockets and
+/// `opt` there; no CRI plugin, no snapshotters this host lacks).
+pub fn plain_config(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+         disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.aufs\", \
+         \"io.containerd.snapshotter.v1.btrfs\", \"io.containerd.snapshotter.v1.devmapper\", \
+         \"io.containerd.snapshotter.v1.zfs\"]\n\
+         [grpc]\n  address = \"{d}/containerd.sock\"\n[ttrpc]\n  address = \"{d}/containerd.sock.ttrpc\"\n\
+         [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n\
+         [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
+    )
 }

@@ -645,3 +645,26 @@ pub fn eventually(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs `cmd` without input, its stderr dropped, and returns its stdout if it ended within
+/// `timeout` (it is killed otherwise). Never panics: for clean-ups that may run while a test
+/// is failing.
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Option<String> {
+    use std::io::{Read, Seek};
+    let mut out = tempfile::tempfile().ok()?;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().ok()?)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    if wait_child(&mut child, timeout).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    let mut text = String::new();
+    out.rewind().ok()?;
+    out.read_to_string(&mut text).ok()?;
+    Some(text)
+}
