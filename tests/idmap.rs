@@ -12,29 +12,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use harness::{assert_nothing_left, capture, stderr, stdout, unique, Bundle, Paddock};
+use harness::{assert_nothing_left, stderr, stdout, unique, Bundle, Paddock};
 
 /// Host ids the container's user namespace maps its own onto.
 const CONTAINER_ROOT: u32 = 100_000;
 
 /// An unprivileged host user who owns the shared files.
 const HOST_USER: u32 = 1000;
-
-/// Runs `bundle` under paddock (`ctl run`), optionally through a wrapper command, and checks
-/// that nothing of the container is left afterwards, whatever the outcome.
-fn run(p: &Paddock, bundle: &Bundle, wrap: &[&str]) -> Output {
-    let id = unique("idmap");
-    let out = if wrap.is_empty() {
-        p.ctl(&["run", "--bundle", &bundle.path_str(), &id])
-    } else {
-        let mut cmd = Command::new(wrap[0]);
-        cmd.args(&wrap[1..]).arg(harness::ctl_path()).arg("--root").arg(p.root());
-        capture(cmd.args(["run", "--bundle", &bundle.path_str(), &id]))
-    };
-    let _ = p.ctl(&["delete", "--force", &id]);
-    assert_nothing_left(&id);
-    out
-}
 
 fn ok(out: &Output) -> String {
     assert!(out.status.success(), "paddock failed ({}): {}\n{}", out.status, stderr(out), stdout(out));
@@ -103,7 +87,7 @@ fn a_mounts_own_maps_show_a_host_users_files_as_the_containers_root() {
     // The same directory without an idmap: unmapped in the container, it shows as nobody.
     add_idmapped(&bundle, shared.path(), "/plain", &["bind"], None);
     let p = Paddock::new();
-    assert_eq!(ok(&run(&p, &bundle, &[])), "0:0\n0:0\n65534:65534\n");
+    assert_eq!(ok(&harness::run_leaving_nothing(&p, &bundle, &[], "idmap")), "0:0\n0:0\n65534:65534\n");
     assert_eq!(owner_of(&shared.path().join("new")), (HOST_USER, HOST_USER), "created as the host user");
     assert_eq!(std::fs::read_to_string(shared.path().join("new")).unwrap(), "made\n");
 }
@@ -116,7 +100,7 @@ fn a_bare_idmap_takes_the_containers_user_namespace_maps() {
     let bundle = user_ns_bundle(&["sh", "-c", "stat -c %u:%g /data/f && touch /data/new && stat -c %u:%g /data/new"]);
     add_idmapped(&bundle, shared.path(), "/data", &["bind", "idmap"], None);
     let p = Paddock::new();
-    assert_eq!(ok(&run(&p, &bundle, &[])), "0:0\n0:0\n");
+    assert_eq!(ok(&harness::run_leaving_nothing(&p, &bundle, &[], "idmap")), "0:0\n0:0\n");
     assert_eq!(owner_of(&shared.path().join("new")), (0, 0));
 }
 
@@ -126,7 +110,7 @@ fn without_a_user_namespace_root_sees_and_writes_the_mapped_owners() {
     let bundle = Bundle::busybox(&["sh", "-c", "stat -c %u:%g /data/f && touch /data/new && stat -c %u:%g /data/new"]);
     add_idmapped(&bundle, shared.path(), "/data", &["bind"], Some((HOST_USER, 0, 1)));
     let p = Paddock::new();
-    assert_eq!(ok(&run(&p, &bundle, &[])), "0:0\n0:0\n");
+    assert_eq!(ok(&harness::run_leaving_nothing(&p, &bundle, &[], "idmap")), "0:0\n0:0\n");
     assert_eq!(owner_of(&shared.path().join("new")), (HOST_USER, HOST_USER));
 }
 
@@ -153,7 +137,7 @@ fn ridmap_idmaps_an_rbinds_submounts_where_idmap_leaves_them() {
     add_idmapped(&bundle, shared.path(), "/rec", &["rbind", "ridmap"], map);
     add_idmapped(&bundle, shared.path(), "/top", &["rbind", "idmap"], map);
     let p = Paddock::new();
-    assert_eq!(ok(&run(&p, &bundle, &wrap)), "0\n0\n0\n65534\n0\n");
+    assert_eq!(ok(&harness::run_leaving_nothing(&p, &bundle, &wrap, "idmap")), "0\n0\n0\n65534\n0\n");
     p.stop_daemon();
 }
 
@@ -167,7 +151,7 @@ fn an_idmap_that_cannot_be_is_refused_clearly_and_leaves_nothing() {
             "destination": "/data", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "idmap"]
         }))
     });
-    let out = run(&p, &bundle, &[]);
+    let out = harness::run_leaving_nothing(&p, &bundle, &[], "idmap");
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("mounts[7] (/data): an idmapped mount (idmap) must be a bind mount"),
@@ -178,7 +162,7 @@ fn an_idmap_that_cannot_be_is_refused_clearly_and_leaves_nothing() {
     let shared = shared_dir(HOST_USER);
     let bundle = Bundle::busybox(&["true"]);
     add_idmapped(&bundle, shared.path(), "/data", &["rbind", "ridmap"], None);
-    let out = run(&p, &bundle, &[]);
+    let out = harness::run_leaving_nothing(&p, &bundle, &[], "idmap");
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("mounts[7] (/data): ridmap without uidMappings/gidMappings on the mount takes the"),
@@ -189,7 +173,7 @@ fn an_idmap_that_cannot_be_is_refused_clearly_and_leaves_nothing() {
     // the gofer and the sandbox were started (and are gone again: `run` checks).
     let bundle = Bundle::busybox(&["true"]);
     add_idmapped(&bundle, Path::new("/sys/kernel"), "/data", &["bind"], Some((0, CONTAINER_ROOT, 65536)));
-    let out = run(&p, &bundle, &[]);
+    let out = harness::run_leaving_nothing(&p, &bundle, &[], "idmap");
     assert!(!out.status.success());
     assert!(
         stderr(&out)
@@ -212,7 +196,7 @@ fn an_all_memory_overlay_shows_the_mapped_owners_and_leaves_the_host_alone() {
     add_idmapped(&bundle, shared.path(), "/data", &["bind"], map);
     add_idmapped(&bundle, &shared.path().join("f"), "/file", &["bind"], map);
     let p = Paddock::new();
-    assert_eq!(ok(&run(&p, &bundle, &[])), "0\n0\n0\n0\n");
+    assert_eq!(ok(&harness::run_leaving_nothing(&p, &bundle, &[], "idmap")), "0\n0\n0\n0\n");
     // The writes went to memory.
     assert_eq!(std::fs::read_to_string(shared.path().join("f")).unwrap(), "shared\n");
     assert!(!shared.path().join("new").exists());

@@ -28,22 +28,6 @@ fn runc_run(bundle: &Bundle, wrap: &[&str]) -> Option<Output> {
     Some(out)
 }
 
-/// Runs `bundle` under paddock (`ctl run`), optionally through a wrapper command
-/// (`unshare …`), and checks that nothing is left.
-fn paddock_run(p: &Paddock, bundle: &Bundle, wrap: &[&str]) -> Output {
-    let id = unique("mounts");
-    let out = if wrap.is_empty() {
-        p.ctl(&["run", "--bundle", &bundle.path_str(), &id])
-    } else {
-        let mut cmd = Command::new(wrap[0]);
-        cmd.args(&wrap[1..]).arg(harness::ctl_path()).arg("--root").arg(p.root());
-        capture(cmd.args(["run", "--bundle", &bundle.path_str(), &id]))
-    };
-    let _ = p.ctl(&["delete", "--force", &id]);
-    assert_nothing_left(&id);
-    out
-}
-
 fn ok(out: &Output, who: &str) -> String {
     assert!(out.status.success(), "{who} failed ({}): {}\n{}", out.status, stderr(out), stdout(out));
     stdout(out)
@@ -66,7 +50,7 @@ fn linux_devices_fifos_included_are_created_as_given_and_the_default_set_exists(
         c["linux"]["resources"] = serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]});
     });
     let p = Paddock::new();
-    let out = ok(&paddock_run(&p, &bundle, &[]), "paddock");
+    let out = ok(&harness::run_leaving_nothing(&p, &bundle, &[], "mounts"), "paddock");
     let expected = "/dev/fifo fifo 0,0 640 0:1001\n\
                     /dev/mynull character special file 1,3 600 0:0\n\
                     /dev/disk/loop7 block special file 7,7 660 1000:6\n\
@@ -92,7 +76,7 @@ fn a_fifo_among_the_devices_needs_no_cgroup_rule_even_without_device_rules() {
         c["linux"]["devices"] = serde_json::json!([{"path": "/dev/pipe", "type": "p"}]);
     });
     let p = Paddock::new();
-    assert_eq!(ok(&paddock_run(&p, &bundle, &[]), "paddock"), "fifo 666\n");
+    assert_eq!(ok(&harness::run_leaving_nothing(&p, &bundle, &[], "mounts"), "paddock"), "fifo 666\n");
 }
 
 #[test]
@@ -107,7 +91,7 @@ fn devices_of_type_a_or_with_a_relative_path_are_refused() {
     ] {
         let bundle = Bundle::busybox(&["true"]);
         bundle.edit_config(|c| c["linux"]["devices"] = serde_json::json!([device]));
-        let out = paddock_run(&p, &bundle, &[]);
+        let out = harness::run_leaving_nothing(&p, &bundle, &[], "mounts");
         assert!(!out.status.success());
         assert!(stderr(&out).contains(message), "{}", stderr(&out));
     }
@@ -191,9 +175,9 @@ fn recursive_mount_attributes_apply_as_the_spec_says() {
             }
         }
     };
-    check(&ok(&paddock_run(&p, &bundle_of(true), &[]), "paddock"), "paddock", true);
+    check(&ok(&harness::run_leaving_nothing(&p, &bundle_of(true), &[], "mounts"), "paddock"), "paddock", true);
     let bundle = bundle_of(false);
-    let paddock = ok(&paddock_run(&p, &bundle, &[]), "paddock");
+    let paddock = ok(&harness::run_leaving_nothing(&p, &bundle, &[], "mounts"), "paddock");
     check(&paddock, "paddock", false);
     if let Some(runc) = runc_run(&bundle, &[]) {
         check(&ok(&runc, "runc"), "runc", false);
@@ -217,7 +201,7 @@ fn rro_makes_every_submount_read_only_where_ro_leaves_them() {
     let wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount.as_str(), "sh"];
     let expected = "ro-sub-writable\nro-top-read-only\nrro-sub-read-only\nrro-top-read-only\n";
     let p = Paddock::new();
-    assert_eq!(ok(&paddock_run(&p, &bundle, &wrap), "paddock"), expected);
+    assert_eq!(ok(&harness::run_leaving_nothing(&p, &bundle, &wrap, "mounts"), "paddock"), expected);
     p.stop_daemon();
     // Nothing was written through: the tmpfs lived in the namespace only.
     assert!(!source.path().join("sub/a").exists());
@@ -232,7 +216,7 @@ fn a_bare_idmap_without_a_user_namespace_is_refused_clearly() {
     let bundle = Bundle::busybox(&["true"]);
     bundle.add_bind("/tmp", "/data", &["rbind", "idmap"]);
     let p = Paddock::new();
-    let out = paddock_run(&p, &bundle, &[]);
+    let out = harness::run_leaving_nothing(&p, &bundle, &[], "mounts");
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("(/data): idmap without uidMappings/gidMappings on the mount takes the container's"),
@@ -262,7 +246,7 @@ fn bind_mount_propagation_options_apply() {
                 }
             });
         }
-        let out = ok(&paddock_run(&p, &bundle, &[]), "paddock");
+        let out = ok(&harness::run_leaving_nothing(&p, &bundle, &[], "mounts"), "paddock");
         for option in options {
             let fields = optional_fields(&out, &format!("/mnt/{option}"));
             let expected = match option.trim_start_matches('r') {
@@ -319,7 +303,7 @@ fn a_proc_or_sys_destination_that_is_a_symlink_is_refused_as_with_runc() {
         std::fs::remove_dir(rootfs.join(dest)).unwrap();
         std::os::unix::fs::symlink("x", rootfs.join(dest)).unwrap();
         let p = Paddock::new();
-        let out = paddock_run(&p, &bundle, &[]);
+        let out = harness::run_leaving_nothing(&p, &bundle, &[], "mounts");
         assert!(!out.status.success(), "{dest} as a symlink ran");
         let index = if dest == "proc" { 0 } else { 5 };
         let message =
@@ -350,7 +334,7 @@ fn other_destinations_resolve_symlinks_inside_the_root_filesystem_dangling_ones_
     let expected = "inside\nnameserver 192.0.2.1\n";
     let bundle = bundle_with_links();
     let p = Paddock::new();
-    assert_eq!(ok(&paddock_run(&p, &bundle, &[]), "paddock"), expected);
+    assert_eq!(ok(&harness::run_leaving_nothing(&p, &bundle, &[], "mounts"), "paddock"), expected);
     assert!(bundle.rootfs().join("outside/data").is_dir());
     assert!(bundle.rootfs().join("run/resolv.conf").is_file());
     assert!(!Path::new("/outside").exists());

@@ -668,3 +668,21 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Option<String> {
     out.read_to_string(&mut text).ok()?;
     Some(text)
 }
+
+/// Runs `bundle` under paddock (`ctl run`, runc's form) as a container whose id starts with
+/// `prefix`, optionally through a wrapper command (`unshare …`), then deletes it and checks
+/// that nothing of it is left, whatever the outcome.
+pub fn run_leaving_nothing(p: &Paddock, bundle: &Bundle, wrap: &[&str], prefix: &str) -> Output {
+    let id = unique(prefix);
+    let out = match wrap.split_first() {
+        None => p.ctl(&["run", "--bundle", &bundle.path_str(), &id]),
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(ctl_path()).arg("--root").arg(p.root());
+            capture(cmd.args(["run", "--bundle", &bundle.path_str(), &id]))
+        }
+    };
+    let _ = p.ctl(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+    out
+}
