@@ -148,6 +148,10 @@ struct Hierarchy {
     options: Vec<String>,
     /// A cgroup2 mount (the v2 tree, or a hybrid host's controller-less one).
     cgroup2: bool,
+    /// This process itself is in paddock's base directory here (an autostarted paddockd is in
+    /// `paddock/paddockd`, see the supervisor's `own_cgroup`): the base cannot be removed while
+    /// it runs, so a removal does not try (it would fail EBUSY, once per hierarchy and delete).
+    holds_base: bool,
 }
 
 impl Hierarchy {
@@ -212,19 +216,54 @@ impl Layout {
         // `f_type` is an i64 here, a u32 or i32 on other architectures.
         #[allow(clippy::useless_conversion)]
         let v2 = rustix::fs::statfs(UNIFIED_ROOT).is_ok_and(|s| i64::from(s.f_type) == CGROUP2_SUPER_MAGIC);
-        if v2 {
+        let mut layout = if v2 {
             let root = Path::new(UNIFIED_ROOT);
             let controllers = read_file(&root.join("cgroup.controllers")).unwrap_or_default();
-            return Ok(Self::unified(root, &controllers));
+            Self::unified(root, &controllers)
+        } else {
+            let mountinfo =
+                read_file(Path::new("/proc/self/mountinfo")).map_err(|e| cg_err("/proc/self/mountinfo", e))?;
+            Self::from_mountinfo(&mountinfo)
+        };
+        // Unreadable: taken as holding nothing, and the base's removal is tried as before.
+        layout.mark_held_bases(&read_file(Path::new("/proc/self/cgroup")).unwrap_or_default());
+        Ok(layout)
+    }
+
+    /// Marks the hierarchies in which this process's own cgroup (`/proc/self/cgroup`,
+    /// `ID:CONTROLLERS:PATH` lines; `0::PATH` for the cgroup2 tree) is inside paddock's base.
+    /// The daemon moves itself there, if it does, before anything reads the layout.
+    fn mark_held_bases(&mut self, proc_self_cgroup: &str) {
+        for line in proc_self_cgroup.lines() {
+            let mut fields = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
+                continue;
+            };
+            let in_base = path.strip_prefix('/').and_then(|p| p.strip_prefix(BASE)).is_some_and(|rest| {
+                // `paddock` itself or below it, not `paddock-other`.
+                rest.is_empty() || rest.starts_with('/')
+            });
+            if !in_base {
+                continue;
+            }
+            for h in &mut self.hierarchies {
+                let here = if controllers.is_empty() {
+                    h.cgroup2
+                } else {
+                    !h.cgroup2 && controllers.split(',').all(|c| h.has(c))
+                };
+                if here {
+                    h.holds_base = true;
+                }
+            }
         }
-        let mountinfo = read_file(Path::new("/proc/self/mountinfo")).map_err(|e| cg_err("/proc/self/mountinfo", e))?;
-        Ok(Self::from_mountinfo(&mountinfo))
     }
 
     /// A pure v2 layout rooted at `root`, whose root cgroup has `controllers`.
     fn unified(root: &Path, controllers: &str) -> Self {
         let options = controllers.split_whitespace().map(String::from).collect();
-        Self { v2: true, hierarchies: vec![Hierarchy { mount: root.to_path_buf(), options, cgroup2: true }] }
+        let tree = Hierarchy { mount: root.to_path_buf(), options, cgroup2: true, holds_base: false };
+        Self { v2: true, hierarchies: vec![tree] }
     }
 
     /// The v1 (or hybrid) layout `mountinfo` describes: each hierarchy once (its first mount
@@ -251,7 +290,7 @@ impl Layout {
                         continue;
                     }
                     let at_root = *root == "/";
-                    let hierarchy = Hierarchy { mount: PathBuf::from(point), options, cgroup2: false };
+                    let hierarchy = Hierarchy { mount: PathBuf::from(point), options, cgroup2: false, holds_base: false };
                     match v1.iter_mut().find(|(d, _, _)| d == dev) {
                         Some(seen) if !seen.1 && at_root => *seen = (dev.to_string(), at_root, hierarchy),
                         Some(_) => {}
@@ -261,7 +300,12 @@ impl Layout {
                 // systemd tracks its units' processes in a hybrid host's cgroup2 tree: a
                 // container's processes must leave paddockd's cgroup there too, as runc's do.
                 "cgroup2" if *root == "/" && unified.is_none() => {
-                    unified = Some(Hierarchy { mount: PathBuf::from(point), options: Vec::new(), cgroup2: true });
+                    unified = Some(Hierarchy {
+                        mount: PathBuf::from(point),
+                        options: Vec::new(),
+                        cgroup2: true,
+                        holds_base: false,
+                    });
                 }
                 _ => {}
             }
@@ -829,8 +873,17 @@ impl Cgroup {
     pub fn remove_all(cgroups: Vec<Cgroup>) -> Vec<(String, ApiError)> {
         let mut failures: Vec<(String, ApiError)> = Vec::new();
         let mut parents: Vec<PathBuf> = Vec::new();
-        // Parents above a directory that stays: not worth a try.
+        // Parents above a directory that stays: not worth a try. The base of a hierarchy this
+        // process is in stays too.
         let mut kept: Vec<PathBuf> = Vec::new();
+        for cg in &cgroups {
+            let held = cg.layout.hierarchies.iter().filter(|h| h.holds_base).map(|h| h.mount.join(BASE));
+            for base in held {
+                if !kept.contains(&base) {
+                    kept.push(base);
+                }
+            }
+        }
         for cg in &cgroups {
             for dir in cg.places() {
                 match remove_leaf(&dir) {
@@ -1199,6 +1252,36 @@ mod tests {
         assert!(v2.is_v2());
         assert_eq!(v2.controller("memory").map(|h| h.mount.as_path()), Some(Path::new("/sys/fs/cgroup")));
         assert_eq!(v2.hierarchies.len(), 1);
+    }
+
+    /// An autostarted paddockd is in `paddock/paddockd` of every hierarchy: each is marked,
+    /// by its controllers (v1) or as the cgroup2 tree (`0::`); a cgroup merely named like the
+    /// base, or outside it, is not.
+    #[test]
+    fn the_bases_this_process_is_in_are_marked_held() {
+        let held = |proc_self_cgroup: &str| {
+            let mut layout = Layout::from_mountinfo(HYBRID);
+            layout.mark_held_bases(proc_self_cgroup);
+            let marked = layout.hierarchies.iter().filter(|h| h.holds_base).map(|h| h.mount.clone());
+            marked.collect::<Vec<PathBuf>>()
+        };
+        let daemon = "\
+12:pids:/paddock/paddockd
+5:cpu,cpuacct:/paddock/paddockd
+4:memory:/user.slice
+3:cpuset:/paddock
+1:name=systemd:/paddock/paddockd
+0::/paddock/paddockd
+";
+        assert_eq!(
+            held(daemon),
+            ["/mnt/pids2", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpuset", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"]
+                .map(PathBuf::from)
+        );
+        assert!(held("0::/paddock-other/x\n4:memory:/paddockd\n3:cpuset:/\n").is_empty());
+        let mut v2 = Layout::unified(Path::new("/sys/fs/cgroup"), "memory pids");
+        v2.mark_held_bases("0::/paddock/paddockd\n");
+        assert!(v2.hierarchies[0].holds_base);
     }
 
     fn unique(what: &str) -> String {

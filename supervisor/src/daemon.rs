@@ -81,6 +81,12 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
             Err(e) => warn!("staying in the caller's cgroup: {e:#}"),
         }
     }
+    // The cgroup hierarchies, read once for the daemon's life (and again only if one is found
+    // gone), here rather than in the first create; after the move above, which the layout
+    // notes (the base directory the daemon is in is never tried for removal).
+    if let Err(e) = actors::cgroups::Layout::current() {
+        warn!("cannot read the cgroup hierarchies (read again at the first container): {e}");
+    }
     let root = args.root.clone().or(config.root.clone()).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT));
     let root = sys::trust::prepare_state_root(&root)?;
 
