@@ -290,7 +290,8 @@ impl Layout {
                         continue;
                     }
                     let at_root = *root == "/";
-                    let hierarchy = Hierarchy { mount: PathBuf::from(point), options, cgroup2: false, holds_base: false };
+                    let hierarchy =
+                        Hierarchy { mount: PathBuf::from(point), options, cgroup2: false, holds_base: false };
                     match v1.iter_mut().find(|(d, _, _)| d == dev) {
                         Some(seen) if !seen.1 && at_root => *seen = (dev.to_string(), at_root, hierarchy),
                         Some(_) => {}
@@ -1275,8 +1276,14 @@ mod tests {
 ";
         assert_eq!(
             held(daemon),
-            ["/mnt/pids2", "/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpuset", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"]
-                .map(PathBuf::from)
+            [
+                "/mnt/pids2",
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/cpuset",
+                "/sys/fs/cgroup/systemd",
+                "/sys/fs/cgroup/unified"
+            ]
+            .map(PathBuf::from)
         );
         assert!(held("0::/paddock-other/x\n4:memory:/paddockd\n3:cpuset:/\n").is_empty());
         let mut v2 = Layout::unified(Path::new("/sys/fs/cgroup"), "memory pids");
