@@ -34,7 +34,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use harness::bench::{ms, runc, smaps_kib, status_kib, time, us, Summary};
+use harness::bench::{alternate, ms, runc, smaps_kib, status_kib, time, us, Summary};
 use harness::{bin_dir, processes_mentioning, unique, Bundle, Paddock};
 use wire::api::Create;
 use wire::client::Client;
@@ -405,15 +405,6 @@ fn ratio(p: f64, r: f64) -> String {
         format!("{q:.4}")
     } else {
         format!("{q:.2}")
-    }
-}
-
-/// Runs every one of `ops`, starting with a different one each round, so that no way always
-/// goes first (right after the previous round's clean-up) or last.
-fn alternate(round: usize, ops: &mut [&mut dyn FnMut()]) {
-    let n = ops.len();
-    for k in 0..n {
-        (ops[(round + k) % n])();
     }
 }
 

@@ -1,4 +1,4 @@
-//! What the benchmarks share: timing one command, medians, and finding runc.
+//! What the benchmarks share: timing one command, medians, alternating, and finding runc.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -83,4 +83,18 @@ fn proc_kib(path: &str, field: &str) -> Option<u64> {
         let value = l.strip_prefix(field)?.strip_prefix(':')?;
         value.trim().trim_end_matches("kB").trim().parse().ok()
     })
+}
+
+/// Runs every one of `ops`, starting with a different one each round, so that no way always
+/// goes first (right after the previous round's clean-up) or last.
+pub fn alternate(round: usize, ops: &mut [&mut dyn FnMut()]) {
+    for i in rotation(round, ops.len()) {
+        (ops[i])();
+    }
+}
+
+/// The order of `n` ways in round `round` of [`alternate`]: `round % n` first, then on
+/// around.
+pub fn rotation(round: usize, n: usize) -> impl Iterator<Item = usize> {
+    (0..n).map(move |k| (round + k) % n)
 }

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod containerd;
+pub mod cri;
 pub mod gate;
 pub mod images;
 
