@@ -247,33 +247,51 @@ fn ctr_restores_a_checkpointed_task_through_the_paddock_shim() {
     let archive = ctd.dir().join("image.tar");
     harness::images::write_oci_archive(&archive, &ctd.rootfs(), &[(IMAGE, vec!["/bin/sh"])]);
     ok(&ctd.ctr(&["images", "import", archive.to_str().unwrap()]), "images import");
+    // With the rw layer, and without: then the restored task gets a fresh snapshot of the
+    // image, which lacks the mount points (`/run`, ...) the create made in the old one, and
+    // paddock's restore makes them before CRIU mounts there.
+    for rw in [true, false] {
+        checkpoint_and_restore(&ctd, IMAGE, rw);
+    }
+}
+
+/// Runs a counter from `image`, checkpoints it with `ctr containers checkpoint --task` (with
+/// its rw layer if `rw`), kills and removes it, restores it with `ctr containers restore
+/// --live` (onto that layer, or a fresh snapshot), and checks that it goes on counting.
+fn checkpoint_and_restore(ctd: &Containerd, image: &str, rw: bool) {
     let id = unique("shimrst");
     // From an image, so its rootfs comes as containerd's mounts (an overlay the shim mounts).
-    let counter = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; usleep 100000; done";
-    ok(&ctd.ctr(&["run", "-d", "--null-io", "--runtime", RUNTIME, IMAGE, &id, "sh", "-c", counter]), "ctr run -d");
+    // The count is kept in a tmpfs: what CRIU restores is all it needs, with or without the rw
+    // layer.
+    let counter = "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/count; usleep 100000; done";
+    ok(&ctd.ctr(&["run", "-d", "--null-io", "--runtime", RUNTIME, image, &id, "sh", "-c", counter]), "ctr run -d");
     // What the counter last wrote (0 while it rewrites the file), read by an exec.
     let execs = std::cell::Cell::new(0);
     let count = || -> u64 {
         execs.set(execs.get() + 1);
         let exec_id = format!("c{}", execs.get());
-        stdout(&ctd.ctr(&["task", "exec", "--exec-id", &exec_id, &id, "cat", "/tmp/count"])).trim().parse().unwrap_or(0)
+        stdout(&ctd.ctr(&["task", "exec", "--exec-id", &exec_id, &id, "cat", "/dev/shm/count"]))
+            .trim()
+            .parse()
+            .unwrap_or(0)
     };
     assert!(eventually(Duration::from_secs(20), || count() >= 20), "the counter does not count");
     // Read before the checkpoint: the restored counter goes on from a count at least this.
     let before = count();
     let checkpoint = format!("{id}-checkpoint");
-    // With the rw layer: the mount points paddock made in the rootfs come back with it (a
-    // fresh snapshot lacks them, and paddock's restore does not make them yet, as runc's does).
-    ok(&ctd.ctr(&["containers", "checkpoint", "--task", "--rw", &id, &checkpoint]), "containers checkpoint");
+    let rw_flag: &[&str] = if rw { &["--rw"] } else { &[] };
+    let args = [&["containers", "checkpoint", "--task"], rw_flag, &[id.as_str(), checkpoint.as_str()]].concat();
+    ok(&ctd.ctr(&args), "containers checkpoint");
     ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
-    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
+    assert!(eventually(Duration::from_secs(20), || task_is(ctd, &id, "STOPPED")), "the task did not stop");
     ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
     ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
 
     // The restored task goes on counting from its own memory: a fresh one would start at 1
     // again, and what the file shows would drop below what the checkpoint left there.
-    ok(&ctd.ctr(&["containers", "restore", "--live", "--rw", &id, &checkpoint]), "containers restore --live");
-    assert!(task_is(&ctd, &id, "RUNNING"), "{}", stdout(&ctd.ctr(&["task", "ls"])));
+    let args = [&["containers", "restore", "--live"], rw_flag, &[id.as_str(), checkpoint.as_str()]].concat();
+    ok(&ctd.ctr(&args), "containers restore --live");
+    assert!(task_is(ctd, &id, "RUNNING"), "{}", stdout(&ctd.ctr(&["task", "ls"])));
     let mut seen = vec![before];
     let grew = eventually(Duration::from_secs(20), || {
         let now = count();
@@ -285,7 +303,7 @@ fn ctr_restores_a_checkpointed_task_through_the_paddock_shim() {
     assert!(grew, "the restored counter does not count: {seen:?}");
     assert!(seen.windows(2).all(|w| w[1] >= w[0]), "restarted instead of restored: {seen:?}");
     ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
-    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
+    assert!(eventually(Duration::from_secs(20), || task_is(ctd, &id, "STOPPED")), "the task did not stop");
     ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
     ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
     assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
