@@ -345,7 +345,10 @@ fn a_restore_onto_a_fresh_root_filesystem_makes_the_mount_points_it_lacks() {
     // It goes on from its own memory, with every mount in its place.
     let resumed = count_inside(&p, &id);
     assert!(resumed >= before, "restarted instead of restored: {resumed} after {before}");
-    assert!(eventually(Duration::from_secs(10), || count_inside(&p, &id) > resumed + 2), "the restored counter stopped");
+    assert!(
+        eventually(Duration::from_secs(10), || count_inside(&p, &id) > resumed + 2),
+        "the restored counter stopped"
+    );
     assert_eq!(p.ctl_ok(&["exec", &id, "--", "cat", "/etc/app/greeting"]), "hello from the host\n");
     p.ctl_ok(&["exec", &id, "--", "touch", "/srv/data/from-the-container", "/run/deep/state/here"]);
     assert!(data.join("from-the-container").is_file());

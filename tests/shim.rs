@@ -97,6 +97,59 @@ fn the_paddock_shim_serves_stdin_terminals_execs_pause_ps_and_kill_all() {
     }
 }
 
+/// `ctr` (on `ctd`) with `args`, its stdin, stdout and stderr a terminal of the test's own:
+/// its exit status and everything it wrote there, read until the terminal closes (all of
+/// it, unlike `script`, which may stop reading when its child exits).
+fn ctr_on_a_pty(ctd: &Containerd, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::os::fd::AsFd as _;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = |fd: &std::os::fd::OwnedFd| std::process::Stdio::from(fd.try_clone().expect("dup"));
+    let mut child = Command::new("ctr")
+        .arg("--address")
+        .arg(ctd.dir().join("containerd.sock"))
+        .args(args)
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .spawn()
+        .expect("ctr");
+    drop(pty.slave);
+    let mut printed = Vec::new();
+    let mut buf = [0u8; 4096];
+    // EIO: ctr, the last holder of the terminal, is gone.
+    while let Ok(n @ 1..) = rustix::io::read(pty.master.as_fd(), &mut buf) {
+        printed.extend_from_slice(&buf[..n]);
+    }
+    let status = child.wait().expect("wait for ctr");
+    (status, String::from_utf8_lossy(&printed).into_owned())
+}
+
+/// A short process on a terminal prints what it wrote. Before the shim held a reader of the
+/// output FIFO of its own while copying (as runc's shim does), about one `task exec -t` in
+/// 150 printed nothing though the shim had written its output into the FIFO.
+#[test]
+fn every_short_exec_on_a_terminal_prints_its_output() {
+    let ctd = Containerd::start();
+    let id = unique("shimtt");
+    ok(&ctd.run(&["-d"], &id, &["sleep", "1000"]), "ctr run -d");
+    let lost: Vec<String> = (0..100)
+        .filter_map(|i| {
+            let word = format!("word{i}");
+            let exec_id = format!("t{i}");
+            let (status, printed) =
+                ctr_on_a_pty(&ctd, &["task", "exec", "-t", "--exec-id", &exec_id, &id, "echo", &word]);
+            (status.code() != Some(0) || !printed.contains(&word)).then(|| format!("{word}: {status} {printed:?}"))
+        })
+        .collect();
+    assert!(lost.is_empty(), "lost output: {lost:?}");
+    ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
+    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
+    ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
+    ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
+    assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
+    harness::assert_nothing_left(&id);
+}
+
 #[test]
 fn an_exit_reaches_containerd_after_paddockd_was_killed_and_came_back() {
     use std::io::Write as _;
