@@ -304,6 +304,62 @@ fn bind_mounts_are_bound_again_from_the_host_on_restore() {
     assert_nothing_left(&id);
 }
 
+/// As containerd's `ctr containers restore` without `--rw` does: the restore's bundle has a
+/// fresh copy of the image's root filesystem, without the mount points the container's
+/// create made in the old one. The restore makes them (directories, and a file for a bind
+/// mount of a file) before CRIU mounts there, as runc's does.
+#[test]
+fn a_restore_onto_a_fresh_root_filesystem_makes_the_mount_points_it_lacks() {
+    let p = Paddock::new();
+    let host = tempfile::tempdir().unwrap();
+    let data = host.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let greeting = host.path().join("greeting");
+    std::fs::write(&greeting, "hello from the host\n").unwrap();
+    let old = counter_bundle();
+    old.edit_config(|c| {
+        c["mounts"].as_array_mut().unwrap().push(serde_json::json!({
+            "destination": "/run/deep/state", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]
+        }))
+    });
+    old.add_bind(&data.display().to_string(), "/srv/data", &["rbind", "rw"]);
+    old.add_bind(&greeting.display().to_string(), "/etc/app/greeting", &["bind", "ro"]);
+    let image = host.path().join("image").display().to_string();
+    let id = unique("ckpt-fresh");
+    p.ctl_detached(&["run", "-d", "--bundle", &old.path_str(), &id]);
+    assert!(eventually(Duration::from_secs(20), || count_inside(&p, &id) >= 10), "the counter does not count");
+    let before = count_inside(&p, &id);
+    p.ctl_ok(&["checkpoint", "--image-path", &image, &id]);
+    p.ctl_ok(&["delete", &id]);
+
+    // The same container, on a root filesystem as the image has it: none of the mount points.
+    let fresh = counter_bundle();
+    std::fs::copy(old.path().join("config.json"), fresh.path().join("config.json")).unwrap();
+    for dir in ["proc", "sys", "dev", "tmp"] {
+        std::fs::remove_dir(fresh.rootfs().join(dir)).unwrap();
+    }
+    let lacking = ["proc", "sys", "dev", "tmp", "run", "srv", "etc/app"];
+    assert!(lacking.iter().all(|p| !fresh.rootfs().join(p).exists()));
+    p.ctl_detached(&["restore", "-d", "--bundle", &fresh.path_str(), "--image-path", &image, &id]);
+
+    // It goes on from its own memory, with every mount in its place.
+    let resumed = count_inside(&p, &id);
+    assert!(resumed >= before, "restarted instead of restored: {resumed} after {before}");
+    assert!(
+        eventually(Duration::from_secs(10), || count_inside(&p, &id) > resumed + 2),
+        "the restored counter stopped"
+    );
+    assert_eq!(p.ctl_ok(&["exec", &id, "--", "cat", "/etc/app/greeting"]), "hello from the host\n");
+    p.ctl_ok(&["exec", &id, "--", "touch", "/srv/data/from-the-container", "/run/deep/state/here"]);
+    assert!(data.join("from-the-container").is_file());
+    for dir in ["proc", "sys", "dev", "tmp", "srv/data", "run/deep/state"] {
+        assert!(fresh.rootfs().join(dir).is_dir(), "{dir}");
+    }
+    assert!(fresh.rootfs().join("etc/app/greeting").is_file());
+    p.ctl_ok(&["delete", "--force", &id]);
+    assert_nothing_left(&id);
+}
+
 #[test]
 fn a_failed_checkpoint_changes_nothing() {
     let p = Paddock::new();

@@ -97,6 +97,59 @@ fn the_paddock_shim_serves_stdin_terminals_execs_pause_ps_and_kill_all() {
     }
 }
 
+/// `ctr` (on `ctd`) with `args`, its stdin, stdout and stderr a terminal of the test's own:
+/// its exit status and everything it wrote there, read until the terminal closes (all of
+/// it, unlike `script`, which may stop reading when its child exits).
+fn ctr_on_a_pty(ctd: &Containerd, args: &[&str]) -> (std::process::ExitStatus, String) {
+    use std::os::fd::AsFd as _;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = |fd: &std::os::fd::OwnedFd| std::process::Stdio::from(fd.try_clone().expect("dup"));
+    let mut child = Command::new("ctr")
+        .arg("--address")
+        .arg(ctd.dir().join("containerd.sock"))
+        .args(args)
+        .stdin(slave(&pty.slave))
+        .stdout(slave(&pty.slave))
+        .stderr(slave(&pty.slave))
+        .spawn()
+        .expect("ctr");
+    drop(pty.slave);
+    let mut printed = Vec::new();
+    let mut buf = [0u8; 4096];
+    // EIO: ctr, the last holder of the terminal, is gone.
+    while let Ok(n @ 1..) = rustix::io::read(pty.master.as_fd(), &mut buf) {
+        printed.extend_from_slice(&buf[..n]);
+    }
+    let status = child.wait().expect("wait for ctr");
+    (status, String::from_utf8_lossy(&printed).into_owned())
+}
+
+/// A short process on a terminal prints what it wrote. Before the shim held a reader of the
+/// output FIFO of its own while copying (as runc's shim does), about one `task exec -t` in
+/// 150 printed nothing though the shim had written its output into the FIFO.
+#[test]
+fn every_short_exec_on_a_terminal_prints_its_output() {
+    let ctd = Containerd::start();
+    let id = unique("shimtt");
+    ok(&ctd.run(&["-d"], &id, &["sleep", "1000"]), "ctr run -d");
+    let lost: Vec<String> = (0..100)
+        .filter_map(|i| {
+            let word = format!("word{i}");
+            let exec_id = format!("t{i}");
+            let (status, printed) =
+                ctr_on_a_pty(&ctd, &["task", "exec", "-t", "--exec-id", &exec_id, &id, "echo", &word]);
+            (status.code() != Some(0) || !printed.contains(&word)).then(|| format!("{word}: {status} {printed:?}"))
+        })
+        .collect();
+    assert!(lost.is_empty(), "lost output: {lost:?}");
+    ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
+    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
+    ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
+    ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
+    assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());
+    harness::assert_nothing_left(&id);
+}
+
 #[test]
 fn an_exit_reaches_containerd_after_paddockd_was_killed_and_came_back() {
     use std::io::Write as _;
@@ -247,33 +300,51 @@ fn ctr_restores_a_checkpointed_task_through_the_paddock_shim() {
     let archive = ctd.dir().join("image.tar");
     harness::images::write_oci_archive(&archive, &ctd.rootfs(), &[(IMAGE, vec!["/bin/sh"])]);
     ok(&ctd.ctr(&["images", "import", archive.to_str().unwrap()]), "images import");
+    // With the rw layer, and without: then the restored task gets a fresh snapshot of the
+    // image, which lacks the mount points (`/run`, ...) the create made in the old one, and
+    // paddock's restore makes them before CRIU mounts there.
+    for rw in [true, false] {
+        checkpoint_and_restore(&ctd, IMAGE, rw);
+    }
+}
+
+/// Runs a counter from `image`, checkpoints it with `ctr containers checkpoint --task` (with
+/// its rw layer if `rw`), kills and removes it, restores it with `ctr containers restore
+/// --live` (onto that layer, or a fresh snapshot), and checks that it goes on counting.
+fn checkpoint_and_restore(ctd: &Containerd, image: &str, rw: bool) {
     let id = unique("shimrst");
     // From an image, so its rootfs comes as containerd's mounts (an overlay the shim mounts).
-    let counter = "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; usleep 100000; done";
-    ok(&ctd.ctr(&["run", "-d", "--null-io", "--runtime", RUNTIME, IMAGE, &id, "sh", "-c", counter]), "ctr run -d");
+    // The count is kept in a tmpfs: what CRIU restores is all it needs, with or without the rw
+    // layer.
+    let counter = "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/count; usleep 100000; done";
+    ok(&ctd.ctr(&["run", "-d", "--null-io", "--runtime", RUNTIME, image, &id, "sh", "-c", counter]), "ctr run -d");
     // What the counter last wrote (0 while it rewrites the file), read by an exec.
     let execs = std::cell::Cell::new(0);
     let count = || -> u64 {
         execs.set(execs.get() + 1);
         let exec_id = format!("c{}", execs.get());
-        stdout(&ctd.ctr(&["task", "exec", "--exec-id", &exec_id, &id, "cat", "/tmp/count"])).trim().parse().unwrap_or(0)
+        stdout(&ctd.ctr(&["task", "exec", "--exec-id", &exec_id, &id, "cat", "/dev/shm/count"]))
+            .trim()
+            .parse()
+            .unwrap_or(0)
     };
     assert!(eventually(Duration::from_secs(20), || count() >= 20), "the counter does not count");
     // Read before the checkpoint: the restored counter goes on from a count at least this.
     let before = count();
     let checkpoint = format!("{id}-checkpoint");
-    // With the rw layer: the mount points paddock made in the rootfs come back with it (a
-    // fresh snapshot lacks them, and paddock's restore does not make them yet, as runc's does).
-    ok(&ctd.ctr(&["containers", "checkpoint", "--task", "--rw", &id, &checkpoint]), "containers checkpoint");
+    let rw_flag: &[&str] = if rw { &["--rw"] } else { &[] };
+    let args = [&["containers", "checkpoint", "--task"], rw_flag, &[id.as_str(), checkpoint.as_str()]].concat();
+    ok(&ctd.ctr(&args), "containers checkpoint");
     ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
-    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
+    assert!(eventually(Duration::from_secs(20), || task_is(ctd, &id, "STOPPED")), "the task did not stop");
     ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
     ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
 
     // The restored task goes on counting from its own memory: a fresh one would start at 1
     // again, and what the file shows would drop below what the checkpoint left there.
-    ok(&ctd.ctr(&["containers", "restore", "--live", "--rw", &id, &checkpoint]), "containers restore --live");
-    assert!(task_is(&ctd, &id, "RUNNING"), "{}", stdout(&ctd.ctr(&["task", "ls"])));
+    let args = [&["containers", "restore", "--live"], rw_flag, &[id.as_str(), checkpoint.as_str()]].concat();
+    ok(&ctd.ctr(&args), "containers restore --live");
+    assert!(task_is(ctd, &id, "RUNNING"), "{}", stdout(&ctd.ctr(&["task", "ls"])));
     let mut seen = vec![before];
     let grew = eventually(Duration::from_secs(20), || {
         let now = count();
@@ -285,7 +356,7 @@ fn ctr_restores_a_checkpointed_task_through_the_paddock_shim() {
     assert!(grew, "the restored counter does not count: {seen:?}");
     assert!(seen.windows(2).all(|w| w[1] >= w[0]), "restarted instead of restored: {seen:?}");
     ok(&ctd.ctr(&["task", "kill", "-s", "KILL", &id]), "task kill");
-    assert!(eventually(Duration::from_secs(20), || task_is(&ctd, &id, "STOPPED")), "the task did not stop");
+    assert!(eventually(Duration::from_secs(20), || task_is(ctd, &id, "STOPPED")), "the task did not stop");
     ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
     ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
     assert!(eventually(Duration::from_secs(20), || ctd.shims().is_empty()), "shims left: {:?}", ctd.shims());

@@ -10,11 +10,13 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
+use oci_spec::runtime::{Mount, Spec};
 use rustix::fs::{Mode, OFlags};
+use sys::Create;
 use wire::{ApiError, ErrorKind, ExitStatus, FdSlot};
 
 use crate::spawner::jobs::{Done, Job, RestoreJob};
@@ -181,6 +183,7 @@ fn run_criu(
     // The binds as the gofer opened them (beneath the bundle, symlinks resolved safely), not
     // their host paths again.
     let binds = job.binds.iter().map(|b| copy(b)).collect::<Result<Vec<_>, _>>()?;
+    make_mount_points(&job.spec.parse()?, &root, &binds, job.plan.console_key.is_some())?;
     let c_path = |path: &Path| {
         CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| CriuSetupError::Nul(path.display().to_string()))
     };
@@ -191,6 +194,114 @@ fn run_criu(
     let argv = criu_argv(job, &given, terminal.as_deref())?;
     let Err(e) = nix::unistd::execv(&argv[0], &argv);
     Err(os(format!("executing {} (is CRIU 4.1 or later installed?)", argv[0].to_string_lossy()), e))
+}
+
+/// Where a mount point of the checkpoint's mount tree is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beneath {
+    /// In the root filesystem.
+    Root,
+    /// In the tree of the spec's bind mount of this index (among the bind mounts).
+    Bind(usize),
+}
+
+/// A mount point the restore makes before CRIU runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MountPoint {
+    /// In which tree.
+    beneath: Beneath,
+    /// Its path in that tree.
+    path: PathBuf,
+    /// A directory, or a file (a bind mount of a file).
+    what: Create,
+}
+
+/// The mount points of the container's mount tree that live in a tree the restore brings
+/// (the root filesystem, or a bind mount's source), in spec order: those CRIU needs and does
+/// not make. A fresh root filesystem (containerd's new snapshot of the image, a new overlay)
+/// lacks the mount points the container's create made in the old one (`/run`, `/proc`, a file
+/// bound on `/etc/resolv.conf`, ...), and CRIU cannot mount there; runc's restore makes them
+/// too. A mount point beneath a kernel filesystem mounted earlier (`/dev/pts` in `/dev`'s
+/// tmpfs) is left alone: CRIU restores a tmpfs with what it held, and the others' contents
+/// are the kernel's. `bind_is_dir`: whether each bind mount (in spec order) is a directory;
+/// `console`: a terminal is bound on `/dev/console`.
+fn mount_points(mounts: &[Mount], bind_is_dir: &[bool], console: bool) -> Vec<MountPoint> {
+    // Lexically, `..` stopping at the root, as the paths are resolved beneath it.
+    let normal = |path: &Path| -> PathBuf {
+        let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+        for c in path.components() {
+            match c {
+                Component::Normal(p) => parts.push(p),
+                Component::ParentDir => {
+                    parts.pop();
+                }
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            }
+        }
+        parts.iter().collect()
+    };
+    // The mounts so far: where each is, and which tree it brings (`None`: the kernel's).
+    let mut made: Vec<(PathBuf, Option<usize>)> = Vec::new();
+    let mut points = Vec::new();
+    let mut place = |made: &[(PathBuf, Option<usize>)], dest: PathBuf, what: Create| {
+        if dest.as_os_str().is_empty() {
+            return;
+        }
+        // The innermost mount so far that holds it: the latest whose path is a prefix.
+        let holder = made.iter().rev().find(|(at, _)| dest.starts_with(at) && dest != *at);
+        let point = match holder {
+            None => MountPoint { beneath: Beneath::Root, path: Path::new("/").join(&dest), what },
+            Some((at, Some(bind))) => MountPoint {
+                beneath: Beneath::Bind(*bind),
+                path: Path::new("/").join(dest.strip_prefix(at).unwrap_or(&dest)),
+                what,
+            },
+            Some((_, None)) => return,
+        };
+        points.push(point);
+    };
+    let mut binds = bind_is_dir.iter().enumerate();
+    for m in mounts {
+        let dest = normal(m.destination());
+        if wire::mounts::is_bind(m) {
+            let Some((index, is_dir)) = binds.next() else { continue };
+            place(&made, dest.clone(), if *is_dir { Create::Dir } else { Create::File });
+            made.push((dest, Some(index)));
+        } else {
+            place(&made, dest.clone(), Create::Dir);
+            made.push((dest, None));
+        }
+    }
+    if console {
+        place(&made, normal(Path::new(crate::console::CONSOLE)), Create::File);
+    }
+    points
+}
+
+/// Makes the mount points of [`mount_points`] in the copies of the container's trees CRIU
+/// restores on, each resolved beneath its tree (no symlink of the image leads out of it).
+fn make_mount_points(spec: &Spec, root: &OwnedFd, binds: &[OwnedFd], console: bool) -> Result<(), CriuSetupError> {
+    let bind_is_dir = binds
+        .iter()
+        .enumerate()
+        .map(|(i, bind)| {
+            rustix::fs::fstat(bind)
+                .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+                .map_err(|e| os(format!("fstat of bind {i}"), e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for point in mount_points(spec.mounts().as_deref().unwrap_or_default(), &bind_is_dir, console) {
+        let (tree, within) = match point.beneath {
+            Beneath::Root => (root, "the root filesystem".to_string()),
+            Beneath::Bind(i) => match binds.get(i) {
+                Some(bind) => (bind, format!("bind {i}")),
+                None => continue,
+            },
+        };
+        sys::make_beneath(tree.as_fd(), &point.path, point.what)
+            .map_err(|e| os(format!("making the mount point {} in {within}", point.path.display()), e))?;
+    }
+    Ok(())
 }
 
 /// The detached copies of the container's mounts CRIU restores on.
@@ -396,4 +507,63 @@ fn prepare(
     std::mem::forget(terminal);
     sys::cloexec_from(FIRST_PLACED_FD + sources.len() as RawFd).map_err(|e| os("close_range", e))?;
     Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use oci_spec::runtime::MountBuilder;
+
+    use super::*;
+
+    fn mount(destination: &str, typ: &str, options: &[&str]) -> Mount {
+        MountBuilder::default()
+            .destination(destination)
+            .typ(typ)
+            .source("src")
+            .options(options.iter().map(|o| (*o).to_string()).collect::<Vec<_>>())
+            .build()
+            .unwrap()
+    }
+
+    fn point(beneath: Beneath, path: &str, what: Create) -> MountPoint {
+        MountPoint { beneath, path: PathBuf::from(path), what }
+    }
+
+    #[test]
+    fn mount_points_are_made_where_no_kernel_filesystem_holds_them() {
+        let mounts = [
+            mount("/proc", "proc", &[]),
+            mount("/dev", "tmpfs", &[]),
+            mount("/dev/pts", "devpts", &[]),
+            mount("/run/../run", "tmpfs", &[]),
+            mount("/etc/resolv.conf", "bind", &["ro"]),
+            mount("/data", "none", &["rbind"]),
+            mount("/data/inner", "tmpfs", &[]),
+            mount("/run/secrets", "bind", &[]),
+            mount("/sys", "sysfs", &[]),
+            mount("/sys/fs/cgroup", "cgroup", &[]),
+            mount("/deep/er", "mqueue", &[]),
+        ];
+        let points = mount_points(&mounts, &[false, true, true], false);
+        assert_eq!(
+            points,
+            [
+                point(Beneath::Root, "/proc", Create::Dir),
+                point(Beneath::Root, "/dev", Create::Dir),
+                point(Beneath::Root, "/run", Create::Dir),
+                point(Beneath::Root, "/etc/resolv.conf", Create::File),
+                point(Beneath::Root, "/data", Create::Dir),
+                // Beneath the bind mount: in the bind's own tree.
+                point(Beneath::Bind(1), "/inner", Create::Dir),
+                point(Beneath::Root, "/sys", Create::Dir),
+                point(Beneath::Root, "/deep/er", Create::Dir),
+            ]
+        );
+        // The console: in the root filesystem only when no tmpfs is on /dev.
+        assert!(!mount_points(&mounts, &[false, true, true], true).iter().any(|p| p.path.ends_with("console")));
+        assert_eq!(
+            mount_points(&[mount("/proc", "proc", &[])], &[], true),
+            [point(Beneath::Root, "/proc", Create::Dir), point(Beneath::Root, "/dev/console", Create::File)]
+        );
+    }
 }

@@ -17,6 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex};
 
 use nix::sys::socket::{recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType};
+use tokio::sync::watch;
 use wire::{FdSlot, Stdio};
 
 /// Why a process's stdio could not be set up.
@@ -66,6 +67,9 @@ pub struct IoHandle {
     fifo: Arc<Mutex<StdinFifo>>,
     /// The pty master, with a terminal (for `ResizePty`).
     master: Option<Arc<OwnedFd>>,
+    /// Becomes `true` once the terminal's output copy has ended and closed the stdout FIFO
+    /// (with a terminal).
+    output_copied: Option<watch::Receiver<bool>>,
 }
 
 impl IoHandle {
@@ -79,6 +83,18 @@ impl IoHandle {
         if !fifo.opened {
             self.stdin.lock().unwrap_or_else(|p| p.into_inner()).take();
         }
+    }
+
+    /// Waits, at most `bound`, until the terminal's output copy has written everything the
+    /// process left in the terminal into containerd's FIFO and closed it; at once without a
+    /// terminal (the process wrote into the FIFOs itself). A client stops reading once the
+    /// process's exit and Delete are answered (`ctr task exec -t` does), so both wait for this
+    /// first, as runc's shim's Delete waits for its copy. Bounded: a process's own children
+    /// may hold the terminal open after it exits.
+    pub async fn output_copied(&self, bound: std::time::Duration) {
+        let Some(mut copied) = self.output_copied.clone() else { return };
+        // An error: the copy's thread is gone (it never started), nothing to wait for.
+        let _ = tokio::time::timeout(bound, copied.wait_for(|done| *done)).await;
     }
 
     /// Sets the terminal's size; `false` when the process has no terminal.
@@ -162,9 +178,18 @@ fn spawn_stdin_copy(path: String, sink: Arc<Mutex<Option<File>>>, hold: Arc<Mute
     });
 }
 
-/// Copies the pty master into containerd's stdout FIFO until the terminal closes.
-fn spawn_output_copy(master: Arc<OwnedFd>, path: String) {
+/// Copies the pty master into containerd's stdout FIFO until the terminal closes, then closes
+/// the FIFO and says so on `copied`.
+fn spawn_output_copy(master: Arc<OwnedFd>, path: String, copied: watch::Sender<bool>) {
     let _ = std::thread::Builder::new().name("tty-out".into()).spawn(move || {
+        // A reader of the FIFO of the copy's own while it writes, as runc's shim keeps one:
+        // without it, about one short `ctr task exec -t` in 150 printed nothing although every
+        // byte had been written into the FIFO (with it, none in 600; see tests/shim.rs).
+        let hold = if path.is_empty() {
+            None
+        } else {
+            std::fs::OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK).open(&path).ok()
+        };
         let out = if path.is_empty() { None } else { open_writer(&path).ok() };
         let mut buf = [0u8; 32 * 1024];
         let mut out = out;
@@ -182,6 +207,9 @@ fn spawn_output_copy(master: Arc<OwnedFd>, path: String) {
                 }
             }
         }
+        drop(out);
+        drop(hold);
+        copied.send_replace(true);
     });
 }
 
@@ -221,7 +249,9 @@ impl Prepared {
                 master.try_clone().map_err(|source| StdioError::Io { what: "duplicating the terminal", source })?;
             *self.handle.stdin.lock().unwrap_or_else(|p| p.into_inner()) = Some(File::from(writer));
             self.handle.master = Some(master.clone());
-            spawn_output_copy(master, self.paths.stdout.clone());
+            let (copied, receiver) = watch::channel(false);
+            self.handle.output_copied = Some(receiver);
+            spawn_output_copy(master, self.paths.stdout.clone(), copied);
         }
         if !self.paths.stdin.is_empty() {
             spawn_stdin_copy(self.paths.stdin.clone(), self.handle.stdin.clone(), self.handle.fifo.clone());

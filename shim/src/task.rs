@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use containerd_shim::asynchronous::ExitSignal;
@@ -42,6 +42,10 @@ struct Exit {
     status: u32,
     at: SystemTime,
 }
+
+/// How long a process's exit and Delete wait for its terminal's output to reach containerd
+/// (see [`IoHandle::output_copied`]).
+const OUTPUT_COPY_BOUND: Duration = Duration::from_secs(2);
 
 /// A process containerd knows: a container's init (exec id "") or an exec.
 struct Proc {
@@ -303,6 +307,10 @@ impl Service {
                     255
                 }
             };
+            // What the process wrote reaches containerd before its exit does.
+            if let Ok(Some(io)) = me.with(&id, |c| Ok(c.execs.get(&exec_id).map(|p| p.io.clone()))) {
+                io.output_copied(OUTPUT_COPY_BOUND).await;
+            }
             let exit = Exit { status, at: SystemTime::now() };
             let recorded = me.with(&id, |c| {
                 if let Some(p) = c.execs.get(&exec_id) {
@@ -591,6 +599,9 @@ impl Task for Service {
                 }
                 Ok(c.execs.remove(&req.exec_id))
             })?;
+            if let Some(p) = &p {
+                p.io.output_copied(OUTPUT_COPY_BOUND).await;
+            }
             let (pid, exit) = p.map(|p| (p.pid, p.exited())).unwrap_or((0, None));
             return Ok(api::DeleteResponse {
                 pid,
@@ -599,7 +610,11 @@ impl Task for Service {
                 ..Default::default()
             });
         }
-        let (daemon, pid, exit) = self.with(&req.id, |c| Ok((c.daemon.clone(), c.init.pid, c.init.exited())))?;
+        let (daemon, pid, exit, io) =
+            self.with(&req.id, |c| Ok((c.daemon.clone(), c.init.pid, c.init.exited(), c.init.io.clone())))?;
+        if exit.is_some() {
+            io.output_copied(OUTPUT_COPY_BOUND).await;
+        }
         let id = req.id.clone();
         // A container that never ran (or ran and exited) goes; a running one is refused, as
         // runc's shim refuses it.
