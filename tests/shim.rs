@@ -83,6 +83,12 @@ fn the_paddock_shim_serves_stdin_terminals_execs_pause_ps_and_kill_all() {
     assert!(stdout(&tty).contains("/dev/pts/"), "{}", stdout(&tty));
     let ps = ok(&ctd.ctr(&["task", "ps", &id]), "task ps");
     assert!(ps.lines().count() >= 3, "{ps}");
+    // Stats: the cgroup metrics of the host's kind (v1 `cpuacct.usage`, v2 `cpu.usage_usec`,
+    // as containerd's runc shim answers), counting the task's 2 processes (the two sleeps).
+    let metrics = ok(&ctd.ctr(&["task", "metrics", &id]), "task metrics");
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    assert!(metrics.contains(if v2 { "cpu.usage_usec" } else { "cpuacct.usage" }), "{metrics}");
+    assert!(metrics.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["pids.current", "2"]), "{metrics}");
     ok(&ctd.ctr(&["task", "pause", &id]), "pause");
     assert!(ok(&ctd.ctr(&["task", "ls"]), "ls").contains("PAUSED"));
     ok(&ctd.ctr(&["task", "resume", &id]), "resume");
