@@ -27,10 +27,7 @@ pub fn metrics(stats: &Value) -> Box<dyn MessageDyn> {
 /// The v2 figures in paddockd's stats JSON; none (every group absent) from a paddockd that
 /// does not send them or a container without a cgroup.
 pub fn cgroup2_of(stats: &Value) -> Cgroup2Stats {
-    stats
-        .get(wire::api::STATS_CGROUP2)
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
+    stats.get(wire::api::STATS_CGROUP2).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
 }
 
 fn psi(psi: &Option<Psi>) -> MessageField<v2::PSIStats> {
@@ -357,7 +354,8 @@ mod tests {
 
     #[test]
     fn the_v2_files_become_containerds_v2_metrics() {
-        let pressure = "some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=678\n";
+        let pressure =
+            "some avg10=1.50 avg60=0.25 avg300=0.00 total=12345\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=678\n";
         let stats = paddockd_stats_of(&[
             ("cgroup.controllers", "cpu io memory hugetlb pids rdma\n"),
             ("cgroup.stat", "nr_descendants 0\nnr_dying_descendants 0\n"),
@@ -408,7 +406,10 @@ mod tests {
         assert_eq!((memory.swap_usage, memory.swap_limit, memory.swap_max_usage), (4096, 134217728, 0));
         assert_eq!((memory.anon, memory.file, memory.kernel_stack, memory.slab), (4194304, 2097152, 16384, 32768));
         assert_eq!((memory.shmem, memory.file_mapped, memory.file_dirty), (8192, 1024, 512));
-        assert_eq!((memory.inactive_anon, memory.active_anon, memory.inactive_file, memory.active_file), (100, 200, 300, 400));
+        assert_eq!(
+            (memory.inactive_anon, memory.active_anon, memory.inactive_file, memory.active_file),
+            (100, 200, 300, 400)
+        );
         assert_eq!((memory.slab_reclaimable, memory.slab_unreclaimable), (20000, 12768));
         assert_eq!((memory.pgfault, memory.pgmajfault, memory.pgscan, memory.pgsteal), (1500, 7, 11, 10));
         assert_eq!(memory.psi.some.total, 12345);
@@ -420,7 +421,10 @@ mod tests {
         let io = m.io.as_ref().unwrap();
         assert_eq!(io.usage.len(), 2);
         let sdb = &io.usage[0];
-        assert_eq!((sdb.major, sdb.minor, sdb.rbytes, sdb.wbytes, sdb.rios, sdb.wios), (8, 16, 1459200, 314773504, 192, 353));
+        assert_eq!(
+            (sdb.major, sdb.minor, sdb.rbytes, sdb.wbytes, sdb.rios, sdb.wios),
+            (8, 16, 1459200, 314773504, 192, 353)
+        );
         assert_eq!((io.usage[1].minor, io.usage[1].wios), (0, 1252));
         assert_eq!(io.psi.full.total, 678);
 
@@ -430,7 +434,9 @@ mod tests {
         assert_eq!(sizes, vec![("1GB", 0, 0, 0), ("2MB", 2097152, u64::MAX, 5)]);
 
         let rdma = m.rdma.as_ref().unwrap();
-        let entries = |l: &[v2::RdmaEntry]| l.iter().map(|e| (e.device.clone(), e.hca_handles, e.hca_objects)).collect::<Vec<_>>();
+        let entries = |l: &[v2::RdmaEntry]| {
+            l.iter().map(|e| (e.device.clone(), e.hca_handles, e.hca_objects)).collect::<Vec<_>>()
+        };
         assert_eq!(entries(&rdma.current), vec![("mlx4_0".into(), 1, 20), ("ocrdma1".into(), 1, 23)]);
         assert_eq!(entries(&rdma.limit), vec![("mlx4_0".into(), 2, 2000), ("ocrdma1".into(), 3, u32::MAX)]);
 
@@ -450,7 +456,10 @@ mod tests {
             ("cgroup.controllers", ""),
             ("cgroup.stat", "nr_descendants 0\nnr_dying_descendants 0\n"),
             ("cpu.stat", "usage_usec 294514\nuser_usec 294514\nsystem_usec 0\nnice_usec 0\n"),
-            ("memory.pressure", "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
+            (
+                "memory.pressure",
+                "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+            ),
         ]);
         let m = v2_metrics(&cgroup2_of(&stats));
         let cpu = m.cpu.as_ref().unwrap();
@@ -468,8 +477,10 @@ mod tests {
     #[test]
     fn the_host_layout_chooses_v1_or_v2_metrics() {
         let root_is_cgroup2 = rustix::fs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.f_type == 0x6367_7270);
-        let expected = if root_is_cgroup2 { "io.containerd.cgroups.v2.Metrics" } else { "io.containerd.cgroups.v1.Metrics" };
-        let any = containerd_shim::util::convert_to_any(metrics(&paddockd_stats_of(&[("cpu.stat", "usage_usec 1\n")]))).unwrap();
+        let expected =
+            if root_is_cgroup2 { "io.containerd.cgroups.v2.Metrics" } else { "io.containerd.cgroups.v1.Metrics" };
+        let any = containerd_shim::util::convert_to_any(metrics(&paddockd_stats_of(&[("cpu.stat", "usage_usec 1\n")])))
+            .unwrap();
         assert_eq!(any.type_url, expected);
     }
 

@@ -228,10 +228,8 @@ pub struct PsiData {
 /// out.
 pub fn read(dir: &Path) -> Cgroup2Stats {
     Cgroup2Stats {
-        pids: single(dir, "pids.current").map(|current| Pids {
-            current,
-            limit: single(dir, "pids.max").unwrap_or(u64::MAX),
-        }),
+        pids: single(dir, "pids.current")
+            .map(|current| Pids { current, limit: single(dir, "pids.max").unwrap_or(u64::MAX) }),
         cpu: flat_keyed(dir, "cpu.stat").map(|stat| {
             let key = |k: &str| stat.get(k).copied().unwrap_or(0);
             Cpu {
@@ -420,10 +418,8 @@ mod tests {
                 .into_iter()
                 .map(PathBuf::from)
                 .find(|root| is_cgroup2(root))?;
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .subsec_nanos();
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
             let dir = root.join(format!("paddock-cgroup2-stats-test-{}-{nanos}", std::process::id()));
             std::fs::create_dir(&dir).expect("a test cgroup");
             let child = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn();
@@ -459,12 +455,16 @@ mod tests {
     fn a_real_cgroup2_directory_reports_its_cpu_and_only_its_enabled_controllers() {
         if !rustix::process::geteuid().is_root() {
             assert!(std::env::var("CI").as_deref() != Ok("true"), "this test needs root");
-            eprintln!("SKIPPED a_real_cgroup2_directory_reports_its_cpu_and_only_its_enabled_controllers: it needs root");
+            eprintln!(
+                "SKIPPED a_real_cgroup2_directory_reports_its_cpu_and_only_its_enabled_controllers: it needs root"
+            );
             return;
         }
         let Some(cgroup) = BusyCgroup::create() else {
             assert!(std::env::var("CI").as_deref() != Ok("true"), "this host has no cgroup2 tree");
-            eprintln!("SKIPPED a_real_cgroup2_directory_reports_its_cpu_and_only_its_enabled_controllers: no cgroup2 tree");
+            eprintln!(
+                "SKIPPED a_real_cgroup2_directory_reports_its_cpu_and_only_its_enabled_controllers: no cgroup2 tree"
+            );
             return;
         };
         let dir = cgroup.dir.as_path();
