@@ -3,10 +3,11 @@
 //! .ci/run; a missing client fails the test.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::Duration;
 
-use harness::{capture, ctl_path, eventually, stderr, stdout, unique, Bundle};
+use harness::containerd::{Containerd, Shim};
+use harness::{capture, eventually, stderr, stdout, unique, Bundle};
 
 /// Stops the paddockd of state root `root` (auto-started by the first ctl call, it was adopted
 /// by the client's subreaper — conmon, the shim — which it would otherwise keep alive).
@@ -14,17 +15,6 @@ fn stop_daemon(root: &Path) {
     if let Some(pid) = std::fs::read_to_string(root.join("paddockd.pid")).ok().and_then(|s| s.trim().parse().ok()) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
     }
-}
-
-/// A wrapper script that runs ctl with its own state root (clients call the runtime with
-/// flags of their own; a root of the test's keeps it apart from other tests).
-fn ctl_wrapper(dir: &Path, root: &Path) -> PathBuf {
-    let path = dir.join("ctl");
-    let script = format!("#!/bin/sh\nexec {} --root {} \"$@\"\n", ctl_path().display(), root.display());
-    std::fs::write(&path, script).unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&path).unwrap().permissions(), 0o755);
-    Command::new("chmod").arg("755").arg(&path).status().unwrap();
-    path
 }
 
 fn ok(out: &Output, what: &str) -> String {
@@ -42,7 +32,8 @@ impl Podman {
     fn new() -> Self {
         let dir = tempfile::Builder::new().prefix("pdk-podman-").tempdir_in("/tmp").unwrap();
         let bundle = Bundle::busybox(&["true"]);
-        let ctl = ctl_wrapper(dir.path(), &dir.path().join("state"));
+        let ctl = dir.path().join("ctl");
+        harness::containerd::ctl_wrapper(&ctl, &dir.path().join("state"));
         // containers.conf: no CAP_SYS_RESOURCE here (ulimits), no systemd (cgroupfs), and
         // ctl listed in runtime_supports_json so podman passes --log-format=json --log.
         let conf = format!(
@@ -220,121 +211,20 @@ fn podman_checkpoints_and_restores_a_container_through_ctl() {
     assert!(left.trim().is_empty(), "{left}");
 }
 
-/// A containerd of the test's own: config, state, root and socket in a temporary directory.
-struct Containerd {
-    dir: tempfile::TempDir,
-    child: Child,
-    ctl: PathBuf,
-    _bundle: Bundle,
-    rootfs: PathBuf,
-}
-
-impl Containerd {
-    fn start() -> Self {
-        let dir = tempfile::Builder::new().prefix("pdk-ctd-").tempdir_in("/tmp").unwrap();
-        let config = harness::containerd::plain_config(dir.path());
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("containerd is not installed (apt-get install containerd)");
-        let ctl = ctl_wrapper(dir.path(), &dir.path().join("paddock"));
-        let bundle = Bundle::busybox(&["true"]);
-        let me = Self { rootfs: bundle.rootfs(), dir, child, ctl, _bundle: bundle };
-        let ready = eventually(Duration::from_secs(20), || me.ctr(&["version"]).status.success());
-        assert!(ready, "containerd did not come up");
-        me
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        capture(Command::new("ctr").arg("--address").arg(self.dir.path().join("containerd.sock")).args(args))
-    }
-
-    /// `ctr` on a terminal of its own (`-t` needs one), through util-linux's `script`, which
-    /// returns ctr's exit code.
-    fn ctr_on_a_terminal(&self, args: &[&str]) -> Output {
-        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-        let mut line = format!("ctr --address {}", quote(&self.dir.path().join("containerd.sock").to_string_lossy()));
-        for a in args {
-            line.push(' ');
-            line.push_str(&quote(a));
-        }
-        capture(Command::new("script").args(["-qec", &line, "/dev/null"]))
-    }
-
-    /// `ctr run`'s flags that make paddock the runc binary, up to `--rootfs`.
-    fn run_flags(&self) -> Vec<String> {
-        let ctl = self.ctl.display().to_string();
-        let runc_root = self.dir.path().join("runc").display().to_string();
-        let fifo = self.dir.path().join("fifo").display().to_string();
-        let flags = ["--runc-binary", &ctl, "--runc-root", &runc_root, "--fifo-dir", &fifo, "--env", "PATH=/bin"];
-        flags.into_iter().chain(["--rootfs"]).map(String::from).collect()
-    }
-
-    /// `ctr run` with paddock as the runc binary; `extra` flags come before the positionals.
-    fn run(&self, extra: &[&str], id: &str, command: &[&str]) -> Output {
-        let flags = self.run_flags();
-        let mut args: Vec<&str> = vec!["run"];
-        args.extend(flags.iter().map(String::as_str));
-        args.extend(extra);
-        let rootfs = self.rootfs.to_str().unwrap().to_string();
-        args.push(&rootfs);
-        args.push(id);
-        args.extend(command);
-        self.ctr(&args)
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        // The shim calls ctl with --root <runc-root>/<namespace>.
-        stop_daemon(&self.dir.path().join("runc").join("default"));
-        // ctr's cgroupsPath is /default/<id>: the task's leaf goes with it, the namespace's
-        // parent stays (as with runc) unless removed here, where it is ours.
-        for hierarchy in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(hierarchy.path().join("default"));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn containerd_runs_tasks_with_exit_codes_exec_pause_and_kill_all_through_ctl() {
-    let ctd = Containerd::start();
+    let ctd = Containerd::start_with(Shim::RuncWithCtl);
     let out = ctd.run(&["--rm"], &unique("ctd"), &["sh", "-c", "echo hello from containerd; exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "hello from containerd");
-    let mut args = vec!["run".to_string()];
-    args.extend(ctd.run_flags());
     let tty_id = unique("ctdtty");
-    args.extend(["-t", "--rm", ctd.rootfs.to_str().unwrap(), &tty_id, "sh", "-c", "tty; exit 4"].map(String::from));
+    let args = ctd.run_args(&["-t", "--rm"], &tty_id, &["sh", "-c", "tty; exit 4"]);
     let tty = ctd.ctr_on_a_terminal(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(tty.status.code(), Some(4), "{}{}", stderr(&tty), stdout(&tty));
     assert!(stdout(&tty).contains("/dev/pts/"), "{}", stdout(&tty));
 
     let id = unique("ctd");
     ok(&ctd.run(&["-d"], &id, &["sh", "-c", "sleep 1000 & sleep 1000"]), "ctr run -d");
-    let exec = ctd.ctr(&["task", "exec", "--exec-id", "x1", &id, "sh", "-c", "echo in exec; exit 5"]);
-    assert_eq!(exec.status.code(), Some(5), "{}", stderr(&exec));
-    assert_eq!(stdout(&exec).trim(), "in exec");
-    // With -t, the shim holds the pty master ctl sent over its console socket.
-    let tty = ctd.ctr_on_a_terminal(&["task", "exec", "-t", "--exec-id", "x2", &id, "sh", "-c", "tty; exit 6"]);
-    assert_eq!(tty.status.code(), Some(6), "{}{}", stderr(&tty), stdout(&tty));
-    assert!(stdout(&tty).contains("/dev/pts/"), "{}", stdout(&tty));
-    let ps = ok(&ctd.ctr(&["task", "ps", &id]), "task ps");
-    assert!(ps.lines().count() >= 3, "{ps}");
-    ok(&ctd.ctr(&["task", "pause", &id]), "pause");
-    assert!(ok(&ctd.ctr(&["task", "ls"]), "ls").contains("PAUSED"));
-    ok(&ctd.ctr(&["task", "resume", &id]), "resume");
-    assert!(ok(&ctd.ctr(&["task", "ls"]), "ls").contains("RUNNING"));
-    ok(&ctd.ctr(&["task", "kill", "-a", "-s", "KILL", &id]), "kill -a");
-    assert!(eventually(Duration::from_secs(20), || ok(&ctd.ctr(&["task", "ls"]), "ls").contains("STOPPED")));
-    ok(&ctd.ctr(&["task", "rm", &id]), "task rm");
-    ok(&ctd.ctr(&["container", "rm", &id]), "container rm");
+    harness::containerd::exec_tty_ps_pause_kill_and_remove(&ctd, &id);
     harness::assert_nothing_left(&id);
 }

@@ -3,7 +3,9 @@
 //! field names, so that tools written for runc's output read paddock's.
 //!
 //! Each controller's files are looked for in every directory of the cgroup; a controller this
-//! host does not mount is left out, as runc leaves it out.
+//! host does not mount is left out, as runc leaves it out. On a cgroup v2 host the reply also
+//! carries the v2 files' own figures under [`wire::api::STATS_CGROUP2`], which containerd's
+//! shim turns into containerd's v2 metrics.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,7 +23,13 @@ pub fn collect(dirs: &[PathBuf], v2: bool) -> Value {
     let find = |file: &str| dirs.iter().find(|d| d.join(file).exists()).cloned();
     let mut stats = Map::new();
     match find("cgroup.controllers").filter(|_| v2) {
-        Some(dir) => v2_stats(&dir, &mut stats),
+        Some(dir) => {
+            v2_stats(&dir, &mut stats);
+            // The v2 figures as the files have them, for containerd's v2 metrics.
+            if let Ok(cgroup2) = serde_json::to_value(sys::cgroup2_stats::read(&dir)) {
+                stats.insert(wire::api::STATS_CGROUP2.into(), cgroup2);
+            }
+        }
         None => v1_stats(&find, &mut stats),
     }
     Value::Object(stats)
@@ -298,6 +306,7 @@ mod tests {
             ("blkio.throttle.io_serviced_recursive", "8:0 Read 1\n"),
         ]);
         let stats = collect(&[dir.path().to_path_buf()], false);
+        assert!(stats.get(wire::api::STATS_CGROUP2).is_none(), "v1 has no v2 figures");
         // SAFETY: sysconf has no memory-safety preconditions.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
         assert_eq!(stats["cpu"]["usage"]["total"], 5000);
@@ -344,5 +353,11 @@ mod tests {
         );
         assert_eq!(stats["blkio"]["ioServicedRecursive"][1]["value"], 2);
         assert_eq!(stats["hugetlb"]["2MB"], json!({"usage": 0, "failcnt": 0}));
+        // The v2 figures as they are, beside runc's shape.
+        let cgroup2 = &stats[wire::api::STATS_CGROUP2];
+        assert_eq!(cgroup2, &serde_json::to_value(sys::cgroup2_stats::read(dir.path())).unwrap());
+        assert_eq!(cgroup2["memory"]["usage_limit"], u64::MAX);
+        assert_eq!(cgroup2["memory_events"]["oom_kill"], 1);
+        assert_eq!(cgroup2["io"]["devices"][0]["wios"], 2);
     }
 }

@@ -42,12 +42,22 @@ pub fn print(client: &mut Client, ids: Vec<String>, follow: bool) -> anyhow::Res
     }
 }
 
+/// paddockd's stats JSON in runc's shape: without the v2 figures it adds for containerd's shim
+/// on a cgroup v2 host, which runc's output does not have.
+fn runc_stats(json: &str) -> anyhow::Result<serde_json::Value> {
+    let mut data: serde_json::Value = serde_json::from_str(json)?;
+    if let Some(object) = data.as_object_mut() {
+        object.shift_remove(wire::api::STATS_CGROUP2);
+    }
+    Ok(data)
+}
+
 /// runc's `events --stats`: one stats line per container.
 pub fn print_stats(client: &mut Client, ids: &[String]) -> anyhow::Result<i32> {
     anyhow::ensure!(!ids.is_empty(), "events --stats needs a container id");
     for id in ids {
         let state = client.state(id)?;
-        let data: serde_json::Value = serde_json::from_str(&client.stats(&state.id)?)?;
+        let data = runc_stats(&client.stats(&state.id)?)?;
         println!("{}", serde_json::json!({"type": "stats", "id": state.id, "data": data}));
     }
     Ok(0)
@@ -82,7 +92,7 @@ pub fn stream_stats(root: &std::path::Path, ids: &[String], every: &str) -> anyh
     loop {
         match client.stats(&id) {
             Ok(json) => {
-                let data: serde_json::Value = serde_json::from_str(&json)?;
+                let data = runc_stats(&json)?;
                 println!("{}", serde_json::json!({"type": "stats", "id": id, "data": data}));
             }
             Err(e) if matches!(e.kind, wire::ErrorKind::NotFound | wire::ErrorKind::InvalidStatus) => return Ok(0),

@@ -734,7 +734,7 @@ impl Task for Service {
         let json = daemon.read(move |c| c.stats(&id)).await.map_err(rpc_error)?;
         let value: serde_json::Value = serde_json::from_str(&json)
             .map_err(|e| status(Code::INTERNAL, format!("paddockd's stats of {:?}: {e}", req.id)))?;
-        let any = containerd_shim::util::convert_to_any(Box::new(crate::stats::v1_metrics(&value)))
+        let any = containerd_shim::util::convert_to_any(crate::stats::metrics(&value))
             .map_err(|e| status(Code::INTERNAL, e))?;
         Ok(api::StatsResponse { stats: MessageField::some(any), ..Default::default() })
     }

@@ -5,6 +5,7 @@
 //! wraps a call yet (`mount_setattr`), it is made here, once. User namespaces made only to
 //! carry the id maps of an idmapped mount come from [`userns`].
 
+pub mod cgroup2_stats;
 pub mod confine;
 pub mod durable;
 pub mod helper_args;

@@ -1,5 +1,5 @@
 //! A containerd of a test's own, with paddock's shim on its `PATH` (`tests/shim.rs`, and the
-//! shim benchmark).
+//! shim benchmark), or running runc's shim with ctl as its runc binary (`tests/clients.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -12,25 +12,46 @@ pub const RUNTIME: &str = "io.containerd.paddock.v1";
 /// Its binary.
 pub const SHIM: &str = "containerd-shim-paddock-v1";
 
+/// Which shim a [`Containerd`]'s `run` gives its tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shim {
+    /// paddock's shim (`--runtime io.containerd.paddock.v1`), paddock's state root `paddock/`
+    /// of the containerd's directory.
+    Paddock,
+    /// runc's v2 shim with ctl as its runc binary (`--runc-binary`, a wrapper in the
+    /// containerd's directory): the shim calls ctl with `--root <runc-root>/<namespace>`, so
+    /// paddock's state root is `runc/default/`.
+    RuncWithCtl,
+}
+
 /// A containerd 1.6 of the test's own (config, state, root and socket in a temporary
 /// directory, no CRI plugin), whose `PATH` starts with the build's binaries (paddock's shim
-/// among them) and whose shims run paddock in the state root `paddock/` of its directory.
+/// among them) and whose `run` goes through the [`Shim`] it was started with.
 pub struct Containerd {
     dir: tempfile::TempDir,
     child: Child,
     bundle: Bundle,
+    shim: Shim,
 }
 
 impl Containerd {
-    /// Starts one and waits until it answers.
+    /// Starts one running paddock's shim and waits until it answers.
     pub fn start() -> Self {
-        let shim = bin_dir().join(SHIM);
-        assert!(shim.is_file(), "{} is missing: cargo build --release --workspace", shim.display());
-        let dir = tempfile::Builder::new().prefix("pdk-shim-").tempdir_in("/tmp").unwrap();
+        Self::start_with(Shim::Paddock)
+    }
+
+    /// Starts one whose `run` uses `shim` and waits until it answers.
+    pub fn start_with(shim: Shim) -> Self {
+        let binary = bin_dir().join(SHIM);
+        assert!(binary.is_file(), "{} is missing: cargo build --release --workspace", binary.display());
+        let dir = tempfile::Builder::new().prefix("pdk-ctd-").tempdir_in("/tmp").unwrap();
         let config = plain_config(dir.path());
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        if shim == Shim::RuncWithCtl {
+            ctl_wrapper(&dir.path().join("ctl"), &dir.path().join("paddock"));
+        }
         let child = Self::spawn(dir.path());
-        let me = Self { dir, child, bundle: Bundle::busybox(&["true"]) };
+        let me = Self { dir, child, bundle: Bundle::busybox(&["true"]), shim };
         let ready = eventually(Duration::from_secs(20), || me.ctr(&["version"]).status.success());
         assert!(ready, "containerd did not come up");
         me
@@ -68,27 +89,85 @@ impl Containerd {
         capture(Command::new("ctr").arg("--address").arg(self.dir.path().join("containerd.sock")).args(args))
     }
 
-    /// `ctr run --runtime io.containerd.paddock.v1` on the busybox rootfs; `extra` flags come
-    /// before the positionals.
+    /// `ctr run`'s arguments (from `run` on) for a task through its shim on the busybox
+    /// rootfs; `extra` flags come before the positionals.
+    pub fn run_args(&self, extra: &[&str], id: &str, command: &[&str]) -> Vec<String> {
+        let d = self.dir.path().display();
+        let mut args: Vec<String> = match self.shim {
+            Shim::Paddock => vec!["run".into(), "--runtime".into(), RUNTIME.into()],
+            Shim::RuncWithCtl => ["run", "--runc-binary", &format!("{d}/ctl"), "--runc-root", &format!("{d}/runc")]
+                .into_iter()
+                .chain(["--fifo-dir", &format!("{d}/fifo")])
+                .map(String::from)
+                .collect(),
+        };
+        args.extend(["--env", "PATH=/bin"].map(String::from));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args.extend(["--rootfs".to_string(), self.bundle.rootfs().display().to_string(), id.to_string()]);
+        args.extend(command.iter().map(|a| a.to_string()));
+        args
+    }
+
+    /// `ctr run` of [`Self::run_args`].
     pub fn run(&self, extra: &[&str], id: &str, command: &[&str]) -> Output {
-        let rootfs = self.bundle.rootfs().display().to_string();
-        let mut args = vec!["run", "--runtime", RUNTIME, "--env", "PATH=/bin"];
-        args.extend(extra);
-        args.extend(["--rootfs", &rootfs, id]);
-        args.extend(command);
-        self.ctr(&args)
+        self.ctr(&self.run_args(extra, id, command).iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     /// The shim servers of this containerd (their command line names its socket).
     pub fn shims(&self) -> Vec<i32> {
         let address = format!("-address {}", self.dir.path().join("containerd.sock").display());
-        processes_mentioning(&address).into_iter().filter(|&pid| command_of(pid).contains(SHIM)).collect()
+        let binary = match self.shim {
+            Shim::Paddock => SHIM,
+            Shim::RuncWithCtl => "containerd-shim-runc-v2",
+        };
+        processes_mentioning(&address).into_iter().filter(|&pid| command_of(pid).contains(binary)).collect()
     }
 
-    /// The paddock state root its shims use (`PADDOCK_ROOT`).
+    /// The paddock state root its shims use (`PADDOCK_ROOT`, or runc's shim's root for the
+    /// `default` namespace).
     pub fn paddock_root(&self) -> PathBuf {
-        self.dir.path().join("paddock")
+        match self.shim {
+            Shim::Paddock => self.dir.path().join("paddock"),
+            Shim::RuncWithCtl => self.dir.path().join("runc").join("default"),
+        }
     }
+}
+
+/// Writes at `path` a script that runs ctl with the state root `root` (clients call the
+/// runtime with flags of their own; a root of the test's keeps it apart from other tests).
+pub fn ctl_wrapper(path: &Path, root: &Path) {
+    let script = format!("#!/bin/sh\nexec {} --root {} \"$@\"\n", crate::ctl_path().display(), root.display());
+    std::fs::write(path, script).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(out.status.success(), "{what} failed ({}): {}{}", out.status, crate::stderr(out), crate::stdout(out));
+    crate::stdout(out)
+}
+
+/// What a user does with a task running `sh -c "sleep 1000 & sleep 1000"` (`ctr run -d`), and
+/// sees: an exec's output and exit code, one on a terminal, `task ps`, pause and resume, `kill
+/// -a`, then the task and container removed.
+pub fn exec_tty_ps_pause_kill_and_remove(ctd: &Containerd, id: &str) {
+    let exec = ctd.ctr(&["task", "exec", "--exec-id", "x1", id, "sh", "-c", "echo in exec; exit 5"]);
+    assert_eq!(exec.status.code(), Some(5), "{}", crate::stderr(&exec));
+    assert_eq!(crate::stdout(&exec).trim(), "in exec");
+    // With -t, the shim holds the pty master (with runc's shim, the one ctl sent over its
+    // console socket).
+    let tty = ctd.ctr_on_a_terminal(&["task", "exec", "-t", "--exec-id", "x2", id, "sh", "-c", "tty; exit 6"]);
+    assert_eq!(tty.status.code(), Some(6), "{}{}", crate::stderr(&tty), crate::stdout(&tty));
+    assert!(crate::stdout(&tty).contains("/dev/pts/"), "{}", crate::stdout(&tty));
+    let ps = ok(&ctd.ctr(&["task", "ps", id]), "task ps");
+    assert!(ps.lines().count() >= 3, "{ps}");
+    ok(&ctd.ctr(&["task", "pause", id]), "pause");
+    assert!(ok(&ctd.ctr(&["task", "ls"]), "ls").contains("PAUSED"));
+    ok(&ctd.ctr(&["task", "resume", id]), "resume");
+    assert!(ok(&ctd.ctr(&["task", "ls"]), "ls").contains("RUNNING"));
+    ok(&ctd.ctr(&["task", "kill", "-a", "-s", "KILL", id]), "kill -a");
+    assert!(eventually(Duration::from_secs(20), || ok(&ctd.ctr(&["task", "ls"]), "ls").contains("STOPPED")));
+    ok(&ctd.ctr(&["task", "rm", id]), "task rm");
+    ok(&ctd.ctr(&["container", "rm", id]), "container rm");
 }
 
 /// Process `pid`'s command line, arguments separated by spaces.
@@ -146,14 +225,11 @@ impl Containerd {
         capture(Command::new("script").args(["-qec", &line, "/dev/null"]))
     }
 
-    /// `ctr run` with `input` on ctr's stdin.
+    /// `ctr run --rm` with `input` on ctr's stdin.
     pub fn run_with_input(&self, input: &str, id: &str, command: &[&str]) -> Output {
-        let rootfs = self.bundle.rootfs().display().to_string();
         let socket = self.dir.path().join("containerd.sock").display().to_string();
-        let mut line = format!(
-            "printf '{input}' | ctr --address '{socket}' run --runtime {RUNTIME} --rm --rootfs '{rootfs}' {id}"
-        );
-        for a in command {
+        let mut line = format!("printf '{input}' | ctr --address '{socket}'");
+        for a in self.run_args(&["--rm"], id, command) {
             line.push_str(&format!(" '{a}'"));
         }
         capture(Command::new("sh").args(["-c", &line]))

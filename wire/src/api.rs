@@ -472,8 +472,16 @@ pub struct Wait {
     pub kill_on_hangup: bool,
 }
 
+/// The key of [`Stats`]' reply under which a cgroup v2 host's figures are, in the shape of
+/// [`sys::cgroup2_stats::Cgroup2Stats`]; not part of runc's output (ctl leaves it out).
+pub const STATS_CGROUP2: &str = "cgroup2";
+
 /// A container's resource usage read from its cgroups, as runc's `events --stats` reports it:
-/// a JSON object with `cpu`, `memory`, `pids`, `blkio` and `hugetlb` (those the host has).
+/// a JSON object with `cpu`, `memory`, `pids`, `blkio` and `hugetlb` (those the host has). On a
+/// cgroup v2 host it also has [`STATS_CGROUP2`]: the v2 files' own figures
+/// ([`sys::cgroup2_stats::Cgroup2Stats`]), which runc's shape folds into v1's fields or
+/// drops (memory events, swap apart from memory, limits, PSI) and containerd's v2 metrics
+/// carry.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Stats {
     /// A full id or an unambiguous prefix.
