@@ -40,6 +40,7 @@ pub mod monitors;
 pub mod netdev;
 pub mod oom;
 pub mod process;
+pub mod pool;
 pub mod procfs;
 pub mod resolve;
 pub mod resources;

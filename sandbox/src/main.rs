@@ -50,6 +50,9 @@ fn confine() -> Result<(), sys::confine::ConfineError> {
 
 fn main() {
     sys::exit_on_panic("paddock-sandbox");
+    // Before anything hides /proc: where the command line is, for a pooled sandbox to name
+    // its root container there once it has one (see `sys::proctitle`).
+    let title = sys::proctitle::Title::capture().ok();
     let args = match sys::helper_args::HelperArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
@@ -115,5 +118,6 @@ fn main() {
             (None, None, Some(err.to_string()))
         }
     };
-    std::process::exit(server::Server::new(args.id, listener, signals, proc, spawner, setup_error).run());
+    let server = server::Server::new(args.id, listener, signals, proc, spawner, setup_error);
+    std::process::exit(server.titled(title, args.control_fd).run());
 }

@@ -73,6 +73,10 @@ pub struct Server {
     deferred: Vec<Deferred>,
     /// Long work under way, each answering a request when it completes.
     work: Vec<InFlight>,
+    /// The command line, rewritten when the first root container is not the one of `--id`
+    /// (a sandbox started ahead of need by paddockd's pool), and the control descriptor
+    /// it shows.
+    title: Option<(sys::proctitle::Title, i32)>,
 }
 
 impl Server {
@@ -97,6 +101,29 @@ impl Server {
             containers: Containers::default(),
             deferred: Vec::new(),
             work: Vec::new(),
+            title: None,
+        }
+    }
+
+    /// The same, able to rewrite its command line (`title`, showing `control_fd`).
+    pub fn titled(mut self, title: Option<sys::proctitle::Title>, control_fd: i32) -> Self {
+        self.title = title.map(|t| (t, control_fd));
+        self
+    }
+
+    /// A sandbox is named after its root container: a pooled one learns it from the first
+    /// root container created in it, and takes it as its own, in its messages, in finding
+    /// the pod's namespaces, and in its command line.
+    fn take_root_id(&mut self, id: &str) {
+        if self.id == id || !self.containers.none() || !self.work.is_empty() {
+            return;
+        }
+        self.id = id.to_string();
+        if let Some((title, fd)) = &self.title {
+            let fd = fd.to_string();
+            if let Err(e) = title.set(&sys::helper_args::HelperArgs::for_container(id, &fd)) {
+                eprintln!("paddock-sandbox {id}: rewriting its command line: {e}");
+            }
         }
     }
 
@@ -331,6 +358,9 @@ impl Server {
     /// A create, by its mode: a restart runs the init again at once; a fresh create and a
     /// restore first wait (in the loop) for the gofer's mounts.
     fn create(&mut self, mut create: CreateContainer) -> Result<Answer, ApiError> {
+        if create.root {
+            self.take_root_id(&create.id);
+        }
         let mode = CreateMode::of(&mut create)?;
         let spec = create.spec.parse()?;
         let pid_ns = self.pid_namespace(&create, &spec)?;
