@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use harness::{assert_nothing_left, eventually, gofer_pid, pidfd, process_alive, stdout, unique, wait_pidfd, Bundle, Paddock};
+use harness::{
+    assert_nothing_left, eventually, gofer_pid, pidfd, process_alive, stdout, unique, wait_pidfd, Bundle, Paddock,
+};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -31,7 +33,9 @@ fn waiting_members(root: &Path) -> Vec<(i32, String)> {
         }
     }
     // A sandbox's spawner is its child, with the command line and environment it started with.
-    found.retain(|(pid, _)| !harness::parent_pid(*pid).is_some_and(|parent| cmdline(parent).contains("paddock-sandbox")));
+    found.retain(|(pid, _)| {
+        !harness::parent_pid(*pid).is_some_and(|parent| cmdline(parent).contains("paddock-sandbox"))
+    });
     found.sort();
     found
 }

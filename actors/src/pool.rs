@@ -187,7 +187,8 @@ impl Pool {
         }
         if let Some(key) = key {
             inner.wanted = key;
-            let (fit, other): (Vec<_>, Vec<_>) = std::mem::take(&mut inner.sandboxes).into_iter().partition(|(k, _)| *k == key);
+            let (fit, other): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut inner.sandboxes).into_iter().partition(|(k, _)| *k == key);
             drop(other);
             let mut fit: Vec<PooledHelper> = fit.into_iter().map(|(_, s)| s).filter(PooledHelper::alive).collect();
             taken.sandbox = fit.pop();
@@ -293,7 +294,10 @@ async fn start_member(config: &SupervisorConfig, kind: Kind, n: u64, dir: PathBu
     {
         let dir = dir.clone();
         blocking(move || {
-            std::fs::create_dir_all(&dir).map_err(|e| ApiError::io(format!("creating {}", dir.display()), e))
+            // Root's alone, as a container's directory: its socket commands a helper.
+            std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+                .create(&dir)
+                .map_err(|e| ApiError::io(format!("creating {}", dir.display()), e))
         })
         .await?;
     }

@@ -114,8 +114,7 @@ async fn restore_all(
             let (metas, errors) = store.load_all();
             let pool_left = pool_dir.exists();
             // Only worth a scan of /proc when there is something to take over.
-            let helpers =
-                if metas.is_empty() && !pool_left { HelperScan::default() } else { HelperScan::now() };
+            let helpers = if metas.is_empty() && !pool_left { HelperScan::default() } else { HelperScan::now() };
             if pool_left {
                 // Before any container is taken over: one whose creation never finished may
                 // have had these helpers handed over (moved into its cgroups, which its
@@ -289,16 +288,16 @@ impl Supervisor {
     ) -> Result<ContainerState, ApiError> {
         let act = self;
         match res {
-                Ok((addr, state)) => {
-                    act.containers.insert(id.clone(), Slot::Ready { addr, sandbox_id: sandbox_id.clone() });
-                    act.events.publish(&id, &sandbox_id, wire::events::EventKind::Created);
-                    Ok(state)
-                }
-                Err(e) => {
-                    act.containers.remove(&id);
-                    Err(e)
-                }
+            Ok((addr, state)) => {
+                act.containers.insert(id.clone(), Slot::Ready { addr, sandbox_id: sandbox_id.clone() });
+                act.events.publish(&id, &sandbox_id, wire::events::EventKind::Created);
+                Ok(state)
             }
+            Err(e) => {
+                act.containers.remove(&id);
+                Err(e)
+            }
+        }
     }
 }
 

@@ -37,14 +37,16 @@ impl Title {
     /// Finds this process's argument strings (fields 48 and 49 of `/proc/self/stat`). Call it
     /// at start, before anything hides `/proc` or forbids reading it.
     pub fn capture() -> Result<Self, TitleError> {
-        let invalid = |what: &str| TitleError::Stat(std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string()));
+        let invalid =
+            |what: &str| TitleError::Stat(std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string()));
         let stat = std::fs::read("/proc/self/stat").map_err(TitleError::Stat)?;
         let close = stat.iter().rposition(|b| *b == b')').ok_or_else(|| invalid("no ')'"))?;
         let rest = std::str::from_utf8(&stat[close + 1..]).map_err(|_| invalid("not UTF-8"))?;
         // The fields after the command name start at field 3: fields 48 and 49 are the 46th
         // and 47th of them.
         let mut fields = rest.split_whitespace().skip(45);
-        let mut next = || fields.next().and_then(|f| f.parse::<usize>().ok()).ok_or_else(|| invalid("no arg_start/arg_end"));
+        let mut next =
+            || fields.next().and_then(|f| f.parse::<usize>().ok()).ok_or_else(|| invalid("no arg_start/arg_end"));
         let (arg_start, arg_end) = (next()?, next()?);
         let argv0 = std::env::args_os().next().map_or(0, |a| a.len());
         let start = arg_start.saturating_add(argv0 + 1);

@@ -226,7 +226,8 @@ async fn build_root(
     let state_dir = store.dir(&id);
     // Pooled helpers when there are (a pooled sandbox only for the very namespaces it was
     // made with), else new ones.
-    let pooled_sandbox = pooled.sandbox.filter(|_| pooled.key.is_some() && crate::pool::sandbox_key(&meta.spec) == pooled.key);
+    let pooled_sandbox =
+        pooled.sandbox.filter(|_| pooled.key.is_some() && crate::pool::sandbox_key(&meta.spec) == pooled.key);
     let (gofer, sandbox) = tokio::join!(
         GoferActor::launch_or_adopt(config, &id, &state_dir, setup, pooled.gofer),
         SandboxActor::launch(config, &id, &state_dir, spec::sandbox_namespaces(&meta.spec), pooled_sandbox)
