@@ -1,7 +1,8 @@
 //! The helper pool (`pool_size`): a create takes a gofer and a sandbox started ahead of need,
 //! the pool refills, a crash right after the handover loses nothing and leaves no unrecorded
 //! pool member behind the next paddockd, an orderly stop leaves nothing of the pool, and a
-//! spec whose sandbox cannot be made ahead of time gets a new one.
+//! spec whose sandbox cannot be made ahead of time gets a new one (a user namespace is not
+//! such a reason: the sandbox is never in it).
 
 use std::path::Path;
 use std::time::Duration;
@@ -193,4 +194,39 @@ fn with_no_pool_nothing_waits() {
     assert!(out.status.success(), "{out:?}");
     assert!(waiting_members(p.root()).is_empty());
     assert!(!p.root().join("paddockd.pool").exists());
+}
+
+#[test]
+fn a_user_namespaced_spec_takes_the_pooled_sandbox_which_its_namespace_does_not_change() {
+    // The sandbox is never in the container's user namespace (the spawner makes that with
+    // the container's init): a pooled one is what a new one would be.
+    let p = Paddock::new();
+    p.start_daemon_with_config("pool_size = 1\n");
+    let (_, sandbox) = full_pool(p.root());
+    let bundle = Bundle::busybox(&["cat", "/proc/self/uid_map"]);
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "-h", "100000:100000"])
+        .arg(bundle.rootfs())
+        .status()
+        .expect("chown");
+    assert!(chown.success());
+    bundle.edit_config(|c| {
+        c["linux"]["namespaces"].as_array_mut().expect("namespaces").push(serde_json::json!({"type": "user"}));
+        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["uidMappings"] = map.clone();
+        c["linux"]["gidMappings"] = map;
+    });
+    let id = unique("userns");
+    let created = p.ctl(&["create", "--bundle", &bundle.path_str(), &id]);
+    assert!(created.status.success(), "{created:?}");
+    assert_eq!(
+        recorded_pid(&meta(&p, &id), "sandbox"),
+        sandbox,
+        "the user-namespaced container took no pooled sandbox"
+    );
+    p.ctl_ok(&["delete", "--force", &id]);
+    let out = p.ctl(&["run", "--rm", "--bundle", &bundle.path_str(), &unique("userns")]);
+    let map: Vec<String> = stdout(&out).split_whitespace().map(str::to_string).collect();
+    assert_eq!(map, ["0", "100000", "65536"], "{out:?}");
+    assert_nothing_left(&id);
 }
