@@ -81,6 +81,11 @@ fn a_create_takes_the_pooled_pair_names_it_after_the_container_and_the_pool_refi
     // Its helpers now say whose they are, as helpers started for it would.
     assert!(cmdline(sandbox).contains(&format!("paddock-sandbox --id {id} --control-fd 3")), "{}", cmdline(sandbox));
     assert_eq!(gofer_pid(&id), Some(gofer), "{}", cmdline(gofer));
+    // The sandbox's spawner (its child) too, once the container is configured in it (and
+    // the container's init, its fork, until that executes).
+    let named = harness::processes_mentioning(&format!("paddock-sandbox --id {id} --control-fd 3"));
+    let spawner = named.iter().find(|pid| harness::parent_pid(**pid) == Some(sandbox));
+    assert!(named.contains(&sandbox) && spawner.is_some(), "the sandbox and its spawner: {named:?}");
     assert!(p.root().join(&id).join("sandbox.sock").exists() && p.root().join(&id).join("gofer.sock").exists());
     p.ctl_ok(&["start", &id]);
     let waited: serde_json::Value = serde_json::from_str(&p.ctl_ok(&["wait", &id])).expect("wait is JSON");

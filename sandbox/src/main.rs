@@ -44,6 +44,22 @@ use sandbox_root::SetupError;
 /// Signalling processes of other users takes CAP_KILL; nothing else takes a capability.
 const SANDBOX_SYSCALLS: &[&str] = &["kill", "pidfd_open", "wait4", "waitid"];
 
+/// Where this process's command line is, and the control descriptor it shows (see
+/// [`retitle`]); the spawner, forked after it is set, has the same.
+static TITLE: std::sync::OnceLock<(sys::proctitle::Title, i32)> = std::sync::OnceLock::new();
+
+/// Rewrites this process's command line to name root container `id` (a pooled sandbox, and
+/// its spawner, learn their container once it is created in them); the same line again
+/// changes nothing.
+pub(crate) fn retitle(id: &str) {
+    if let Some((title, fd)) = TITLE.get() {
+        let fd = fd.to_string();
+        if let Err(e) = title.set(&sys::helper_args::HelperArgs::for_container(id, &fd)) {
+            eprintln!("paddock-sandbox {id}: rewriting its command line: {e}");
+        }
+    }
+}
+
 fn confine() -> Result<(), sys::confine::ConfineError> {
     sys::confine::confine(&[caps::Capability::CAP_KILL], SANDBOX_SYSCALLS)
 }
@@ -60,6 +76,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(title) = title {
+        // Before the spawner is forked: it inherits it (same addresses, its own copy).
+        let _ = TITLE.set((title, args.control_fd));
+    }
     // SAFETY: paddockd passes the listening control socket as this descriptor; nothing else
     // in this process owns it.
     let listener = UnixListener::from(unsafe { OwnedFd::from_raw_fd(args.control_fd) });
@@ -119,5 +139,5 @@ fn main() {
         }
     };
     let server = server::Server::new(args.id, listener, signals, proc, spawner, setup_error);
-    std::process::exit(server.titled(title, args.control_fd).run());
+    std::process::exit(server.run());
 }

@@ -73,10 +73,6 @@ pub struct Server {
     deferred: Vec<Deferred>,
     /// Long work under way, each answering a request when it completes.
     work: Vec<InFlight>,
-    /// The command line, rewritten when the first root container is not the one of `--id`
-    /// (a sandbox started ahead of need by paddockd's pool), and the control descriptor
-    /// it shows.
-    title: Option<(sys::proctitle::Title, i32)>,
 }
 
 impl Server {
@@ -101,14 +97,7 @@ impl Server {
             containers: Containers::default(),
             deferred: Vec::new(),
             work: Vec::new(),
-            title: None,
         }
-    }
-
-    /// The same, able to rewrite its command line (`title`, showing `control_fd`).
-    pub fn titled(mut self, title: Option<sys::proctitle::Title>, control_fd: i32) -> Self {
-        self.title = title.map(|t| (t, control_fd));
-        self
     }
 
     /// A sandbox is named after its root container: a pooled one learns it from the first
@@ -119,12 +108,8 @@ impl Server {
             return;
         }
         self.id = id.to_string();
-        if let Some((title, fd)) = &self.title {
-            let fd = fd.to_string();
-            if let Err(e) = title.set(&sys::helper_args::HelperArgs::for_container(id, &fd)) {
-                eprintln!("paddock-sandbox {id}: rewriting its command line: {e}");
-            }
-        }
+        // The spawner's at the root container's Configure.
+        crate::retitle(id);
     }
 
     /// Runs until the sandbox is killed (or its setup failed and was reported).
@@ -442,7 +427,8 @@ impl Server {
 
     /// Applies the container's spec to the sandbox (its identity, its sysctls).
     fn configure(&mut self, create: &CreateContainer) -> Result<(), ApiError> {
-        self.spawner()?.call(Job::Configure { spec: create.spec.clone(), root: create.root }).map(drop)
+        let (id, spec, root) = (create.id.clone(), create.spec.clone(), create.root);
+        self.spawner()?.call(Job::Configure { id, spec, root }).map(drop)
     }
 
     fn unstage(&mut self, id: &str) {
