@@ -286,15 +286,14 @@ impl Supervisor {
         sandbox_id: String,
         res: Result<(Addr<ContainerActor>, ContainerState), ApiError>,
     ) -> Result<ContainerState, ApiError> {
-        let act = self;
         match res {
             Ok((addr, state)) => {
-                act.containers.insert(id.clone(), Slot::Ready { addr, sandbox_id: sandbox_id.clone() });
-                act.events.publish(&id, &sandbox_id, wire::events::EventKind::Created);
+                self.containers.insert(id.clone(), Slot::Ready { addr, sandbox_id: sandbox_id.clone() });
+                self.events.publish(&id, &sandbox_id, wire::events::EventKind::Created);
                 Ok(state)
             }
             Err(e) => {
-                act.containers.remove(&id);
+                self.containers.remove(&id);
                 Err(e)
             }
         }
