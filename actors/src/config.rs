@@ -27,6 +27,10 @@ pub struct SupervisorConfig {
     pub restart_limits: crate::restart::RestartLimits,
     /// The event bus's buffer sizes.
     pub event_limits: crate::events::EventLimits,
+    /// How many gofers and how many sandboxes to keep started ahead of need (see
+    /// [`crate::pool`]); 0: none, every create starts its own. An embedding program that
+    /// sets it stops the pool with [`crate::supervisor::ClosePool`] before it exits.
+    pub pool_size: usize,
 }
 
 impl SupervisorConfig {
@@ -39,6 +43,7 @@ impl SupervisorConfig {
             default_overlay: wire::gofer_proto::Overlay::None,
             restart_limits: Default::default(),
             event_limits: Default::default(),
+            pool_size: 0,
         }
     }
 

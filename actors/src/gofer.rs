@@ -11,6 +11,7 @@ use wire::{ApiError, ErrorKind, Object};
 use crate::config::{SupervisorConfig, GOFER_BINARY};
 use crate::launch::{reattach_helper, start_helper, AttachedHelper, GOFER_NAMESPACES};
 use crate::meta::ProcessRecord;
+use crate::pool::PooledHelper;
 use crate::process::ChildProcess;
 use crate::rpc::RpcClient;
 
@@ -71,9 +72,31 @@ impl GoferActor {
         state_dir: &Path,
         setup: GoferSetup,
     ) -> Result<RunningGofer, ApiError> {
-        let program = config.helper(GOFER_BINARY)?;
-        let AttachedHelper { process, record, stream } =
-            start_helper(program, id, state_dir.join(SOCKET_NAME), GOFER_NAMESPACES, Vec::new(), "the gofer").await?;
+        Self::launch_or_adopt(config, id, state_dir, setup, None).await
+    }
+
+    /// [`GoferActor::launch`], taking over `pooled`, a gofer the pool started ahead of need,
+    /// when there is one (its socket moves into `state_dir`; the setup names the container).
+    pub async fn launch_or_adopt(
+        config: &SupervisorConfig,
+        id: &str,
+        state_dir: &Path,
+        setup: GoferSetup,
+        pooled: Option<PooledHelper>,
+    ) -> Result<RunningGofer, ApiError> {
+        let adopted = pooled.and_then(|p| {
+            p.hand_over(state_dir, SOCKET_NAME)
+                .map_err(|e| warn!(container = id, "cannot take the pool's gofer, starting one: {e}"))
+                .ok()
+        });
+        let AttachedHelper { process, record, stream } = match adopted {
+            Some(attached) => attached,
+            None => {
+                let program = config.helper(GOFER_BINARY)?;
+                let namespaces = (GOFER_NAMESPACES, Vec::new());
+                start_helper(program, id, state_dir.join(SOCKET_NAME), namespaces, 0, "the gofer").await?
+            }
+        };
         let connected = async {
             let rpc = Self::connect(config, id, &process, stream).await?;
             match rpc.call(GoferRequest::Setup(setup)).await? {

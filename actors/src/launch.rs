@@ -111,13 +111,14 @@ pub struct AttachedHelper {
 /// Starts the helper `program` (its name in `what`, for errors: "the gofer") for container
 /// `id`: binds its control socket `socket` (listening at its descriptor 3, so the connection
 /// made here waits for it however late it accepts), launches it in new `namespaces` and in
-/// those named by `join` (`(path, CLONE_NEW*)`), and watches it.
+/// those named by `join` (`(path, CLONE_NEW*)`), and watches it. `room`: padding on its
+/// command line (see [`sys::helper_args::HelperArgs::room`]), for a pooled helper.
 pub async fn start_helper(
     program: PathBuf,
     id: &str,
     socket: PathBuf,
-    namespaces: u64,
-    join: Vec<(PathBuf, i32)>,
+    (namespaces, join): (u64, Vec<(PathBuf, i32)>),
+    room: usize,
     what: &'static str,
 ) -> Result<AttachedHelper, ApiError> {
     let id = id.to_string();
@@ -134,7 +135,7 @@ pub async fn start_helper(
         let state_dir = socket.parent().unwrap_or(Path::new("/"));
         let launched = launch(LaunchSpec {
             program: &program,
-            args: sys::helper_args::HelperArgs { id, control_fd: 3 }.to_args(),
+            args: sys::helper_args::HelperArgs { id, control_fd: 3, room }.to_args(),
             fds: vec![(OwnedFd::from(listener), 3)],
             namespaces,
             join: joined,

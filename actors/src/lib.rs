@@ -39,6 +39,7 @@ pub mod meta;
 pub mod monitors;
 pub mod netdev;
 pub mod oom;
+pub mod pool;
 pub mod process;
 pub mod procfs;
 pub mod resolve;

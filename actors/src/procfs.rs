@@ -51,6 +51,9 @@ pub struct HelperScan {
 #[derive(Debug)]
 struct RunningHelper {
     pid: i32,
+    /// Its parent: a sandbox's spawner is the sandbox's child, with the sandbox's command
+    /// line and environment, and dies with it.
+    ppid: i32,
     /// The id after `--id` on its command line.
     id: Vec<u8>,
     /// Its state directory, from its environment.
@@ -77,9 +80,16 @@ impl HelperScan {
             let Some(state_dir) = environ.split(|b| *b == 0).find_map(|var| var.strip_prefix(marker.as_slice())) else {
                 continue;
             };
-            helpers.push(RunningHelper { pid, id: id.to_vec(), state_dir: state_dir.to_vec() });
+            let ppid = parent(pid).unwrap_or(0);
+            helpers.push(RunningHelper { pid, ppid, id: id.to_vec(), state_dir: state_dir.to_vec() });
         }
         HelperScan { helpers }
+    }
+
+    /// Whether `h` is a helper's own child (a sandbox's spawner), which is not a helper to
+    /// keep or kill by itself: it lives and dies with its parent.
+    fn is_child_of_helper(&self, h: &RunningHelper) -> bool {
+        self.helpers.iter().any(|p| p.pid == h.ppid)
     }
 
     /// The helpers of container `id` started with the state directory `state_dir`, except the
@@ -90,7 +100,25 @@ impl HelperScan {
         self.helpers
             .iter()
             .filter(|h| h.id == id.as_bytes() && h.state_dir == state_dir.as_os_str().as_bytes())
-            .filter(|h| !keep.contains(&h.pid))
+            .filter(|h| !keep.contains(&h.pid) && !self.is_child_of_helper(h))
+            .map(|h| h.pid)
+            .collect()
+    }
+}
+
+impl HelperScan {
+    /// The helpers started with a state directory under `dir` (paddockd's pool), except those
+    /// `keep` records (pid and start time): at start-up, the pool members an earlier paddockd
+    /// left, and those it handed to a container whose creation it never recorded. A member
+    /// handed over and recorded keeps its pool state directory in its environment, and stays.
+    pub fn under(&self, dir: &std::path::Path, keep: &[ProcessRecord]) -> Vec<i32> {
+        use std::os::unix::ffi::OsStrExt;
+        let prefix = dir.as_os_str().as_bytes();
+        self.helpers
+            .iter()
+            .filter(|h| h.state_dir.starts_with(prefix) && h.state_dir.get(prefix.len()) == Some(&b'/'))
+            .filter(|h| !self.is_child_of_helper(h))
+            .filter(|h| !keep.iter().any(|r| r.pid == h.pid && start_time(h.pid).ok() == Some(r.start_time)))
             .map(|h| h.pid)
             .collect()
     }

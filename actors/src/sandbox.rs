@@ -11,6 +11,7 @@ use wire::{ApiError, ErrorKind, ExitStatus, Object};
 use crate::config::{SupervisorConfig, SANDBOX_BINARY};
 use crate::launch::{reattach_helper, start_helper, AttachedHelper};
 use crate::meta::ProcessRecord;
+use crate::pool::PooledHelper;
 use crate::process::ChildProcess;
 use crate::rpc::RpcClient;
 
@@ -78,18 +79,35 @@ impl SandboxActor {
     /// `namespaces` (see [`crate::spec::sandbox_namespaces`]): the sandbox's new namespaces
     /// (PID and mount always; network, UTS, IPC as the spec asks, which is not cgroup: the
     /// sandbox moves its containers' processes between cgroups, so it stays in the host's
-    /// cgroup namespace) and those it joins by path.
+    /// cgroup namespace) and those it joins by path. `pooled`: a sandbox the pool started
+    /// ahead of need with exactly these namespaces, to take over instead.
     pub async fn launch(
         config: &SupervisorConfig,
         id: &str,
         state_dir: &Path,
         namespaces: (u64, Vec<(std::path::PathBuf, i32)>),
+        pooled: Option<PooledHelper>,
     ) -> Result<(Connected, ProcessRecord), ApiError> {
-        let program = config.helper(SANDBOX_BINARY)?;
-        let (flags, join) = namespaces;
-        let AttachedHelper { process, record, stream } =
-            start_helper(program, id, state_dir.join(SOCKET_NAME), flags, join, "the sandbox").await?;
-        info!(sandbox = id, pid = record.pid, "sandbox started");
+        // A pooled sandbox was started with these very namespaces (the pool keys them); it
+        // learns its id from its first root container.
+        let adopted = pooled.and_then(|p| {
+            p.hand_over(state_dir, SOCKET_NAME)
+                .map_err(|e| warn!(sandbox = id, "cannot take the pool's sandbox, starting one: {e}"))
+                .ok()
+        });
+        let AttachedHelper { process, record, stream } = match adopted {
+            Some(attached) => {
+                info!(sandbox = id, pid = attached.record.pid, "sandbox taken from the pool");
+                attached
+            }
+            None => {
+                let program = config.helper(SANDBOX_BINARY)?;
+                let started =
+                    start_helper(program, id, state_dir.join(SOCKET_NAME), namespaces, 0, "the sandbox").await?;
+                info!(sandbox = id, pid = started.record.pid, "sandbox started");
+                started
+            }
+        };
         match Self::connect(config, id, process.clone(), stream).await {
             Ok(c) => Ok((c, record)),
             Err(e) => {

@@ -22,6 +22,7 @@ use crate::container::{self, ContainerActor, DeleteContainer, RefreshBoard, Sand
 use crate::events::{EventBus, Subscription};
 use crate::meta::{Meta, MetaStore};
 use crate::monitors::{self, Monitors};
+use crate::pool::{Pool, Taken};
 use crate::procfs::HelperScan;
 use crate::sandbox::SandboxActor;
 use crate::spec::Placement;
@@ -42,6 +43,7 @@ pub struct Supervisor {
     events: EventBus,
     monitors: Monitors,
     board: StateBoard,
+    pool: Pool,
 }
 
 impl Supervisor {
@@ -61,6 +63,7 @@ impl Supervisor {
         let store = MetaStore::new(config.root.clone());
         let events = EventBus::new(config.event_limits);
         let board = StateBoard::new();
+        let pool = Pool::new(&config.root, config.pool_size);
         let addr = Supervisor {
             config: Arc::new(config),
             store,
@@ -68,6 +71,7 @@ impl Supervisor {
             events,
             monitors: Monitors::default(),
             board: board.clone(),
+            pool,
         }
         .start();
         Ok((addr, board))
@@ -105,10 +109,24 @@ async fn restore_all(
 ) -> Vec<(String, String, Addr<ContainerActor>)> {
     let (metas, errors, helpers) = {
         let store = store.clone();
+        let pool_dir = crate::pool::dir(&config.root);
         blocking(move || {
             let (metas, errors) = store.load_all();
+            let pool_left = pool_dir.exists();
             // Only worth a scan of /proc when there is something to take over.
-            let helpers = if metas.is_empty() { HelperScan::default() } else { HelperScan::now() };
+            let helpers = if metas.is_empty() && !pool_left { HelperScan::default() } else { HelperScan::now() };
+            if pool_left {
+                // Before any container is taken over: one whose creation never finished may
+                // have had these helpers handed over (moved into its cgroups, which its
+                // cleanup removes).
+                let keep: Vec<crate::meta::ProcessRecord> =
+                    metas.iter().flat_map(|m| [m.sandbox, m.gofer]).flatten().collect();
+                let strays = helpers.under(&pool_dir, &keep);
+                crate::procfs::kill_stray_helpers(crate::pool::POOL_DIR, &strays);
+                if let Err(e) = std::fs::remove_dir_all(&pool_dir) {
+                    warn!("removing the helper pool {} an earlier paddockd left: {e}", pool_dir.display());
+                }
+            }
             Ok((metas, errors, helpers))
         })
         .await
@@ -180,6 +198,7 @@ impl Actor for Supervisor {
                 act.containers.insert(id, Slot::Ready { addr, sandbox_id });
             }
             board.open();
+            act.pool.refill(&act.config);
         }));
     }
 }
@@ -202,10 +221,16 @@ impl Handler<crate::Api<Create>> for Supervisor {
             ))));
         }
         // A container that joins a pod: its sandbox's root container must be there, and live.
-        let sandbox = match container::create::placement(&msg.spec) {
+        let (placement, key) = match container::create::placement_and_pool_key(&msg.spec) {
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
-            Ok(Placement::NewSandbox) => None,
-            Ok(Placement::Join(sandbox_id)) => match self.containers.get(&sandbox_id) {
+            Ok(found) => found,
+        };
+        // A pooled sandbox for a restore would be made before the checkpoint's record is read.
+        let key = key.filter(|_| msg.restore.is_none());
+        let root = placement == Placement::NewSandbox;
+        let sandbox = match placement {
+            Placement::NewSandbox => None,
+            Placement::Join(sandbox_id) => match self.containers.get(&sandbox_id) {
                 Some(Slot::Ready { addr, .. }) => Some((sandbox_id, addr.clone())),
                 _ => {
                     let e = ApiError::not_found(format!(
@@ -221,6 +246,7 @@ impl Handler<crate::Api<Create>> for Supervisor {
         let sandbox_id = sandbox.as_ref().map_or(id.clone(), |(s, _)| s.clone());
         let monitored = self.monitored_in(&msg.spec);
         self.containers.insert(id.clone(), Slot::Creating);
+        let pooled = if root { self.pool.take(&id, key) } else { Taken::default() };
         let (config, store, events) = (self.config.clone(), self.store.clone(), self.events.clone());
         let board = self.board.clone();
         Box::pin(
@@ -236,23 +262,41 @@ impl Handler<crate::Api<Create>> for Supervisor {
                     }
                     None => None,
                 };
-                let addr = container::create(config, store, events, board, msg, joined).await?;
+                let addr = container::create(config, store, events, board, msg, joined, pooled).await?;
                 let state = addr.send(Snapshot).await.map_err(|_| ApiError::internal("container actor stopped"))?;
                 Ok((addr, state))
             }
             .into_actor(self)
-            .map(move |res, act, _| match res {
-                Ok((addr, state)) => {
-                    act.containers.insert(id.clone(), Slot::Ready { addr, sandbox_id: sandbox_id.clone() });
-                    act.events.publish(&id, &sandbox_id, wire::events::EventKind::Created);
-                    Ok(state)
+            .map(move |res, act, _| {
+                // Once the create is over, never on its way.
+                if root {
+                    act.pool.refill(&act.config);
                 }
-                Err(e) => {
-                    act.containers.remove(&id);
-                    Err(e)
-                }
+                act.created(id, sandbox_id, res)
             }),
         )
+    }
+}
+
+impl Supervisor {
+    /// Registers a create's outcome.
+    fn created(
+        &mut self,
+        id: String,
+        sandbox_id: String,
+        res: Result<(Addr<ContainerActor>, ContainerState), ApiError>,
+    ) -> Result<ContainerState, ApiError> {
+        match res {
+            Ok((addr, state)) => {
+                self.containers.insert(id.clone(), Slot::Ready { addr, sandbox_id: sandbox_id.clone() });
+                self.events.publish(&id, &sandbox_id, wire::events::EventKind::Created);
+                Ok(state)
+            }
+            Err(e) => {
+                self.containers.remove(&id);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -473,6 +517,22 @@ impl Handler<CloseEvents> for Supervisor {
 
     fn handle(&mut self, _: CloseEvents, _: &mut Context<Self>) {
         self.events.close();
+    }
+}
+
+/// Closes the helper pool (see [`crate::pool`]): kills its members, waits until they are
+/// gone and removes its directory. paddockd sends it when it stops; an embedding program
+/// with a pool sends it before it exits.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClosePool;
+
+impl Handler<ClosePool> for Supervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: ClosePool, _: &mut Context<Self>) -> Self::Result {
+        let pool = self.pool.clone();
+        Box::pin(async move { pool.close().await })
     }
 }
 

@@ -60,6 +60,9 @@ fn confine() -> Result<(), sys::confine::ConfineError> {
 
 fn main() {
     sys::exit_on_panic("paddock-gofer");
+    // Before anything else: where the command line is, for a pooled gofer to name its
+    // container there once it has one (see `sys::proctitle`).
+    let title = sys::proctitle::Title::capture().ok();
     let args = match sys::helper_args::HelperArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
@@ -70,5 +73,5 @@ fn main() {
     // SAFETY: paddockd passes the listening control socket as this descriptor; nothing else
     // in this process owns it.
     let listener = UnixListener::from(unsafe { OwnedFd::from_raw_fd(args.control_fd) });
-    std::process::exit(server::Server::new(args.id, listener).run());
+    std::process::exit(server::Server::new(args.id, listener, title, args.control_fd).run());
 }

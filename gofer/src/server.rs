@@ -16,13 +16,31 @@ pub struct Server {
     id: String,
     peers: Peers,
     view: Option<View>,
+    /// The command line, rewritten when the setup names another container than `--id`
+    /// (a gofer started ahead of need by paddockd's pool).
+    title: Option<sys::proctitle::Title>,
+    control_fd: i32,
 }
 
 impl Server {
-    /// A gofer for container `id`, serving `listener`.
-    pub fn new(id: String, listener: UnixListener) -> Self {
+    /// A gofer for container `id` (or for the one its setup names), serving `listener` (its
+    /// descriptor `control_fd`); `title` is where its command line is.
+    pub fn new(id: String, listener: UnixListener, title: Option<sys::proctitle::Title>, control_fd: i32) -> Self {
         let peers = Peers::new(listener, format!("paddock-gofer {}", env!("CARGO_PKG_VERSION")), None);
-        Self { id, peers, view: None }
+        Self { id, peers, view: None, title, control_fd }
+    }
+
+    /// Takes the setup's container id as its own, in its messages and its command line.
+    fn take_id(&mut self, id: &str) {
+        if self.id == id {
+            return;
+        }
+        self.id = id.to_string();
+        let fd = self.control_fd.to_string();
+        let set = self.title.as_ref().map(|t| t.set(&sys::helper_args::HelperArgs::for_container(id, &fd)));
+        if let Some(Err(e)) = set {
+            eprintln!("paddock-gofer {id}: rewriting its command line: {e}");
+        }
     }
 
     /// Runs until the gofer is killed.
@@ -63,6 +81,7 @@ impl Server {
                 if self.view.is_some() {
                     return Err(ApiError::new(ErrorKind::InvalidStatus, "the gofer is set up already"));
                 }
+                self.take_id(&s.id);
                 self.view =
                     Some(setup::setup(s).map_err(|e| e.context(format!("gofer of {}", wire::ids::show_id(&self.id))))?);
                 // From here it only copies files in and out of its own view of the container.

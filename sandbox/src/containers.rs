@@ -146,6 +146,11 @@ impl Containers {
         self.records.contains_key(id)
     }
 
+    /// Whether it has no container at all.
+    pub fn none(&self) -> bool {
+        self.records.is_empty()
+    }
+
     /// Adds a container.
     pub fn insert(&mut self, id: String, record: Record) {
         self.records.insert(id, record);

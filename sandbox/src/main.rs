@@ -44,12 +44,31 @@ use sandbox_root::SetupError;
 /// Signalling processes of other users takes CAP_KILL; nothing else takes a capability.
 const SANDBOX_SYSCALLS: &[&str] = &["kill", "pidfd_open", "wait4", "waitid"];
 
+/// Where this process's command line is, and the control descriptor it shows (see
+/// [`retitle`]); the spawner, forked after it is set, has the same.
+static TITLE: std::sync::OnceLock<(sys::proctitle::Title, i32)> = std::sync::OnceLock::new();
+
+/// Rewrites this process's command line to name root container `id` (a pooled sandbox, and
+/// its spawner, learn their container once it is created in them); the same line again
+/// changes nothing.
+pub(crate) fn retitle(id: &str) {
+    if let Some((title, fd)) = TITLE.get() {
+        let fd = fd.to_string();
+        if let Err(e) = title.set(&sys::helper_args::HelperArgs::for_container(id, &fd)) {
+            eprintln!("paddock-sandbox {id}: rewriting its command line: {e}");
+        }
+    }
+}
+
 fn confine() -> Result<(), sys::confine::ConfineError> {
     sys::confine::confine(&[caps::Capability::CAP_KILL], SANDBOX_SYSCALLS)
 }
 
 fn main() {
     sys::exit_on_panic("paddock-sandbox");
+    // Before anything hides /proc: where the command line is, for a pooled sandbox to name
+    // its root container there once it has one (see `sys::proctitle`).
+    let title = sys::proctitle::Title::capture().ok();
     let args = match sys::helper_args::HelperArgs::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {
@@ -57,6 +76,10 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(title) = title {
+        // Before the spawner is forked: it inherits it (same addresses, its own copy).
+        let _ = TITLE.set((title, args.control_fd));
+    }
     // SAFETY: paddockd passes the listening control socket as this descriptor; nothing else
     // in this process owns it.
     let listener = UnixListener::from(unsafe { OwnedFd::from_raw_fd(args.control_fd) });
@@ -115,5 +138,6 @@ fn main() {
             (None, None, Some(err.to_string()))
         }
     };
-    std::process::exit(server::Server::new(args.id, listener, signals, proc, spawner, setup_error).run());
+    let server = server::Server::new(args.id, listener, signals, proc, spawner, setup_error);
+    std::process::exit(server.run());
 }

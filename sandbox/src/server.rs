@@ -100,6 +100,18 @@ impl Server {
         }
     }
 
+    /// A sandbox is named after its root container: a pooled one learns it from the first
+    /// root container created in it, and takes it as its own, in its messages, in finding
+    /// the pod's namespaces, and in its command line.
+    fn take_root_id(&mut self, id: &str) {
+        if self.id == id || !self.containers.none() || !self.work.is_empty() {
+            return;
+        }
+        self.id = id.to_string();
+        // The spawner's at the root container's Configure.
+        crate::retitle(id);
+    }
+
     /// Runs until the sandbox is killed (or its setup failed and was reported).
     pub fn run(mut self) -> i32 {
         loop {
@@ -331,6 +343,9 @@ impl Server {
     /// A create, by its mode: a restart runs the init again at once; a fresh create and a
     /// restore first wait (in the loop) for the gofer's mounts.
     fn create(&mut self, mut create: CreateContainer) -> Result<Answer, ApiError> {
+        if create.root {
+            self.take_root_id(&create.id);
+        }
         let mode = CreateMode::of(&mut create)?;
         let spec = create.spec.parse()?;
         let pid_ns = self.pid_namespace(&create, &spec)?;
@@ -412,7 +427,8 @@ impl Server {
 
     /// Applies the container's spec to the sandbox (its identity, its sysctls).
     fn configure(&mut self, create: &CreateContainer) -> Result<(), ApiError> {
-        self.spawner()?.call(Job::Configure { spec: create.spec.clone(), root: create.root }).map(drop)
+        let (id, spec, root) = (create.id.clone(), create.spec.clone(), create.root);
+        self.spawner()?.call(Job::Configure { id, spec, root }).map(drop)
     }
 
     fn unstage(&mut self, id: &str) {

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
-use actors::supervisor::{CloseEvents, Ping, Reconfigure, StopAll};
+use actors::supervisor::{CloseEvents, ClosePool, Ping, Reconfigure, StopAll};
 use actors::{Supervisor, SupervisorConfig};
 use anyhow::Context as _;
 use clap::Parser;
@@ -113,6 +113,7 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
         default_overlay: config.default_overlay(),
         restart_limits: config.restart_limits(),
         event_limits: config.event_limits(),
+        pool_size: config.pool_size(),
     };
     let socket_path = root.join(SOCKET_NAME);
     let (listener, activated) = systemd::listener(&socket_path)?;
@@ -225,6 +226,8 @@ async fn serve(
     }
     control.enter(Phase::Cancelling);
     let _ = supervisor.send(CloseEvents).await;
+    // Nothing of the pool outlives paddockd: only containers may stay.
+    let _ = supervisor.send(ClosePool).await;
     let left = control.finished(life.config.drain_timeout()).await;
     if left > 0 {
         warn!(requests = left, "requests still in flight after {:?}; leaving them", life.config.drain_timeout());

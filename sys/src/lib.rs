@@ -13,6 +13,7 @@ pub mod hook;
 pub mod mount;
 pub mod path;
 pub mod proc_stat;
+pub mod proctitle;
 pub mod remove;
 pub mod spawn;
 pub mod trust;

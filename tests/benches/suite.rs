@@ -21,8 +21,9 @@
 //!   keeps (no process: the container's own process is all that is left of a detached run).
 //!
 //! Sizes come from the environment, for a quick run: `ROUNDS` (default 50), `WARMUP` (3),
-//! `BURST` (100), `CLIENTS` (8), `DENSITY` (50), `STATE_CALLS` (2000), and `STATE_DIR` (where
-//! both state roots go; /dev/shm, a tmpfs like a host's /run). For example:
+//! `BURST` (100), `CLIENTS` (8), `DENSITY` (50), `STATE_CALLS` (2000), `STATE_DIR` (where
+//! both state roots go; /dev/shm, a tmpfs like a host's /run), and `POOL_SIZE` (paddockd's
+//! and the embedded supervisor's helper pool; default paddockd's, 1). For example:
 //! `ROUNDS=5 BURST=16 DENSITY=5 STATE_CALLS=200 cargo bench -p paddock-tests --bench suite`.
 //!
 //! Every container is made with a unique id under the bench's own state roots (temporary
@@ -52,6 +53,9 @@ struct Sizes {
     /// host's /run is (where /run/paddock and /run/runc are). On a disk, paddock's fsyncs of
     /// its metadata cost what the disk's flushes cost; runc writes its state without fsync.
     state_dir: PathBuf,
+    /// `POOL_SIZE`: paddockd's (and the embedded supervisor's) `pool_size`; unset, paddockd's
+    /// default (1) for both.
+    pool_size: Option<usize>,
 }
 
 impl Sizes {
@@ -70,6 +74,9 @@ impl Sizes {
             density: get("DENSITY", 50).max(1),
             state_calls: get("STATE_CALLS", 2000).max(1),
             state_dir: std::env::var_os("STATE_DIR").map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from),
+            pool_size: std::env::var("POOL_SIZE")
+                .ok()
+                .map(|v| v.parse().unwrap_or_else(|_| panic!("POOL_SIZE={v}: not a count"))),
         }
     }
 }
@@ -130,7 +137,7 @@ struct Embedded {
 }
 
 impl Embedded {
-    fn start(parent: &Path, run_bundle: &Path, sleep_bundle: &Path) -> Self {
+    fn start(parent: &Path, run_bundle: &Path, sleep_bundle: &Path, pool_size: usize) -> Self {
         let root = tempfile::Builder::new().prefix("pdk-bench-embedded-").tempdir_in(parent).expect("embedded root");
         let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<(Job, Reply)>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), ApiError>>();
@@ -140,6 +147,7 @@ impl Embedded {
             actix::System::new().block_on(async move {
                 let mut config = actors::SupervisorConfig::new(state_root);
                 config.helper_dir = Some(bin_dir());
+                config.pool_size = pool_size;
                 let supervisor = match actors::Supervisor::start(config) {
                     Ok(s) => s,
                     Err(e) => {
@@ -158,6 +166,7 @@ impl Embedded {
                     let _ = reply.send(answer);
                 }
                 embedded::delete_all(&supervisor).await;
+                let _ = supervisor.send(actors::supervisor::ClosePool).await;
             });
         });
         match ready_rx.recv() {
@@ -449,10 +458,13 @@ fn main() {
     let sleep_bundle = Bundle::busybox(&["sleep", "3600"]);
     let (tb, sb): (PathBuf, PathBuf) = (true_bundle.path().into(), sleep_bundle.path().into());
     let (tbs, sbs) = (true_bundle.path_str(), sleep_bundle.path_str());
-    // Starts paddockd (ctl starts it on first use).
-    paddock.ctl_ok(&["list"]);
+    match sizes.pool_size {
+        Some(n) => drop(paddock.start_daemon_with_config(&format!("pool_size = {n}\n"))),
+        // Starts paddockd (ctl starts it on first use).
+        None => drop(paddock.ctl_ok(&["list"])),
+    }
     let mut client = Client::connect(&paddock.root().join("paddockd.sock")).expect("connecting to paddockd");
-    let embedded = Embedded::start(&sizes.state_dir, &tb, &sb);
+    let embedded = Embedded::start(&sizes.state_dir, &tb, &sb, sizes.pool_size.unwrap_or(1));
     let mut table = Table::default();
 
     let runc_run = |id: &str| -> Duration {

@@ -131,6 +131,7 @@ pub(crate) async fn create(
     board: crate::board::StateBoard,
     mut msg: Create,
     joined: Option<Joined>,
+    pooled: crate::pool::Taken,
 ) -> Result<Addr<ContainerActor>, ApiError> {
     let mut spec = msg.spec.parse()?;
     spec::joined_user_namespace_maps(&mut spec)?;
@@ -168,7 +169,7 @@ pub(crate) async fn create(
     let id = meta.id.clone();
     let mut parts = Parts::default();
     let built = match &joined {
-        None => build_root(&config, &store, &mut meta, &mut parts, &mut msg).await,
+        None => build_root(&config, &store, &mut meta, &mut parts, &mut msg, pooled).await,
         Some(j) => register_sub(&store, &mut meta, &mut parts, j).await,
     };
     if let Err(e) = built {
@@ -206,6 +207,7 @@ async fn build_root(
     meta: &mut Meta,
     parts: &mut Parts,
     msg: &mut Create,
+    pooled: crate::pool::Taken,
 ) -> Result<(), ApiError> {
     let id = meta.id.clone();
     let (path, sandbox_id) = (meta.cgroup.clone().unwrap_or_default(), id.clone());
@@ -222,9 +224,13 @@ async fn build_root(
     // The gofer and the sandbox do not need each other until the container is created in
     // the sandbox, so they start side by side.
     let state_dir = store.dir(&id);
+    // Pooled helpers when there are (a pooled sandbox only for the very namespaces it was
+    // made with), else new ones.
+    let pooled_sandbox =
+        pooled.sandbox.filter(|_| pooled.key.is_some() && crate::pool::sandbox_key(&meta.spec) == pooled.key);
     let (gofer, sandbox) = tokio::join!(
-        GoferActor::launch(config, &id, &state_dir, setup),
-        SandboxActor::launch(config, &id, &state_dir, spec::sandbox_namespaces(&meta.spec))
+        GoferActor::launch_or_adopt(config, &id, &state_dir, setup, pooled.gofer),
+        SandboxActor::launch(config, &id, &state_dir, spec::sandbox_namespaces(&meta.spec), pooled_sandbox)
     );
     let gofer = gofer.map(|launched| {
         meta.gofer = Some(launched.record);
@@ -538,7 +544,9 @@ fn clone_flag(typ: LinuxNamespaceType) -> i32 {
     }
 }
 
-/// Where a container of `spec` goes (re-exported for the supervisor).
-pub(crate) fn placement(spec: &wire::SpecJson) -> Result<Placement, ApiError> {
-    spec::placement(&spec.parse()?)
+/// Where a container of `spec` goes, and for a new sandbox, which pooled sandbox fits it
+/// (see [`crate::pool::sandbox_key`]), from one parse (for the supervisor).
+pub(crate) fn placement_and_pool_key(spec: &wire::SpecJson) -> Result<(Placement, Option<u64>), ApiError> {
+    let spec = spec.parse()?;
+    Ok((spec::placement(&spec)?, crate::pool::sandbox_key(&spec)))
 }

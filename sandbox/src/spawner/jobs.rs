@@ -171,6 +171,9 @@ pub enum Job {
     },
     /// The sandbox's hostname (for its root container) and the container's sysctls.
     Configure {
+        /// The container's id (a root container's names the sandbox, and so the spawner's
+        /// command line).
+        id: String,
         /// The container's spec.
         spec: SpecJson,
         /// It is the sandbox's root container.

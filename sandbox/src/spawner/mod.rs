@@ -160,9 +160,10 @@ fn handle(state: &mut State, job: Job) -> Result<Done, ApiError> {
                 .ok_or_else(|| ApiError::not_found(format!("container {id:?} has no mounts in this sandbox")))?;
             Ok(Done::Mounts(sandbox_root::copies(staged)?.into_iter().map(FdSlot::new).collect()))
         }
-        Job::Configure { spec, root } => {
+        Job::Configure { id, spec, root } => {
             let spec = spec.parse()?;
             if root {
+                crate::retitle(&id);
                 crate::server::set_identity(&spec)?;
             }
             crate::server::set_sysctls(&state.proc, &spec)?;
