@@ -134,7 +134,7 @@ fn v1_stats(find: &dyn Fn(&str) -> Option<PathBuf>, stats: &mut Map<String, Valu
     }
     if let Some(dir) = find("hugetlb.2MB.usage_in_bytes").or_else(|| find("hugetlb.1GB.usage_in_bytes")) {
         let mut hugetlb = Map::new();
-        for size in hugepage_sizes(&dir, ".usage_in_bytes") {
+        for size in sys::cgroup2_stats::hugepage_sizes(&dir, ".usage_in_bytes") {
             hugetlb.insert(
                 size.clone(),
                 json!({
@@ -208,7 +208,7 @@ fn v2_stats(dir: &Path, stats: &mut Map<String, Value>) {
         }
         stats.insert("blkio".into(), json!({"ioServiceBytesRecursive": bytes, "ioServicedRecursive": ios}));
     }
-    let sizes = hugepage_sizes(dir, ".current");
+    let sizes = sys::cgroup2_stats::hugepage_sizes(dir, ".current");
     if !sizes.is_empty() {
         let mut hugetlb = Map::new();
         for size in sizes {
@@ -255,24 +255,6 @@ fn blkio_entries(text: &str) -> Vec<Value> {
             Some(json!({"major": major, "minor": minor, "op": op, "value": value}))
         })
         .collect()
-}
-
-/// The page sizes of the `hugetlb.<size><suffix>` files in `dir`.
-fn hugepage_sizes(dir: &Path, suffix: &str) -> Vec<String> {
-    let mut sizes: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| {
-                    let name = e.file_name().into_string().ok()?;
-                    let size = name.strip_prefix("hugetlb.")?.strip_suffix(suffix)?;
-                    (!size.contains('.')).then(|| size.to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    sizes.sort();
-    sizes
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -227,19 +227,7 @@ struct MountPoint {
 /// `console`: a terminal is bound on `/dev/console`.
 fn mount_points(mounts: &[Mount], bind_is_dir: &[bool], console: bool) -> Vec<MountPoint> {
     // Lexically, `..` stopping at the root, as the paths are resolved beneath it.
-    let normal = |path: &Path| -> PathBuf {
-        let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
-        for c in path.components() {
-            match c {
-                Component::Normal(p) => parts.push(p),
-                Component::ParentDir => {
-                    parts.pop();
-                }
-                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-            }
-        }
-        parts.iter().collect()
-    };
+    let normal = |path: &Path| -> PathBuf { sys::path::lexical_parts(path).iter().collect() };
     // The mounts so far: where each is, and which tree it brings (`None`: the kernel's).
     let mut made: Vec<(PathBuf, Option<usize>)> = Vec::new();
     let mut points = Vec::new();

@@ -266,7 +266,7 @@ pub fn read(dir: &Path) -> Cgroup2Stats {
             }
         }),
         io: text(dir, "io.stat").map(|stat| Io { devices: io_devices(&stat), psi: pressure(dir, "io.pressure") }),
-        hugetlb: hugepage_sizes(dir)
+        hugetlb: hugepage_sizes(dir, ".current")
             .into_iter()
             .map(|size| Hugetlb {
                 current: single(dir, &format!("hugetlb.{size}.current")).unwrap_or(0),
@@ -379,15 +379,16 @@ fn pressure(dir: &Path, file: &str) -> Option<Psi> {
     Some(psi)
 }
 
-/// The page sizes of the `hugetlb.<size>.current` files in `dir`, sorted.
-fn hugepage_sizes(dir: &Path) -> Vec<String> {
+/// The page sizes of the `hugetlb.<size><suffix>` files in `dir` (`.current` on cgroup v2,
+/// `.usage_in_bytes` on v1), sorted.
+pub fn hugepage_sizes(dir: &Path, suffix: &str) -> Vec<String> {
     let mut sizes: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .flatten()
                 .filter_map(|entry| {
                     let name = entry.file_name().into_string().ok()?;
-                    let size = name.strip_prefix("hugetlb.")?.strip_suffix(".current")?;
+                    let size = name.strip_prefix("hugetlb.")?.strip_suffix(suffix)?;
                     (!size.contains('.')).then(|| size.to_string())
                 })
                 .collect()

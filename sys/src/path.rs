@@ -44,12 +44,10 @@ pub fn make_beneath(root: BorrowedFd<'_>, path: &Path, what: Create) -> std::io:
 /// As many dangling symlinks as the kernel follows in one path (`MAXSYMLINKS`).
 const MAX_SYMLINKS: usize = 40;
 
-fn make_following(root: BorrowedFd<'_>, path: &Path, what: Create, followed: usize) -> std::io::Result<OwnedFd> {
-    if let Ok(fd) = open_beneath(root, path, OFlags::PATH) {
-        return Ok(fd);
-    }
-    // Lexically, `..` stopping at the root, as `RESOLVE_IN_ROOT` does.
-    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+/// `path`'s normal components, with `..` resolved lexically and stopping at the root, as
+/// `RESOLVE_IN_ROOT` resolves a path beneath a root (symlinks aside).
+pub fn lexical_parts(path: &Path) -> Vec<&std::ffi::OsStr> {
+    let mut parts = Vec::new();
     for c in path.components() {
         match c {
             Component::Normal(p) => parts.push(p),
@@ -59,6 +57,14 @@ fn make_following(root: BorrowedFd<'_>, path: &Path, what: Create, followed: usi
             Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
         }
     }
+    parts
+}
+
+fn make_following(root: BorrowedFd<'_>, path: &Path, what: Create, followed: usize) -> std::io::Result<OwnedFd> {
+    if let Ok(fd) = open_beneath(root, path, OFlags::PATH) {
+        return Ok(fd);
+    }
+    let parts = lexical_parts(path);
     let mut prefix = PathBuf::from("/");
     for (i, part) in parts.iter().enumerate() {
         let parent = open_beneath(root, &prefix, OFlags::PATH | OFlags::DIRECTORY)?;
