@@ -182,15 +182,17 @@ fn spawn_stdin_copy(path: String, sink: Arc<Mutex<Option<File>>>, hold: Arc<Mute
 /// the FIFO and says so on `copied`.
 fn spawn_output_copy(master: Arc<OwnedFd>, path: String, copied: watch::Sender<bool>) {
     let _ = std::thread::Builder::new().name("tty-out".into()).spawn(move || {
-        // A reader of the FIFO of the copy's own while it writes, as runc's shim keeps one:
-        // without it, about one short `ctr task exec -t` in 150 printed nothing although every
-        // byte had been written into the FIFO (with it, none in 600; see tests/shim.rs).
-        let hold = if path.is_empty() {
+        // The writer first: its open waits for containerd's reader, so what is written has a
+        // reader to reach. Then a reader of the copy's own while it writes, as runc's shim
+        // keeps one (in that order): the pipe and what it holds live until the copy is over
+        // even if containerd's reader is between opens. Opening ours first would let the
+        // writer's open succeed before containerd's reader exists.
+        let out = if path.is_empty() { None } else { open_writer(&path).ok() };
+        let hold = if out.is_none() {
             None
         } else {
             std::fs::OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK).open(&path).ok()
         };
-        let out = if path.is_empty() { None } else { open_writer(&path).ok() };
         let mut buf = [0u8; 32 * 1024];
         let mut out = out;
         loop {
