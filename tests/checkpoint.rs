@@ -271,14 +271,21 @@ fn checkpoint_and_restore_refuse_what_they_cannot_do_and_leave_nothing() {
     }
 }
 
-#[test]
-fn bind_mounts_are_bound_again_from_the_host_on_restore() {
-    let p = Paddock::new();
+/// A host directory for bind mounts, with a directory `data` and a file `greeting` in it
+/// (and room for a checkpoint's image): (the directory, data, greeting).
+fn host_sources() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let host = tempfile::tempdir().unwrap();
     let data = host.path().join("data");
     std::fs::create_dir(&data).unwrap();
     let greeting = host.path().join("greeting");
     std::fs::write(&greeting, "hello from the host\n").unwrap();
+    (host, data, greeting)
+}
+
+#[test]
+fn bind_mounts_are_bound_again_from_the_host_on_restore() {
+    let p = Paddock::new();
+    let (host, data, greeting) = host_sources();
     let bundle =
         Bundle::busybox(&["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /data/count; usleep 100000; done"]);
     bundle.add_bind(&data.display().to_string(), "/data", &["rbind", "rw"]);
@@ -311,11 +318,7 @@ fn bind_mounts_are_bound_again_from_the_host_on_restore() {
 #[test]
 fn a_restore_onto_a_fresh_root_filesystem_makes_the_mount_points_it_lacks() {
     let p = Paddock::new();
-    let host = tempfile::tempdir().unwrap();
-    let data = host.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let greeting = host.path().join("greeting");
-    std::fs::write(&greeting, "hello from the host\n").unwrap();
+    let (host, data, greeting) = host_sources();
     let old = counter_bundle();
     old.edit_config(|c| {
         c["mounts"].as_array_mut().unwrap().push(serde_json::json!({

@@ -103,6 +103,52 @@ fn a_create_takes_the_pooled_pair_names_it_after_the_container_and_the_pool_refi
     assert_nothing_left(&second);
 }
 
+/// The nice value of every thread of process `pid` (`/proc/PID/task/TID/stat`, field 19).
+fn thread_nice_values(pid: i32) -> Vec<i32> {
+    let mut values = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The fields after the command name, which is in parentheses: state is field 3.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        if let Some(nice) = after.split_whitespace().nth(16).and_then(|n| n.parse().ok()) {
+            values.push(nice);
+        }
+    }
+    values
+}
+
+#[test]
+fn members_wait_at_the_lowest_priority_and_a_container_runs_at_paddockds() {
+    let p = Paddock::new();
+    p.start_daemon_with_config("pool_size = 1\n");
+    let daemon = p.daemon_pid().expect("paddockd's pid");
+    let own = thread_nice_values(daemon)[0];
+    let (gofer, sandbox) = full_pool(p.root());
+    let spawner: Vec<i32> = std::fs::read_to_string(format!("/proc/{sandbox}/task/{sandbox}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok())
+        .collect();
+    assert_eq!(spawner.len(), 1, "a pooled sandbox has its spawner: {spawner:?}");
+    for pid in [gofer, sandbox, spawner[0]] {
+        let values = thread_nice_values(pid);
+        assert!(!values.is_empty() && values.iter().all(|n| *n == 19), "pool member {pid}: {values:?}");
+    }
+    let bundle = Bundle::busybox(&["sh", "-c", "cut -d' ' -f19 /proc/self/stat"]);
+    let id = unique("nice");
+    let out = p.ctl(&["run", "--keep", "--bundle", &bundle.path_str(), &id]);
+    // The container's process inherits from the spawner: it runs at paddockd's priority.
+    assert_eq!((stdout(&out).trim(), out.status.code()), (own.to_string().as_str(), Some(0)));
+    let m = meta(&p, &id);
+    assert_eq!((recorded_pid(&m, "sandbox"), recorded_pid(&m, "gofer")), (sandbox, gofer), "the pooled pair was taken");
+    for pid in [gofer, sandbox, spawner[0]] {
+        let values = thread_nice_values(pid);
+        assert!(!values.is_empty() && values.iter().all(|n| *n == own), "helper {pid} after the handover: {values:?}");
+    }
+    p.ctl_ok(&["delete", &id]);
+    assert_nothing_left(&id);
+}
+
 #[test]
 fn paddockd_killed_after_a_handover_keeps_the_container_and_its_successor_kills_the_unrecorded_members() {
     let p = Paddock::new();

@@ -737,6 +737,34 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves the processes `pids` (host pids) that still exist into the cgroup, in every
+    /// hierarchy, and returns those moved: a process already gone at its first move is left
+    /// out; one that exits midway is an error (it would be in some hierarchies only).
+    pub fn add_running(&self, pids: &[i32]) -> Result<Vec<i32>, ApiError> {
+        let mut moving = pids.to_vec();
+        let mut first = true;
+        for dir in self.places() {
+            let file = dir.join("cgroup.procs");
+            let mut procs = match std::fs::OpenOptions::new().write(true).open(&file) {
+                Ok(f) => f,
+                // Not in this hierarchy (as `dirs` would have left it out).
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(cg_err(format!("opening {}", file.display()), e)),
+            };
+            let mut kept = Vec::with_capacity(moving.len());
+            for pid in moving {
+                match procs.write_all(pid.to_string().as_bytes()) {
+                    Ok(()) => kept.push(pid),
+                    Err(e) if first && e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) => return Err(cg_err(format!("adding {pid} to {}", dir.display()), e)),
+                }
+            }
+            moving = kept;
+            first = false;
+        }
+        Ok(moving)
+    }
+
     /// The host pids of its processes.
     pub fn procs(&self) -> Vec<i32> {
         let text = self.places().iter().find_map(|d| read_file(&d.join("cgroup.procs")).ok()).unwrap_or_default();

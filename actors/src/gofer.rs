@@ -94,7 +94,7 @@ impl GoferActor {
             None => {
                 let program = config.helper(GOFER_BINARY)?;
                 let namespaces = (GOFER_NAMESPACES, Vec::new());
-                start_helper(program, id, state_dir.join(SOCKET_NAME), namespaces, 0, "the gofer").await?
+                start_helper(program, id, state_dir.join(SOCKET_NAME), namespaces, 0, None, "the gofer").await?
             }
         };
         let connected = async {

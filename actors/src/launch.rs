@@ -33,6 +33,8 @@ pub struct LaunchSpec<'a> {
     /// The container's state directory, given to the helper as `PADDOCK_STATE_DIR`: with its
     /// `--id`, it tells a later paddockd whose helper a process is.
     pub state_dir: &'a Path,
+    /// A nice value for the child (see [`sys::spawn::Command::nice`]); `None`: paddockd's.
+    pub nice: Option<i32>,
 }
 
 /// The environment variable that names a helper's state directory.
@@ -91,6 +93,9 @@ pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<HelperProcess> {
     for (fd, nstype) in spec.join {
         command = command.join_namespace(fd, nstype);
     }
+    if let Some(nice) = spec.nice {
+        command = command.nice(nice);
+    }
     let (spawned, pid) = WatchedPid::spawn(|| command.spawn(), |s| s.pid())?;
     // A child that could not execute is reaped by `executed`; `pid` then leaves the list.
     let child = spawned.executed()?;
@@ -119,10 +124,11 @@ pub async fn start_helper(
     socket: PathBuf,
     (namespaces, join): (u64, Vec<(PathBuf, i32)>),
     room: usize,
+    nice: Option<i32>,
     what: &'static str,
 ) -> Result<AttachedHelper, ApiError> {
     let id = id.to_string();
-    let (launched, stream) = blocking(move || {
+    let work = move || {
         let mut joined = Vec::with_capacity(join.len());
         for (path, nstype) in join {
             let fd = rustix::fs::open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
@@ -140,13 +146,18 @@ pub async fn start_helper(
             namespaces,
             join: joined,
             state_dir,
+            nice,
         })
         .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;
         let stream = wire::sockpath::connect(&socket)
             .map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))?;
         Ok((launched, stream))
-    })
-    .await?;
+    };
+    // A background start (a pool member) runs, forks and executes at its own low priority.
+    let (launched, stream) = match nice {
+        Some(nice) => crate::blocking_niced(nice, work).await?,
+        None => blocking(work).await?,
+    };
     let record =
         procfs::record(launched.pid.pid()).map_err(|e| ApiError::io(format!("reading {what}'s start time"), e))?;
     let process =

@@ -78,3 +78,24 @@ where
 {
     tokio::task::spawn_blocking(f).await.map_err(|e| wire::ApiError::internal(format!("blocking task failed: {e}")))?
 }
+
+/// Runs blocking work in the background at nice value `nice`, on a thread of its own (a
+/// thread's nice value is its own on Linux, and this one ends with the work, so no pooled
+/// thread is left slowed down): what it forks inherits the nice value.
+pub(crate) async fn blocking_niced<T, F>(nice: i32, f: F) -> Result<T, wire::ApiError>
+where
+    F: FnOnce() -> Result<T, wire::ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("paddockd-bg".into())
+        .spawn(move || {
+            // `PRIO_PROCESS` with 0: the calling thread. Raising needs no privilege; should it
+            // fail, the work runs at the usual priority.
+            let _ = rustix::process::setpriority_process(None, nice);
+            let _ = tx.send(f());
+        })
+        .map_err(|e| wire::ApiError::io("starting a background thread", e))?;
+    rx.await.map_err(|_| wire::ApiError::internal("a background thread ended without its result"))?
+}

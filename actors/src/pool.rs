@@ -41,6 +41,12 @@ pub const POOL_DIR: &str = "paddockd.pool";
 /// this get freshly started helpers.
 pub const ID_ROOM: usize = 200;
 
+/// The nice value members start at, until a handover gives them paddockd's: a refill runs
+/// right after a create, while the client's next calls (start, wait, delete) are being
+/// served, and its execs and helper set-ups took their CPU (`start` 2 → 5–7 ms on 2 cores).
+/// At the lowest priority it takes only the CPU they leave.
+const MEMBER_NICE: i32 = 19;
+
 /// The sandbox namespaces the pool starts with: the default spec's of docker, podman and
 /// `ctl` (new mount, PID, network, UTS and IPC namespaces).
 const DEFAULT_SANDBOX_NAMESPACES: u64 =
@@ -72,16 +78,30 @@ impl PooledHelper {
         self.helper.as_ref().map_or(0, |h| h.process.pid())
     }
 
+    /// Its pid, if it still runs (as far as its watcher knows).
+    pub fn live_pid(&self) -> Option<i32> {
+        self.alive().then(|| self.pid())
+    }
+
     fn alive(&self) -> bool {
         self.helper.as_ref().is_some_and(|h| !h.process.exited_now())
     }
 
-    /// Moves its control socket into `state_dir` (as `socket_name`, which must be the one it
-    /// was started with) and hands it over. On failure it is killed.
+    /// Gives it (and what it forked: its session's process group, every thread) paddockd's
+    /// own nice value back, and moves its control socket into `state_dir` (as `socket_name`,
+    /// which must be the one it was started with), and hands it over. On failure it is
+    /// killed.
     pub(crate) fn hand_over(mut self, state_dir: &Path, socket_name: &str) -> Result<AttachedHelper, ApiError> {
         if socket_name != self.socket_name {
             return Err(ApiError::internal(format!("a pooled {} is not a {socket_name}", self.socket_name)));
         }
+        // A member started at [`MEMBER_NICE`]; the container's processes inherit from it, so
+        // a handover that cannot restore the priority fails.
+        let pid = rustix::process::Pid::from_raw(self.pid())
+            .ok_or_else(|| ApiError::internal("a pooled helper without a pid"))?;
+        rustix::process::getpriority_process(None)
+            .and_then(|own| rustix::process::setpriority_pgrp(Some(pid), own))
+            .map_err(|e| ApiError::io(format!("restoring the priority of pooled helper {}", self.pid()), e))?;
         let from = self.dir.join(socket_name);
         let to = state_dir.join(socket_name);
         // One rename on one filesystem: the socket is at one of the two places at any time.
@@ -306,9 +326,16 @@ async fn start_member(config: &SupervisorConfig, kind: Kind, n: u64, dir: PathBu
         Kind::Sandbox(flags) => (SANDBOX_BINARY, sandbox::SOCKET_NAME, flags, "a pooled sandbox"),
     };
     let program = config.helper(binary)?;
-    let helper =
-        start_helper(program, &format!("pool-{n}"), dir.join(socket_name), (namespaces, Vec::new()), ID_ROOM, what)
-            .await
-            .map_err(|e| ApiError::new(ErrorKind::Sandbox, format!("{what}: {e}")))?;
+    let helper = start_helper(
+        program,
+        &format!("pool-{n}"),
+        dir.join(socket_name),
+        (namespaces, Vec::new()),
+        ID_ROOM,
+        Some(MEMBER_NICE),
+        what,
+    )
+    .await
+    .map_err(|e| ApiError::new(ErrorKind::Sandbox, format!("{what}: {e}")))?;
     Ok(PooledHelper { helper: Some(helper), dir, socket_name })
 }

@@ -103,7 +103,7 @@ impl SandboxActor {
             None => {
                 let program = config.helper(SANDBOX_BINARY)?;
                 let started =
-                    start_helper(program, id, state_dir.join(SOCKET_NAME), namespaces, 0, "the sandbox").await?;
+                    start_helper(program, id, state_dir.join(SOCKET_NAME), namespaces, 0, None, "the sandbox").await?;
                 info!(sandbox = id, pid = started.record.pid, "sandbox started");
                 started
             }

@@ -210,25 +210,28 @@ async fn build_root(
     pooled: crate::pool::Taken,
 ) -> Result<(), ApiError> {
     let id = meta.id.clone();
-    let (path, sandbox_id) = (meta.cgroup.clone().unwrap_or_default(), id.clone());
-    let (cgroup, sandbox_cgroup) = blocking(move || {
-        let (cgroup, sandbox_cgroup) = Cgroup::create_for_sandbox(&sandbox_id, &path)?;
-        Ok((Arc::new(cgroup), Arc::new(sandbox_cgroup)))
-    })
-    .await?;
-    parts.cgroups = vec![cgroup.clone(), sandbox_cgroup.clone()];
-    apply_resources(meta, &cgroup).await?;
-
     let (gofer_ends, sandbox_ends) = io_sockets(meta)?;
     let setup = gofer_setup(config, meta, gofer_ends, Vec::new())?;
-    // The gofer and the sandbox do not need each other until the container is created in
-    // the sandbox, so they start side by side.
     let state_dir = store.dir(&id);
     // Pooled helpers when there are (a pooled sandbox only for the very namespaces it was
     // made with), else new ones.
     let pooled_sandbox =
         pooled.sandbox.filter(|_| pooled.key.is_some() && crate::pool::sandbox_key(&meta.spec) == pooled.key);
-    let (gofer, sandbox) = tokio::join!(
+    // The first migration into a cgroup after a quiet spell waits for an RCU grace period (the
+    // kernel's one threadgroup rwsem entering its slow mode: ~8 ms on this 2-CPU host, more
+    // than the rest of a pooled create), holding the cgroup mutex meanwhile, so every other
+    // cgroup operation (mkdir, a resource file) waits too; migrations within a grace period
+    // of it are quick. So the helpers move once this create's cgroups are made and written,
+    // and no sooner; and nothing waits for the move that does not need it: pooled helpers
+    // already run, so they move while they are handed over and the container is created in
+    // the sandbox, whose init's own migration then shares the grace period. The move ends
+    // before the container is Created, and before any cleanup.
+    let pooled_pids: Vec<i32> =
+        [pooled.gofer.as_ref(), pooled_sandbox.as_ref()].into_iter().flatten().filter_map(|h| h.live_pid()).collect();
+    // The cgroups, the gofer and the sandbox do not need each other until the container is
+    // created in the sandbox, so they are made side by side.
+    let (made, gofer, sandbox) = tokio::join!(
+        make_cgroups(meta, pooled_pids),
         GoferActor::launch_or_adopt(config, &id, &state_dir, setup, pooled.gofer),
         SandboxActor::launch(config, &id, &state_dir, spec::sandbox_namespaces(&meta.spec), pooled_sandbox)
     );
@@ -240,56 +243,40 @@ async fn build_root(
         parts.sandbox = Some(addr.clone());
         meta.sandbox = Some(*record);
     }
-    gofer?;
-    let (Connected { addr: sandbox, .. }, _) = sandbox?;
-    // The sandbox and its gofers live in the sandbox's own cgroup.
-    let pids: Vec<i32> = [meta.sandbox, meta.gofer].iter().flatten().map(|r| r.pid).collect();
-    {
+    let (cgroup, sandbox_cgroup, pooled_moving) = made?;
+    parts.cgroups = vec![cgroup.clone(), sandbox_cgroup.clone()];
+    let pooled_moving = pooled_moving?;
+    let sandbox = match gofer.and(sandbox) {
+        Ok((Connected { addr, .. }, _)) => addr,
+        Err(e) => {
+            let _ = finish_blocking(pooled_moving).await;
+            return Err(e);
+        }
+    };
+    // The sandbox and its gofers live in the sandbox's own cgroup: the helpers launched here
+    // (none was pooled, or a pooled one had died) move once they exist.
+    let launched: Vec<i32> = [meta.sandbox, meta.gofer].iter().flatten().map(|r| r.pid).collect();
+    let moving = async {
+        let moved = finish_blocking(pooled_moving).await?;
+        let rest: Vec<i32> = launched.into_iter().filter(|pid| !moved.contains(pid)).collect();
+        if rest.is_empty() {
+            return Ok(());
+        }
         let sandbox_cgroup = sandbox_cgroup.clone();
-        blocking(move || sandbox_cgroup.add_all(&pids)).await?;
-    }
+        blocking(move || sandbox_cgroup.add_all(&rest)).await
+    };
     // Not saved yet: one metadata write per transition, and the next is Created. A paddockd
     // that dies before it finds the container Creating on disk and these helpers by their
     // command line and state directory (`procfs::HelperScan`), kills them (the sandbox is
     // PID 1 of its namespace: the container's init, if it exists yet, goes with it) and
     // removes the cgroups and the directory (`recover`).
-    // The interfaces go into the sandbox's network namespace before the container's init
-    // exists, so that it, and the createRuntime hooks, find them there (as runc's do).
-    if let (Some(linux), Some(record)) = (meta.spec.linux().clone(), meta.sandbox) {
-        blocking(move || crate::netdev::move_in(&linux, &record)).await?;
-    }
-
-    let cgroup_dirs = {
-        let cgroup = cgroup.clone();
-        blocking(move || cgroup.open_dirs()).await?
-    };
-    let restore = match msg.restore.take() {
-        Some(from) => {
-            let (meta, state_dir) = (meta.clone(), state_dir.clone());
-            Some(blocking(move || restore_in_sandbox(&meta, &from, &state_dir)).await?)
-        }
-        None => None,
-    };
-    let restore_log = restore.as_ref().map(|r| r.work.join(crate::criu::RESTORE_LOG));
+    let restore = msg.restore.take();
     let restoring = restore.is_some();
-    let created = create_in_sandbox(
-        &sandbox,
-        meta,
-        std::mem::take(&mut msg.stdio),
-        sandbox_ends,
-        cgroup_dirs,
-        restore.map_or(Launch::First, |r| Launch::Restore(Box::new(r.request))),
-    )
-    .await;
-    let host_pid = match (created, restore_log) {
-        (Ok(pid), _) => pid,
-        // CRIU ran and failed: its log says why.
-        (Err(e), Some(log)) if e.kind == ErrorKind::Criu => {
-            let explained = blocking(move || Ok(crate::criu::failure("restore", &log, &e.to_string()))).await?;
-            return Err(explained);
-        }
-        (Err(e), _) => return Err(e),
-    };
+    let stdio = std::mem::take(&mut msg.stdio);
+    let (moved, created) =
+        tokio::join!(moving, init_in_sandbox(&sandbox, meta, &cgroup, &state_dir, stdio, sandbox_ends, restore));
+    moved?;
+    let host_pid = created?;
     meta.init = Some(procfs::record(host_pid).map_err(|e| ApiError::io("reading the container's start time", e))?);
     if restoring {
         // As runc's restore: the runtime-namespace hooks of create run (a network hook sets up
@@ -309,6 +296,45 @@ async fn build_root(
     save(store, meta).await?;
     info!(container = %id, pid = host_pid, "container created");
     Ok(())
+}
+
+/// Creates the container's init in the sandbox (first launch or restore), once its network
+/// interfaces are in the sandbox's namespace; returns its host pid.
+async fn init_in_sandbox(
+    sandbox: &Addr<SandboxActor>,
+    meta: &Meta,
+    cgroup: &Arc<Cgroup>,
+    state_dir: &Path,
+    stdio: wire::Stdio,
+    mounts: Vec<FdSlot>,
+    restore: Option<RestoreFrom>,
+) -> Result<i32, ApiError> {
+    // The interfaces go into the sandbox's network namespace before the container's init
+    // exists, so that it, and the createRuntime hooks, find them there (as runc's do).
+    if let (Some(linux), Some(record)) = (meta.spec.linux().clone(), meta.sandbox) {
+        blocking(move || crate::netdev::move_in(&linux, &record)).await?;
+    }
+    let cgroup_dirs = {
+        let cgroup = cgroup.clone();
+        blocking(move || cgroup.open_dirs()).await?
+    };
+    let restore = match restore {
+        Some(from) => {
+            let (meta, state_dir) = (meta.clone(), state_dir.to_path_buf());
+            Some(blocking(move || restore_in_sandbox(&meta, &from, &state_dir)).await?)
+        }
+        None => None,
+    };
+    let restore_log = restore.as_ref().map(|r| r.work.join(crate::criu::RESTORE_LOG));
+    let launch = restore.map_or(Launch::First, |r| Launch::Restore(Box::new(r.request)));
+    match (create_in_sandbox(sandbox, meta, stdio, mounts, cgroup_dirs, launch).await, restore_log) {
+        (Ok(pid), _) => Ok(pid),
+        // CRIU ran and failed: its log says why.
+        (Err(e), Some(log)) if e.kind == ErrorKind::Criu => {
+            blocking(move || Ok(crate::criu::failure("restore", &log, &e.to_string()))).await.and_then(Err)
+        }
+        (Err(e), _) => Err(e),
+    }
 }
 
 /// Refuses what a restore cannot bring back yet, and what it is not given right.
@@ -394,6 +420,36 @@ pub(super) async fn create_hooks(sandbox: &Addr<SandboxActor>, meta: &Meta) -> R
 
 /// Sets the spec's `linux.resources` (with the devices every container needs) on the
 /// container's cgroup, before any of its processes joins it.
+/// A move of processes into a cgroup, running on a blocking thread: it is always awaited
+/// ([`finish_blocking`]) before the create returns, so that no cleanup races it.
+type Moving = tokio::task::JoinHandle<Result<Vec<i32>, ApiError>>;
+
+/// The pids a [`Moving`] moved.
+async fn finish_blocking(moving: Moving) -> Result<Vec<i32>, ApiError> {
+    moving.await.map_err(|e| ApiError::internal(format!("blocking task failed: {e}")))?
+}
+
+/// Makes a new sandbox's cgroups (the container's, the sandbox's), applies the container's
+/// resources, and starts moving the already running (pooled) helpers `pids` into the
+/// sandbox's cgroup. The cgroups are returned even when a later step failed, so that the
+/// cleanup removes them.
+async fn make_cgroups(
+    meta: &Meta,
+    pids: Vec<i32>,
+) -> Result<(Arc<Cgroup>, Arc<Cgroup>, Result<Moving, ApiError>), ApiError> {
+    let (path, sandbox_id) = (meta.cgroup.clone().unwrap_or_default(), meta.id.clone());
+    let (cgroup, sandbox_cgroup) = blocking(move || {
+        let (cgroup, sandbox_cgroup) = Cgroup::create_for_sandbox(&sandbox_id, &path)?;
+        Ok((Arc::new(cgroup), Arc::new(sandbox_cgroup)))
+    })
+    .await?;
+    let moving = apply_resources(meta, &cgroup).await.map(|()| {
+        let sandbox_cgroup = sandbox_cgroup.clone();
+        tokio::task::spawn_blocking(move || sandbox_cgroup.add_running(&pids))
+    });
+    Ok((cgroup, sandbox_cgroup, moving))
+}
+
 async fn apply_resources(meta: &Meta, cgroup: &Arc<Cgroup>) -> Result<(), ApiError> {
     let resources = spec::container_resources(&meta.spec);
     let cgroup = cgroup.clone();
