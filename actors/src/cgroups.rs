@@ -720,27 +720,18 @@ impl Cgroup {
     /// Moves processes (host pids) into the cgroup, in every hierarchy: one `cgroup.procs`
     /// descriptor per hierarchy, one write per process (the kernel takes one pid a write).
     pub fn add_all(&self, pids: &[i32]) -> Result<(), ApiError> {
-        for dir in self.places() {
-            let file = dir.join("cgroup.procs");
-            let mut procs = match std::fs::OpenOptions::new().write(true).open(&file) {
-                Ok(f) => f,
-                // Not in this hierarchy (as `dirs` would have left it out).
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(cg_err(format!("opening {}", file.display()), e)),
-            };
-            for pid in pids {
-                procs
-                    .write_all(pid.to_string().as_bytes())
-                    .map_err(|e| cg_err(format!("adding {pid} to {}", dir.display()), e))?;
-            }
-        }
-        Ok(())
+        self.move_in(pids, false).map(drop)
     }
 
     /// Moves the processes `pids` (host pids) that still exist into the cgroup, in every
     /// hierarchy, and returns those moved: a process already gone at its first move is left
     /// out; one that exits midway is an error (it would be in some hierarchies only).
     pub fn add_running(&self, pids: &[i32]) -> Result<Vec<i32>, ApiError> {
+        self.move_in(pids, true)
+    }
+
+    /// [`Cgroup::add_all`], or with `skip_gone` [`Cgroup::add_running`].
+    fn move_in(&self, pids: &[i32], skip_gone: bool) -> Result<Vec<i32>, ApiError> {
         let mut moving = pids.to_vec();
         let mut first = true;
         for dir in self.places() {
@@ -755,7 +746,7 @@ impl Cgroup {
             for pid in moving {
                 match procs.write_all(pid.to_string().as_bytes()) {
                     Ok(()) => kept.push(pid),
-                    Err(e) if first && e.raw_os_error() == Some(libc::ESRCH) => {}
+                    Err(e) if skip_gone && first && e.raw_os_error() == Some(libc::ESRCH) => {}
                     Err(e) => return Err(cg_err(format!("adding {pid} to {}", dir.display()), e)),
                 }
             }
@@ -1140,6 +1131,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A move of running processes (a pooled helper's) into a real cgroup: the living one is
+    /// in it in every hierarchy, one that is gone is left out, and a plain `add_all` of a gone
+    /// one is an error.
+    #[test]
+    fn add_running_moves_the_living_and_leaves_out_the_gone() {
+        if !nix::unistd::Uid::effective().is_root() {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "this test needs root");
+            eprintln!("SKIPPED add_running_moves_the_living_and_leaves_out_the_gone: it needs root");
+            return;
+        }
+        let test = TestCgroup::create();
+        let mut living = std::process::Command::new("sleep").arg("100").spawn().expect("sleep");
+        let mut gone = std::process::Command::new("true").spawn().expect("true");
+        gone.wait().expect("reaping true");
+        let (living_pid, gone_pid) = (living.id() as i32, gone.id() as i32);
+        let moved = test.cgroup.add_running(&[gone_pid, living_pid]);
+        let procs = test.cgroup.procs();
+        let every_hierarchy = test.cgroup.dirs().iter().all(|d| {
+            read_file(&d.join("cgroup.procs")).unwrap_or_default().lines().any(|l| l == living_pid.to_string())
+        });
+        let plain = test.cgroup.add_all(&[gone_pid]);
+        let _ = living.kill();
+        let _ = living.wait();
+        assert_eq!(moved.expect("add_running"), vec![living_pid]);
+        assert_eq!(procs, vec![living_pid]);
+        assert!(every_hierarchy, "the living process is not in every hierarchy");
+        assert!(plain.is_err(), "add_all of a gone process succeeded");
     }
 
     /// Docker's `run` and `update` on a real cgroup v1 (this needs root and a v1 or hybrid host):
