@@ -418,8 +418,6 @@ pub(super) async fn create_hooks(sandbox: &Addr<SandboxActor>, meta: &Meta) -> R
     Ok(())
 }
 
-/// Sets the spec's `linux.resources` (with the devices every container needs) on the
-/// container's cgroup, before any of its processes joins it.
 /// A move of processes into a cgroup, running on a blocking thread: it is always awaited
 /// ([`finish_blocking`]) before the create returns, so that no cleanup races it.
 type Moving = tokio::task::JoinHandle<Result<Vec<i32>, ApiError>>;
@@ -450,6 +448,8 @@ async fn make_cgroups(
     Ok((cgroup, sandbox_cgroup, moving))
 }
 
+/// Sets the spec's `linux.resources` (with the devices every container needs) on the
+/// container's cgroup, before any of its processes joins it.
 async fn apply_resources(meta: &Meta, cgroup: &Arc<Cgroup>) -> Result<(), ApiError> {
     let resources = spec::container_resources(&meta.spec);
     let cgroup = cgroup.clone();
