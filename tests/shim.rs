@@ -121,10 +121,10 @@ fn ctr_on_a_pty(ctd: &Containerd, args: &[&str]) -> (std::process::ExitStatus, S
 /// A short process on a terminal prints what it wrote, and its exit code is ctr's.
 ///
 /// Known and not yet fixed: under load about one `task exec -t` in 100 still prints nothing
-/// (its exit code right), with the shim's copy holding its own FIFO reader as runc's shim
-/// does and exit and Delete waiting for the copy (docs/research/shim-status.md). The test
-/// allows that residual rate, no more: a copy that loses output often, or an exit code that
-/// is wrong even once, fails it.
+/// (its exit code right). In each lost case, the shim had written every byte into the FIFO
+/// before it closed it, and runc's own shim loses output the same way under other timing
+/// (docs/research/shim-status.md). The test allows that residual rate, no more: a copy that
+/// loses output often, or an exit code that is wrong even once, fails it.
 #[test]
 fn short_execs_on_a_terminal_print_their_output() {
     let ctd = Containerd::start();
