@@ -267,10 +267,15 @@ fn containerd_restarted_finds_its_shim_and_a_killed_shim_is_cleaned_up() {
     assert!(paddock_ids(&ctd).contains(&lost));
     let shims = ctd.shims();
     assert_eq!(shims.len(), 1, "{shims:?}");
+    let address = std::fs::read_to_string(ctd.task_address_file(&lost)).expect("the task's address file");
+    let socket = std::path::PathBuf::from(address.trim().trim_start_matches("unix://"));
+    assert!(socket.exists(), "the shim's socket {} is not there", socket.display());
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(shims[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
     let cleaned = eventually(Duration::from_secs(30), || !paddock_ids(&ctd).contains(&lost));
     assert!(cleaned, "paddockd still holds {lost}: {:?}", paddock_ids(&ctd));
     assert!(eventually(Duration::from_secs(20), || !task_is(&ctd, &lost, "")), "containerd still lists the task");
+    // The dead shim's socket went with its cleanup (`shim delete`).
+    assert!(!socket.exists(), "the dead shim's socket {} is left", socket.display());
     ok(&ctd.ctr(&["container", "rm", &lost]), "container rm");
     harness::assert_nothing_left(&id);
     harness::assert_nothing_left(&lost);

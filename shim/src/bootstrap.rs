@@ -147,6 +147,14 @@ async fn delete(flags: &Flags) -> anyhow::Result<()> {
     }
     let rootfs = bundle.join("rootfs");
     while nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    // The dead server's socket, unless a server of the group answers there again: a killed
+    // shim cannot remove its own, and containerd leaves it (under /run/containerd/s).
+    if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+        let address = address.trim();
+        if !address.is_empty() && !answers(address) {
+            let _ = std::fs::remove_file(socket_path(address));
+        }
+    }
     let response = DeleteResponse {
         pid: 0,
         // As runc's shim reports a task it lost: killed (128 + SIGKILL).

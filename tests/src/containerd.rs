@@ -84,6 +84,12 @@ impl Containerd {
         assert!(ready, "containerd did not come back");
     }
 
+    /// The address file containerd keeps for task `id` (of the default namespace): its shim
+    /// server's socket.
+    pub fn task_address_file(&self, id: &str) -> PathBuf {
+        self.dir.path().join("state/io.containerd.runtime.v2.task/default").join(id).join("address")
+    }
+
     /// Runs `ctr` against it.
     pub fn ctr(&self, args: &[&str]) -> Output {
         capture(Command::new("ctr").arg("--address").arg(self.dir.path().join("containerd.sock")).args(args))
@@ -94,7 +100,12 @@ impl Containerd {
     pub fn run_args(&self, extra: &[&str], id: &str, command: &[&str]) -> Vec<String> {
         let d = self.dir.path().display();
         let mut args: Vec<String> = match self.shim {
-            Shim::Paddock => vec!["run".into(), "--runtime".into(), RUNTIME.into()],
+            // ctr's FIFOs in the test's directory, not ctr's default /run/containerd/fifo, where
+            // those of a task deleted by containerd (its shim killed) would outlive the test.
+            Shim::Paddock => ["run", "--runtime", RUNTIME, "--fifo-dir", &format!("{d}/fifo")]
+                .into_iter()
+                .map(String::from)
+                .collect(),
             Shim::RuncWithCtl => ["run", "--runc-binary", &format!("{d}/ctl"), "--runc-root", &format!("{d}/runc")]
                 .into_iter()
                 .chain(["--fifo-dir", &format!("{d}/fifo")])
