@@ -5,8 +5,10 @@
 //! such a reason: the sandbox is never in it).
 
 use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
 
+use harness::gate::Gate;
 use harness::{
     assert_nothing_left, eventually, gofer_pid, pidfd, process_alive, stdout, unique, wait_pidfd, Bundle, Paddock,
 };
@@ -101,6 +103,58 @@ fn a_create_takes_the_pooled_pair_names_it_after_the_container_and_the_pool_refi
     p.ctl_ok(&["delete", &id]);
     assert_nothing_left(&id);
     assert_nothing_left(&second);
+}
+
+#[test]
+fn the_pool_refills_only_once_no_container_operation_is_in_progress() {
+    let p = Paddock::new();
+    p.start_daemon_with_config("pool_size = 1\n");
+    full_pool(p.root());
+    // X's start is held in its poststart hook (on the host), so a container operation is in
+    // progress for as long as the test wants.
+    let gates = tempfile::Builder::new().prefix("pdk-gates-").tempdir_in("/tmp").expect("gate dir");
+    let mut gate = Gate::new(gates.path(), "poststart");
+    let x = unique("held");
+    let x_bundle = Bundle::busybox(&["sleep", "1000"]);
+    x_bundle.edit_config(|c| {
+        c["hooks"] = serde_json::json!({
+            "poststart": [{
+                "path": "/bin/sh",
+                "args": ["sh", "-c", format!("read line < {}", gate.path().display())],
+                "timeout": 600
+            }]
+        })
+    });
+    p.ctl_ok(&["create", "--bundle", &x_bundle.path_str(), &x]);
+    // X took the pooled pair; the pool refills while nothing else is going on.
+    let (gofer, sandbox) = full_pool(p.root());
+    let mut start_x = p
+        .command()
+        .args(["start", &x])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("running ctl start");
+    gate.wait_for_hook();
+    // Y takes the refilled pair while X's start is in progress.
+    let y = unique("taker");
+    let y_bundle = Bundle::busybox(&["sleep", "1000"]);
+    p.ctl_ok(&["create", "--bundle", &y_bundle.path_str(), &y]);
+    let m = meta(&p, &y);
+    assert_eq!((recorded_pid(&m, "sandbox"), recorded_pid(&m, "gofer")), (sandbox, gofer), "Y took the pooled pair");
+    // No member starts while X's start is held: a refill starts within milliseconds of its
+    // cause, and this watches for far longer.
+    let early = eventually(Duration::from_millis(500), || !waiting_members(p.root()).is_empty());
+    assert!(!early, "the pool refilled during a start: {:?}", waiting_members(p.root()));
+    gate.open();
+    assert!(start_x.wait().expect("ctl start").success(), "X's start failed");
+    // Once it is over, the pool refills.
+    full_pool(p.root());
+    for id in [&x, &y] {
+        p.ctl_ok(&["delete", "--force", id]);
+        assert_nothing_left(id);
+    }
 }
 
 /// The nice value of every thread of process `pid` (`/proc/PID/task/TID/stat`, field 19).

@@ -28,6 +28,8 @@ use crate::sandbox::SandboxActor;
 use crate::spec::Placement;
 use crate::{blocking, resolve};
 
+mod refill;
+
 enum Slot {
     /// A create is in progress.
     Creating,
@@ -44,6 +46,8 @@ pub struct Supervisor {
     monitors: Monitors,
     board: StateBoard,
     pool: Pool,
+    /// When the pool refills (see [`refill`]).
+    refill: refill::RefillGate,
 }
 
 impl Supervisor {
@@ -72,6 +76,7 @@ impl Supervisor {
             monitors: Monitors::default(),
             board: board.clone(),
             pool,
+            refill: refill::RefillGate::default(),
         }
         .start();
         Ok((addr, board))
@@ -210,7 +215,7 @@ fn gone(id: &str) -> ApiError {
 impl Handler<crate::Api<Create>> for Supervisor {
     type Result = ResponseActFuture<Self, Result<ContainerState, ApiError>>;
 
-    fn handle(&mut self, crate::Api(msg): crate::Api<Create>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<Create>, ctx: &mut Context<Self>) -> Self::Result {
         if let Err(e) = wire::ids::validate_id(&msg.id) {
             return Box::pin(actix::fut::ready(Err(e)));
         }
@@ -247,6 +252,9 @@ impl Handler<crate::Api<Create>> for Supervisor {
         let monitored = self.monitored_in(&msg.spec);
         self.containers.insert(id.clone(), Slot::Creating);
         let pooled = if root { self.pool.take(&id, key) } else { Taken::default() };
+        // What the create needed and the pool did not have (a sandbox only when one fits).
+        let missed = root && (pooled.gofer.is_none() || (key.is_some() && pooled.sandbox.is_none()));
+        self.operation_begins(ctx);
         let (config, store, events) = (self.config.clone(), self.store.clone(), self.events.clone());
         let board = self.board.clone();
         Box::pin(
@@ -267,11 +275,12 @@ impl Handler<crate::Api<Create>> for Supervisor {
                 Ok((addr, state))
             }
             .into_actor(self)
-            .map(move |res, act, _| {
+            .map(move |res, act, ctx| {
                 // Once the create is over, never on its way.
                 if root {
-                    act.pool.refill(&act.config);
+                    act.refill_pool(ctx, missed);
                 }
+                act.operation_ends(ctx);
                 act.created(id, sandbox_id, res)
             }),
         )
@@ -395,19 +404,50 @@ macro_rules! forward {
     };
 }
 
-forward!(Start => ContainerState);
+/// Like `forward!`, for an operation that works on a container (not one that reads or waits):
+/// the pool does not refill while it is in progress (see [`refill`]).
+macro_rules! forward_operation {
+    ($msg:ident => $reply:ty) => {
+        impl Handler<crate::Api<$msg>> for Supervisor {
+            type Result = ResponseActFuture<Self, Result<$reply, ApiError>>;
+
+            fn handle(&mut self, crate::Api(mut msg): crate::Api<$msg>, ctx: &mut Context<Self>) -> Self::Result {
+                let (id, addr) = match self.resolve(&msg.id) {
+                    Ok(found) => found,
+                    Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+                };
+                msg.id = id.clone();
+                self.operation_begins(ctx);
+                Box::pin(
+                    async move {
+                        let reply = addr.send(crate::Api(msg)).await.map_err(|_| gone(&id))?;
+                        let _ = addr.send(RefreshBoard).await;
+                        reply
+                    }
+                    .into_actor(self)
+                    .map(|reply, act, ctx| {
+                        act.operation_ends(ctx);
+                        reply
+                    }),
+                )
+            }
+        }
+    };
+}
+
+forward_operation!(Start => ContainerState);
 forward!(GetState => ContainerState);
-forward!(Kill => ());
+forward_operation!(Kill => ());
 forward!(Wait => ExitStatus);
-forward!(CopyOut => ());
-forward!(CopyIn => ());
-forward!(Exec => Executed);
+forward_operation!(CopyOut => ());
+forward_operation!(CopyIn => ());
+forward_operation!(Exec => Executed);
 forward!(WaitProcess => ExitStatus);
 forward!(Ps => Vec<ProcessInfo>);
-forward!(Pause => ContainerState);
-forward!(Resume => ContainerState);
-forward!(Update => ContainerState);
-forward!(Checkpoint => ContainerState);
+forward_operation!(Pause => ContainerState);
+forward_operation!(Resume => ContainerState);
+forward_operation!(Update => ContainerState);
+forward_operation!(Checkpoint => ContainerState);
 forward!(Stats => String);
 
 impl Handler<crate::Api<List>> for Supervisor {
@@ -438,7 +478,7 @@ impl Handler<crate::Api<List>> for Supervisor {
 impl Handler<crate::Api<Delete>> for Supervisor {
     type Result = ResponseActFuture<Self, Result<(), ApiError>>;
 
-    fn handle(&mut self, crate::Api(msg): crate::Api<Delete>, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, crate::Api(msg): crate::Api<Delete>, ctx: &mut Context<Self>) -> Self::Result {
         let (id, addr) = match self.resolve(&msg.id) {
             Ok(found) => found,
             // Deleting what is already gone succeeds with --force, as runc's does.
@@ -447,6 +487,7 @@ impl Handler<crate::Api<Delete>> for Supervisor {
         };
         let joined = self.joined(&id);
         let removed = id.clone();
+        self.operation_begins(ctx);
         Box::pin(
             async move {
                 let res = addr.send(DeleteContainer { force: msg.force, joined }).await.map_err(|_| gone(&id))?;
@@ -457,7 +498,8 @@ impl Handler<crate::Api<Delete>> for Supervisor {
                 res
             }
             .into_actor(self)
-            .map(move |res, act, _| {
+            .map(move |res, act, ctx| {
+                act.operation_ends(ctx);
                 if res.is_ok() {
                     act.board.remove(&removed);
                     let sandbox_id = match act.containers.remove(&removed) {
