@@ -23,7 +23,7 @@
 //! Sizes come from the environment, for a quick run: `ROUNDS` (default 50), `WARMUP` (3),
 //! `BURST` (100), `CLIENTS` (8), `DENSITY` (50), `STATE_CALLS` (2000), `STATE_DIR` (where
 //! both state roots go; /dev/shm, a tmpfs like a host's /run), and `POOL_SIZE` (paddockd's
-//! and the embedded supervisor's helper pool; default paddockd's, 1). For example:
+//! and the embedded supervisor's helper pool; default paddockd's, 2). For example:
 //! `ROUNDS=5 BURST=16 DENSITY=5 STATE_CALLS=200 cargo bench -p paddock-tests --bench suite`.
 //!
 //! Every container is made with a unique id under the bench's own state roots (temporary
@@ -41,6 +41,10 @@ use wire::api::Create;
 use wire::client::Client;
 use wire::{ApiError, SpecJson};
 
+/// paddockd's default `pool_size` (`supervisor::config::DEFAULT_POOL_SIZE`), which the
+/// embedded supervisor gets too when `POOL_SIZE` is unset.
+const PADDOCKD_POOL_SIZE: usize = 2;
+
 /// How big a run is; each from the environment variable of its name in capitals.
 struct Sizes {
     rounds: usize,
@@ -54,7 +58,7 @@ struct Sizes {
     /// its metadata cost what the disk's flushes cost; runc writes its state without fsync.
     state_dir: PathBuf,
     /// `POOL_SIZE`: paddockd's (and the embedded supervisor's) `pool_size`; unset, paddockd's
-    /// default (1) for both.
+    /// default ([`PADDOCKD_POOL_SIZE`]) for both.
     pool_size: Option<usize>,
 }
 
@@ -464,7 +468,7 @@ fn main() {
         None => drop(paddock.ctl_ok(&["list"])),
     }
     let mut client = Client::connect(&paddock.root().join("paddockd.sock")).expect("connecting to paddockd");
-    let embedded = Embedded::start(&sizes.state_dir, &tb, &sb, sizes.pool_size.unwrap_or(1));
+    let embedded = Embedded::start(&sizes.state_dir, &tb, &sb, sizes.pool_size.unwrap_or(PADDOCKD_POOL_SIZE));
     let mut table = Table::default();
 
     let runc_run = |id: &str| -> Duration {
