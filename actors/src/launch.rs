@@ -33,8 +33,6 @@ pub struct LaunchSpec<'a> {
     /// The container's state directory, given to the helper as `PADDOCK_STATE_DIR`: with its
     /// `--id`, it tells a later paddockd whose helper a process is.
     pub state_dir: &'a Path,
-    /// A nice value for the child (see [`sys::spawn::Command::nice`]); `None`: paddockd's.
-    pub nice: Option<i32>,
 }
 
 /// The environment variable that names a helper's state directory.
@@ -93,9 +91,6 @@ pub fn launch(spec: LaunchSpec<'_>) -> std::io::Result<HelperProcess> {
     for (fd, nstype) in spec.join {
         command = command.join_namespace(fd, nstype);
     }
-    if let Some(nice) = spec.nice {
-        command = command.nice(nice);
-    }
     let (spawned, pid) = WatchedPid::spawn(|| command.spawn(), |s| s.pid())?;
     // A child that could not execute is reaped by `executed`; `pid` then leaves the list.
     let child = spawned.executed()?;
@@ -146,14 +141,14 @@ pub async fn start_helper(
             namespaces,
             join: joined,
             state_dir,
-            nice,
         })
         .map_err(|e| ApiError::io(format!("starting {}", program.display()), e))?;
         let stream = wire::sockpath::connect(&socket)
             .map_err(|e| ApiError::io(format!("connecting to {}", socket.display()), e))?;
         Ok((launched, stream))
     };
-    // A background start (a pool member) runs, forks and executes at its own low priority.
+    // A background start (a pool member) runs and forks on a thread at its own low priority,
+    // which the child, and what it executes, inherit.
     let (launched, stream) = match nice {
         Some(nice) => crate::blocking_niced(nice, work).await?,
         None => blocking(work).await?,

@@ -178,7 +178,7 @@ enum Cwd {
 /// close-on-exec before `execve`, whatever the parent left inheritable. The environment is
 /// empty unless given with [`Command::environment`].
 ///
-/// The child's steps, in order: signals, [`Command::new_session`], [`Command::nice`], the namespaces of
+/// The child's steps, in order: signals, [`Command::new_session`], the namespaces of
 /// [`Command::join_namespace`], [`Command::root`], the working directory, the descriptors,
 /// `execve`.
 #[derive(Debug)]
@@ -193,7 +193,6 @@ pub struct Command {
     root: Option<OwnedFd>,
     cwd: Option<Cwd>,
     new_session: bool,
-    nice: Option<i32>,
 }
 
 impl Command {
@@ -211,7 +210,6 @@ impl Command {
             root: None,
             cwd: None,
             new_session: false,
-            nice: None,
         }
     }
 
@@ -302,14 +300,6 @@ impl Command {
         self
     }
 
-    /// Gives the child (and so what it executes, and everything that inherits from it) the
-    /// nice value `nice`, set before it executes: a background start that should take only
-    /// the CPU nobody else wants.
-    pub fn nice(mut self, nice: i32) -> Self {
-        self.nice = Some(nice);
-        self
-    }
-
     /// Makes the child and returns at once; see [`Spawned::executed`] for whether it got to
     /// execute its program. The descriptors given to the command are closed in the caller.
     pub fn spawn(self) -> Result<Spawned, SpawnError> {
@@ -357,7 +347,6 @@ impl Command {
             },
             cwd: cwd_path.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
             new_session: self.new_session,
-            nice: self.nice,
             keep_up_to: top,
             exe_fd: self.exe.unwrap_or(-1),
             path: if self.exe.is_some() { empty.as_ptr() } else { program.as_ptr() },
@@ -475,7 +464,6 @@ struct ChildPlan<'a> {
     cwd_fd: RawFd,
     cwd: *const libc::c_char,
     new_session: bool,
-    nice: Option<i32>,
     /// The highest placed descriptor (at least 2): all above become close-on-exec.
     keep_up_to: RawFd,
     /// The placed descriptor to execute through (-1: the path).
@@ -503,13 +491,6 @@ impl ChildPlan<'_> {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             if self.new_session {
                 libc::setsid();
-            }
-            // `PRIO_PROCESS` with 0: this (single-threaded) child. Raising a nice value needs
-            // no privilege.
-            if let Some(nice) = self.nice {
-                if libc::setpriority(libc::PRIO_PROCESS, 0, nice) < 0 {
-                    self.fail();
-                }
             }
             // Before the descriptors move: a move may land on one of these numbers.
             for &(fd, nstype) in self.joins {
