@@ -382,32 +382,10 @@ impl Handler<crate::Api<Monitor>> for Supervisor {
     }
 }
 
+/// Forwards an operation to the container's actor. `counts`: it works on a container (not one
+/// that reads or waits), so the pool does not refill while it is in progress (see [`refill`]).
 macro_rules! forward {
-    ($msg:ident => $reply:ty) => {
-        impl Handler<crate::Api<$msg>> for Supervisor {
-            type Result = ResponseFuture<Result<$reply, ApiError>>;
-
-            fn handle(&mut self, crate::Api(mut msg): crate::Api<$msg>, _: &mut Context<Self>) -> Self::Result {
-                let (id, addr) = match self.resolve(&msg.id) {
-                    Ok(found) => found,
-                    Err(e) => return Box::pin(async move { Err(e) }),
-                };
-                msg.id = id.clone();
-                Box::pin(async move {
-                    let reply = addr.send(crate::Api(msg)).await.map_err(|_| gone(&id))?;
-                    // Whoever gets the reply reads at least this state on the board.
-                    let _ = addr.send(RefreshBoard).await;
-                    reply
-                })
-            }
-        }
-    };
-}
-
-/// Like `forward!`, for an operation that works on a container (not one that reads or waits):
-/// the pool does not refill while it is in progress (see [`refill`]).
-macro_rules! forward_operation {
-    ($msg:ident => $reply:ty) => {
+    ($msg:ident => $reply:ty, counts: $counts:literal) => {
         impl Handler<crate::Api<$msg>> for Supervisor {
             type Result = ResponseActFuture<Self, Result<$reply, ApiError>>;
 
@@ -417,16 +395,21 @@ macro_rules! forward_operation {
                     Err(e) => return Box::pin(actix::fut::ready(Err(e))),
                 };
                 msg.id = id.clone();
-                self.operation_begins(ctx);
+                if $counts {
+                    self.operation_begins(ctx);
+                }
                 Box::pin(
                     async move {
                         let reply = addr.send(crate::Api(msg)).await.map_err(|_| gone(&id))?;
+                        // Whoever gets the reply reads at least this state on the board.
                         let _ = addr.send(RefreshBoard).await;
                         reply
                     }
                     .into_actor(self)
                     .map(|reply, act, ctx| {
-                        act.operation_ends(ctx);
+                        if $counts {
+                            act.operation_ends(ctx);
+                        }
                         reply
                     }),
                 )
@@ -435,20 +418,20 @@ macro_rules! forward_operation {
     };
 }
 
-forward_operation!(Start => ContainerState);
-forward!(GetState => ContainerState);
-forward_operation!(Kill => ());
-forward!(Wait => ExitStatus);
-forward_operation!(CopyOut => ());
-forward_operation!(CopyIn => ());
-forward_operation!(Exec => Executed);
-forward!(WaitProcess => ExitStatus);
-forward!(Ps => Vec<ProcessInfo>);
-forward_operation!(Pause => ContainerState);
-forward_operation!(Resume => ContainerState);
-forward_operation!(Update => ContainerState);
-forward_operation!(Checkpoint => ContainerState);
-forward!(Stats => String);
+forward!(Start => ContainerState, counts: true);
+forward!(GetState => ContainerState, counts: false);
+forward!(Kill => (), counts: true);
+forward!(Wait => ExitStatus, counts: false);
+forward!(CopyOut => (), counts: true);
+forward!(CopyIn => (), counts: true);
+forward!(Exec => Executed, counts: true);
+forward!(WaitProcess => ExitStatus, counts: false);
+forward!(Ps => Vec<ProcessInfo>, counts: false);
+forward!(Pause => ContainerState, counts: true);
+forward!(Resume => ContainerState, counts: true);
+forward!(Update => ContainerState, counts: true);
+forward!(Checkpoint => ContainerState, counts: true);
+forward!(Stats => String, counts: false);
 
 impl Handler<crate::Api<List>> for Supervisor {
     type Result = ResponseFuture<Result<Vec<ContainerState>, ApiError>>;
