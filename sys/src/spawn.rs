@@ -10,8 +10,13 @@
 //! namespace from the start), namespaces entered before `execve`, a file executed through a
 //! descriptor opened in another mount namespace, and a pidfd that arrives with the child.
 //!
-//! The fork is `clone3` with `CLONE_PIDFD` ([`fork`]): the pidfd is made atomically with the
-//! child, so it can never name a recycled pid. Where `clone3` is refused (`ENOSYS` from an
+//! [`Command::spawn`] makes the child as `posix_spawn` does, with `CLONE_VM | CLONE_VFORK`
+//! and `CLONE_PIDFD` (see `spawn/vfork.rs` for why paddockd must not fork itself). A request
+//! that `clone(2)` cannot carry (`CLONE_NEWTIME`), or that enters a time namespace, is forked
+//! instead.
+//!
+//! The fork is `clone3` with `CLONE_PIDFD` ([`fork`]): either way the pidfd is made atomically
+//! with the child, so it can never name a recycled pid. Where `clone3` is refused (`ENOSYS` from an
 //! older kernel or, like `EPERM`, from a seccomp profile that filters it because its flags sit
 //! behind a pointer), the same process is made with `clone(2)`, which takes `CLONE_PIDFD` too
 //! (Linux 5.2): still atomic, unlike `pidfd_open` after the fact.
@@ -29,6 +34,8 @@ use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
+
+mod vfork;
 
 /// Why a process could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +77,9 @@ pub enum CloneCall {
     Clone3,
     /// `clone(2)`, `clone3` having been refused.
     Clone,
+    /// `clone(2)` with `CLONE_VM | CLONE_VFORK`, as `posix_spawn` does: [`Command::spawn`]'s
+    /// way, for every request `clone(2)` can carry (see `spawn/vfork.rs`).
+    Vfork,
 }
 
 /// What a fork-like [`fork`] returned, in each of the two processes.
@@ -172,8 +182,9 @@ enum Cwd {
 
 /// A program to start, and what its process does before it executes it: a builder.
 ///
-/// The signal mask is always emptied and `SIGPIPE` given back its default disposition (Rust
-/// ignores it, and an ignored signal stays ignored across `execve`). Every descriptor the
+/// The signal mask is always emptied, and every signal with a handler, and `SIGPIPE`, given
+/// back its default disposition (Rust ignores `SIGPIPE`, and an ignored signal stays ignored
+/// across `execve`). Every descriptor the
 /// child has besides those placed with [`Command::fd`] and [`Command::execute_fd`] is marked
 /// close-on-exec before `execve`, whatever the parent left inheritable. The environment is
 /// empty unless given with [`Command::environment`].
@@ -354,6 +365,13 @@ impl Command {
             envp: envp.as_ptr(),
             err_fd: err_write.as_raw_fd(),
         };
+        if vfork::can_make(self.new_namespaces, &raw_joins) {
+            let (pid, pidfd) = vfork::spawn(self.new_namespaces, &plan).map_err(SpawnError::Fork)?;
+            // The child has executed or failed by now; the write end goes, and the read end
+            // holds its errno or end-of-file.
+            drop(err_write);
+            return Ok(Spawned { pid, pidfd, errors: err_read, via: CloneCall::Vfork });
+        }
         // SAFETY: in the child, `plan.run` makes only async-signal-safe system calls on memory
         // prepared above, and ends in execve or _exit.
         match unsafe { fork(self.new_namespaces, true) }.map_err(SpawnError::Fork)? {
@@ -456,6 +474,34 @@ fn read_errno(pipe: &OwnedFd) -> Option<i32> {
     (got == 4).then(|| i32::from_ne_bytes(buf))
 }
 
+/// Gives every signal that has a handler its default disposition back, and `SIGPIPE` too
+/// (Rust ignores it, and an ignored disposition would survive execve; other ignored signals
+/// stay ignored, as a shell leaves them). A handler would run in the child on the parent's
+/// memory, shared with a `CLONE_VM` child, copied with a forked one; the handler is lost at
+/// execve anyway, and a signal meanwhile must act as it will on the program.
+///
+/// # Safety
+/// Async-signal-safe; for the child side of a fork or clone.
+unsafe fn default_signal_handlers() {
+    // Signal numbers run from 1 to 64 on Linux; glibc refuses its own two (32 and 33) with
+    // EINVAL, which leaves them as they are: nothing sends them to a new process.
+    for signal in 1..=64 {
+        // SAFETY: sigaction on structures of ours, zero being a valid starting value.
+        unsafe {
+            let mut current: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 {
+                continue;
+            }
+            let handled = current.sa_sigaction != libc::SIG_DFL && current.sa_sigaction != libc::SIG_IGN;
+            if handled || signal == libc::SIGPIPE {
+                let mut default: libc::sigaction = std::mem::zeroed();
+                default.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(signal, &default, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
 /// What the child needs, as raw pointers and numbers only.
 struct ChildPlan<'a> {
     moves: &'a [(RawFd, RawFd)],
@@ -479,16 +525,17 @@ impl ChildPlan<'_> {
     /// and working directory, the descriptors, then execve.
     ///
     /// # Safety
-    /// Only in the child of a fork-like clone, with pointers to live, NUL-terminated data.
+    /// Only in the child of a fork-like clone, or of a `CLONE_VM` clone whose parent sleeps
+    /// until it executes with every signal blocked, with pointers to live, NUL-terminated data.
     unsafe fn run(&self) -> ! {
         // SAFETY: for every call below, async-signal-safe system calls on numbers and on
         // memory fully initialized before the clone; the caller guarantees we are the child.
         unsafe {
+            // Still blocked (by a `CLONE_VM` caller): no handler of the parent's may run here.
+            default_signal_handlers();
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-            // Rust ignores SIGPIPE; the ignored disposition would survive execve.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             if self.new_session {
                 libc::setsid();
             }
@@ -555,11 +602,120 @@ mod tests {
         (child.via(), status.exit_status().unwrap())
     }
 
+    /// Forks with [`fork`]; the child exits with `code` at once. Returns how it was made and
+    /// its exit code.
+    fn fork_and_exit(code: i32) -> (CloneCall, i32) {
+        // SAFETY: the child only calls _exit.
+        match unsafe { fork(0, true) }.unwrap() {
+            // SAFETY: _exit is async-signal-safe.
+            Forked::Child => unsafe { libc::_exit(code) },
+            Forked::Parent { pidfd, via, .. } => {
+                let pidfd = pidfd.expect("a pidfd");
+                let status = rustix::process::waitid(
+                    rustix::process::WaitId::PidFd(pidfd.as_fd()),
+                    rustix::process::WaitIdOptions::EXITED,
+                )
+                .unwrap()
+                .expect("a status for our own child");
+                (via, status.exit_status().unwrap())
+            }
+        }
+    }
+
     #[test]
     fn a_child_runs_and_its_status_comes_through_the_pidfd() {
         let (via, code) = run_shell("exit 7");
-        assert_eq!(via, CloneCall::Clone3);
+        assert_eq!(via, CloneCall::Vfork);
         assert_eq!(code, 7);
+        assert_eq!(fork_and_exit(8), (CloneCall::Clone3, 8));
+    }
+
+    /// Runs `readlink /proc/self/ns/<kind>` as `command` makes it; returns how it was made and
+    /// what it printed.
+    fn namespace_of(command: Command, kind: &str) -> (CloneCall, String) {
+        let (read, write) = std::io::pipe().unwrap();
+        let child = command.argv(["/bin/readlink", &format!("/proc/self/ns/{kind}")]).fd(write, 1);
+        let child = child.spawn().unwrap().executed().unwrap();
+        assert_eq!(child.wait().unwrap().unwrap().exit_status(), Some(0));
+        let mut link = String::new();
+        std::io::Read::read_to_string(&mut &read, &mut link).unwrap();
+        (child.via(), link.trim_end().to_string())
+    }
+
+    #[test]
+    fn a_time_namespace_is_made_or_entered_by_a_fork() {
+        // clone(2) cannot carry CLONE_NEWTIME, and the kernel lets only a process that shares
+        // its memory with no other enter a time namespace.
+        let ours = std::fs::read_link("/proc/self/ns/time").unwrap().to_str().unwrap().to_string();
+        let (via, theirs) = namespace_of(Command::new("/bin/readlink").new_namespaces(0x80), "time");
+        assert_eq!(via, CloneCall::Clone3);
+        assert!(theirs.starts_with("time:[") && theirs != ours, "{theirs:?} (ours: {ours:?})");
+
+        let holder = std::process::Command::new("unshare").args(["--time", "--fork", "sleep", "60"]).spawn().unwrap();
+        // `unshare --fork` makes the namespace's first process (the sleep) a moment later.
+        let (ns, link) = loop {
+            let grandchild = std::fs::read_to_string(format!("/proc/{}/task/{}/children", holder.id(), holder.id()));
+            if let Some(pid) = grandchild.ok().and_then(|c| c.split_whitespace().next().map(str::to_string)) {
+                let path = format!("/proc/{pid}/ns/time");
+                break (std::fs::File::open(&path).unwrap(), std::fs::read_link(&path).unwrap());
+            }
+            std::thread::yield_now();
+        };
+        let (via, joined) = namespace_of(Command::new("/bin/readlink").join_namespace(ns, 0x80), "time");
+        let mut holder = holder;
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert_eq!(via, CloneCall::Clone3);
+        assert_eq!(joined, link.to_str().unwrap());
+    }
+
+    #[test]
+    fn a_user_namespace_is_made_and_entered_by_the_vfork_clone() {
+        let ours = std::fs::read_link("/proc/self/ns/user").unwrap().to_str().unwrap().to_string();
+        let (via, theirs) =
+            namespace_of(Command::new("/bin/readlink").new_namespaces(libc::CLONE_NEWUSER as u64), "user");
+        assert_eq!(via, CloneCall::Vfork);
+        assert!(theirs.starts_with("user:[") && theirs != ours, "{theirs:?} (ours: {ours:?})");
+
+        let mut holder = std::process::Command::new("unshare").args(["--user", "sleep", "60"]).spawn().unwrap();
+        let path = format!("/proc/{}/ns/user", holder.id());
+        // unshare replaces itself with sleep once it is in the namespace.
+        let link = loop {
+            let link = std::fs::read_link(&path).unwrap().to_str().unwrap().to_string();
+            if link != ours {
+                break link;
+            }
+            std::thread::yield_now();
+        };
+        let ns = std::fs::File::open(&path).unwrap();
+        let (via, joined) = namespace_of(Command::new("/bin/readlink").join_namespace(ns, libc::CLONE_NEWUSER), "user");
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert_eq!((via, joined), (CloneCall::Vfork, link));
+    }
+
+    #[test]
+    fn the_callers_signal_mask_is_as_it_was_after_a_spawn() {
+        // In a thread of its own: the mask is per thread.
+        std::thread::spawn(|| {
+            // SAFETY: sigset_t is plain data, set up by sigemptyset/sigaddset; pthread_sigmask
+            // changes only this thread's mask.
+            let mask = |how, add: Option<i32>| unsafe {
+                let (mut set, mut old): (libc::sigset_t, libc::sigset_t) = (std::mem::zeroed(), std::mem::zeroed());
+                libc::sigemptyset(&mut set);
+                if let Some(s) = add {
+                    libc::sigaddset(&mut set, s);
+                }
+                libc::pthread_sigmask(how, &set, &mut old);
+                (0..=64).filter(|&s| libc::sigismember(&old, s) == 1).collect::<Vec<i32>>()
+            };
+            mask(libc::SIG_SETMASK, Some(libc::SIGUSR2));
+            let (via, code) = run_shell("exit 3");
+            assert_eq!((via, code), (CloneCall::Vfork, 3));
+            assert_eq!(mask(libc::SIG_BLOCK, None), vec![libc::SIGUSR2]);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
@@ -580,7 +736,7 @@ mod tests {
                 };
                 assert_eq!((ret, std::io::Error::last_os_error().raw_os_error()), (-1, Some(errno)));
 
-                let (via, code) = run_shell("exit 9");
+                let (via, code) = fork_and_exit(9);
                 assert_eq!((via, code), (CloneCall::Clone, 9), "clone3 refused with errno {errno}");
             })
             .join()
