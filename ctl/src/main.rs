@@ -25,7 +25,7 @@ mod update;
 use std::path::Path;
 
 use anyhow::Context as _;
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use wire::client::Client;
 
 pub use args::{Command, CtlArgs, Format, LogFormat};
@@ -36,10 +36,21 @@ fn main() {
     std::process::exit(run_ctl());
 }
 
+/// The command line, in runc's forms or clap's. clap's tree of every subcommand and flag is
+/// built once, for both the normalizing and the parse: building it is a good part of what a
+/// ctl call costs before it connects (its allocations alone touch about a hundred pages).
+fn parse_args() -> CtlArgs {
+    use clap::FromArgMatches as _;
+    let command = CtlArgs::command();
+    let argv = runc_argv::normalize(&command, std::env::args_os().collect());
+    let mut matches = command.get_matches_from(argv);
+    CtlArgs::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut CtlArgs::command()).exit())
+}
+
 /// Runs ctl; returns the process exit code.
 fn run_ctl() -> i32 {
     // runc's forms of ctl's flags (`-no-subreaper`, `--systemd-cgroup=false`) as clap's.
-    let args = CtlArgs::parse_from(runc_argv::normalize(&CtlArgs::command(), std::env::args_os().collect()));
+    let args = parse_args();
     // Before ctl opens anything of its own (the log, the connection) on those numbers.
     let preserved = run::preserve_fds(args.preserved_fds());
     let log = log::Log::new(args.log.clone(), args.log_format, args.debug);
