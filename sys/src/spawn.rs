@@ -366,11 +366,18 @@ impl Command {
             err_fd: err_write.as_raw_fd(),
         };
         if vfork::can_make(self.new_namespaces, &raw_joins) {
-            let (pid, pidfd) = vfork::spawn(self.new_namespaces, &plan).map_err(SpawnError::Fork)?;
-            // The child has executed or failed by now; the write end goes, and the read end
-            // holds its errno or end-of-file.
-            drop(err_write);
-            return Ok(Spawned { pid, pidfd, errors: err_read, via: CloneCall::Vfork });
+            match vfork::spawn(self.new_namespaces, &plan) {
+                Ok((pid, pidfd)) => {
+                    // The child has executed or failed by now; the write end goes, and the
+                    // read end holds its errno or end-of-file.
+                    drop(err_write);
+                    return Ok(Spawned { pid, pidfd, errors: err_read, via: CloneCall::Vfork });
+                }
+                // Refused to a caller that unshared a time namespace it has not entered; a
+                // fork is not (and any other reason fails the fork the same way).
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+                Err(e) => return Err(SpawnError::Fork(e)),
+            }
         }
         // SAFETY: in the child, `plan.run` makes only async-signal-safe system calls on memory
         // prepared above, and ends in execve or _exit.
@@ -474,29 +481,81 @@ fn read_errno(pipe: &OwnedFd) -> Option<i32> {
     (got == 4).then(|| i32::from_ne_bytes(buf))
 }
 
+/// The kernel's `struct sigaction` as `rt_sigaction` reads and writes it. The handler comes
+/// first on every architecture; the rest (flags, a restorer on some, the mask) stays zero here,
+/// and 32 bytes hold the largest layout (x86_64's).
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    rest: [u64; 3],
+}
+
+/// The size of the kernel's signal set, which `rt_sigaction` and `rt_sigprocmask` want told.
+const KERNEL_SIGSET_SIZE: usize = 8;
+
+/// Sets the calling thread's signal mask to `mask` (one bit per signal, signal 1 the lowest)
+/// with the raw system call, and returns the mask it had. libc's wrappers would keep its own
+/// two signals (32 and 33) out of a full mask.
+///
+/// # Safety
+/// Async-signal-safe.
+pub(crate) unsafe fn set_signal_mask(mask: u64) -> u64 {
+    let mut before: u64 = 0;
+    // SAFETY: rt_sigprocmask reads and writes 8-byte signal sets of ours.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const u64,
+            &mut before as *mut u64,
+            KERNEL_SIGSET_SIZE,
+        );
+    }
+    before
+}
+
 /// Gives every signal that has a handler its default disposition back, and `SIGPIPE` too
 /// (Rust ignores it, and an ignored disposition would survive execve; other ignored signals
 /// stay ignored, as a shell leaves them). A handler would run in the child on the parent's
 /// memory, shared with a `CLONE_VM` child, copied with a forked one; the handler is lost at
 /// execve anyway, and a signal meanwhile must act as it will on the program.
 ///
+/// Through the raw `rt_sigaction`: libc's `sigaction` refuses its own signals (32, 33), and
+/// newer glibc takes a process-wide lock in it for `SIGABRT`, a lock in the parent's memory
+/// that a child killed meanwhile would leave held.
+///
 /// # Safety
 /// Async-signal-safe; for the child side of a fork or clone.
 unsafe fn default_signal_handlers() {
-    // Signal numbers run from 1 to 64 on Linux; glibc refuses its own two (32 and 33) with
-    // EINVAL, which leaves them as they are: nothing sends them to a new process.
+    const SIG_IGN: usize = 1;
     for signal in 1..=64 {
-        // SAFETY: sigaction on structures of ours, zero being a valid starting value.
-        unsafe {
-            let mut current: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signal, std::ptr::null(), &mut current) != 0 {
-                continue;
-            }
-            let handled = current.sa_sigaction != libc::SIG_DFL && current.sa_sigaction != libc::SIG_IGN;
-            if handled || signal == libc::SIGPIPE {
-                let mut default: libc::sigaction = std::mem::zeroed();
-                default.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(signal, &default, std::ptr::null_mut());
+        let mut current = KernelSigaction { handler: 0, rest: [0; 3] };
+        // SAFETY: rt_sigaction writes the current disposition into a structure of ours, large
+        // enough for the kernel's layout.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                std::ptr::null::<KernelSigaction>(),
+                &mut current as *mut KernelSigaction,
+                KERNEL_SIGSET_SIZE,
+            )
+        };
+        if got != 0 {
+            continue;
+        }
+        let handled = current.handler != 0 && current.handler != SIG_IGN;
+        if handled || signal == libc::SIGPIPE {
+            let default = KernelSigaction { handler: 0, rest: [0; 3] };
+            // SAFETY: as above; all zero is SIG_DFL with no flags and an empty mask.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    &default as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    KERNEL_SIGSET_SIZE,
+                );
             }
         }
     }
@@ -533,9 +592,7 @@ impl ChildPlan<'_> {
         unsafe {
             // Still blocked (by a `CLONE_VM` caller): no handler of the parent's may run here.
             default_signal_handlers();
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            set_signal_mask(0);
             if self.new_session {
                 libc::setsid();
             }
@@ -642,56 +699,88 @@ mod tests {
         (child.via(), link.trim_end().to_string())
     }
 
+    /// Starts `sleep 60` in the new namespaces `flags`; returns it and its namespace `kind`
+    /// (open, and as its link reads).
+    fn holder_of(flags: u64, kind: &str) -> (Child, std::fs::File, String) {
+        let holder = Command::new("/bin/sleep").args(["60"]).new_namespaces(flags).spawn().unwrap().executed().unwrap();
+        // The clone put it in its namespaces: they are there before it runs.
+        let path = format!("/proc/{}/ns/{kind}", holder.pid());
+        let link = std::fs::read_link(&path).unwrap().to_str().unwrap().to_string();
+        (holder, std::fs::File::open(&path).unwrap(), link)
+    }
+
+    /// Kills and reaps `child`.
+    fn end(child: Child) {
+        // SAFETY: a signal to our own unreaped child.
+        unsafe { libc::kill(child.pid(), libc::SIGKILL) };
+        child.wait().unwrap();
+    }
+
     #[test]
     fn a_time_namespace_is_made_or_entered_by_a_fork() {
         // clone(2) cannot carry CLONE_NEWTIME, and the kernel lets only a process that shares
         // its memory with no other enter a time namespace.
         let ours = std::fs::read_link("/proc/self/ns/time").unwrap().to_str().unwrap().to_string();
-        let (via, theirs) = namespace_of(Command::new("/bin/readlink").new_namespaces(0x80), "time");
-        assert_eq!(via, CloneCall::Clone3);
-        assert!(theirs.starts_with("time:[") && theirs != ours, "{theirs:?} (ours: {ours:?})");
-
-        let holder = std::process::Command::new("unshare").args(["--time", "--fork", "sleep", "60"]).spawn().unwrap();
-        // `unshare --fork` makes the namespace's first process (the sleep) a moment later.
-        let (ns, link) = loop {
-            let grandchild = std::fs::read_to_string(format!("/proc/{}/task/{}/children", holder.id(), holder.id()));
-            if let Some(pid) = grandchild.ok().and_then(|c| c.split_whitespace().next().map(str::to_string)) {
-                let path = format!("/proc/{pid}/ns/time");
-                break (std::fs::File::open(&path).unwrap(), std::fs::read_link(&path).unwrap());
-            }
-            std::thread::yield_now();
-        };
+        let (holder, ns, link) = holder_of(0x80, "time");
+        assert_eq!(holder.via(), CloneCall::Clone3);
+        assert!(link.starts_with("time:[") && link != ours, "{link:?} (ours: {ours:?})");
         let (via, joined) = namespace_of(Command::new("/bin/readlink").join_namespace(ns, 0x80), "time");
-        let mut holder = holder;
-        let _ = holder.kill();
-        let _ = holder.wait();
-        assert_eq!(via, CloneCall::Clone3);
-        assert_eq!(joined, link.to_str().unwrap());
+        end(holder);
+        assert_eq!((via, joined), (CloneCall::Clone3, link));
     }
 
     #[test]
     fn a_user_namespace_is_made_and_entered_by_the_vfork_clone() {
         let ours = std::fs::read_link("/proc/self/ns/user").unwrap().to_str().unwrap().to_string();
-        let (via, theirs) =
-            namespace_of(Command::new("/bin/readlink").new_namespaces(libc::CLONE_NEWUSER as u64), "user");
-        assert_eq!(via, CloneCall::Vfork);
-        assert!(theirs.starts_with("user:[") && theirs != ours, "{theirs:?} (ours: {ours:?})");
-
-        let mut holder = std::process::Command::new("unshare").args(["--user", "sleep", "60"]).spawn().unwrap();
-        let path = format!("/proc/{}/ns/user", holder.id());
-        // unshare replaces itself with sleep once it is in the namespace.
-        let link = loop {
-            let link = std::fs::read_link(&path).unwrap().to_str().unwrap().to_string();
-            if link != ours {
-                break link;
-            }
-            std::thread::yield_now();
-        };
-        let ns = std::fs::File::open(&path).unwrap();
+        let (holder, ns, link) = holder_of(libc::CLONE_NEWUSER as u64, "user");
+        assert_eq!(holder.via(), CloneCall::Vfork);
+        assert!(link.starts_with("user:[") && link != ours, "{link:?} (ours: {ours:?})");
         let (via, joined) = namespace_of(Command::new("/bin/readlink").join_namespace(ns, libc::CLONE_NEWUSER), "user");
-        let _ = holder.kill();
-        let _ = holder.wait();
+        end(holder);
         assert_eq!((via, joined), (CloneCall::Vfork, link));
+    }
+
+    #[test]
+    fn a_caller_that_unshared_a_time_namespace_gets_a_child_in_it() {
+        // In a thread of its own: only its children are to be in the new namespace. Kernels
+        // that refuse such a caller a `CLONE_VM` child (EINVAL) get a fork instead.
+        std::thread::spawn(|| {
+            // SAFETY: unshare of a time namespace changes only this thread's children's.
+            assert_eq!(unsafe { libc::unshare(0x80) }, 0, "{}", std::io::Error::last_os_error());
+            let next = std::fs::read_link("/proc/thread-self/ns/time_for_children").unwrap();
+            let (_, theirs) = namespace_of(Command::new("/bin/readlink"), "time");
+            assert_eq!(theirs, next.to_str().unwrap());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_child_starts_with_no_signal_blocked_and_sigpipe_not_ignored() {
+        // In a thread of its own, which blocks SIGUSR1; Rust ignores SIGPIPE process-wide.
+        std::thread::spawn(|| {
+            // SAFETY: this thread's mask only.
+            unsafe { set_signal_mask(1 << (libc::SIGUSR1 - 1)) };
+            let (read, write) = std::io::pipe().unwrap();
+            let child = Command::new("/bin/grep")
+                .args(["-E", "^Sig(Blk|Ign):", "/proc/self/status"])
+                .fd(write, 1)
+                .spawn()
+                .unwrap()
+                .executed()
+                .unwrap();
+            assert_eq!(child.wait().unwrap().unwrap().exit_status(), Some(0));
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut &read, &mut text).unwrap();
+            let set = |name: &str| {
+                let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {text:?}"));
+                u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+            };
+            assert_eq!(set("SigBlk:"), 0, "{text}");
+            assert_eq!(set("SigIgn:") & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE ignored in the child: {text}");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -15,9 +15,16 @@
 //! `_exit`. Two more things follow from sharing memory:
 //! - no handler of the caller may run in the child, where it would act on the caller's data:
 //!   the calling thread blocks every signal around the clone, and the child sets every handled
-//!   signal back to its default before it unblocks them ([`super::ChildPlan::run`]);
+//!   signal back to its default before it unblocks them ([`super::ChildPlan::run`]), both
+//!   with the raw system calls (libc's wrappers keep their own signals out, and may lock);
 //! - `errno` in the child is the calling thread's (the thread pointer is shared), which sleeps
-//!   meanwhile and reads no `errno` of the clone's when it succeeds.
+//!   meanwhile and reads no `errno` of the clone's when it succeeds;
+//! - the child's memory is paddockd's until it executes, but it is no easier to reach: whatever
+//!   user namespace it enters, its memory's owner stays the initial one, so ptrace,
+//!   `/proc/PID/mem` and `pidfd_getfd` need `CAP_SYS_PTRACE` there, as for paddockd itself.
+//!
+//! Some kernels refuse a `CLONE_VM` child (`EINVAL`) to a caller that has unshared a time
+//! namespace without entering it (6.18 does not); [`super::Command::spawn`] then forks.
 //!
 //! The clone goes through libc's `clone` wrapper because the child must start on its new stack
 //! inside a function: returning from a raw system call there would pop a return address from
@@ -32,11 +39,10 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use super::ChildPlan;
 
 /// The child's stack: the child only runs [`ChildPlan::run`] (a few libc calls, no large
-/// frames), and `execve` copies its arguments from the kernel's side.
-const STACK_SIZE: usize = 64 * 1024;
-/// An inaccessible page below the stack, so an overflow faults instead of writing into
+/// frames), and `execve` copies its arguments from the kernel's side. Rounded up to whole
+/// pages, with one inaccessible page below it, so an overflow faults instead of writing into
 /// whatever lies below.
-const GUARD_SIZE: usize = 4096;
+const STACK_SIZE: usize = 64 * 1024;
 
 /// `CLONE_NEWTIME`, which libc does not name.
 const CLONE_NEWTIME: i32 = 0x80;
@@ -58,7 +64,10 @@ struct ChildStack {
 
 impl ChildStack {
     fn new() -> std::io::Result<Self> {
-        let len = STACK_SIZE + GUARD_SIZE;
+        // SAFETY: sysconf only reads a value. Pages are 4 KiB to 64 KiB.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(4096);
+        let guard = page;
+        let len = STACK_SIZE.div_ceil(page) * page + guard;
         // SAFETY: a new anonymous private mapping, at an address the kernel picks.
         let base = unsafe {
             libc::mmap(
@@ -75,7 +84,7 @@ impl ChildStack {
         }
         let stack = Self { base, len };
         // SAFETY: the lowest page of the mapping just made, ours alone.
-        if unsafe { libc::mprotect(base, GUARD_SIZE, libc::PROT_NONE) } < 0 {
+        if unsafe { libc::mprotect(base, guard, libc::PROT_NONE) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(stack)
@@ -116,29 +125,29 @@ pub(super) fn spawn(flags: u64, plan: &ChildPlan<'_>) -> std::io::Result<(i32, O
     let clone_flags = u32::try_from(all_flags).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let clone_flags = clone_flags as libc::c_int;
     let mut pidfd: libc::c_int = -1;
-    // SAFETY: sigset_t is plain data, filled by sigfillset/pthread_sigmask.
-    let (mut all, mut before): (libc::sigset_t, libc::sigset_t) = unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
-    // SAFETY: blocks every signal in this thread (restored below), so that none of our
-    // handlers runs in the child while it shares our memory; then the clone, whose child runs
-    // `child_entry` on `stack` with `plan`, both alive until the clone returns (CLONE_VFORK);
-    // with CLONE_PIDFD the kernel stores the pidfd in `pidfd` (the parent_tid argument).
+    // Every signal blocked in this thread (restored below), with the raw system call: libc's
+    // own two (32, 33) too, so that no handler of ours runs in the child while it shares our
+    // memory.
+    // SAFETY: async-signal-safe, on this thread's mask only.
+    let before = unsafe { super::set_signal_mask(!0) };
+    // SAFETY: the child runs `child_entry` on `stack` with `plan`, both alive until the clone
+    // returns (CLONE_VFORK); with CLONE_PIDFD the kernel stores the pidfd in `pidfd` (the
+    // parent_tid argument).
     let ret = unsafe {
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
-        let ret = libc::clone(
+        libc::clone(
             child_entry,
             stack.top(),
             clone_flags,
             plan as *const ChildPlan<'_> as *mut c_void,
             &mut pidfd as *mut libc::c_int,
-        );
-        let err = std::io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
-        if ret < 0 {
-            return Err(err);
-        }
-        ret
+        )
     };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: as above.
+    unsafe { super::set_signal_mask(before) };
+    if ret < 0 {
+        return Err(err);
+    }
     drop(stack);
     // SAFETY: with CLONE_PIDFD the kernel stored a new descriptor in `pidfd`, ours alone.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
