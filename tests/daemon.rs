@@ -178,3 +178,29 @@ fn the_wire_server_thread_runs_ahead_of_the_container_work() {
     let main = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat")).expect("the main thread's stat");
     assert_eq!(nice_in_stat(&main), 0);
 }
+
+#[test]
+fn a_daemon_started_on_demand_waits_for_a_dying_predecessors_lock() {
+    use std::os::fd::AsRawFd;
+    let p = Paddock::new();
+    p.ctl_ok(&["list"]);
+    let first = p.daemon_pid().expect("a pid file");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(harness::eventually(std::time::Duration::from_secs(10), || !process_alive(first)));
+    // What a dying daemon leaves for a moment: its socket closed, its lock still held (here by
+    // the test, as by a helper it was starting until that helper executes).
+    let lock = std::fs::File::open(p.root().join(wire::stateroot::LOCK_FILE)).unwrap();
+    // SAFETY: flock on a descriptor of ours.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    let list = p.command().arg("list").stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let log = p.root().join("paddockd.log");
+    let waiting = harness::eventually(std::time::Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("waiting for the previous paddockd")
+    });
+    drop(lock);
+    let out = harness::finish(list);
+    assert!(waiting, "the new daemon did not wait: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = p.daemon_pid().expect("a pid file");
+    assert!(second != first && process_alive(second));
+}

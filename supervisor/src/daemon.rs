@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use actors::supervisor::{CloseEvents, ClosePool, Ping, Reconfigure, StopAll};
 use actors::{Supervisor, SupervisorConfig};
@@ -26,6 +27,9 @@ use crate::{logging, server, systemd};
 /// runs on other threads, at paddockd's own priority. A thread it starts inherits the value:
 /// only the writers of `events` streams.
 const SERVER_NICE: i32 = -10;
+
+/// How long an autostarted daemon waits for a dying predecessor to release the root's lock.
+const PREDECESSOR_WAIT: Duration = Duration::from_secs(10);
 
 /// paddockd: paddock's supervisor daemon. One serves each state root.
 #[derive(Debug, Parser)]
@@ -104,7 +108,25 @@ fn run(args: DaemonArgs, config: DaemonConfig, log: logging::LogControl) -> anyh
     let lock_file =
         sys::trust::open_lock_file(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
     let mut lock = fd_lock::RwLock::new(lock_file);
-    let _held = lock.try_write().map_err(|_| anyhow::anyhow!("another paddockd already serves {}", root.display()))?;
+    // ctl starts a daemon only when none answers on the socket (under the start lock), so an
+    // autostarted daemon that finds the lock held finds a predecessor that is dying: killed,
+    // its socket already closed, but the lock not yet released by all that shares it (a
+    // helper it was starting holds a copy of its descriptors until that helper executes). It
+    // waits for it, a while; one started by hand or by systemd refuses at once.
+    let waits_until = Instant::now() + if args.autostarted { PREDECESSOR_WAIT } else { Duration::ZERO };
+    let mut told = false;
+    let _held = loop {
+        match lock.try_write() {
+            Ok(held) => break held,
+            Err(_) if Instant::now() < waits_until => {
+                if !std::mem::replace(&mut told, true) {
+                    info!("waiting for the previous paddockd to release {}", lock_path.display());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => anyhow::bail!("another paddockd already serves {}", root.display()),
+        }
+    };
     // With the lock held, so that two daemons starting at once on nested roots cannot both
     // miss each other.
     crate::stateroot::refuse_nested(&root)?;
