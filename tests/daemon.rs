@@ -188,10 +188,11 @@ fn a_daemon_started_on_demand_waits_for_a_dying_predecessors_lock() {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL).unwrap();
     assert!(harness::eventually(std::time::Duration::from_secs(10), || !process_alive(first)));
     // What a dying daemon leaves for a moment: its socket closed, its lock still held (here by
-    // the test, as by a helper it was starting until that helper executes).
+    // the test, as by a helper it was starting until that helper executes; such a helper may
+    // still hold it now, so the test waits for its turn).
     let lock = std::fs::File::open(p.root().join(wire::stateroot::LOCK_FILE)).unwrap();
     // SAFETY: flock on a descriptor of ours.
-    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }, 0);
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
     let list = p.command().arg("list").stdout(std::process::Stdio::piped()).spawn().unwrap();
     let log = p.root().join("paddockd.log");
     let waiting = harness::eventually(std::time::Duration::from_secs(10), || {
